@@ -1,0 +1,223 @@
+package storage
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/privateline/privateline"
+)
+
+var errCorrupt = errors.New("storage: sealed value does not open (wrong AES_KEY, corruption or tampering)")
+
+// Options configure Open.
+type Options struct {
+	// Dir is the Pebble directory. With InMemory it only names the store.
+	Dir string
+	// InMemory keeps everything in Pebble's in-memory filesystem (tests).
+	InMemory bool
+	// Key is AES_KEY: 32 bytes from which every sealing subkey is derived.
+	Key privateline.Secret
+	// Logger receives Pebble's own log lines. Nil discards them.
+	Logger *slog.Logger
+
+	fs         vfs.FS      // overrides InMemory/disk (tests: reopen the same MemFS)
+	migrations []migration // overrides the built-in migrations (tests)
+}
+
+// DB is the homeserver's store. Its methods are safe for concurrent use.
+type DB struct {
+	db      *pebble.DB
+	seal    *sealer
+	nameKey []byte
+	log     *slog.Logger
+
+	// mu serialises read-modify-write operations: username uniqueness,
+	// session rotation and revocation, account deletion.
+	mu sync.Mutex
+}
+
+// Open opens (creating if needed) the store and runs pending migrations.
+func Open(o Options) (*DB, error) {
+	const op = "storage.Open"
+	s, err := newSealer(o.Key)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Invalid, err)
+	}
+	nameKey, err := hkdf.Key(sha256.New, o.Key.Bytes(), nil, "privateline/v1/storage/name-index", 32)
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	fs := o.fs
+	if fs == nil {
+		fs = vfs.Default
+		if o.InMemory {
+			fs = vfs.NewMem()
+		}
+	}
+	pdb, err := pebble.Open(o.Dir, &pebble.Options{
+		FS:                 fs,
+		Logger:             pebbleLogger{log},
+		FormatMajorVersion: pebble.FormatNewest,
+	})
+	if err != nil {
+		return nil, privateline.E(op, privateline.Unavailable, err)
+	}
+	d := &DB{db: pdb, seal: s, nameKey: nameKey, log: log}
+	migs := o.migrations
+	if migs == nil {
+		migs = migrations
+	}
+	if err := d.migrate(migs); err != nil {
+		pdb.Close()
+		return nil, privateline.E(op, err)
+	}
+	return d, nil
+}
+
+// Close closes the store.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Ping checks that the store answers reads (for /readyz).
+func (d *DB) Ping() error {
+	_, err := d.schemaVersion()
+	return err
+}
+
+// get reads and opens the value at key. A missing key is a NotExist error.
+func (d *DB) get(key []byte) ([]byte, error) {
+	v, closer, err := d.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, privateline.E("storage.get", privateline.NotExist)
+	}
+	if err != nil {
+		return nil, privateline.E("storage.get", privateline.Unavailable, err)
+	}
+	defer closer.Close()
+	pt, err := d.seal.open(key, v)
+	if err != nil {
+		return nil, privateline.E("storage.get", privateline.Internal, err)
+	}
+	return pt, nil
+}
+
+func (d *DB) getJSON(key []byte, v any) error {
+	pt, err := d.get(key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(pt, v); err != nil {
+		return privateline.E("storage.getJSON", privateline.Internal, err)
+	}
+	return nil
+}
+
+// setSealed adds a sealed value to b.
+func (d *DB) setSealed(b *pebble.Batch, key, plaintext []byte) {
+	if err := b.Set(key, d.seal.seal(key, plaintext), nil); err != nil {
+		panic(err) // Batch.Set fails only on a closed or indexed-read-only batch
+	}
+}
+
+func (d *DB) setJSON(b *pebble.Batch, key []byte, v any) error {
+	pt, err := json.Marshal(v)
+	if err != nil {
+		return privateline.E("storage.setJSON", privateline.Internal, err)
+	}
+	d.setSealed(b, key, pt)
+	return nil
+}
+
+// commit commits b durably.
+func (d *DB) commit(b *pebble.Batch) error {
+	defer b.Close()
+	if err := b.Commit(pebble.Sync); err != nil {
+		return privateline.E("storage.commit", privateline.Unavailable, err)
+	}
+	return nil
+}
+
+// scanKeys calls fn with every key that starts with prefix. The key is only
+// valid during the call.
+func (d *DB) scanKeys(prefix []byte, fn func(key, value []byte) error) error {
+	opts := &pebble.IterOptions{}
+	if len(prefix) > 0 {
+		opts.LowerBound, opts.UpperBound = prefix, prefixEnd(prefix)
+	}
+	it, err := d.db.NewIter(opts)
+	if err != nil {
+		return privateline.E("storage.scan", privateline.Unavailable, err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return privateline.E("storage.scan", privateline.Unavailable, err)
+		}
+		if err := fn(it.Key(), v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// Stats are figures about the store for metrics.
+type Stats struct {
+	DiskBytes       uint64
+	MemtableBytes   uint64
+	WALBytes        uint64
+	Compactions     int64
+	Flushes         int64
+	ReadAmp         int
+	BlockCacheBytes int64
+}
+
+// Stats returns current figures from Pebble.
+func (d *DB) Stats() Stats {
+	m := d.db.Metrics()
+	return Stats{
+		DiskBytes:       m.DiskSpaceUsage(),
+		MemtableBytes:   m.MemTable.Size,
+		WALBytes:        m.WAL.Size,
+		Compactions:     m.Compact.Count,
+		Flushes:         m.Flush.Count,
+		ReadAmp:         m.ReadAmp(),
+		BlockCacheBytes: m.BlockCache.Size,
+	}
+}
+
+// compactRange compacts [start, end) so that deleted data leaves the files
+// (used after account deletion).
+func (d *DB) compactRange(start, end []byte) error {
+	if err := d.db.Flush(); err != nil {
+		return err
+	}
+	return d.db.Compact(context.Background(), start, end, false)
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error("pebble fatal: " + fmt.Sprintf(format, args...))
+	panic(fmt.Sprintf(format, args...))
+}
+
+var _ io.Closer = (*DB)(nil)

@@ -1,0 +1,36 @@
+// Package storage keeps a homeserver's data in an embedded Pebble store.
+//
+// # Keyspace
+//
+// One Pebble keyspace; the first byte of every key names its table, and
+// integers inside keys are big-endian so that range scans are the indexes.
+//
+//	0x00 'schema'                      schema version (sealed)
+//	'u' userID(16)                     user record
+//	'n' HMAC(nameKey, username)[:16]   userID — the username index; the name
+//	                                   itself never appears in a key
+//	's' sessionID(16)                  session (refresh-token family)
+//	'S' userID(16) sessionID(16)       user → session index
+//	'j' tokenID                        denied access-token id → expiry
+//
+// # Sealing
+//
+// Every value is sealed with AES-256-GCM under a per-table subkey derived
+// from AES_KEY with HKDF-SHA256 (info "privateline/v1/storage/<table>"), with
+// the full Pebble key as associated data, so a value moved to another key or
+// altered by one bit fails to open. Sealed values are
+// version(1) || nonce(12) || ciphertext+tag.
+//
+// # Durability
+//
+// Every write that precedes an acknowledgement is one batch committed with
+// pebble.Sync. Read-modify-write operations (unique usernames, refresh-token
+// rotation) hold DB.mu; concurrent independent commits share fsyncs through
+// Pebble's group commit.
+//
+// # Schema
+//
+// The schema version is stored under the 0x00 prefix; Open runs every
+// migration newer than the stored version, in order, each in one synced batch
+// with the version bump, and refuses a store written by a newer schema.
+package storage

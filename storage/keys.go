@@ -1,0 +1,82 @@
+package storage
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+)
+
+type table struct {
+	prefix byte
+	name   string
+}
+
+// The tables of the keyspace; see the package doc.
+var (
+	tMeta         = table{0x00, "meta"}
+	tUser         = table{'u', "user"}
+	tUserName     = table{'n', "user-name"}
+	tSession      = table{'s', "session"}
+	tUserSessions = table{'S', "user-sessions"}
+	tDeniedToken  = table{'j', "denied-token"}
+)
+
+var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken}
+
+func (t table) key(parts ...[]byte) []byte {
+	n := 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 1, n)
+	k[0] = t.prefix
+	for _, p := range parts {
+		k = append(k, p...)
+	}
+	return k
+}
+
+// prefixEnd returns the smallest key greater than every key starting with p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// ID is a random 128-bit identifier (users, sessions).
+type ID [16]byte
+
+// NewID returns a random ID.
+func NewID() ID {
+	var id ID
+	rand.Read(id[:])
+	return id
+}
+
+func (id ID) String() string { return hex.EncodeToString(id[:]) }
+
+// IsZero reports whether id is the zero ID.
+func (id ID) IsZero() bool { return id == ID{} }
+
+// ParseID parses the hex form of an ID.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 2*len(id) {
+		return id, fmt.Errorf("storage: bad id length")
+	}
+	_, err := hex.Decode(id[:], []byte(s))
+	return id, err
+}
+
+func nameIndexKey(nameKey []byte, username string) []byte {
+	m := hmac.New(sha256.New, nameKey)
+	m.Write([]byte(username))
+	return tUserName.key(m.Sum(nil)[:16])
+}

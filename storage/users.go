@@ -1,0 +1,140 @@
+package storage
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/privateline/privateline"
+)
+
+// KDF names the client-side password derivation of an account.
+type KDF struct {
+	Name       string `json:"name"` // "pbkdf2-sha256"
+	Iterations int    `json:"iterations"`
+}
+
+// User is an account. It holds only what the server may know: the client's
+// derived auth key is kept as an Argon2id hash, private keys only wrapped.
+type User struct {
+	ID       ID                   `json:"id"`
+	Username privateline.Username `json:"username"`
+	Email    string               `json:"email,omitempty"`
+
+	AuthHash []byte `json:"auth_hash"` // Argon2id(auth_key, AuthSalt)
+	AuthSalt []byte `json:"auth_salt"`
+
+	KDF                 KDF             `json:"kdf"`
+	Salt                []byte          `json:"salt"` // client KDF salt
+	EncryptedPrivateKey []byte          `json:"encrypted_private_key"`
+	Nonce               []byte          `json:"nonce"`
+	KeyBundle           json.RawMessage `json:"key_bundle"`
+
+	DefaultRetentionDays int       `json:"default_retention_days,omitempty"`
+	CreatedAt            time.Time `json:"created_at"`
+}
+
+// CreateUser stores a new user. A taken username is an Exist error.
+func (d *DB) CreateUser(u *User) error {
+	const op = "storage.CreateUser"
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	nk := nameIndexKey(d.nameKey, string(u.Username))
+	if _, err := d.get(nk); err == nil {
+		return privateline.E(op, privateline.Exist, "username is taken")
+	} else if !privateline.Is(privateline.NotExist, err) {
+		return privateline.E(op, err)
+	}
+	b := d.db.NewBatch()
+	d.setSealed(b, nk, u.ID[:])
+	if err := d.setJSON(b, tUser.key(u.ID[:]), u); err != nil {
+		b.Close()
+		return privateline.E(op, err)
+	}
+	return d.commit(b)
+}
+
+// UserByID returns the user with the given id.
+func (d *DB) UserByID(id ID) (*User, error) {
+	var u User
+	if err := d.getJSON(tUser.key(id[:]), &u); err != nil {
+		return nil, privateline.E("storage.UserByID", err)
+	}
+	return &u, nil
+}
+
+// UserByName returns the user with the given (case-folded) username.
+func (d *DB) UserByName(name privateline.Username) (*User, error) {
+	const op = "storage.UserByName"
+	v, err := d.get(nameIndexKey(d.nameKey, string(name)))
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	var id ID
+	if len(v) != len(id) {
+		return nil, privateline.E(op, privateline.Internal, "bad name index entry")
+	}
+	copy(id[:], v)
+	return d.UserByID(id)
+}
+
+// UpdateUser replaces a user's record (the username cannot change). When
+// revokeOthers is set, every session of the user except keep is ended in
+// the same batch (a password change).
+func (d *DB) UpdateUser(u *User, revokeOthers bool, keep ID) error {
+	const op = "storage.UpdateUser"
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.get(tUser.key(u.ID[:])); err != nil {
+		return privateline.E(op, err)
+	}
+	b := d.db.NewBatch()
+	if err := d.setJSON(b, tUser.key(u.ID[:]), u); err != nil {
+		b.Close()
+		return privateline.E(op, err)
+	}
+	if revokeOthers {
+		if err := d.deleteSessionsLocked(b, u.ID, keep); err != nil {
+			b.Close()
+			return privateline.E(op, err)
+		}
+	}
+	return d.commit(b)
+}
+
+// DeleteUser erases the user and everything of theirs in one synced batch,
+// then compacts the affected ranges so the data also leaves the files.
+func (d *DB) DeleteUser(id ID) error {
+	const op = "storage.DeleteUser"
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	u, err := d.UserByID(id)
+	if err != nil {
+		return privateline.E(op, err)
+	}
+	b := d.db.NewBatch()
+	nk := nameIndexKey(d.nameKey, string(u.Username))
+	uk := tUser.key(id[:])
+	if err := b.Delete(nk, nil); err != nil {
+		b.Close()
+		return privateline.E(op, privateline.Internal, err)
+	}
+	if err := b.Delete(uk, nil); err != nil {
+		b.Close()
+		return privateline.E(op, privateline.Internal, err)
+	}
+	if err := d.deleteSessionsLocked(b, id, ID{}); err != nil {
+		b.Close()
+		return privateline.E(op, err)
+	}
+	if err := d.commit(b); err != nil {
+		return privateline.E(op, err)
+	}
+	// Best effort: the deletion is durable already; compaction only makes
+	// the tombstoned bytes leave older files sooner.
+	for _, r := range [][2][]byte{{nk, prefixEnd(nk)}, {uk, prefixEnd(uk)}, {tUserSessions.key(id[:]), prefixEnd(tUserSessions.key(id[:]))}} {
+		if err := d.compactRange(r[0], r[1]); err != nil {
+			d.log.Warn("compaction after account deletion failed", "err", err)
+		}
+	}
+	return nil
+}
