@@ -14,17 +14,19 @@ import (
 
 // newSentryClient builds a client of its own, not the SDK's global one.
 //
-// The SDK's default pipeline in this version (a telemetry buffer drained by a
-// background goroutine into an async transport) can report a flush complete
-// while an event is between the two, so we use the SDK's HTTPTransport, whose
-// Flush waits for every event captured before it. Metrics, logs, breadcrumbs
-// and client reports are off: only error events leave the process.
+// In sentry-go v0.46 the default pipeline is a telemetry buffer drained by a
+// background goroutine into an internal async transport; reading its source,
+// Flush does not wait for an event the goroutine has taken from the buffer but
+// not yet queued. DisableTelemetryBuffer selects the SDK's HTTPTransport
+// instead: CaptureEvent queues the event before returning and Flush waits for
+// everything queued before it. Metrics, logs, breadcrumbs and client reports
+// are off: only error events leave the process.
 func newSentryClient(o Options) (*sentry.Client, error) {
 	client, err := sentry.NewClient(sentry.ClientOptions{
 		Dsn:                    o.SentryDSN,
 		Environment:            o.Environment,
 		Release:                o.Release,
-		DisableTelemetryBuffer: false,
+		DisableTelemetryBuffer: true,
 		DisableMetrics:         true,
 		DisableClientReports:   true,
 		MaxBreadcrumbs:         -1,

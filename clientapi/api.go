@@ -1,0 +1,131 @@
+package clientapi
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/storage"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Store is what the client API needs from storage.
+type Store interface {
+	CreateUser(*storage.User) error
+	UserByID(storage.ID) (*storage.User, error)
+	UserByName(privateline.Username) (*storage.User, error)
+	UpdateUser(u *storage.User, revokeOthers bool, keep storage.ID) error
+	DeleteUser(storage.ID) error
+	CreateSession(*storage.Session) error
+	SessionByID(storage.ID) (*storage.Session, error)
+	RotateSession(id storage.ID, gen uint64, expires time.Time) (*storage.Session, error)
+	RevokeSession(id storage.ID, tokenID string, tokenExpiry time.Time) error
+	RevokeUserSessions(userID storage.ID, tokenID string, tokenExpiry time.Time) error
+	TokenDenied(tokenID string) (bool, error)
+	UserSessions(userID storage.ID) ([]storage.ID, error)
+	Ping() error
+}
+
+// Config is the client API's part of the homeserver configuration.
+type Config struct {
+	ServerName privateline.ServerName
+	JWTSecret  privateline.Secret // signs access tokens; CSRF key derived from it
+	// ServerSecret seeds the fake prelogin salts (the homeserver passes
+	// AES_KEY; a subkey is derived with HKDF).
+	ServerSecret privateline.Secret
+
+	CORSOrigins    []string
+	CookieSecure   bool
+	CookieSameSite http.SameSite
+	CookieCSRF     bool
+	CSP            string
+	HSTS           bool
+
+	AuthRatePerMinute     float64
+	AuthBurst             int
+	UsernameRatePerMinute float64
+	UsernameBurst         int
+
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	// MaxBodyBytes caps JSON request bodies (default 64 KiB).
+	MaxBodyBytes int64
+	// Argon2Concurrency bounds simultaneous Argon2id computations (default
+	// the number of CPUs); each uses 19 MiB.
+	Argon2Concurrency int
+}
+
+// Deps are the client API's collaborators.
+type Deps struct {
+	Store    Store
+	Log      *slog.Logger
+	Now      func() time.Time      // the clock; default time.Now
+	Registry prometheus.Registerer // request metrics; nil skips them
+	// Ready reports whether the server accepts traffic (false while
+	// shutting down); nil means always.
+	Ready func() bool
+}
+
+// API serves the client routes.
+type API struct {
+	cfg   Config
+	store Store
+	log   *slog.Logger
+	now   func() time.Time
+	ready func() bool
+
+	router      *httprouter.Router
+	handler     http.Handler
+	metrics     *metrics
+	csrfKey     []byte
+	preloginKey []byte
+	argon2      chan struct{} // semaphore
+	ipLimit     *limiter
+	nameLimit   *limiter
+}
+
+// New returns the client API.
+func New(cfg Config, d Deps) (*API, error) {
+	const op = "clientapi.New"
+	if len(cfg.JWTSecret) < 32 || len(cfg.ServerSecret) < 32 {
+		return nil, privateline.E(op, privateline.Invalid, "JWT secret and server secret must be at least 32 bytes")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.Argon2Concurrency <= 0 {
+		cfg.Argon2Concurrency = runtime.NumCPU()
+	}
+	a := &API{cfg: cfg, store: d.Store, log: d.Log, now: d.Now, ready: d.Ready}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.ready == nil {
+		a.ready = func() bool { return true }
+	}
+	var err error
+	if a.csrfKey, err = hkdf.Key(sha256.New, cfg.JWTSecret.Bytes(), nil, "privateline/v1/csrf", 32); err != nil {
+		return nil, privateline.E(op, err)
+	}
+	if a.preloginKey, err = hkdf.Key(sha256.New, cfg.ServerSecret.Bytes(), nil, "privateline/v1/prelogin-salt", 32); err != nil {
+		return nil, privateline.E(op, err)
+	}
+	a.argon2 = make(chan struct{}, cfg.Argon2Concurrency)
+	a.ipLimit = newLimiter(cfg.AuthRatePerMinute/60, cfg.AuthBurst, a.now)
+	a.nameLimit = newLimiter(cfg.UsernameRatePerMinute/60, cfg.UsernameBurst, a.now)
+	a.metrics = newMetrics(d.Registry)
+	a.router = a.newRouter()
+	a.handler = a.middleware(a.router)
+	return a, nil
+}
+
+// ServeHTTP serves the client API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }

@@ -1,0 +1,40 @@
+package clientapi
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_http_requests_total",
+			Help: "Client API requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "privateline_http_request_duration_seconds",
+			Help:    "Client API request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "method"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency)
+	}
+	return m
+}
+
+func (m *metrics) observe(route, method string, status int, d time.Duration) {
+	switch method {
+	case "GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH":
+	default:
+		method = "other" // bound the label's values
+	}
+	m.requests.WithLabelValues(route, method, statusLabel(status)).Inc()
+	m.latency.WithLabelValues(route, method).Observe(d.Seconds())
+}

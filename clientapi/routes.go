@@ -1,0 +1,118 @@
+package clientapi
+
+import (
+	"net/http"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/privateline/privateline/spec"
+)
+
+// Route is one method and path of the API.
+type Route struct {
+	Method, Path string
+	// Auth is true when the route needs an access token.
+	Auth bool
+}
+
+// handler is a route's function; auth is nil on public routes.
+type handler func(w http.ResponseWriter, r *http.Request, c *call) error
+
+type call struct {
+	params httprouter.Params
+	auth   *principal
+}
+
+type routeDef struct {
+	Route
+	h handler
+}
+
+func (a *API) routeDefs() []routeDef {
+	pub := func(m, p string, h handler) routeDef { return routeDef{Route{m, p, false}, h} }
+	auth := func(m, p string, h handler) routeDef { return routeDef{Route{m, p, true}, h} }
+	return []routeDef{
+		pub("GET", "/healthz", a.healthz),
+		pub("GET", "/readyz", a.readyz),
+		pub("GET", "/api/openapi.yaml", a.openapi),
+		pub("POST", "/api/prelogin", a.prelogin),
+		pub("POST", "/api/register", a.register),
+		pub("POST", "/api/login", a.login),
+		pub("POST", "/api/refresh", a.refresh),
+		auth("POST", "/api/revoke", a.revoke),
+		auth("GET", "/api/account", a.getAccount),
+		auth("PUT", "/api/account-settings", a.putAccountSettings),
+		auth("DELETE", "/api/account", a.deleteAccount),
+	}
+}
+
+// Routes lists every route, for the contract test and documentation.
+func (a *API) Routes() []Route {
+	var rs []Route
+	for _, d := range a.routeDefs() {
+		rs = append(rs, d.Route)
+	}
+	return rs
+}
+
+func (a *API) newRouter() *httprouter.Router {
+	rt := httprouter.New()
+	rt.RedirectTrailingSlash = false
+	rt.RedirectFixedPath = false
+	rt.HandleOPTIONS = false // CORS preflight is answered by the middleware
+	for _, d := range a.routeDefs() {
+		rt.Handle(d.Method, d.Path, a.wrap(d))
+	}
+	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody("not_found", "no such route"))
+	})
+	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.writeError(w, r, errMethodNotAllowed)
+	})
+	return rt
+}
+
+// wrap turns a route's handler into an httprouter.Handle: it records the
+// route for metrics, authenticates when needed and writes errors.
+func (a *API) wrap(d routeDef) httprouter.Handle {
+	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
+		setRoute(r, d.Path)
+		c := &call{params: ps}
+		if d.Auth {
+			p, err := a.authenticate(r)
+			if err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+			c.auth = p
+		}
+		if err := d.h(w, r, c); err != nil {
+			a.writeError(w, r, err)
+		}
+	}
+}
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request, _ *call) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request, _ *call) error {
+	if !a.ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return nil
+	}
+	if err := a.store.Ping(); err != nil {
+		a.log.Error("readiness: storage does not answer", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "storage unavailable"})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+func (a *API) openapi(w http.ResponseWriter, r *http.Request, _ *call) error {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(spec.OpenAPI)
+	return nil
+}

@@ -1,0 +1,226 @@
+// Package homeserver assembles one PrivateLine homeserver: it turns a
+// Config into a running server (storage, client API, metrics, background
+// jobs), and owns start-up and graceful shutdown.
+package homeserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/privateline/privateline/clientapi"
+	"github.com/privateline/privateline/storage"
+)
+
+// Options are the parts of a server that tests replace.
+type Options struct {
+	Log *slog.Logger     // nil: discard
+	Now func() time.Time // nil: time.Now
+	// InMemoryStore keeps the store in memory (tests).
+	InMemoryStore bool
+}
+
+// Server is a configured homeserver.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	db       *storage.DB
+	api      *clientapi.API
+	registry *prometheus.Registry
+
+	shuttingDown atomic.Bool
+
+	http    *http.Server
+	metrics *http.Server
+	ln      net.Listener
+	mln     net.Listener
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+// New prepares a homeserver: it validates the configuration, fills
+// development secrets, and opens the store. It does not listen yet.
+func New(cfg Config, o Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for _, n := range cfg.Notices {
+		log.Warn(n)
+	}
+	if err := ensureSecrets(&cfg, log); err != nil {
+		return nil, err
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	db, err := storage.Open(storage.Options{
+		Dir:      filepath.Join(cfg.DataDir, "store"),
+		InMemory: o.InMemoryStore,
+		Key:      cfg.AESKey,
+		Logger:   log.With("component", "storage"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
+	}
+	s := &Server{cfg: cfg, log: log, now: now, db: db, registry: prometheus.NewRegistry(), done: make(chan struct{})}
+	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storageCollector{db})
+	s.api, err = clientapi.New(clientapi.Config{
+		ServerName:            cfg.ServerName,
+		JWTSecret:             cfg.JWTSecret,
+		ServerSecret:          cfg.AESKey,
+		CORSOrigins:           cfg.CORSOrigins,
+		CookieSecure:          cfg.CookieSecure,
+		CookieSameSite:        cfg.CookieSameSite,
+		CookieCSRF:            cfg.CookieCSRF,
+		CSP:                   cfg.CSP,
+		HSTS:                  cfg.HSTS,
+		AuthRatePerMinute:     cfg.AuthRatePerMinute,
+		AuthBurst:             cfg.AuthBurst,
+		UsernameRatePerMinute: cfg.UsernameRatePerMinute,
+		UsernameBurst:         cfg.UsernameBurst,
+		AccessTokenTTL:        cfg.AccessTokenTTL,
+		RefreshTokenTTL:       cfg.RefreshTokenTTL,
+	}, clientapi.Deps{
+		Store:    db,
+		Log:      log.With("component", "clientapi"),
+		Now:      now,
+		Registry: s.registry,
+		Ready:    func() bool { return !s.shuttingDown.Load() },
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler is the client API handler (for tests that serve it themselves).
+func (s *Server) Handler() http.Handler { return s.api }
+
+// API is the client API (for contract tests that list its routes).
+func (s *Server) API() *clientapi.API { return s.api }
+
+// Start listens on LISTEN_ADDR (and METRICS_ADDR) and serves in the
+// background until Shutdown.
+func (s *Server) Start() error {
+	var err error
+	if s.ln, err = net.Listen("tcp", s.cfg.ListenAddr); err != nil {
+		return fmt.Errorf("LISTEN_ADDR %s: %w", s.cfg.ListenAddr, err)
+	}
+	if s.cfg.MetricsAddr != "" {
+		if s.mln, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			s.ln.Close()
+			return fmt.Errorf("METRICS_ADDR %s: %w", s.cfg.MetricsAddr, err)
+		}
+	}
+	s.http = &http.Server{
+		Handler:           s.api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop = cancel
+	go s.serve(s.http, s.ln)
+	if s.mln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+		mux.Handle("GET /healthz", s.api)
+		mux.Handle("GET /readyz", s.api)
+		s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		go s.serve(s.metrics, s.mln)
+	}
+	go func() {
+		defer close(s.done)
+		s.sweep(ctx)
+	}()
+	s.log.Info("homeserver started", "server_name", string(s.cfg.ServerName), "addr", s.ln.Addr().String(), "metrics_addr", s.MetricsAddr(), "env", s.cfg.Env)
+	return nil
+}
+
+func (s *Server) serve(hs *http.Server, ln net.Listener) {
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("http server stopped", "err", err)
+	}
+}
+
+// Addr is the address the client API listens on (after Start).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// MetricsAddr is the address of the metrics listener, or "".
+func (s *Server) MetricsAddr() string {
+	if s.mln == nil {
+		return ""
+	}
+	return s.mln.Addr().String()
+}
+
+// sweepInterval is how often expired sessions and token denials go.
+const sweepInterval = 10 * time.Minute
+
+func (s *Server) sweep(ctx context.Context) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := s.db.Sweep(s.now()); err != nil {
+				s.log.Error("sweep failed", "err", err)
+			} else if n > 0 {
+				s.log.Debug("swept expired records", "count", n)
+			}
+		}
+	}
+}
+
+// Shutdown stops accepting requests, lets running ones finish (up to the
+// configured timeout), stops background jobs and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shuttingDown.Store(true)
+	var errs []error
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.ShutdownTimeout)
+		defer cancel()
+		errs = append(errs, s.http.Shutdown(ctx))
+		if s.metrics != nil {
+			errs = append(errs, s.metrics.Shutdown(ctx))
+		}
+		s.stop()
+		<-s.done
+	}
+	errs = append(errs, s.db.Close())
+	s.log.Info("homeserver stopped")
+	return errors.Join(errs...)
+}
+
+// Run starts the server and blocks until ctx is done, then shuts down.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		s.db.Close()
+		return err
+	}
+	<-ctx.Done()
+	s.log.Info("shutting down")
+	return s.Shutdown(context.Background())
+}
