@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -221,3 +222,38 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 var _ io.Closer = (*DB)(nil)
+
+// Fingerprint hashes every key and opened value of the store, so tests can
+// tell whether anything was written.
+func (d *DB) Fingerprint() ([32]byte, error) {
+	h := sha256.New()
+	err := d.scanKeys(nil, func(k, v []byte) error {
+		pt, err := d.seal.open(k, v)
+		if err != nil {
+			return privateline.E("storage.Fingerprint", privateline.Internal, err)
+		}
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(k)))
+		h.Write(n[:])
+		h.Write(k)
+		binary.BigEndian.PutUint64(n[:], uint64(len(pt)))
+		h.Write(n[:])
+		h.Write(pt)
+		return nil
+	})
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, err
+}
+
+// ScanAll calls fn with every key and opened value (tests and audits).
+func (d *DB) ScanAll(fn func(key, value []byte)) error {
+	return d.scanKeys(nil, func(k, v []byte) error {
+		pt, err := d.seal.open(k, v)
+		if err != nil {
+			return privateline.E("storage.ScanAll", privateline.Internal, err)
+		}
+		fn(k, pt)
+		return nil
+	})
+}
