@@ -30,16 +30,21 @@ func ParseUsername(s string) (Username, error) {
 	if len(s) < MinUsernameLen || len(s) > MaxUsernameLen {
 		return "", E(op, Invalid, fmt.Sprintf("username must be %d to %d characters", MinUsernameLen, MaxUsernameLen))
 	}
-	folded := strings.ToLower(s)
-	for i := 0; i < len(folded); i++ {
-		c := folded[i]
+	// Only ASCII letters fold: Unicode case mapping would let "K" (Kelvin
+	// sign) or "İ" stand for "k" and "i".
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+			b[i] = c
+		}
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
 		default:
 			return "", E(op, Invalid, "username may contain only a-z, 0-9, '.', '_' and '-'")
 		}
 	}
-	return Username(folded), nil
+	return Username(b), nil
 }
 
 // ParseServerName checks that s is a plausible host or host:port.

@@ -1,0 +1,117 @@
+package privateline_test
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/privateline/privateline"
+
+// allowedImports is the dependency direction of ARCHITECTURE.md: for each
+// package of ours, the packages of ours it may import (non-test code). A new
+// package must be added here.
+var allowedImports = map[string][]string{
+	"":                 {},
+	"spec":             {},
+	"internal/logging": {},
+	"storage":          {""},
+	"keydir":           {"", "storage"},
+	"federation":       {"", "storage", "keydir"},
+	"push":             {"", "storage"},
+	"clientapi":        {"", "storage", "keydir", "federation", "push", "spec"},
+	"homeserver":       {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging"},
+	"clients/go":       {""},
+	"cmd/homeserver":   {"homeserver"},
+	"cmd/privateline":  {"", "clients/go"},
+}
+
+// forbiddenExternal are third-party imports a package must not use
+// directly: clientapi talks to storage through its own interfaces.
+var forbiddenExternal = map[string][]string{
+	"clientapi": {"github.com/cockroachdb/pebble"},
+	"keydir":    {"github.com/cockroachdb/pebble"},
+	"push":      {"github.com/cockroachdb/pebble"},
+}
+
+func TestImportRules(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := 0
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		rel := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		rule := ruleFor(rel)
+		allowed, ok := allowedImports[rule]
+		if !ok {
+			t.Errorf("package %q has no import rule; add it to allowedImports in deps_test.go", rel)
+			continue
+		}
+		for _, imp := range p.Imports {
+			if imp == module || strings.HasPrefix(imp, module+"/") {
+				dep := ruleFor(strings.TrimPrefix(strings.TrimPrefix(imp, module), "/"))
+				if dep == rule {
+					continue // a package's own subpackages
+				}
+				if !slices.Contains(allowed, dep) {
+					t.Errorf("%s imports %s, which the dependency direction forbids", display(rel), display(dep))
+				}
+				continue
+			}
+			for _, f := range forbiddenExternal[rule] {
+				if strings.HasPrefix(imp, f) {
+					t.Errorf("%s imports %s directly; go through storage", display(rel), imp)
+				}
+			}
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("go list reported only %d packages", seen)
+	}
+}
+
+// ruleFor maps a package to the rule of its top-level component
+// (cmd/homeserver and clients/go are components of their own).
+func ruleFor(rel string) string {
+	for r := range allowedImports {
+		if r != "" && (rel == r || strings.HasPrefix(rel, r+"/")) {
+			return r
+		}
+	}
+	if rel == "" {
+		return ""
+	}
+	return rel
+}
+
+func display(rel string) string {
+	if rel == "" {
+		return "privateline (root)"
+	}
+	return rel
+}
+
+func TestForbiddenRuleBites(t *testing.T) {
+	// The table itself must keep clientapi away from Pebble and homeserver
+	// away from everything but cmd/.
+	for pkg, allowed := range allowedImports {
+		if slices.Contains(allowed, "homeserver") && !strings.HasPrefix(pkg, "cmd/") {
+			t.Errorf("%s may import homeserver; only cmd/ may", pkg)
+		}
+	}
+}
