@@ -126,4 +126,3 @@ func clientIP(r *http.Request) string {
 }
 
 func statusLabel(code int) string { return strconv.Itoa(code) }
-

@@ -182,3 +182,24 @@ func TestDevelopmentSecretsGeneratedOnce(t *testing.T) {
 		t.Fatal("aes_key generated although AES_KEY was set")
 	}
 }
+
+// TestEnvExampleListsEveryVariable keeps .env.example in step with
+// LoadConfig: every variable it reads is documented there.
+func TestEnvExampleListsEveryVariable(t *testing.T) {
+	example, err := os.ReadFile("../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	if _, err := LoadConfig(func(k string) (string, bool) { read = append(read, k); return "", false }); err != nil {
+		t.Fatal(err)
+	}
+	if len(read) < 30 {
+		t.Fatalf("LoadConfig read only %d variables", len(read))
+	}
+	for _, k := range read {
+		if !strings.Contains(string(example), k+"=") {
+			t.Errorf(".env.example does not list %s", k)
+		}
+	}
+}

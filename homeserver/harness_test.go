@@ -231,4 +231,3 @@ func (ts *testServer) login(a *account) {
 	a.Access, _ = m["access_token"].(string)
 	a.Refresh, _ = m["refresh_token"].(string)
 }
-

@@ -1,0 +1,32 @@
+# PrivateLine — `make run` starts a development homeserver on
+# http://localhost:8080; `make test` runs every check CI runs.
+
+GO    ?= go
+SHELL := /bin/bash
+
+.PHONY: run build test vet gotest fuzz-short clean
+
+run:
+	$(GO) run ./cmd/homeserver
+
+build:
+	mkdir -p bin
+	$(GO) build -o bin/homeserver ./cmd/homeserver
+
+test: vet gotest fuzz-short
+
+vet:
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: the files above need formatting (run gofmt -w .)"; exit 1; }
+	$(GO) vet ./...
+
+# Every Go test with the race detector; a skipped test fails the run.
+gotest:
+	scripts/gotest.sh
+
+# A short run of every fuzz target (seeds and a few seconds of new inputs).
+FUZZTIME ?= 5s
+fuzz-short:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+clean:
+	rm -rf bin
