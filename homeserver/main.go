@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/privateline/privateline/internal/logging"
@@ -53,6 +54,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		SentryDSN:     cfg.SentryDSN,
 		Stderr:        stderr,
 		Environment:   cfg.Env,
+		Release:       release(),
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "homeserver: logging:", err)
@@ -95,4 +97,13 @@ func decryptLog(cfg Config, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// release names this build for error reports.
+func release() string {
+	v := "devel"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	return "privateline-homeserver@" + v
 }
