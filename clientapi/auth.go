@@ -1,7 +1,6 @@
 package clientapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/crypto/argon2"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/keydir"
 	"github.com/privateline/privateline/storage"
 )
 
@@ -30,7 +30,6 @@ const (
 	saltLen        = 16
 	nonceLen       = 12
 	maxWrappedKeys = 16 << 10
-	maxKeyBundle   = 16 << 10
 	maxEmailLen    = 254
 )
 
@@ -198,9 +197,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *call) error {
 	if err != nil {
 		return err
 	}
-	bundle, err := checkKeyBundle(req.KeyBundle)
+	bundle, err := keydir.CheckBundleShape(req.KeyBundle)
 	if err != nil {
-		return err
+		return invalid(privateline.MessageOf(err))
 	}
 	if _, err := a.store.UserByName(name); err == nil {
 		return privateline.E("clientapi.register", privateline.Exist, "username is taken")
@@ -243,23 +242,6 @@ func checkEmail(s string) (string, error) {
 		return "", invalid("email must be a plain address such as name@example.org")
 	}
 	return s, nil
-}
-
-func checkKeyBundle(raw json.RawMessage) (json.RawMessage, error) {
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		return nil, invalid(`field "key_bundle" is required`)
-	}
-	if len(raw) > maxKeyBundle {
-		return nil, invalid("key_bundle is too large")
-	}
-	if raw[0] != '{' {
-		return nil, invalid("key_bundle must be a JSON object")
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, invalid("key_bundle must be a JSON object")
-	}
-	return buf.Bytes(), nil
 }
 
 type loginReq struct {
