@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -49,6 +50,9 @@ func decodeJSON(r *http.Request, dst any, allowEmpty bool) error {
 		return invalid("request body is not valid UTF-8")
 	}
 	if err := checkJSONShape(body); err != nil {
+		return err
+	}
+	if err := checkFieldNames(body, reflect.TypeOf(dst)); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -158,6 +162,61 @@ func markValueDone(stack []jsonFrame) {
 	if n := len(stack); n > 0 && stack[n-1].obj {
 		stack[n-1].key = true
 	}
+}
+
+// checkFieldNames refuses object keys that are not exactly a field's JSON
+// name. encoding/json matches names case-insensitively (and folds "ſ" to
+// "s", "K" to "k"), so without this "USERNAME" or a second "Username"
+// would slip past the duplicate check and DisallowUnknownFields. Nested
+// structs are checked too; json.RawMessage fields hold free-form JSON.
+func checkFieldNames(body []byte, t reflect.Type) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || t == rawMessageType {
+		return nil
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) != nil {
+		return nil // not an object here; the decoder reports the type error
+	}
+	for k, v := range obj {
+		f, ok := fieldByJSONName(t, k)
+		if !ok {
+			return invalid(fmt.Sprintf("unknown field %q", k))
+		}
+		if err := checkFieldNames(v, f.Type); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
+
+// fieldByJSONName finds the field whose JSON name is exactly name, looking
+// into embedded structs as encoding/json does.
+func fieldByJSONName(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "-" {
+			continue
+		}
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			if g, ok := fieldByJSONName(f.Type, name); ok {
+				return g, true
+			}
+			continue
+		}
+		if tag == "" {
+			tag = f.Name
+		}
+		if f.IsExported() && tag == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
 }
 
 // writeJSON writes v with the given status.
