@@ -32,13 +32,19 @@ func (a *API) account(u *storage.User, sessions int) accountResp {
 	}
 }
 
+// goneIsUnauthenticated maps "no such user" (the account was deleted by a
+// concurrent request) to 401, as for any request of a deleted account.
+func goneIsUnauthenticated(err error) error {
+	if privateline.Is(privateline.NotExist, err) {
+		return errUnauthenticated
+	}
+	return err
+}
+
 // caller loads the authenticated user; a deleted account is 401.
 func (a *API) caller(c *call) (*storage.User, error) {
 	u, err := a.store.UserByID(c.auth.UserID)
-	if privateline.Is(privateline.NotExist, err) {
-		return nil, errUnauthenticated
-	}
-	return u, err
+	return u, goneIsUnauthenticated(err)
 }
 
 func (a *API) getAccount(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -105,7 +111,7 @@ func (a *API) putAccountSettings(w http.ResponseWriter, r *http.Request, c *call
 		}
 	}
 	if err := a.store.UpdateUser(u, changePassword, c.auth.SessionID); err != nil {
-		return err
+		return goneIsUnauthenticated(err)
 	}
 	if changePassword {
 		a.log.Info("password changed; other sessions ended", "user_id", u.ID.String())
@@ -163,7 +169,7 @@ func (a *API) verifyCurrent(r *http.Request, u *storage.User, authKey []byte) er
 		return err
 	}
 	if !ok {
-		return privateline.E("clientapi.verifyCurrent", privateline.Forbidden, "the current password is wrong")
+		return errWrongPassword
 	}
 	return nil
 }
@@ -189,7 +195,7 @@ func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request, c *call) err
 		return err
 	}
 	if err := a.store.DeleteUser(u.ID); err != nil {
-		return err
+		return goneIsUnauthenticated(err)
 	}
 	a.log.Info("account deleted", "user_id", u.ID.String())
 	a.clearSessionCookies(w)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -39,7 +40,10 @@ type Config struct {
 	// AES_KEY; a subkey is derived with HKDF).
 	ServerSecret privateline.Secret
 
-	CORSOrigins    []string
+	CORSOrigins []string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is
+	// believed when keying rate limits by client address.
+	TrustedProxies []netip.Prefix
 	CookieSecure   bool
 	CookieSameSite http.SameSite
 	CookieCSRF     bool

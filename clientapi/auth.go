@@ -74,7 +74,7 @@ func init() {
 }
 
 func (a *API) limitIP(r *http.Request) error {
-	if ok, after := a.ipLimit.allow(clientIP(r)); !ok {
+	if ok, after := a.ipLimit.allow(a.clientIP(r)); !ok {
 		return &rateLimitError{after}
 	}
 	return nil
@@ -365,7 +365,7 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request, _ *call) error {
 		return errUnauthenticated
 	}
 	if viaCookie && a.cfg.CookieCSRF && !a.csrfOK(r, sid) {
-		return privateline.E("clientapi.refresh", privateline.Forbidden, "missing or wrong X-CSRF-Token")
+		return errCSRF
 	}
 	s, err := a.store.SessionByID(sid)
 	if privateline.Is(privateline.NotExist, err) {

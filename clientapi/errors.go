@@ -31,6 +31,8 @@ var kindStatus = map[privateline.Kind]struct {
 var (
 	errUnsupportedMediaType = &statusError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
 	errMethodNotAllowed     = &statusError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this path"}
+	errCSRF                 = &statusError{http.StatusForbidden, "csrf_failed", "missing or wrong X-CSRF-Token"}
+	errWrongPassword        = &statusError{http.StatusForbidden, "wrong_password", "the current password is wrong"}
 )
 
 type statusError struct {
@@ -63,6 +65,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		e := kindStatus[privateline.RateLimited]
 		writeJSON(w, e.status, errorBody(e.code, e.msg))
 		return
+	}
+	if errors.Is(err, errUnauthenticated) || privateline.Is(privateline.Unauthenticated, err) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="privateline"`)
 	}
 	kind := privateline.KindOf(err)
 	e, ok := kindStatus[kind]

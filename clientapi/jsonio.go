@@ -37,8 +37,8 @@ func decodeJSON(r *http.Request, dst any, allowEmpty bool) error {
 		}
 		return invalid("request body is empty; a JSON object is required")
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" || !allowEmpty {
-		mt, params, err := mime.ParseMediaType(ct)
+	{
+		mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mt != "application/json" {
 			return errUnsupportedMediaType
 		}
@@ -185,6 +185,11 @@ func checkFieldNames(body []byte, t reflect.Type) error {
 		if !ok {
 			return invalid(fmt.Sprintf("unknown field %q", k))
 		}
+		// encoding/json treats null as "absent"; the API has no nullable
+		// fields, so null is refused rather than silently ignored.
+		if string(bytes.TrimSpace(v)) == "null" {
+			return invalid(fmt.Sprintf("field %q must not be null", k))
+		}
 		if err := checkFieldNames(v, f.Type); err != nil {
 			return err
 		}
@@ -241,7 +246,8 @@ func decodeB64(field, s string, minLen, maxLen int) ([]byte, error) {
 		return nil, invalid(fmt.Sprintf("field %q is longer than %d bytes", field, maxLen))
 	}
 	b, err := b64.DecodeString(s)
-	if err != nil {
+	// The decoder skips CR and LF even in strict mode; the wire form has none.
+	if err != nil || strings.ContainsAny(s, "\r\n") {
 		return nil, invalid(fmt.Sprintf("field %q must be standard base64", field))
 	}
 	if len(b) < minLen || len(b) > maxLen {

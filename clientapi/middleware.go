@@ -3,6 +3,7 @@ package clientapi
 import (
 	"context"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,13 +117,38 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// clientIP is the peer's IP address (no proxy headers are trusted).
-func clientIP(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i >= 0 {
-		host = host[:i]
+// clientIP is the address rate limits are keyed on: the TCP peer, unless
+// the peer is a trusted proxy (TRUSTED_PROXIES), in which case the
+// right-most address in X-Forwarded-For that is not itself a trusted proxy.
+func (a *API) clientIP(r *http.Request) string {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
 	}
-	return strings.Trim(host, "[]")
+	ip := peer.Addr().Unmap()
+	if !a.trusted(ip) {
+		return ip.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a malformed entry: trust nothing to its left
+		}
+		if hop = hop.Unmap(); !a.trusted(hop) {
+			return hop.String()
+		}
+	}
+	return ip.String()
+}
+
+func (a *API) trusted(ip netip.Addr) bool {
+	for _, p := range a.cfg.TrustedProxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func statusLabel(code int) string { return strconv.Itoa(code) }

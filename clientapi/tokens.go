@@ -102,7 +102,7 @@ func (a *API) authenticate(r *http.Request) (*principal, error) {
 		return nil, errUnauthenticated
 	}
 	if viaCookie && a.cfg.CookieCSRF && !safeMethod(r.Method) && !a.csrfOK(r, sid) {
-		return nil, privateline.E("clientapi.authenticate", privateline.Forbidden, "missing or wrong X-CSRF-Token")
+		return nil, errCSRF
 	}
 	denied, err := a.store.TokenDenied(c.ID)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -25,13 +26,14 @@ type Config struct {
 	JWTSecret privateline.Secret // JWT_SECRET_KEY
 	AESKey    privateline.Secret // AES_KEY (32 bytes)
 
-	CORSOrigins    []string      // CORS_ORIGINS, comma-separated
-	CookieSecure   bool          // JWT_COOKIE_SECURE
-	CookieSameSite http.SameSite // JWT_COOKIE_SAMESITE
-	CookieCSRF     bool          // JWT_COOKIE_CSRF_PROTECT
-	MaxFileSize    int64         // MAX_FILE_SIZE, bytes
-	CSP            string        // CONTENT_SECURITY_POLICY
-	HSTS           bool          // HSTS_ENABLED
+	CORSOrigins    []string       // CORS_ORIGINS, comma-separated
+	TrustedProxies []netip.Prefix // TRUSTED_PROXIES, comma-separated IPs or CIDRs
+	CookieSecure   bool           // JWT_COOKIE_SECURE
+	CookieSameSite http.SameSite  // JWT_COOKIE_SAMESITE
+	CookieCSRF     bool           // JWT_COOKIE_CSRF_PROTECT
+	MaxFileSize    int64          // MAX_FILE_SIZE, bytes
+	CSP            string         // CONTENT_SECURITY_POLICY
+	HSTS           bool           // HSTS_ENABLED
 
 	EncryptedLogKey  privateline.Secret // ENCRYPTED_LOG_KEY (32 bytes) or nil
 	LogPath          string             // LOG_PATH
@@ -129,6 +131,23 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 			if o = strings.TrimSpace(o); o != "" {
 				c.CORSOrigins = append(c.CORSOrigins, strings.TrimSuffix(o, "/"))
 			}
+		}
+	}
+	if v, ok := p.str("TRUSTED_PROXIES"); ok {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e == "" {
+				continue
+			}
+			pfx, err := netip.ParsePrefix(e)
+			if err != nil {
+				ip, err2 := netip.ParseAddr(e)
+				if err2 != nil {
+					p.fail("TRUSTED_PROXIES", fmt.Sprintf("entry %q must be an IP address or a CIDR such as 10.0.0.0/8", e))
+					break
+				}
+				pfx = netip.PrefixFrom(ip, ip.BitLen())
+			}
+			c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
 		}
 	}
 	p.boolTo("JWT_COOKIE_SECURE", &c.CookieSecure)

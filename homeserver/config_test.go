@@ -203,3 +203,13 @@ func TestEnvExampleListsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestTrustedProxiesConfig(t *testing.T) {
+	c, err := LoadConfig(lookupMap(map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8, 192.168.1.7,::1"}))
+	if err != nil || len(c.TrustedProxies) != 3 || c.TrustedProxies[1].String() != "192.168.1.7/32" {
+		t.Fatalf("%v %v", c.TrustedProxies, err)
+	}
+	if _, err := LoadConfig(lookupMap(map[string]string{"TRUSTED_PROXIES": "proxy.internal"})); err == nil || !strings.Contains(err.Error(), "TRUSTED_PROXIES") {
+		t.Fatalf("bad entry: %v", err)
+	}
+}

@@ -61,45 +61,51 @@ func testConfig(t testing.TB) homeserver.Config {
 // startServer starts a homeserver with cfg and stops it when the test ends.
 func startServer(t testing.TB, cfg homeserver.Config, opts ...func(*homeserver.Options)) *testServer {
 	t.Helper()
-	logs := &syncBuffer{}
-	o := homeserver.Options{Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	for _, f := range opts {
-		f(&o)
-	}
-	srv, err := homeserver.New(cfg, o)
-	if err != nil {
-		t.Fatalf("homeserver.New: %v", err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	ts := &testServer{t: t, srv: srv, cfg: cfg, URL: "http://" + srv.Addr(), logs: logs}
-	stopped := false
+	ts := &testServer{t: t, cfg: cfg}
+	ts.launch(opts)
 	t.Cleanup(func() {
-		if !stopped {
+		if ts.srv != nil {
 			ts.stop()
 		}
 	})
 	return ts
 }
 
+// launch starts a server for ts.cfg and points ts at it.
+func (ts *testServer) launch(opts []func(*homeserver.Options)) {
+	ts.t.Helper()
+	ts.logs = &syncBuffer{}
+	o := homeserver.Options{Log: slog.New(slog.NewJSONHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	for _, f := range opts {
+		f(&o)
+	}
+	srv, err := homeserver.New(ts.cfg, o)
+	if err != nil {
+		ts.t.Fatalf("homeserver.New: %v", err)
+	}
+	if err := srv.Start(); err != nil {
+		ts.t.Fatalf("Start: %v", err)
+	}
+	ts.srv, ts.URL = srv, "http://"+srv.Addr()
+}
+
+// stop shuts the server down (Cleanup does it for a running server).
 func (ts *testServer) stop() {
 	ts.t.Helper()
-	if err := ts.srv.Shutdown(context.Background()); err != nil {
+	srv := ts.srv
+	ts.srv = nil
+	if err := srv.Shutdown(context.Background()); err != nil {
 		ts.t.Errorf("Shutdown: %v", err)
 	}
 }
 
 // restart stops the server and starts a new one on the same data directory
-// and secrets.
-func (ts *testServer) restart() *testServer {
+// (and so the same generated secrets), with the given options.
+func (ts *testServer) restart(opts ...func(*homeserver.Options)) *testServer {
 	ts.t.Helper()
 	ts.stop()
-	cfg := ts.cfg
-	// The generated development secrets are read back from DataDir.
-	n := startServer(ts.t, cfg)
-	ts.srv, ts.URL, ts.logs = n.srv, n.URL, n.logs
-	return n
+	ts.launch(opts)
+	return ts
 }
 
 // response is a decoded HTTP answer.

@@ -85,6 +85,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		JWTSecret:             cfg.JWTSecret,
 		ServerSecret:          cfg.AESKey,
 		CORSOrigins:           cfg.CORSOrigins,
+		TrustedProxies:        cfg.TrustedProxies,
 		CookieSecure:          cfg.CookieSecure,
 		CookieSameSite:        cfg.CookieSameSite,
 		CookieCSRF:            cfg.CookieCSRF,
