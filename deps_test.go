@@ -27,6 +27,7 @@ var allowedImports = map[string][]string{
 	"clients/go":       {""},
 	"cmd/homeserver":   {"homeserver"},
 	"cmd/privateline":  {"", "clients/go"},
+	"cmd/plvectors":    {"", "clients/go"},
 }
 
 // forbiddenExternal are third-party imports a package must not use

@@ -1,0 +1,134 @@
+package cjson
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestMarshal(t *testing.T) {
+	tests := []struct {
+		name string
+		in   any
+		want string
+	}{
+		{"sorted", map[string]any{"b": int64(1), "a": []any{true, false, nil}, "B": "x"}, `{"B":"x","a":[true,false,null],"b":1}`},
+		{"escapes", "\"\\/\b\f\n\r\t\x00\x1f\x7f\u2028é😀", `"\"\\/\b\f\n\r\t\u0000\u001f` + "\x7f\u2028é😀" + `"`},
+		{"ints", []any{0, int64(-5), uint64(MaxSafeInt), int64(-MaxSafeInt)}, `[0,-5,9007199254740991,-9007199254740991]`},
+		{"strings", []string{"a", "b"}, `["a","b"]`},
+		{"string map", map[string]string{"y": "1", "x": "2"}, `{"x":"2","y":"1"}`},
+		{"empty", map[string]any{"o": map[string]any{}, "a": []any{}}, `{"a":[],"o":{}}`},
+	}
+	for _, tc := range tests {
+		got, err := Marshal(tc.in)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: got %s, %v; want %s", tc.name, got, err, tc.want)
+		}
+		if err := Check(got); err != nil {
+			t.Errorf("%s: own output not canonical: %v", tc.name, err)
+		}
+	}
+}
+
+func TestMarshalRefuses(t *testing.T) {
+	for name, v := range map[string]any{
+		"unsafe int":     int64(MaxSafeInt + 1),
+		"unsafe neg":     int64(-MaxSafeInt - 1),
+		"unsafe uint":    uint64(1 << 60),
+		"float":          1.5,
+		"bad utf8":       "\xff",
+		"non-ascii name": map[string]any{"é": 1},
+		"control name":   map[string]any{"\n": 1},
+		"deep":           deep(40),
+	} {
+		if _, err := Marshal(v); err == nil {
+			t.Errorf("%s: encoded", name)
+		}
+	}
+}
+
+func deep(n int) any {
+	var v any = 1
+	for range n {
+		v = []any{v}
+	}
+	return v
+}
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    error // nil, ErrNotCanonical, or any *SyntaxError (use errSyntax)
+		wantSyn bool
+	}{
+		{`{"a":1,"b":"x"}`, nil, false},
+		{`{"b":1,"a":2}`, ErrNotCanonical, false},
+		{`{ "a":1}`, ErrNotCanonical, false},
+		{`"\u0041"`, ErrNotCanonical, false},
+		{`"\/"`, ErrNotCanonical, false},
+		{`"\u001F"`, ErrNotCanonical, false},
+		{`"\ud83d\ude00"`, ErrNotCanonical, false},
+		{`1.0`, nil, true},
+		{`1e2`, nil, true},
+		{`-0`, nil, true},
+		{`007`, nil, true},
+		{`9007199254740992`, nil, true},
+		{`-9007199254740992`, nil, true},
+		{`12345678901234567890`, nil, true},
+		{`{"a":1,"a":1}`, nil, true},
+		{`"\ud800"`, nil, true},
+		{`"\udc00\ud800"`, nil, true},
+		{`"\ud800\u0041"`, nil, true},
+		{"\"\xff\"", nil, true},
+		{"\"\t\"", nil, true},
+		{`[1,]`, nil, true},
+		{`{"a":1,}`, nil, true},
+		{`{"a"}`, nil, true},
+		{`tru`, nil, true},
+		{`"\x"`, nil, true},
+		{`"abc`, nil, true},
+		{``, nil, true},
+		{`1 2`, nil, true},
+		{strings.Repeat("[", 40) + strings.Repeat("]", 40), nil, true},
+	}
+	for _, tc := range tests {
+		err := Check([]byte(tc.in))
+		var se *SyntaxError
+		switch {
+		case tc.wantSyn && !errors.As(err, &se):
+			t.Errorf("%q: got %v, want a syntax error", tc.in, err)
+		case !tc.wantSyn && !errors.Is(err, tc.want) && err != tc.want:
+			t.Errorf("%q: got %v, want %v", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestParseValues(t *testing.T) {
+	v, err := Parse([]byte(` {"n":-12,"s":"\u00e9\ud83d\ude00","a":[null,true],"o":{}} `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.(map[string]any)
+	if m["n"].(int64) != -12 || m["s"].(string) != "é😀" || len(m["a"].([]any)) != 2 || len(m["o"].(map[string]any)) != 0 {
+		t.Fatalf("parsed %#v", v)
+	}
+}
+
+func FuzzCanonical(f *testing.F) {
+	for _, s := range []string{`{"a":[1,"x",null]}`, `"\u0000"`, `{"b":{"a":true}}`, `-1`, `"é"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Canonicalize(data)
+		if err != nil {
+			return
+		}
+		if err := Check(c); err != nil {
+			t.Fatalf("canonical form %q is not canonical: %v", c, err)
+		}
+		c2, err := Canonicalize(c)
+		if err != nil || string(c2) != string(c) {
+			t.Fatalf("canonicalization is not idempotent")
+		}
+	})
+}

@@ -1,0 +1,317 @@
+package cjson
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// SyntaxError reports input that is not JSON or leaves the canonical subset.
+type SyntaxError struct {
+	Offset int
+	Msg    string
+}
+
+func (e *SyntaxError) Error() string { return fmt.Sprintf("cjson: %s at offset %d", e.Msg, e.Offset) }
+
+// Parse decodes one JSON value from data. Objects become map[string]any,
+// arrays []any, numbers int64, and strings, booleans and null their Go
+// counterparts. It refuses what canonical JSON cannot express: numbers with
+// a fraction or exponent, "-0", integers beyond ±(2^53−1), duplicate or
+// non-ASCII member names, invalid UTF-8, lone surrogate escapes, nesting
+// deeper than 32, and trailing data.
+func Parse(data []byte) (any, error) {
+	p := &parser{data: data}
+	p.space()
+	v, err := p.value(0)
+	if err != nil {
+		return nil, err
+	}
+	p.space()
+	if p.pos != len(p.data) {
+		return nil, p.fail("trailing data")
+	}
+	return v, nil
+}
+
+type parser struct {
+	data []byte
+	pos  int
+}
+
+func (p *parser) fail(msg string) error { return &SyntaxError{Offset: p.pos, Msg: msg} }
+
+func (p *parser) space() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) literal(s string, v any) (any, error) {
+	if len(p.data)-p.pos < len(s) || string(p.data[p.pos:p.pos+len(s)]) != s {
+		return nil, p.fail("invalid literal")
+	}
+	p.pos += len(s)
+	return v, nil
+}
+
+func (p *parser) value(depth int) (any, error) {
+	if depth > maxDepth {
+		return nil, p.fail("nested too deeply")
+	}
+	if p.pos >= len(p.data) {
+		return nil, p.fail("unexpected end of input")
+	}
+	switch c := p.data[p.pos]; {
+	case c == '{':
+		return p.object(depth)
+	case c == '[':
+		return p.array(depth)
+	case c == '"':
+		return p.string()
+	case c == 't':
+		return p.literal("true", true)
+	case c == 'f':
+		return p.literal("false", false)
+	case c == 'n':
+		return p.literal("null", nil)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	default:
+		return nil, p.fail("unexpected character")
+	}
+}
+
+func (p *parser) object(depth int) (any, error) {
+	p.pos++ // '{'
+	m := map[string]any{}
+	p.space()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		return m, nil
+	}
+	for {
+		p.space()
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return nil, p.fail("expected member name")
+		}
+		at := p.pos
+		k, err := p.string()
+		if err != nil {
+			return nil, err
+		}
+		if !asciiName(k) {
+			return nil, &SyntaxError{at, "member name is not printable ASCII"}
+		}
+		if _, dup := m[k]; dup {
+			return nil, &SyntaxError{at, fmt.Sprintf("duplicate member name %q", k)}
+		}
+		p.space()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return nil, p.fail("expected ':'")
+		}
+		p.pos++
+		p.space()
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+		p.space()
+		if p.pos >= len(p.data) {
+			return nil, p.fail("unexpected end of input")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case '}':
+			p.pos++
+			return m, nil
+		default:
+			return nil, p.fail("expected ',' or '}'")
+		}
+	}
+}
+
+func (p *parser) array(depth int) (any, error) {
+	p.pos++ // '['
+	a := []any{}
+	p.space()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		return a, nil
+	}
+	for {
+		p.space()
+		v, err := p.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		a = append(a, v)
+		p.space()
+		if p.pos >= len(p.data) {
+			return nil, p.fail("unexpected end of input")
+		}
+		switch p.data[p.pos] {
+		case ',':
+			p.pos++
+		case ']':
+			p.pos++
+			return a, nil
+		default:
+			return nil, p.fail("expected ',' or ']'")
+		}
+	}
+}
+
+func (p *parser) number() (any, error) {
+	start := p.pos
+	neg := false
+	if p.data[p.pos] == '-' {
+		neg = true
+		p.pos++
+	}
+	digits := p.pos
+	for p.pos < len(p.data) && p.data[p.pos] >= '0' && p.data[p.pos] <= '9' {
+		p.pos++
+	}
+	n := p.pos - digits
+	switch {
+	case n == 0:
+		return nil, p.fail("invalid number")
+	case n > 1 && p.data[digits] == '0':
+		return nil, &SyntaxError{start, "number with a leading zero"}
+	}
+	if p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case '.', 'e', 'E':
+			return nil, &SyntaxError{start, "number is not an integer (no fractions or exponents)"}
+		}
+	}
+	if n > 16 {
+		return nil, &SyntaxError{start, "integer out of range"}
+	}
+	var v int64
+	for _, c := range p.data[digits:p.pos] {
+		v = v*10 + int64(c-'0')
+	}
+	if v > MaxSafeInt {
+		return nil, &SyntaxError{start, "integer out of range"}
+	}
+	if neg {
+		if v == 0 {
+			return nil, &SyntaxError{start, `"-0" is not allowed`}
+		}
+		v = -v
+	}
+	return v, nil
+}
+
+func (p *parser) string() (string, error) {
+	p.pos++ // '"'
+	var b []byte
+	for {
+		if p.pos >= len(p.data) {
+			return "", p.fail("unterminated string")
+		}
+		c := p.data[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			return string(b), nil
+		case c == '\\':
+			r, err := p.escape()
+			if err != nil {
+				return "", err
+			}
+			b = utf8.AppendRune(b, r)
+		case c < 0x20:
+			return "", p.fail("control character in string")
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			p.pos++
+		default:
+			r, size := utf8.DecodeRune(p.data[p.pos:])
+			if r == utf8.RuneError && size == 1 {
+				return "", p.fail("invalid UTF-8")
+			}
+			b = append(b, p.data[p.pos:p.pos+size]...)
+			p.pos += size
+		}
+	}
+}
+
+var errLoneSurrogate = errors.New("lone surrogate")
+
+func (p *parser) escape() (rune, error) {
+	if p.pos+1 >= len(p.data) {
+		return 0, p.fail("unterminated escape")
+	}
+	c := p.data[p.pos+1]
+	p.pos += 2
+	switch c {
+	case '"', '\\', '/':
+		return rune(c), nil
+	case 'b':
+		return '\b', nil
+	case 'f':
+		return '\f', nil
+	case 'n':
+		return '\n', nil
+	case 'r':
+		return '\r', nil
+	case 't':
+		return '\t', nil
+	case 'u':
+		r, err := p.hex4()
+		if err != nil {
+			return 0, err
+		}
+		if !utf16.IsSurrogate(r) {
+			return r, nil
+		}
+		if r >= 0xdc00 || p.pos+1 >= len(p.data) || p.data[p.pos] != '\\' || p.data[p.pos+1] != 'u' {
+			return 0, p.fail(errLoneSurrogate.Error())
+		}
+		p.pos += 2
+		r2, err := p.hex4()
+		if err != nil {
+			return 0, err
+		}
+		dec := utf16.DecodeRune(r, r2)
+		if dec == utf8.RuneError {
+			return 0, p.fail(errLoneSurrogate.Error())
+		}
+		return dec, nil
+	default:
+		return 0, p.fail("invalid escape")
+	}
+}
+
+func (p *parser) hex4() (rune, error) {
+	if len(p.data)-p.pos < 4 {
+		return 0, p.fail("short \\u escape")
+	}
+	var r rune
+	for _, c := range p.data[p.pos : p.pos+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, p.fail("invalid \\u escape")
+		}
+	}
+	p.pos += 4
+	return r, nil
+}

@@ -1,0 +1,302 @@
+package e2ee
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/clients/go/cjson"
+)
+
+// GroupKey is one epoch's key of a group (spec/e2ee.md §8) with the facts
+// its signed distribution states. The key itself never prints.
+type GroupKey struct {
+	Group     string
+	Epoch     int64
+	From      privateline.Address   // the member who made and signed it
+	Members   []privateline.Address // sorted
+	CreatedAt time.Time
+	key       []byte
+}
+
+func (g GroupKey) String() string {
+	return fmt.Sprintf("e2ee.GroupKey{%s epoch %d, key [REDACTED]}", g.Group, g.Epoch)
+}
+func (g GroupKey) GoString() string             { return g.String() }
+func (g GroupKey) Format(f fmt.State, _ rune)   { io.WriteString(f, g.String()) }
+func (g GroupKey) LogValue() slog.Value         { return slog.StringValue(g.String()) }
+func (g GroupKey) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
+
+// GroupKeyOptions tune the checks of OpenGroupKey.
+type GroupKeyOptions struct {
+	// Current is the newest epoch the client already holds for the group;
+	// a distribution for an epoch ≤ Current is refused as stale. Zero
+	// accepts any epoch (a new device reading the group's history).
+	Current int64
+	// Members, if set, are the verified bundles of every member; the keys
+	// must then be exactly theirs.
+	Members []*KeyBundle
+}
+
+func groupKeyBody(group string, epoch int64, from privateline.Address, members []privateline.Address, created int64, keys map[string][]byte) map[string]any {
+	ms := make([]string, len(members))
+	for i, a := range members {
+		ms[i] = string(a)
+	}
+	return map[string]any{
+		"v":          int64(Version),
+		"suite":      SuitePL1,
+		"group":      group,
+		"epoch":      epoch,
+		"from":       string(from),
+		"members":    ms,
+		"created_at": created,
+		"keys":       keysValue(keys),
+	}
+}
+
+func groupKeySigned(body map[string]any) []byte {
+	c, _ := cjson.Marshal(body)
+	return concat(domain(labelGroupKey), c)
+}
+
+// SealGroupKey makes a fresh key for epoch of group and its distribution:
+// one RSA-OAEP wrap per member (members must include from's own bundle),
+// signed by from. r supplies the key and the OAEP seeds; nil means
+// crypto/rand.
+func SealGroupKey(r io.Reader, from *PrivateKeys, group string, epoch int64, createdAt time.Time, members []*KeyBundle) (*GroupKey, []byte, error) {
+	const op = "e2ee.SealGroupKey"
+	if !tokenRE.MatchString(group) || epoch < 1 || epoch > cjson.MaxSafeInt {
+		return nil, nil, refuse(op, ErrMalformed, "invalid group id or epoch")
+	}
+	if len(members) == 0 || len(members) > MaxMembers {
+		return nil, nil, refuse(op, ErrMalformed, fmt.Sprintf("a group has 1 to %d members", MaxMembers))
+	}
+	byID := map[string]*EncryptionKey{}
+	var addrs []privateline.Address
+	self := false
+	for _, b := range members {
+		if _, dup := byID[b.Encryption.id]; dup || slices.Contains(addrs, b.Address) {
+			return nil, nil, refuse(op, ErrRecipients, "a member is repeated or shares an encryption key")
+		}
+		byID[b.Encryption.id] = b.Encryption
+		addrs = append(addrs, b.Address)
+		self = self || (b.Address == from.address && b.Encryption.id == from.enc.id)
+	}
+	if !self {
+		return nil, nil, refuse(op, ErrNotMember, "the distributing member must be a member")
+	}
+	slices.Sort(addrs)
+	key, err := readRand(r, KeySize)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	keys := map[string][]byte{}
+	for _, id := range ids {
+		if keys[id], err = byID[id].wrap(r, key, labelGroupKey); err != nil {
+			return nil, nil, err
+		}
+	}
+	created := Millis(createdAt)
+	body := groupKeyBody(group, epoch, from.address, addrs, created, keys)
+	body["signature"] = encodeB64(from.sign(groupKeySigned(body)))
+	doc, err := cjson.Marshal(body)
+	if err != nil {
+		return nil, nil, privateline.E(op, privateline.Internal, err)
+	}
+	gk := &GroupKey{Group: group, Epoch: epoch, From: from.address, Members: addrs, CreatedAt: fromMillis(created), key: key}
+	return gk, doc, nil
+}
+
+// OpenGroupKey verifies a group-key distribution signed by distributor and
+// unwraps the key for me. Checks run in the order of spec/e2ee.md §12.
+func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts GroupKeyOptions) (*GroupKey, error) {
+	const op = "e2ee.OpenGroupKey"
+	if len(doc) > MaxGroupKeyDoc {
+		return nil, refuse(op, ErrTooLarge, "group key distribution is too large")
+	}
+	f := parseFields(doc)
+	v := f.integer("v", true, 0, cjson.MaxSafeInt)
+	suite := f.str("suite", true)
+	if f.err == nil && (v != Version || suite != SuitePL1) {
+		return nil, refuse(op, ErrUnknownSuite, "unknown group key suite or version")
+	}
+	group := f.str("group", true)
+	epoch := f.integer("epoch", true, 1, cjson.MaxSafeInt)
+	from := privateline.Address(f.str("from", true))
+	members := f.strings("members", true, validAddress)
+	created := f.integer("created_at", true, 0, cjson.MaxSafeInt)
+	km := f.object("keys", true)
+	sig := f.bytes("signature", true, SignatureSize, SignatureSize)
+	var keys map[string][]byte
+	if f.err == nil {
+		keys, f.err = parseKeys(km, 1, MaxMembers)
+	}
+	if err := f.done(false); err != nil {
+		return nil, refuse(op, ErrMalformed, "group key: "+err.Error())
+	}
+	if !tokenRE.MatchString(group) || !validAddress(string(from)) || len(members) == 0 || len(members) > MaxMembers || !strictlyAscending(members) {
+		return nil, refuse(op, ErrMalformed, "group key: invalid group, from or members (sorted, unique)")
+	}
+	addrs := make([]privateline.Address, len(members))
+	for i, m := range members {
+		addrs[i] = privateline.Address(m)
+	}
+	if from != distributor.Address {
+		return nil, refuse(op, ErrWrongSender, "the distribution is not from the given member")
+	}
+	body := groupKeyBody(group, epoch, from, addrs, created, keys)
+	if !distributor.Identity.verify(groupKeySigned(body), sig) {
+		return nil, refuse(op, ErrBadSignature, "group key signature is invalid")
+	}
+	if !slices.Contains(addrs, from) {
+		return nil, refuse(op, ErrNotMember, "the distributing member is not a member")
+	}
+	if _, ok := keys[me.enc.id]; !ok || !slices.Contains(addrs, me.address) {
+		return nil, refuse(op, ErrNotRecipient, "this account is not a member of this epoch")
+	}
+	if _, ok := keys[distributor.Encryption.id]; !ok || len(keys) != len(addrs) {
+		return nil, refuse(op, ErrRecipients, "the wrapped keys do not match the members")
+	}
+	if opts.Members != nil {
+		var got []privateline.Address
+		want := map[string]bool{}
+		for _, b := range opts.Members {
+			got = append(got, b.Address)
+			want[b.Encryption.id] = true
+		}
+		slices.Sort(got)
+		ok := slices.Equal(got, addrs) && len(want) == len(keys)
+		for id := range keys {
+			ok = ok && want[id]
+		}
+		if !ok {
+			return nil, refuse(op, ErrRecipients, "the wrapped keys do not match the members' keys")
+		}
+	}
+	if epoch <= opts.Current {
+		return nil, refuse(op, ErrStaleEpoch, "the distribution is for an epoch the client already has")
+	}
+	key, err := me.unwrap(keys[me.enc.id], labelGroupKey)
+	if err != nil || len(key) != KeySize {
+		return nil, refuse(op, ErrDecrypt, "cannot unwrap the group key")
+	}
+	return &GroupKey{Group: group, Epoch: epoch, From: from, Members: addrs, CreatedAt: fromMillis(created), key: key}, nil
+}
+
+// GroupOpenOptions tune the checks of OpenGroup.
+type GroupOpenOptions struct {
+	// Now, if set, refuses messages whose expires_at is not after it.
+	Now time.Time
+	// Latest is the newest epoch's key the client holds, if newer than the
+	// message's; a message in an older epoch sent at or after Latest's
+	// created_at is refused as stale.
+	Latest *GroupKey
+}
+
+// groupSigned is the byte string a group envelope's signature covers:
+// "privateline/v1/group-envelope" ‖ 0x00 ‖ SHA-256(aad) ‖ SHA-256(salt ‖ nonce ‖ ciphertext).
+func groupSigned(aad, salt, nonce, ct []byte) []byte {
+	h1 := sha256.Sum256(aad)
+	h2 := sha256.Sum256(concat(salt, nonce, ct))
+	return concat(domain(labelGroupEnvelope), h1[:], h2[:])
+}
+
+func messageKey(gk *GroupKey, salt []byte) []byte {
+	mk, err := hkdf.Key(sha256.New, gk.key, salt, labelGroupMessage, KeySize)
+	if err != nil {
+		panic(err) // fixed sizes; cannot fail
+	}
+	return mk
+}
+
+// SealGroup encrypts d.Message to the group of gk: mk = HKDF-SHA256(group
+// key, salt, "privateline/v1/group-message", 32) with a fresh 32-byte salt.
+// r supplies the id (if d.ID is empty), salt and nonce; nil means crypto/rand.
+func SealGroup(r io.Reader, sender *PrivateKeys, gk *GroupKey, d Draft) (*Envelope, error) {
+	const op = "e2ee.SealGroup"
+	if !slices.Contains(gk.Members, sender.address) {
+		return nil, refuse(op, ErrNotMember, "the sender is not a member of this epoch")
+	}
+	h := Header{V: Version, Suite: SuitePL1, ID: d.ID, From: sender.address, Group: gk.Group, Epoch: gk.Epoch,
+		Conversation: gk.Group, SentAt: d.SentAt, ExpiresAt: d.ExpiresAt}
+	if d.Message != nil {
+		h.Files = d.Message.fileIDs()
+	}
+	if h.ID == "" {
+		var err error
+		if h.ID, err = NewMessageID(r); err != nil {
+			return nil, err
+		}
+	}
+	aad, err := h.AAD()
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	pt, err := sealPlaintext(op, d.Message)
+	if err != nil {
+		return nil, err
+	}
+	salt, err := readRand(r, GroupSaltSize)
+	if err != nil {
+		return nil, err
+	}
+	nonce, err := readRand(r, NonceSize)
+	if err != nil {
+		return nil, err
+	}
+	mk := messageKey(gk, salt)
+	defer clear(mk)
+	e := &Envelope{Header: h, Salt: salt, Nonce: nonce}
+	e.Ciphertext = newGCM(mk).Seal(nil, nonce, pt, aad)
+	e.Signature = sender.sign(groupSigned(aad, salt, nonce, e.Ciphertext))
+	return e, nil
+}
+
+// OpenGroup verifies and decrypts a group envelope with the key of its
+// epoch. sender must be the pinned bundle of the header's "from".
+func OpenGroup(e *Envelope, gk *GroupKey, sender *KeyBundle, opts GroupOpenOptions) (*Message, error) {
+	const op = "e2ee.OpenGroup"
+	h := &e.Header
+	if !h.IsGroup() {
+		return nil, refuse(op, ErrMalformed, "not a group envelope")
+	}
+	aad, err := h.AAD()
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	if h.Group != gk.Group {
+		return nil, refuse(op, ErrWrongGroup, "the envelope is for another group")
+	}
+	if h.Epoch != gk.Epoch {
+		return nil, refuse(op, ErrWrongEpoch, "the envelope is for another epoch")
+	}
+	if h.From != sender.Address {
+		return nil, refuse(op, ErrWrongSender, "the envelope is not from the given sender")
+	}
+	if !sender.Identity.verify(groupSigned(aad, e.Salt, e.Nonce, e.Ciphertext), e.Signature) {
+		return nil, refuse(op, ErrBadSignature, "envelope signature is invalid")
+	}
+	if !slices.Contains(gk.Members, h.From) {
+		return nil, refuse(op, ErrNotMember, "the sender is not a member of this epoch")
+	}
+	if l := opts.Latest; l != nil && l.Group == gk.Group && l.Epoch > gk.Epoch && Millis(h.SentAt) >= Millis(l.CreatedAt) {
+		return nil, refuse(op, ErrStaleEpoch, "the message uses an old epoch after the group moved on")
+	}
+	if expired(h, opts.Now) {
+		return nil, refuse(op, ErrExpired, "the message has expired")
+	}
+	mk := messageKey(gk, e.Salt)
+	defer clear(mk)
+	return openPlaintext(op, mk, e, aad)
+}
