@@ -306,6 +306,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *call) error {
 	}
 	rand.Read(s.Key)
 	if err := a.store.CreateSession(s); err != nil {
+		if privateline.Is(privateline.NotExist, err) {
+			return errBadLogin // deleted while we checked the key
+		}
 		return err
 	}
 	tr, err := a.tokens(w, s, req.UseCookies)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,8 @@ type Server struct {
 	registry *prometheus.Registry
 
 	shuttingDown atomic.Bool
+	shutdownOnce sync.Once
+	shutdownErr  error
 
 	http    *http.Server
 	metrics *http.Server
@@ -197,7 +200,13 @@ func (s *Server) sweep(ctx context.Context) {
 
 // Shutdown stops accepting requests, lets running ones finish (up to the
 // configured timeout), stops background jobs and closes the store.
+// Calling it again returns the first call's result.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() { s.shutdownErr = s.shutdown(ctx) })
+	return s.shutdownErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true)
 	var errs []error
 	if s.http != nil {

@@ -102,7 +102,11 @@ func (d *DB) UpdateUser(u *User, revokeOthers bool, keep ID) error {
 }
 
 // DeleteUser erases the user and everything of theirs in one synced batch,
-// then compacts the affected ranges so the data also leaves the files.
+// then compacts the affected ranges so the sealed records leave the table
+// files. Pebble's write-ahead log and manifest may still hold the random
+// 16-byte user id (a key, never a value) until they are recycled; every
+// value, the username and the email were sealed and are gone with the
+// records.
 func (d *DB) DeleteUser(id ID) error {
 	const op = "storage.DeleteUser"
 	d.mu.Lock()
