@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -57,7 +58,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var rl *rateLimitError
 	if errors.As(err, &rl) {
-		secs := int(rl.after.Seconds() + 0.999)
+		secs := int(math.Ceil(rl.after.Seconds()))
 		if secs < 1 {
 			secs = 1
 		}

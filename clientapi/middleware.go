@@ -127,7 +127,7 @@ func (a *API) clientIP(r *http.Request) string {
 	}
 	ip := peer.Addr().Unmap()
 	if !a.trusted(ip) {
-		return ip.String()
+		return limitKey(ip)
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
@@ -136,8 +136,18 @@ func (a *API) clientIP(r *http.Request) string {
 			break // a malformed entry: trust nothing to its left
 		}
 		if hop = hop.Unmap(); !a.trusted(hop) {
-			return hop.String()
+			return limitKey(hop)
 		}
+	}
+	return limitKey(ip)
+}
+
+// limitKey is the rate-limit key of an address: the address itself for
+// IPv4, its /64 for IPv6, since one subscriber commonly holds a whole /64.
+func limitKey(ip netip.Addr) string {
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
 	}
 	return ip.String()
 }

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"math"
 	"sync"
 	"time"
 )
@@ -39,16 +40,26 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	if b == nil {
 		if len(l.buckets) >= maxBuckets {
 			l.sweepLocked(now)
+			// Still full: forget arbitrary buckets (map order is random).
+			// A forgotten key starts again with a full burst, which is the
+			// price of bounded memory.
+			for k := range l.buckets {
+				if len(l.buckets) < maxBuckets {
+					break
+				}
+				delete(l.buckets, k)
+			}
 		}
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
 	}
 	l.refillLocked(b, now)
-	if b.tokens >= 1 {
-		b.tokens--
+	const epsilon = 1e-9 // floating-point slack in the refill
+	if b.tokens >= 1-epsilon {
+		b.tokens = max(0, b.tokens-1)
 		return true, 0
 	}
-	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, time.Duration(math.Ceil((1 - b.tokens) / l.rate * float64(time.Second)))
 }
 
 func (l *limiter) refillLocked(b *bucket, now time.Time) {

@@ -58,6 +58,9 @@ func (a *API) issueAccess(s *storage.Session) (token string, exp time.Time, err 
 
 // parseAccess verifies an access token's signature (HS256 only) and claims.
 func (a *API) parseAccess(token string) (*accessClaims, error) {
+	if strings.ContainsAny(token, "\r\n") { // base64 decoders skip them
+		return nil, errUnauthenticated
+	}
 	var c accessClaims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) {
 		return a.cfg.JWTSecret.Bytes(), nil
@@ -145,6 +148,9 @@ func encodeRefresh(s *storage.Session) string {
 // parseRefresh splits a refresh token; its MAC is checked against the
 // session by checkRefreshMAC.
 func parseRefresh(tok string) (sid storage.ID, gen uint64, mac []byte, ok bool) {
+	if strings.ContainsAny(tok, "\r\n") { // base64 decoders skip them
+		return sid, 0, nil, false
+	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
 	if err != nil || len(b) != refreshTokenLen {
 		return sid, 0, nil, false
