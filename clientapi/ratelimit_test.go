@@ -2,6 +2,7 @@ package clientapi
 
 import (
 	"fmt"
+	"github.com/privateline/privateline/internal/fakeclock"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -10,26 +11,8 @@ import (
 	"time"
 )
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2031, 3, 14, 15, 9, 26, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2031, 3, 14, 15, 9, 26, 0, time.UTC))
 }
 
 // mustAllow takes n tokens for key, failing if any is refused.

@@ -5,11 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"github.com/privateline/privateline/internal/fakeclock"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,31 +20,13 @@ import (
 
 // Helpers shared by the auth_*, account_* and startup_* tests.
 
-// stepClock is a fake clock that moves only when the test says so.
-type stepClock struct {
-	mu  sync.Mutex
-	now time.Time // guarded by mu
-}
-
-func newStepClock() *stepClock {
+func newStepClock() *fakeclock.Clock {
 	// Whole seconds: JWT times are whole seconds, so boundaries are exact.
-	return &stepClock{now: time.Now().Truncate(time.Second)}
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	return fakeclock.New(time.Now().Truncate(time.Second))
 }
 
 // withStepClock is a startServer option: the server's clock is c.
-func withStepClock(c *stepClock) func(*homeserver.Options) {
+func withStepClock(c *fakeclock.Clock) func(*homeserver.Options) {
 	return func(o *homeserver.Options) { o.Now = c.Now }
 }
 

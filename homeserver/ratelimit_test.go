@@ -4,41 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/privateline/privateline/internal/fakeclock"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/privateline/privateline/homeserver"
 )
 
-// manualClock is a clock that moves only when the test says so.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
+func newManualClock() *fakeclock.Clock {
+	return fakeclock.New(time.Now().UTC().Truncate(time.Second))
 }
 
-func newManualClock() *manualClock {
-	return &manualClock{t: time.Now().UTC().Truncate(time.Second)}
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func withClock(c *manualClock) func(*homeserver.Options) {
+func withClock(c *fakeclock.Clock) func(*homeserver.Options) {
 	return func(o *homeserver.Options) { o.Now = c.Now }
 }
 

@@ -2,33 +2,15 @@ package logging
 
 import (
 	"bytes"
+	"github.com/privateline/privateline/internal/fakeclock"
 	"io"
 	"log/slog"
 	"os"
-	"sync"
 	"testing"
 	"time"
 )
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock(t time.Time) *fakeClock { return &fakeClock{t: t} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newFakeClock(t time.Time) *fakeclock.Clock { return fakeclock.New(t) }
 
 // mustNew calls New and registers the Closer with t.Cleanup (Close is
 // idempotent, so tests may also close early to inspect files).
