@@ -18,6 +18,7 @@ var allowedImports = map[string][]string{
 	"":                 {},
 	"spec":             {},
 	"internal/logging": {},
+	"internal/fakeclock": {},
 	"storage":          {""},
 	"keydir":           {"", "storage"},
 	"federation":       {"", "storage", "keydir"},
