@@ -15,20 +15,20 @@ const module = "github.com/privateline/privateline"
 // package of ours, the packages of ours it may import (non-test code). A new
 // package must be added here.
 var allowedImports = map[string][]string{
-	"":                 {},
-	"spec":             {},
-	"internal/logging": {},
+	"":                   {},
+	"spec":               {},
+	"internal/logging":   {},
 	"internal/fakeclock": {},
-	"storage":          {""},
-	"keydir":           {"", "storage"},
-	"federation":       {"", "storage", "keydir"},
-	"push":             {"", "storage"},
-	"clientapi":        {"", "storage", "keydir", "federation", "push", "spec"},
-	"homeserver":       {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging"},
-	"clients/go":       {""},
-	"cmd/homeserver":   {"homeserver"},
-	"cmd/privateline":  {"", "clients/go"},
-	"cmd/plvectors":    {"", "clients/go"},
+	"storage":            {""},
+	"keydir":             {"", "storage"},
+	"federation":         {"", "storage", "keydir"},
+	"push":               {"", "storage"},
+	"clientapi":          {"", "storage", "keydir", "federation", "push", "spec"},
+	"homeserver":         {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging"},
+	"clients/go":         {""},
+	"cmd/homeserver":     {"homeserver"},
+	"cmd/privateline":    {"", "clients/go"},
+	"cmd/plvectors":      {"", "clients/go"},
 }
 
 // forbiddenExternal are third-party imports a package must not use
