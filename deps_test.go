@@ -19,17 +19,29 @@ var allowedImports = map[string][]string{
 	"spec":               {},
 	"internal/logging":   {},
 	"internal/fakeclock": {},
-	"storage":            {""},
-	"keydir":             {"", "storage"},
-	"federation":         {"", "storage", "keydir"},
-	"push":               {"", "storage"},
-	"clientapi":          {"", "storage", "keydir", "federation", "push", "spec"},
-	"homeserver":         {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging"},
-	"clients/go":         {""},
-	"cmd/homeserver":     {"homeserver"},
-	"cmd/privateline":    {"", "clients/go"},
-	"cmd/plvectors":      {"", "clients/go"},
+	// Shared by the server and the client SDK: public-key code only, no
+	// server packages, no clients/go (see sharedPackages).
+	"cjson":      {},
+	"merkle":     {},
+	"keybundle":  {"", "cjson"},
+	"keylog":     {"", "cjson", "merkle", "keybundle"},
+	"serverkey":  {},
+	"storage":    {"", "merkle"},
+	"keydir":     {"", "storage", "merkle", "keybundle", "keylog"},
+	"federation": {"", "storage", "keydir", "serverkey", "cjson", "merkle", "keybundle", "keylog"},
+	"push":       {"", "storage"},
+	"clientapi":  {"", "storage", "keydir", "federation", "push", "spec", "cjson", "keybundle", "keylog"},
+	"homeserver": {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging", "serverkey"},
+	// The client SDK; private-key code lives in clients/go/e2ee only.
+	"clients/go":      {"", "cjson", "merkle", "keybundle", "keylog"},
+	"cmd/homeserver":  {"homeserver"},
+	"cmd/privateline": {"", "clients/go", "cjson", "keybundle", "keylog"},
+	"cmd/plvectors":   {"", "clients/go", "cjson", "merkle", "keybundle", "keylog"},
 }
+
+// sharedPackages are imported by both the homeserver and the client SDK;
+// they may import only the vocabulary and each other.
+var sharedPackages = []string{"cjson", "merkle", "keybundle", "keylog"}
 
 // forbiddenExternal are third-party imports a package must not use
 // directly: clientapi talks to storage through its own interfaces.
@@ -114,6 +126,17 @@ func TestForbiddenRuleBites(t *testing.T) {
 	for pkg, allowed := range allowedImports {
 		if slices.Contains(allowed, "homeserver") && !strings.HasPrefix(pkg, "cmd/") {
 			t.Errorf("%s may import homeserver; only cmd/ may", pkg)
+		}
+		// The server never depends on the client SDK.
+		if slices.Contains(allowed, "clients/go") && pkg != "cmd/privateline" && pkg != "cmd/plvectors" {
+			t.Errorf("%s may import clients/go; only the command-line tools may", pkg)
+		}
+	}
+	for _, pkg := range sharedPackages {
+		for _, dep := range allowedImports[pkg] {
+			if dep != "" && !slices.Contains(sharedPackages, dep) {
+				t.Errorf("shared package %s may import %s, which is not shared", pkg, dep)
+			}
 		}
 	}
 }

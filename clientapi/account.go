@@ -194,7 +194,7 @@ func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request, c *call) err
 	if err := a.verifyCurrent(r, u, authKey); err != nil {
 		return err
 	}
-	if err := a.store.DeleteUser(u.ID); err != nil {
+	if err := a.dir.DeleteUser(u.ID); err != nil {
 		return goneIsUnauthenticated(err)
 	}
 	a.log.Info("account deleted", "user_id", u.ID.String())

@@ -73,12 +73,16 @@ type Deps struct {
 	// Ready reports whether the server accepts traffic (false while
 	// shutting down); nil means always.
 	Ready func() bool
+	// Directory is the key directory; nil makes registration, account
+	// deletion and the key routes answer 503.
+	Directory Directory
 }
 
 // API serves the client routes.
 type API struct {
 	cfg   Config
 	store Store
+	dir   Directory
 	log   *slog.Logger
 	now   func() time.Time
 	ready func() bool
@@ -105,7 +109,10 @@ func New(cfg Config, d Deps) (*API, error) {
 	if cfg.Argon2Concurrency <= 0 {
 		cfg.Argon2Concurrency = runtime.NumCPU()
 	}
-	a := &API{cfg: cfg, store: d.Store, log: d.Log, now: d.Now, ready: d.Ready}
+	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, log: d.Log, now: d.Now, ready: d.Ready}
+	if a.dir == nil {
+		a.dir = noDirectory{}
+	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

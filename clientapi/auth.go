@@ -206,6 +206,10 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *call) error {
 	} else if !privateline.Is(privateline.NotExist, err) {
 		return err
 	}
+	kb, err := a.dir.VerifyBundle(bundle, name)
+	if err != nil {
+		return err
+	}
 	u := &storage.User{
 		ID:                  storage.NewID(),
 		Username:            name,
@@ -222,7 +226,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *call) error {
 	if u.AuthHash, err = a.hashAuthKey(r.Context(), authKey, u.AuthSalt); err != nil {
 		return err
 	}
-	if err := a.store.CreateUser(u); err != nil {
+	if err := a.dir.Register(u, kb); err != nil {
 		return err
 	}
 	a.log.Info("account registered", "user_id", u.ID.String())

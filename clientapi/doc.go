@@ -25,4 +25,16 @@
 // must carry X-CSRF-Token, an HMAC of the session id under a key derived
 // from JWT_SECRET_KEY (a signed double-submit token), which the login
 // response returns and the pl_csrf cookie repeats.
+//
+// # Key directory
+//
+// Registration, PUT /api/keys and account deletion go through the key
+// directory (the Directory interface, *keydir.Directory), which verifies
+// bundles and logs every change in the same write as the account change.
+// GET /api/public_key/{username} answers a bundle with the directory's
+// signed entry, an inclusion proof and the signed tree head; the head and
+// consistency proofs are public (GET /api/keys/head, /api/keys/consistency).
+// The pinned-keys blob (GET/PUT /api/pinned_keys) is versioned: its ETag is
+// the version, and a PUT needs If-Match with it (428 without, 412 when it is
+// stale). Without a Directory every one of these answers 503.
 package clientapi

@@ -34,6 +34,8 @@ var (
 	errMethodNotAllowed     = &statusError{http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this path"}
 	errCSRF                 = &statusError{http.StatusForbidden, "csrf_failed", "missing or wrong X-CSRF-Token"}
 	errWrongPassword        = &statusError{http.StatusForbidden, "wrong_password", "the current password is wrong"}
+	errPreconditionFailed   = &statusError{http.StatusPreconditionFailed, "precondition_failed", "If-Match does not name the current version; fetch it again and merge"}
+	errPreconditionRequired = &statusError{http.StatusPreconditionRequired, "precondition_required", "If-Match with the ETag of the version being replaced is required"}
 )
 
 type statusError struct {

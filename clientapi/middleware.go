@@ -45,7 +45,7 @@ func (a *API) middleware(next http.Handler) http.Handler {
 		if !a.cors(sw, r) {
 			return
 		}
-		r.Body = http.MaxBytesReader(sw, r.Body, a.cfg.MaxBodyBytes)
+		r.Body = http.MaxBytesReader(sw, r.Body, a.bodyLimit(r))
 		next.ServeHTTP(sw, r)
 	})
 }
@@ -78,7 +78,7 @@ func (a *API) cors(w http.ResponseWriter, r *http.Request) bool {
 	if allowed {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
-		h.Set("Access-Control-Expose-Headers", "Retry-After")
+		h.Set("Access-Control-Expose-Headers", "Retry-After, ETag")
 	}
 	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
 		return true

@@ -42,6 +42,12 @@ func (a *API) routeDefs() []routeDef {
 		auth("GET", "/api/account", a.getAccount),
 		auth("PUT", "/api/account-settings", a.putAccountSettings),
 		auth("DELETE", "/api/account", a.deleteAccount),
+		auth("GET", "/api/public_key/:username", a.getPublicKey),
+		pub("GET", "/api/keys/head", a.getKeysHead),
+		pub("GET", "/api/keys/consistency", a.getKeysConsistency),
+		auth("PUT", "/api/keys", a.putKeys),
+		auth("GET", "/api/pinned_keys", a.getPinnedKeys),
+		auth("PUT", "/api/pinned_keys", a.putPinnedKeys),
 	}
 }
 

@@ -210,7 +210,7 @@ func registerBody(name, authKey, email string) map[string]any {
 		"encrypted_private_key": randB64(2400),
 		"salt":                  randB64(16),
 		"nonce":                 randB64(12),
-		"key_bundle":            map[string]any{"address": name + "@hs.test", "version": 1},
+		"key_bundle":            testBundleFor(name), // signed with the SDK (e2ee_helpers_test.go)
 	}
 }
 

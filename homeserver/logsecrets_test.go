@@ -176,7 +176,7 @@ func runSecretFlow(t *testing.T, ts *testServer) secretSet {
 
 	expect(ts.do("POST", "/api/register", "", map[string]any{
 		"username": name, "email": email, "auth_key": b64(authKey), "encrypted_private_key": b64(epk),
-		"salt": b64(salt), "nonce": b64(nonce), "key_bundle": map[string]any{"v": 1},
+		"salt": b64(salt), "nonce": b64(nonce), "key_bundle": testBundleFor(name),
 	}), 201, "register")
 	expect(ts.do("POST", "/api/prelogin", "", map[string]any{"username": name}), 200, "prelogin")
 	r := expect(ts.do("POST", "/api/login", "", map[string]any{"username": name, "auth_key": b64(authKey)}), 200, "login")

@@ -20,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/privateline/privateline/clientapi"
+	"github.com/privateline/privateline/keydir"
+	"github.com/privateline/privateline/serverkey"
 	"github.com/privateline/privateline/storage"
 )
 
@@ -37,6 +39,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	db       *storage.DB
+	identity *serverkey.PrivateKey
+	dir      *keydir.Directory
 	api      *clientapi.API
 	registry *prometheus.Registry
 
@@ -72,6 +76,10 @@ func New(cfg Config, o Options) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
+	identity, err := loadIdentity(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	db, err := storage.Open(storage.Options{
 		Dir:      filepath.Join(cfg.DataDir, "store"),
 		InMemory: o.InMemoryStore,
@@ -81,7 +89,8 @@ func New(cfg Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}
-	s := &Server{cfg: cfg, log: log, now: now, db: db, registry: prometheus.NewRegistry(), done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, now: now, db: db, identity: identity, registry: prometheus.NewRegistry(), done: make(chan struct{})}
+	s.dir = keydir.New(cfg.ServerName, db, identity, now)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storageCollector{db})
 	s.api, err = clientapi.New(clientapi.Config{
 		ServerName:            cfg.ServerName,
@@ -106,6 +115,8 @@ func New(cfg Config, o Options) (*Server, error) {
 		Now:      now,
 		Registry: s.registry,
 		Ready:    func() bool { return !s.shuttingDown.Load() },
+
+		Directory: s.dir,
 	})
 	if err != nil {
 		db.Close()

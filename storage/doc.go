@@ -12,6 +12,16 @@
 //	's' sessionID(16)                  session (refresh-token family)
 //	'S' userID(16) sessionID(16)       user → session index
 //	'j' tokenID                        denied access-token id → expiry
+//	0x00 'keylog-size'                 number of leaves of the key directory's log
+//	'L' index(8)                       key-log leaf: leaf data and the directory's
+//	                                   signature; commitments only, nothing that
+//	                                   names a user (see keylog.go)
+//	'T' level(1) index(8)              key-log tree: hash of the perfect subtree of
+//	                                   2^level leaves starting at index·2^level
+//	'K' userID(16)                     the directory's record of the user's current
+//	                                   log entry (bundle, salt, index); erased with
+//	                                   the user
+//	'P' userID(16)                     the user's pinned-keys blob and its version
 //
 // # Sealing
 //

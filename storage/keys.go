@@ -21,9 +21,13 @@ var (
 	tSession      = table{'s', "session"}
 	tUserSessions = table{'S', "user-sessions"}
 	tDeniedToken  = table{'j', "denied-token"}
+	tKeyLeaf      = table{'L', "key-log-leaf"}
+	tKeyNode      = table{'T', "key-log-node"}
+	tKeyEntry     = table{'K', "user-key-entry"}
+	tPinnedKeys   = table{'P', "pinned-keys"}
 )
 
-var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken}
+var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

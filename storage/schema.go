@@ -21,6 +21,9 @@ type migration struct {
 // entry; append a new one.
 var migrations = []migration{
 	{version: 1, name: "initial keyspace", apply: func(*DB, *pebble.Batch) error { return nil }},
+	// New tables only (key log, key entries, pinned keys): nothing to
+	// convert, but an older binary must not open a store it cannot read.
+	{version: 2, name: "key directory log and pinned keys", apply: func(*DB, *pebble.Batch) error { return nil }},
 }
 
 var schemaKey = tMeta.key([]byte("schema"))

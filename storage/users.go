@@ -34,7 +34,11 @@ type User struct {
 }
 
 // CreateUser stores a new user. A taken username is an Exist error.
-func (d *DB) CreateUser(u *User) error {
+// Registration goes through CreateUserLogged, which also logs the user's
+// key bundle.
+func (d *DB) CreateUser(u *User) error { return d.createUser(u, nil) }
+
+func (d *DB) createUser(u *User, app LogAppend) error {
 	const op = "storage.CreateUser"
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -49,6 +53,12 @@ func (d *DB) CreateUser(u *User) error {
 	if err := d.setJSON(b, tUser.key(u.ID[:]), u); err != nil {
 		b.Close()
 		return privateline.E(op, err)
+	}
+	if app != nil {
+		if err := d.appendLogLocked(b, u, app); err != nil {
+			b.Close()
+			return privateline.E(op, err)
+		}
 	}
 	return d.commit(b)
 }
@@ -79,14 +89,18 @@ func (d *DB) UserByName(name privateline.Username) (*User, error) {
 
 // UpdateUser replaces a user's record (the username cannot change). When
 // revokeOthers is set, every session of the user except keep is ended in
-// the same batch (a password change).
+// the same batch (a password change). The key bundle is not changed here:
+// it changes only together with the key log (UpdateUserKeys), so the
+// stored one is kept even if u carries an older copy.
 func (d *DB) UpdateUser(u *User, revokeOthers bool, keep ID) error {
 	const op = "storage.UpdateUser"
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, err := d.get(tUser.key(u.ID[:])); err != nil {
+	cur, err := d.UserByID(u.ID)
+	if err != nil {
 		return privateline.E(op, err)
 	}
+	u.KeyBundle = cur.KeyBundle
 	b := d.db.NewBatch()
 	if err := d.setJSON(b, tUser.key(u.ID[:]), u); err != nil {
 		b.Close()
@@ -106,8 +120,11 @@ func (d *DB) UpdateUser(u *User, revokeOthers bool, keep ID) error {
 // files. Pebble's write-ahead log and manifest may still hold the random
 // 16-byte user id (a key, never a value) until they are recycled; every
 // value, the username and the email were sealed and are gone with the
-// records.
-func (d *DB) DeleteUser(id ID) error {
+// records. Account deletion goes through DeleteUserLogged, which also
+// appends a deletion entry to the key log.
+func (d *DB) DeleteUser(id ID) error { return d.deleteUser(id, nil) }
+
+func (d *DB) deleteUser(id ID, app LogAppend) error {
 	const op = "storage.DeleteUser"
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -118,25 +135,30 @@ func (d *DB) DeleteUser(id ID) error {
 	b := d.db.NewBatch()
 	nk := nameIndexKey(d.nameKey, string(u.Username))
 	uk := tUser.key(id[:])
-	if err := b.Delete(nk, nil); err != nil {
-		b.Close()
-		return privateline.E(op, privateline.Internal, err)
-	}
-	if err := b.Delete(uk, nil); err != nil {
-		b.Close()
-		return privateline.E(op, privateline.Internal, err)
+	ek, pk := tKeyEntry.key(id[:]), tPinnedKeys.key(id[:])
+	for _, k := range [][]byte{nk, uk, ek, pk} {
+		if err := b.Delete(k, nil); err != nil {
+			b.Close()
+			return privateline.E(op, privateline.Internal, err)
+		}
 	}
 	if err := d.deleteSessionsLocked(b, id, ID{}); err != nil {
 		b.Close()
 		return privateline.E(op, err)
+	}
+	if app != nil {
+		if err := d.appendLogLocked(b, u, app); err != nil {
+			b.Close()
+			return privateline.E(op, err)
+		}
 	}
 	if err := d.commit(b); err != nil {
 		return privateline.E(op, err)
 	}
 	// Best effort: the deletion is durable already; compaction only makes
 	// the tombstoned bytes leave older files sooner.
-	for _, r := range [][2][]byte{{nk, prefixEnd(nk)}, {uk, prefixEnd(uk)}, {tUserSessions.key(id[:]), prefixEnd(tUserSessions.key(id[:]))}} {
-		if err := d.compactRange(r[0], r[1]); err != nil {
+	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:])} {
+		if err := d.compactRange(k, prefixEnd(k)); err != nil {
 			d.log.Warn("compaction after account deletion failed", "err", err)
 		}
 	}

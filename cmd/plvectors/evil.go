@@ -9,7 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 )
 
 // This file builds deliberately wrong but validly signed structures for the

@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 	"github.com/privateline/privateline/clients/go/e2ee"
 )
 
@@ -17,7 +17,7 @@ import (
 var Files = []string{
 	"parties.json", "kdf.json", "keywrap.json", "keybundle.json", "canonical_json.json",
 	"padding.json", "envelope.json", "attachment.json", "groupkey.json", "groupmessage.json",
-	"safetynumber.json", "qr.json",
+	"safetynumber.json", "qr.json", "directory.json",
 }
 
 func generate(dir string) error {
@@ -41,6 +41,7 @@ func generate(dir string) error {
 		"groupmessage.json":   genGroupMessage,
 		"safetynumber.json":   genSafety,
 		"qr.json":             genQR,
+		"directory.json":      genDirectory,
 	}
 	for _, name := range Files {
 		v, err := gens[name](ps)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/keybundle"
 )
 
 // Protocol constants of suite pl1 (spec/e2ee.md).
@@ -22,9 +23,9 @@ const (
 	NonceSize      = 12 // AES-GCM nonce
 	KeySize        = 32 // AES-256 keys, group keys, HKDF outputs
 	GroupSaltSize  = 32 // per-message HKDF salt of a group message
-	RSABits        = 4096
-	RSAExponent    = 65537
-	SignatureSize  = 64
+	RSABits        = keybundle.RSABits
+	RSAExponent    = keybundle.RSAExponent
+	SignatureSize  = keybundle.SignatureSize
 	PadBlock       = 256       // plaintexts are padded to a multiple of this
 	MaxPlaintext   = 64 << 10  // padded plaintext bytes
 	MaxEnvelope    = 256 << 10 // serialized envelope bytes
@@ -33,7 +34,7 @@ const (
 	MaxGroupKeyDoc = 512 << 10 // serialized group-key distribution bytes
 	MaxAttachments = 32
 	MaxAttachment  = 100 << 20 // plaintext bytes of one attachment
-	MaxKeyBundle   = 16 << 10
+	MaxKeyBundle   = keybundle.MaxSize
 	MaxWrappedKeys = 16 << 10
 )
 
@@ -43,7 +44,6 @@ const (
 	labelAuth          = "privateline/v1/auth"
 	labelKeyWrap       = "privateline/v1/key-wrap"
 	labelPrivateKeys   = "privateline/v1/private-keys"
-	labelKeyBundle     = "privateline/v1/key-bundle"
 	labelEnvelope      = "privateline/v1/envelope"
 	labelGroupEnvelope = "privateline/v1/group-envelope"
 	labelGroupKey      = "privateline/v1/group-key"

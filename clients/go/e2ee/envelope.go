@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 )
 
 // Envelope is what travels through the servers (spec/e2ee.md §7.2):
@@ -185,12 +185,12 @@ func SealDirect(r io.Reader, sender *PrivateKeys, recipients []*KeyBundle, d Dra
 	const op = "e2ee.SealDirect"
 	h := Header{V: Version, Suite: SuitePL1, ID: d.ID, From: sender.address, Conversation: d.Conversation,
 		SentAt: d.SentAt, ExpiresAt: d.ExpiresAt}
-	encKeys := map[string]*EncryptionKey{sender.enc.id: sender.enc}
+	encKeys := map[string]*EncryptionKey{sender.enc.ID(): sender.enc}
 	for _, b := range recipients {
-		if _, dup := encKeys[b.Encryption.id]; dup {
+		if _, dup := encKeys[b.Encryption.ID()]; dup {
 			return nil, refuse(op, ErrRecipients, "two recipients share an encryption key, or a recipient is repeated")
 		}
-		encKeys[b.Encryption.id] = b.Encryption
+		encKeys[b.Encryption.ID()] = b.Encryption
 		h.To = append(h.To, b.Address)
 	}
 	slices.Sort(h.To)
@@ -228,7 +228,7 @@ func SealDirect(r io.Reader, sender *PrivateKeys, recipients []*KeyBundle, d Dra
 	}
 	slices.Sort(ids) // OAEP seeds are drawn in key-id order
 	for _, id := range ids {
-		if e.Keys[id], err = encKeys[id].wrap(r, ck, labelContentKey); err != nil {
+		if e.Keys[id], err = wrapKey(encKeys[id], r, ck, labelContentKey); err != nil {
 			return nil, err
 		}
 	}
@@ -253,7 +253,7 @@ func OpenDirect(e *Envelope, me *PrivateKeys, sender *KeyBundle, opts OpenOption
 	if h.From != sender.Address {
 		return nil, refuse(op, ErrWrongSender, "the envelope is not from the given sender")
 	}
-	if !sender.Identity.verify(directSigned(aad, e.Nonce, e.Ciphertext, e.Keys), e.Signature) {
+	if !sender.Identity.Verify(directSigned(aad, e.Nonce, e.Ciphertext, e.Keys), e.Signature) {
 		return nil, refuse(op, ErrBadSignature, "envelope signature is invalid")
 	}
 	if err := checkRecipients(op, h, e.Keys, me, sender, opts.Recipients); err != nil {
@@ -262,7 +262,7 @@ func OpenDirect(e *Envelope, me *PrivateKeys, sender *KeyBundle, opts OpenOption
 	if expired(h, opts.Now) {
 		return nil, refuse(op, ErrExpired, "the message has expired")
 	}
-	ck, err := me.unwrap(e.Keys[me.enc.id], labelContentKey)
+	ck, err := me.unwrap(e.Keys[me.enc.ID()], labelContentKey)
 	if err != nil || len(ck) != KeySize {
 		return nil, refuse(op, ErrDecrypt, "cannot unwrap the content key")
 	}
@@ -274,19 +274,19 @@ func checkRecipients(op string, h *Header, keys map[string][]byte, me *PrivateKe
 	if me.address != h.From && !slices.Contains(h.To, me.address) {
 		return refuse(op, ErrNotRecipient, "this account is not a recipient")
 	}
-	if _, ok := keys[me.enc.id]; !ok {
+	if _, ok := keys[me.enc.ID()]; !ok {
 		return refuse(op, ErrNotRecipient, "no key is wrapped to this account's encryption key")
 	}
-	if _, ok := keys[sender.Encryption.id]; !ok || len(keys) != len(h.To)+1 {
+	if _, ok := keys[sender.Encryption.ID()]; !ok || len(keys) != len(h.To)+1 {
 		return refuse(op, ErrRecipients, "the wrapped keys do not match the recipient list")
 	}
 	if all == nil {
 		return nil
 	}
-	want := map[string]bool{sender.Encryption.id: true}
+	want := map[string]bool{sender.Encryption.ID(): true}
 	var addrs []privateline.Address
 	for _, b := range all {
-		want[b.Encryption.id] = true
+		want[b.Encryption.ID()] = true
 		addrs = append(addrs, b.Address)
 	}
 	slices.Sort(addrs)

@@ -3,7 +3,7 @@ package e2ee
 import (
 	"fmt"
 
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 )
 
 // fields reads the members of a parsed canonical-JSON object strictly: each

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 )
 
 // GroupKey is one epoch's key of a group (spec/e2ee.md §8) with the facts
@@ -81,12 +81,12 @@ func SealGroupKey(r io.Reader, from *PrivateKeys, group string, epoch int64, cre
 	var addrs []privateline.Address
 	self := false
 	for _, b := range members {
-		if _, dup := byID[b.Encryption.id]; dup || slices.Contains(addrs, b.Address) {
+		if _, dup := byID[b.Encryption.ID()]; dup || slices.Contains(addrs, b.Address) {
 			return nil, nil, refuse(op, ErrRecipients, "a member is repeated or shares an encryption key")
 		}
-		byID[b.Encryption.id] = b.Encryption
+		byID[b.Encryption.ID()] = b.Encryption
 		addrs = append(addrs, b.Address)
-		self = self || (b.Address == from.address && b.Encryption.id == from.enc.id)
+		self = self || (b.Address == from.address && b.Encryption.ID() == from.enc.ID())
 	}
 	if !self {
 		return nil, nil, refuse(op, ErrNotMember, "the distributing member must be a member")
@@ -103,7 +103,7 @@ func SealGroupKey(r io.Reader, from *PrivateKeys, group string, epoch int64, cre
 	slices.Sort(ids)
 	keys := map[string][]byte{}
 	for _, id := range ids {
-		if keys[id], err = byID[id].wrap(r, key, labelGroupKey); err != nil {
+		if keys[id], err = wrapKey(byID[id], r, key, labelGroupKey); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -156,16 +156,16 @@ func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts Grou
 		return nil, refuse(op, ErrWrongSender, "the distribution is not from the given member")
 	}
 	body := groupKeyBody(group, epoch, from, addrs, created, keys)
-	if !distributor.Identity.verify(groupKeySigned(body), sig) {
+	if !distributor.Identity.Verify(groupKeySigned(body), sig) {
 		return nil, refuse(op, ErrBadSignature, "group key signature is invalid")
 	}
 	if !slices.Contains(addrs, from) {
 		return nil, refuse(op, ErrNotMember, "the distributing member is not a member")
 	}
-	if _, ok := keys[me.enc.id]; !ok || !slices.Contains(addrs, me.address) {
+	if _, ok := keys[me.enc.ID()]; !ok || !slices.Contains(addrs, me.address) {
 		return nil, refuse(op, ErrNotRecipient, "this account is not a member of this epoch")
 	}
-	if _, ok := keys[distributor.Encryption.id]; !ok || len(keys) != len(addrs) {
+	if _, ok := keys[distributor.Encryption.ID()]; !ok || len(keys) != len(addrs) {
 		return nil, refuse(op, ErrRecipients, "the wrapped keys do not match the members")
 	}
 	if opts.Members != nil {
@@ -173,7 +173,7 @@ func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts Grou
 		want := map[string]bool{}
 		for _, b := range opts.Members {
 			got = append(got, b.Address)
-			want[b.Encryption.id] = true
+			want[b.Encryption.ID()] = true
 		}
 		slices.Sort(got)
 		ok := slices.Equal(got, addrs) && len(want) == len(keys)
@@ -187,7 +187,7 @@ func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts Grou
 	if epoch <= opts.Current {
 		return nil, refuse(op, ErrStaleEpoch, "the distribution is for an epoch the client already has")
 	}
-	key, err := me.unwrap(keys[me.enc.id], labelGroupKey)
+	key, err := me.unwrap(keys[me.enc.ID()], labelGroupKey)
 	if err != nil || len(key) != KeySize {
 		return nil, refuse(op, ErrDecrypt, "cannot unwrap the group key")
 	}
@@ -284,7 +284,7 @@ func OpenGroup(e *Envelope, gk *GroupKey, sender *KeyBundle, opts GroupOpenOptio
 	if h.From != sender.Address {
 		return nil, refuse(op, ErrWrongSender, "the envelope is not from the given sender")
 	}
-	if !sender.Identity.verify(groupSigned(aad, e.Salt, e.Nonce, e.Ciphertext), e.Signature) {
+	if !sender.Identity.Verify(groupSigned(aad, e.Salt, e.Nonce, e.Ciphertext), e.Signature) {
 		return nil, refuse(op, ErrBadSignature, "envelope signature is invalid")
 	}
 	if !slices.Contains(gk.Members, h.From) {

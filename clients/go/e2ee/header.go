@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 )
 
 // Header is an envelope's cleartext routing header (spec/e2ee.md §7.1).

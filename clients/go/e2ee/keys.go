@@ -5,73 +5,36 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/keybundle"
 )
 
 // IdentityKey is an account's Ed25519 public key, 32 raw bytes (RFC 8032).
-type IdentityKey [ed25519.PublicKeySize]byte
-
-// Equal compares two identity keys in constant time.
-func (k IdentityKey) Equal(o IdentityKey) bool { return subtle.ConstantTimeCompare(k[:], o[:]) == 1 }
-
-func (k IdentityKey) verify(msg, sig []byte) bool {
-	return len(sig) == SignatureSize && ed25519.Verify(ed25519.PublicKey(k[:]), msg, sig)
-}
+type IdentityKey = keybundle.IdentityKey
 
 // EncryptionKey is an account's RSA-OAEP-4096 public key with its SPKI DER
 // encoding and key id.
-type EncryptionKey struct {
-	pub  *rsa.PublicKey
-	spki []byte
-	id   string
-}
+type EncryptionKey = keybundle.EncryptionKey
 
 // ParseEncryptionKey accepts the DER SubjectPublicKeyInfo of an RSA key
 // with a 4096-bit modulus and exponent 65537, in its unique DER form.
 func ParseEncryptionKey(spki []byte) (*EncryptionKey, error) {
-	const op = "e2ee.ParseEncryptionKey"
-	k, err := x509.ParsePKIXPublicKey(spki)
-	if err != nil {
-		return nil, refuse(op, ErrBadKey, "encryption key is not an RSA SPKI")
-	}
-	pub, ok := k.(*rsa.PublicKey)
-	if !ok || pub.N.BitLen() != RSABits || pub.E != RSAExponent {
-		return nil, refuse(op, ErrBadKey, "encryption key must be RSA-4096 with e=65537")
-	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil || !bytes.Equal(der, spki) {
-		return nil, refuse(op, ErrBadKey, "encryption key SPKI is not in canonical DER")
-	}
-	return newEncryptionKey(pub, der), nil
-}
-
-func newEncryptionKey(pub *rsa.PublicKey, spki []byte) *EncryptionKey {
-	return &EncryptionKey{pub: pub, spki: bytes.Clone(spki), id: KeyID(spki)}
+	return keybundle.ParseEncryptionKey(spki)
 }
 
 // KeyID returns the key id of an SPKI DER: lower-case hex of the first 16
 // bytes of its SHA-256.
-func KeyID(spki []byte) string {
-	h := sha256.Sum256(spki)
-	return hex.EncodeToString(h[:16])
-}
+func KeyID(spki []byte) string { return keybundle.KeyID(spki) }
 
-// SPKI returns the key's DER SubjectPublicKeyInfo.
-func (k *EncryptionKey) SPKI() []byte { return bytes.Clone(k.spki) }
-
-// ID returns the key id.
-func (k *EncryptionKey) ID() string { return k.id }
-
-// wrap encrypts a 32-byte key to k with RSA-OAEP-SHA256 under an OAEP label.
-func (k *EncryptionKey) wrap(r io.Reader, key []byte, label string) ([]byte, error) {
-	ct, err := rsa.EncryptOAEP(sha256.New(), randOrDefault(r), k.pub, key, []byte(label))
+// wrapKey encrypts a 32-byte key to k with RSA-OAEP-SHA256 under an OAEP
+// label.
+func wrapKey(k *EncryptionKey, r io.Reader, key []byte, label string) ([]byte, error) {
+	ct, err := rsa.EncryptOAEP(sha256.New(), randOrDefault(r), k.PublicKey(), key, []byte(label))
 	if err != nil {
 		return nil, privateline.E("e2ee.wrap", privateline.Internal, err)
 	}
@@ -154,7 +117,11 @@ func newPrivateKeys(address privateline.Address, seed []byte, rk *rsa.PrivateKey
 	if err != nil {
 		return nil, privateline.E("e2ee.newPrivateKeys", privateline.Internal, err)
 	}
-	k := &PrivateKeys{address: address, identity: id, encryption: rk, enc: newEncryptionKey(&rk.PublicKey, spki)}
+	enc, err := keybundle.ParseEncryptionKey(spki)
+	if err != nil {
+		return nil, privateline.E("e2ee.newPrivateKeys", err)
+	}
+	k := &PrivateKeys{address: address, identity: id, encryption: rk, enc: enc}
 	copy(k.pub[:], id.Public().(ed25519.PublicKey))
 	return k, nil
 }

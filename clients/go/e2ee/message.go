@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 )
 
 // Message is the plaintext of an envelope (spec/e2ee.md §7.4):

@@ -67,7 +67,7 @@ func TestRFC8032(t *testing.T) {
 			}
 			var pub IdentityKey
 			copy(pub[:], unhex(t, tc.PublicKey))
-			if !pub.verify(msg, sig) || pub.verify(append(msg, 0), sig) {
+			if !pub.Verify(msg, sig) || pub.Verify(append(msg, 0), sig) {
 				t.Fatal("verification is wrong")
 			}
 		})
@@ -226,7 +226,7 @@ func TestWycheproofEd25519(t *testing.T) {
 		copy(pub[:], pk)
 		for _, tc := range g.Tests {
 			n++
-			ok := pub.verify(unhex(t, tc.Msg), unhex(t, tc.Sig))
+			ok := pub.Verify(unhex(t, tc.Msg), unhex(t, tc.Sig))
 			if want := tc.Result == "valid"; ok != want {
 				t.Errorf("tc %d (%s): verify = %v, want %v", tc.TcID, tc.Comment, ok, want)
 			}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/clients/go/cjson"
+	"github.com/privateline/privateline/cjson"
 )
 
 // These tests open, verify or recompute every case of spec/vectors with
@@ -79,7 +79,7 @@ func vectorParties(t *testing.T) map[string]*testParty {
 				partiesErr = err
 				return
 			}
-			if !k.Matches(bundle) || k.enc.id != c.s("key_id") {
+			if !k.Matches(bundle) || k.enc.ID() != c.s("key_id") {
 				partiesErr = ErrBadKey
 				return
 			}
@@ -268,7 +268,7 @@ func TestVectorsEnvelope(t *testing.T) {
 				t.Fatal("ciphertext differs")
 			}
 			signed := directSigned(aad, e.Nonce, e.Ciphertext, e.Keys)
-			if hexEncode(signed) != c.s("signed_hex") || !ps[c.s("sender")].bundle.Identity.verify(signed, e.Signature) {
+			if hexEncode(signed) != c.s("signed_hex") || !ps[c.s("sender")].bundle.Identity.Verify(signed, e.Signature) {
 				t.Fatal("signed bytes differ")
 			}
 			if hexEncode(ps[c.s("sender")].keys.sign(signed)) != c.s("signature_hex") {
