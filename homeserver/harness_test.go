@@ -135,6 +135,12 @@ func (r *response) errorCode(t testing.TB) string {
 // value encoded as JSON. Extra headers come in pairs.
 func (ts *testServer) do(method, path, token string, body any, headers ...string) *response {
 	ts.t.Helper()
+	return ts.doWith(http.DefaultClient, method, path, token, body, headers...)
+}
+
+// doWith is do through the given client.
+func (ts *testServer) doWith(client *http.Client, method, path, token string, body any, headers ...string) *response {
+	ts.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -162,7 +168,7 @@ func (ts *testServer) do(method, path, token string, body any, headers ...string
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		ts.t.Fatalf("%s %s: %v", method, path, err)
 	}

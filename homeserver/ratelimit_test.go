@@ -1,11 +1,7 @@
 package homeserver_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"github.com/privateline/privateline/internal/fakeclock"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -28,43 +24,10 @@ func withClock(c *fakeclock.Clock) func(*homeserver.Options) {
 // all local on Linux), so that tests can be several clients.
 func (ts *testServer) doFrom(ip, method, path, token string, body any) *response {
 	ts.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			ts.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, ts.URL+path, rd)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return d.DialContext(ctx, network, addr)
-	}}
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: d.DialContext}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		ts.t.Fatalf("%s %s from %s: %v", method, path, ip, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		ts.t.Fatal(err)
-	}
-	return &response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return ts.doWith(&http.Client{Transport: tr}, method, path, token, body)
 }
 
 // expectLimited checks a 429 answer and returns its Retry-After.
