@@ -177,6 +177,27 @@ func sealPlaintext(op string, m *Message) ([]byte, error) {
 	return pt, nil
 }
 
+// prepare completes a header being sealed (file ids from the message, a
+// fresh message id if none was given) and returns its associated data and
+// the padded plaintext.
+func (h *Header) prepare(op string, r io.Reader, d Draft) (aad, pt []byte, err error) {
+	if d.Message != nil {
+		h.Files = d.Message.fileIDs()
+	}
+	if h.ID == "" {
+		if h.ID, err = NewMessageID(r); err != nil {
+			return nil, nil, err
+		}
+	}
+	if aad, err = h.AAD(); err != nil {
+		return nil, nil, privateline.E(op, err)
+	}
+	if pt, err = sealPlaintext(op, d.Message); err != nil {
+		return nil, nil, err
+	}
+	return aad, pt, nil
+}
+
 // SealDirect encrypts d.Message from sender to recipients (spec/e2ee.md §7).
 // The content key is wrapped to every recipient and to the sender's own key.
 // r supplies the id (if d.ID is empty), content key, nonce and OAEP seeds;
@@ -194,20 +215,7 @@ func SealDirect(r io.Reader, sender *PrivateKeys, recipients []*KeyBundle, d Dra
 		h.To = append(h.To, b.Address)
 	}
 	slices.Sort(h.To)
-	if d.Message != nil {
-		h.Files = d.Message.fileIDs()
-	}
-	if h.ID == "" {
-		var err error
-		if h.ID, err = NewMessageID(r); err != nil {
-			return nil, err
-		}
-	}
-	aad, err := h.AAD()
-	if err != nil {
-		return nil, privateline.E(op, err)
-	}
-	pt, err := sealPlaintext(op, d.Message)
+	aad, pt, err := h.prepare(op, r, d)
 	if err != nil {
 		return nil, err
 	}

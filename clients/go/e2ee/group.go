@@ -230,20 +230,7 @@ func SealGroup(r io.Reader, sender *PrivateKeys, gk *GroupKey, d Draft) (*Envelo
 	}
 	h := Header{V: Version, Suite: SuitePL1, ID: d.ID, From: sender.address, Group: gk.Group, Epoch: gk.Epoch,
 		Conversation: gk.Group, SentAt: d.SentAt, ExpiresAt: d.ExpiresAt}
-	if d.Message != nil {
-		h.Files = d.Message.fileIDs()
-	}
-	if h.ID == "" {
-		var err error
-		if h.ID, err = NewMessageID(r); err != nil {
-			return nil, err
-		}
-	}
-	aad, err := h.AAD()
-	if err != nil {
-		return nil, privateline.E(op, err)
-	}
-	pt, err := sealPlaintext(op, d.Message)
+	aad, pt, err := h.prepare(op, r, d)
 	if err != nil {
 		return nil, err
 	}
