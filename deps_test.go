@@ -21,16 +21,19 @@ var allowedImports = map[string][]string{
 	"internal/fakeclock": {},
 	// Shared by the server and the client SDK: public-key code only, no
 	// server packages, no clients/go (see sharedPackages).
-	"cjson":      {},
-	"merkle":     {},
-	"keybundle":  {"", "cjson"},
-	"keylog":     {"", "cjson", "merkle", "keybundle"},
-	"serverkey":  {},
+	"cjson":     {},
+	"merkle":    {},
+	"keybundle": {"", "cjson"},
+	"keylog":    {"", "cjson", "merkle", "keybundle"},
+	"serverkey": {},
+	// The public routing header of envelopes, for the server: no
+	// clients/go, no crypto.
+	"envelope":   {""},
 	"storage":    {"", "merkle"},
 	"keydir":     {"", "storage", "merkle", "keybundle", "keylog"},
 	"federation": {"", "storage", "keydir", "serverkey", "cjson", "merkle", "keybundle", "keylog"},
 	"push":       {"", "storage"},
-	"clientapi":  {"", "storage", "keydir", "federation", "push", "spec", "cjson", "keybundle", "keylog"},
+	"clientapi":  {"", "storage", "keydir", "federation", "push", "spec", "cjson", "keybundle", "keylog", "envelope"},
 	"homeserver": {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging", "serverkey"},
 	// The client SDK; private-key code lives in clients/go/e2ee only.
 	"clients/go":      {"", "cjson", "merkle", "keybundle", "keylog"},

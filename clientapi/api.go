@@ -54,6 +54,10 @@ type Config struct {
 	AuthBurst             int
 	UsernameRatePerMinute float64
 	UsernameBurst         int
+	// MessageRatePerMinute and MessageBurst limit sending per user
+	// (defaults DefaultMessageRatePerMinute, DefaultMessageBurst).
+	MessageRatePerMinute float64
+	MessageBurst         int
 
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
@@ -76,6 +80,9 @@ type Deps struct {
 	// Directory is the key directory; nil makes registration, account
 	// deletion and the key routes answer 503.
 	Directory Directory
+	// Messages stores direct messages; nil uses Store if it is one, else
+	// the message routes answer 503.
+	Messages MessageStore
 }
 
 // API serves the client routes.
@@ -83,6 +90,7 @@ type API struct {
 	cfg   Config
 	store Store
 	dir   Directory
+	msgs  MessageStore
 	log   *slog.Logger
 	now   func() time.Time
 	ready func() bool
@@ -95,6 +103,7 @@ type API struct {
 	argon2      chan struct{} // semaphore
 	ipLimit     *limiter
 	nameLimit   *limiter
+	msgLimit    *limiter // per user id
 }
 
 // New returns the client API.
@@ -112,6 +121,20 @@ func New(cfg Config, d Deps) (*API, error) {
 	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, log: d.Log, now: d.Now, ready: d.Ready}
 	if a.dir == nil {
 		a.dir = noDirectory{}
+	}
+	a.msgs = d.Messages
+	if a.msgs == nil {
+		if ms, ok := d.Store.(MessageStore); ok {
+			a.msgs = ms
+		} else {
+			a.msgs = noMessages{}
+		}
+	}
+	if cfg.MessageRatePerMinute <= 0 {
+		cfg.MessageRatePerMinute = DefaultMessageRatePerMinute
+	}
+	if cfg.MessageBurst <= 0 {
+		cfg.MessageBurst = DefaultMessageBurst
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -132,6 +155,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.argon2 = make(chan struct{}, cfg.Argon2Concurrency)
 	a.ipLimit = newLimiter(cfg.AuthRatePerMinute/60, cfg.AuthBurst, a.now)
 	a.nameLimit = newLimiter(cfg.UsernameRatePerMinute/60, cfg.UsernameBurst, a.now)
+	a.msgLimit = newLimiter(cfg.MessageRatePerMinute/60, cfg.MessageBurst, a.now)
 	a.metrics = newMetrics(d.Registry)
 	a.router = a.newRouter()
 	a.handler = a.middleware(a.router)

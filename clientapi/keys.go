@@ -9,6 +9,7 @@ import (
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/cjson"
+	"github.com/privateline/privateline/envelope"
 	"github.com/privateline/privateline/keybundle"
 	"github.com/privateline/privateline/keydir"
 	"github.com/privateline/privateline/keylog"
@@ -69,6 +70,9 @@ const (
 func (a *API) bodyLimit(r *http.Request) int64 {
 	if r.Method == http.MethodPut && r.URL.Path == "/api/pinned_keys" {
 		return maxPinnedBody
+	}
+	if r.Method == http.MethodPost && r.URL.Path == "/api/messages" {
+		return envelope.MaxSize
 	}
 	return a.cfg.MaxBodyBytes
 }

@@ -48,6 +48,11 @@ func (a *API) routeDefs() []routeDef {
 		auth("PUT", "/api/keys", a.putKeys),
 		auth("GET", "/api/pinned_keys", a.getPinnedKeys),
 		auth("PUT", "/api/pinned_keys", a.putPinnedKeys),
+		auth("POST", "/api/messages", a.postMessage),
+		auth("GET", "/api/messages", a.getMessages),
+		auth("DELETE", "/api/messages/:id", a.deleteMessage),
+		auth("POST", "/api/messages/:id/read", a.readMessage),
+		auth("GET", "/api/unread_count", a.getUnreadCount),
 	}
 }
 

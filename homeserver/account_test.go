@@ -148,6 +148,10 @@ func TestDeleteAccount(t *testing.T) {
 		t.Fatalf("sub %q is not a 16-byte hex id", sub)
 	}
 	realSalt := ts.do("POST", "/api/prelogin", "", map[string]any{"username": a.Username}).json(t)["salt"]
+	// Messages to and from the account (their headers name it) go with
+	// it, from the other party's mailbox too (messages_test.go).
+	pen := ts.registerWithKeys("penpal", "bob")
+	exchangeMessages(t, ts, a, pen)
 
 	// What must not survive, each in the forms it could be stored in.
 	needles := map[string][][]byte{
@@ -191,6 +195,9 @@ func TestDeleteAccount(t *testing.T) {
 
 	if found := foundIn(t, ts.srv, needles); len(found) != 0 {
 		t.Fatalf("after deletion the store still holds the user's %v", found)
+	}
+	if n, u := len(ts.mailbox(pen, "")), ts.unread(pen); n != 0 || u != [3]int{} {
+		t.Fatalf("after deletion the penpal still has %d messages, unread %v", n, u)
 	}
 
 	// On disk, after a restart (the store reopened from its files).

@@ -55,6 +55,9 @@ type Config struct {
 	AuthBurst             int     // AUTH_RATE_BURST
 	UsernameRatePerMinute float64 // LOGIN_RATE_PER_MINUTE
 	UsernameBurst         int     // LOGIN_RATE_BURST
+	// MessageRatePerMinute and MessageBurst limit sending per user.
+	MessageRatePerMinute float64 // MESSAGE_RATE_PER_MINUTE
+	MessageBurst         int     // MESSAGE_RATE_BURST
 
 	AccessTokenTTL  time.Duration // 15 minutes
 	RefreshTokenTTL time.Duration // REFRESH_TOKEN_DAYS, default 30 days
@@ -86,6 +89,8 @@ func Default() Config {
 		AuthBurst:             20,
 		UsernameRatePerMinute: 6,
 		UsernameBurst:         10,
+		MessageRatePerMinute:  120,
+		MessageBurst:          60,
 		AccessTokenTTL:        15 * time.Minute,
 		RefreshTokenTTL:       30 * 24 * time.Hour,
 		ShutdownTimeout:       10 * time.Second,
@@ -190,6 +195,8 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	p.intTo("AUTH_RATE_BURST", &c.AuthBurst)
 	p.floatTo("LOGIN_RATE_PER_MINUTE", &c.UsernameRatePerMinute)
 	p.intTo("LOGIN_RATE_BURST", &c.UsernameBurst)
+	p.floatTo("MESSAGE_RATE_PER_MINUTE", &c.MessageRatePerMinute)
+	p.intTo("MESSAGE_RATE_BURST", &c.MessageBurst)
 	var days int
 	if p.intTo("REFRESH_TOKEN_DAYS", &days) {
 		c.RefreshTokenTTL = time.Duration(days) * 24 * time.Hour
@@ -270,6 +277,9 @@ func (c *Config) Validate() error {
 	}
 	if c.UsernameRatePerMinute <= 0 || c.UsernameBurst <= 0 {
 		return bad("LOGIN_RATE_PER_MINUTE", "and LOGIN_RATE_BURST must be positive")
+	}
+	if c.MessageRatePerMinute <= 0 || c.MessageBurst <= 0 {
+		return bad("MESSAGE_RATE_PER_MINUTE", "and MESSAGE_RATE_BURST must be positive")
 	}
 	if c.AccessTokenTTL <= 0 || c.RefreshTokenTTL < c.AccessTokenTTL {
 		return bad("REFRESH_TOKEN_DAYS", "must be at least 1")

@@ -660,7 +660,8 @@ func TestContractResponses(t *testing.T) {
 		c.send(t, ts, specAccepts, 200, apiReq("GET", "/readyz", nil))
 	})
 
-	t.Run("keys", func(t *testing.T) { keysContract(t, c, ts) }) // keydir_contract_test.go
+	t.Run("keys", func(t *testing.T) { keysContract(t, c, ts) })         // keydir_contract_test.go
+	t.Run("messages", func(t *testing.T) { messagesContract(t, c, ts) }) // messages_contract_test.go
 
 	// Every documented response must have been seen, except the server
 	// faults (500, and 503 from storage) that a client cannot provoke.

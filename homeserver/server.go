@@ -107,6 +107,8 @@ func New(cfg Config, o Options) (*Server, error) {
 		AuthBurst:             cfg.AuthBurst,
 		UsernameRatePerMinute: cfg.UsernameRatePerMinute,
 		UsernameBurst:         cfg.UsernameBurst,
+		MessageRatePerMinute:  cfg.MessageRatePerMinute,
+		MessageBurst:          cfg.MessageBurst,
 		AccessTokenTTL:        cfg.AccessTokenTTL,
 		RefreshTokenTTL:       cfg.RefreshTokenTTL,
 	}, clientapi.Deps{
@@ -117,6 +119,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		Ready:    func() bool { return !s.shuttingDown.Load() },
 
 		Directory: s.dir,
+		Messages:  db,
 	})
 	if err != nil {
 		db.Close()
@@ -189,12 +192,19 @@ func (s *Server) MetricsAddr() string {
 	return s.mln.Addr().String()
 }
 
-// sweepInterval is how often expired sessions and token denials go.
-const sweepInterval = 10 * time.Minute
+// sweepInterval is how often expired sessions and token denials go;
+// messageSweepInterval how often expired envelopes go (they are never
+// served after their expiry in any case).
+const (
+	sweepInterval        = 10 * time.Minute
+	messageSweepInterval = time.Minute
+)
 
 func (s *Server) sweep(ctx context.Context) {
 	t := time.NewTicker(sweepInterval)
 	defer t.Stop()
+	mt := time.NewTicker(messageSweepInterval)
+	defer mt.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -205,8 +215,21 @@ func (s *Server) sweep(ctx context.Context) {
 			} else if n > 0 {
 				s.log.Debug("swept expired records", "count", n)
 			}
+		case <-mt.C:
+			s.sweepMessages()
 		}
 	}
+}
+
+// sweepMessages deletes the envelopes expired by the injected clock's now.
+func (s *Server) sweepMessages() int {
+	n, err := s.db.SweepMessages(s.now())
+	if err != nil {
+		s.log.Error("message sweep failed", "err", err)
+	} else if n > 0 {
+		s.log.Debug("swept expired messages", "count", n)
+	}
+	return n
 }
 
 // Shutdown stops accepting requests, lets running ones finish (up to the

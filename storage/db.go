@@ -44,6 +44,11 @@ type DB struct {
 	// mu serialises read-modify-write operations: username uniqueness,
 	// session rotation and revocation, account deletion.
 	mu sync.Mutex
+
+	// stripes serialise the messaging read-modify-writes (sequence
+	// numbers, unread counters, an envelope's idempotency check) per user
+	// and per message id; see messages.go for the lock ordering.
+	stripes [numStripes]sync.Mutex
 }
 
 // Open opens (creating if needed) the store and runs pending migrations.

@@ -22,6 +22,21 @@
 //	                                   log entry (bundle, salt, index); erased with
 //	                                   the user
 //	'P' userID(16)                     the user's pinned-keys blob and its version
+//	'E' msgID(16)                      direct envelope as posted, with its
+//	                                   digest, sender, recipients, expiry,
+//	                                   the sender's seq and who read it
+//	'M' userID(16) seq(8)              mailbox entry (message id, direction,
+//	                                   read)
+//	'm' userID(16) msgID(16)           seq of the user's live copy
+//	'C' userID(16) peer(16) seq(8)     conversation index; peer is an HMAC of
+//	                                   the other party's address
+//	'c' userID(16)                     counters: last seq, unread (direct,
+//	                                   groups)
+//	'X' expiresAtMillis(8) msgID(16)   expiry index
+//	'p' userID(16) msgID(16)           participation (sender or recipient),
+//	                                   kept until the envelope goes; account
+//	                                   deletion deletes every envelope found
+//	                                   here (see messages.go)
 //
 // # Sealing
 //
@@ -35,8 +50,10 @@
 //
 // Every write that precedes an acknowledgement is one batch committed with
 // pebble.Sync. Read-modify-write operations (unique usernames, refresh-token
-// rotation) hold DB.mu; concurrent independent commits share fsyncs through
-// Pebble's group commit.
+// rotation) hold DB.mu; messaging read-modify-writes (sequence numbers,
+// counters) hold per-user and per-message stripes, locked in ascending
+// order after DB.mu if that is needed (messages.go); concurrent independent
+// commits share fsyncs through Pebble's group commit.
 //
 // # Schema
 //

@@ -25,9 +25,17 @@ var (
 	tKeyNode      = table{'T', "key-log-node"}
 	tKeyEntry     = table{'K', "user-key-entry"}
 	tPinnedKeys   = table{'P', "pinned-keys"}
+	tEnvelope     = table{'E', "envelope"}
+	tMailbox      = table{'M', "mailbox"}
+	tMailboxByID  = table{'m', "mailbox-by-id"}
+	tConversation = table{'C', "conversation"}
+	tCounters     = table{'c', "counters"}
+	tExpiry       = table{'X', "expiry"}
+	tParticipant  = table{'p', "participant"}
 )
 
-var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys}
+var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
+	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

@@ -146,6 +146,14 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 		b.Close()
 		return privateline.E(op, err)
 	}
+	// Every message the user sent or received goes, from every mailbox
+	// (messages.go): an envelope names its sender and recipients.
+	unlockMessages, err := d.deleteUserMessagesLocked(b, id)
+	if err != nil {
+		b.Close()
+		return privateline.E(op, err)
+	}
+	defer func() { unlockMessages() }()
 	if app != nil {
 		if err := d.appendLogLocked(b, u, app); err != nil {
 			b.Close()
@@ -155,9 +163,12 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 	if err := d.commit(b); err != nil {
 		return privateline.E(op, err)
 	}
+	unlockMessages()
+	unlockMessages = func() {}
 	// Best effort: the deletion is durable already; compaction only makes
 	// the tombstoned bytes leave older files sooner.
-	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:])} {
+	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:]), {tEnvelope.prefix},
+		tMailbox.key(id[:]), tMailboxByID.key(id[:]), tConversation.key(id[:]), tParticipant.key(id[:]), tCounters.key(id[:])} {
 		if err := d.compactRange(k, prefixEnd(k)); err != nil {
 			d.log.Warn("compaction after account deletion failed", "err", err)
 		}

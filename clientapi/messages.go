@@ -1,0 +1,252 @@
+package clientapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/envelope"
+	"github.com/privateline/privateline/storage"
+)
+
+// MessageStore is what the direct-message routes need from storage
+// (*storage.DB): the one Deliver path, mailbox pages, deletion, read state
+// and the unread counters.
+type MessageStore interface {
+	Deliver(*storage.Delivery) (seq uint64, replay bool, err error)
+	Mailbox(user storage.ID, q storage.MailQuery) ([]storage.MailItem, error)
+	DeleteMessage(user storage.ID, msgID string, now time.Time) error
+	MarkRead(user storage.ID, msgID string, now time.Time) error
+	UnreadCounts(user storage.ID) (storage.Counters, error)
+}
+
+type noMessages struct{}
+
+var errNoMessages = privateline.E("clientapi", privateline.Unavailable, "messaging is not available")
+
+func (noMessages) Deliver(*storage.Delivery) (uint64, bool, error) { return 0, false, errNoMessages }
+func (noMessages) Mailbox(storage.ID, storage.MailQuery) ([]storage.MailItem, error) {
+	return nil, errNoMessages
+}
+func (noMessages) DeleteMessage(storage.ID, string, time.Time) error { return errNoMessages }
+func (noMessages) MarkRead(storage.ID, string, time.Time) error      { return errNoMessages }
+func (noMessages) UnreadCounts(storage.ID) (storage.Counters, error) {
+	return storage.Counters{}, errNoMessages
+}
+
+// Paging of GET /api/messages.
+const (
+	defaultPage = 50
+	maxPage     = 100
+	maxOffset   = 100_000
+	// maxSentAtSkew is how far in the future a header's sent_at may be.
+	maxSentAtSkew = 10 * time.Minute
+)
+
+// Defaults of the per-user send limit.
+const (
+	DefaultMessageRatePerMinute = 120
+	DefaultMessageBurst         = 60
+)
+
+// postMessage validates a direct envelope's routing header and delivers it
+// to the local recipients' mailboxes and the sender's (one synced write);
+// the answer comes after the commit. The envelope id is the idempotency
+// key: a retry with the same bytes is answered 200 with the first
+// delivery's sequence number, other content under the id is 409.
+func (a *API) postMessage(w http.ResponseWriter, r *http.Request, c *call) error {
+	body, err := readEnvelopeBody(r)
+	if err != nil {
+		return err
+	}
+	if ok, after := a.msgLimit.allow(c.auth.UserID.String()); !ok {
+		return &rateLimitError{after}
+	}
+	h, err := envelope.Parse(body)
+	if err != nil {
+		return err
+	}
+	u, err := a.caller(c)
+	if err != nil {
+		return err
+	}
+	me := privateline.MakeAddress(u.Username, a.cfg.ServerName)
+	if h.From != me {
+		return privateline.E("clientapi.postMessage", privateline.Forbidden, `"from" must be your own address`)
+	}
+	now := a.now()
+	if h.SentAt.After(now.Add(maxSentAtSkew)) {
+		return invalid(`"sent_at" is in the future`)
+	}
+	if !h.ExpiresAt.IsZero() && !h.ExpiresAt.After(now) {
+		return invalid(`"expires_at" has passed`)
+	}
+	d := &storage.Delivery{
+		MsgID:     h.ID,
+		Raw:       body,
+		Sender:    storage.Recipient{ID: u.ID, Address: me},
+		ExpiresAt: h.ExpiresAt,
+	}
+	for _, to := range h.To {
+		name, server, _ := to.Split() // checked by envelope.Parse
+		if server != a.cfg.ServerName {
+			return invalid(fmt.Sprintf("%s is on another server; remote delivery arrives with federation", to))
+		}
+		ru, err := a.store.UserByName(name)
+		if privateline.Is(privateline.NotExist, err) {
+			return privateline.E("clientapi.postMessage", privateline.NotExist, "no such recipient: "+string(to))
+		} else if err != nil {
+			return err
+		}
+		d.Recipients = append(d.Recipients, storage.Recipient{ID: ru.ID, Address: to})
+	}
+	seq, replay, err := a.msgs.Deliver(d)
+	if err != nil {
+		if privateline.Is(privateline.Exist, err) {
+			return privateline.E("clientapi.postMessage", privateline.Exist, "another message with this id exists")
+		}
+		return err
+	}
+	status := http.StatusCreated
+	if replay {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, map[string]any{"id": h.ID, "seq": seq})
+	return nil
+}
+
+// readEnvelopeBody reads a JSON body of at most envelope.MaxSize bytes.
+func readEnvelopeBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, privateline.E("clientapi.readEnvelopeBody", privateline.TooLarge, fmt.Sprintf("an envelope may be at most %d bytes", envelope.MaxSize))
+		}
+		return nil, invalid("could not read the request body")
+	}
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, errUnsupportedMediaType
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return nil, errUnsupportedMediaType
+	}
+	if !utf8.Valid(body) {
+		return nil, invalid("request body is not valid UTF-8")
+	}
+	if err := checkJSONShape(body); err != nil {
+		return nil, err
+	}
+	return body, nil
+}
+
+type mailItem struct {
+	Seq       uint64                 `json:"seq"`
+	Envelope  json.RawMessage        `json:"envelope"`
+	Direction string                 `json:"direction"` // "in" or "out"
+	Read      *bool                  `json:"read,omitempty"`
+	ReadBy    *[]privateline.Address `json:"read_by,omitempty"`
+}
+
+// getMessages answers a page of the caller's mailbox.
+func (a *API) getMessages(w http.ResponseWriter, r *http.Request, c *call) error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return invalid("malformed query string")
+	}
+	mq := storage.MailQuery{Limit: defaultPage, Now: a.now()}
+	for k, vs := range q {
+		if len(vs) != 1 {
+			return invalid("query parameter " + strconv.Quote(k) + " may appear once")
+		}
+		v := vs[0]
+		switch k {
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxPage {
+				return invalid(fmt.Sprintf(`"limit" must be 1 to %d`, maxPage))
+			}
+			mq.Limit = n
+		case "offset":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > maxOffset {
+				return invalid(fmt.Sprintf(`"offset" must be 0 to %d`, maxOffset))
+			}
+			mq.Offset = n
+		case "after":
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil {
+				return invalid(`"after" must be a sequence number`)
+			}
+			mq.After, mq.HasAfter = n, true
+		case "with":
+			if _, _, err := privateline.Address(v).Split(); err != nil {
+				return invalid(`"with" must be an address`)
+			}
+			mq.With = privateline.Address(v)
+		default:
+			return invalid("unknown query parameter " + strconv.Quote(k))
+		}
+	}
+	items, err := a.msgs.Mailbox(c.auth.UserID, mq)
+	if err != nil {
+		return err
+	}
+	out := make([]mailItem, 0, len(items))
+	for _, it := range items {
+		m := mailItem{Seq: it.Seq, Envelope: json.RawMessage(it.Envelope), Direction: "in"}
+		if it.Out {
+			m.Direction = "out"
+			readBy := it.ReadBy
+			if readBy == nil {
+				readBy = []privateline.Address{}
+			}
+			m.ReadBy = &readBy
+		} else {
+			read := it.Read
+			m.Read = &read
+		}
+		out = append(out, m)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
+	return nil
+}
+
+// deleteMessage deletes a message for everyone (its sender) or removes the
+// caller's own copy (a recipient); anyone else gets 404.
+func (a *API) deleteMessage(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := a.msgs.DeleteMessage(c.auth.UserID, c.params.ByName("id"), a.now()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// readMessage marks the caller's copy of a received message read.
+func (a *API) readMessage(w http.ResponseWriter, r *http.Request, c *call) error {
+	if err := a.msgs.MarkRead(c.auth.UserID, c.params.ByName("id"), a.now()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// getUnreadCount answers the caller's unread counters.
+func (a *API) getUnreadCount(w http.ResponseWriter, r *http.Request, c *call) error {
+	n, err := a.msgs.UnreadCounts(c.auth.UserID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"unread": n.Unread, "direct": n.Direct, "groups": n.Groups})
+	return nil
+}

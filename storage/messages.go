@@ -1,0 +1,690 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/privateline/privateline"
+)
+
+// Mailboxes of direct messages.
+//
+// Keys (see also the package doc):
+//
+//	'E' msgID(16)                     envelope record: the envelope as posted,
+//	                                  its digest, sender, recipients, expiry,
+//	                                  the sender's sequence number, read-by
+//	'M' userID(16) seq(8)             mailbox entry: message id, direction, read
+//	'm' userID(16) msgID(16)          seq(8) of the user's live copy of a message
+//	'C' userID(16) peer(16) seq(8)    conversation index: peer is
+//	                                  HMAC(nameKey, "conversation" 0x00 address)[:16]
+//	                                  of the other party (a sent copy has one
+//	                                  entry per recipient)
+//	'c' userID(16)                    counters: next sequence number, unread
+//	                                  (direct, groups)
+//	'X' expiresAtMillis(8) msgID(16)  expiry index
+//	'p' userID(16) msgID(16)          participation: the user sent or received
+//	                                  the message (kept when a recipient removes
+//	                                  their copy, so account deletion finds every
+//	                                  envelope that names the user)
+//
+// # Locking
+//
+// Every read-modify-write of messaging state holds the stripes
+// (DB.stripes) of the message id and of every participant, taken in
+// ascending stripe order (lockStripes), and holds them across the synced
+// commit: so a user's sequence numbers become visible in order and without
+// gaps, and an envelope id is checked and written atomically. Operations
+// that touch many users (the expiry sweep, account deletion) take every
+// stripe in order. DB.mu, when needed (account deletion), is taken before
+// any stripe; no code takes DB.mu while holding a stripe. Stripes are never
+// one global lock: deliveries between disjoint users proceed in parallel
+// and share fsyncs through Pebble's group commit.
+
+const numStripes = 256
+
+// Recipient is a local user a message is delivered to.
+type Recipient struct {
+	ID      ID                  `json:"id"`
+	Address privateline.Address `json:"address"`
+}
+
+// Delivery is one direct envelope to store.
+type Delivery struct {
+	MsgID      string // 32 lower-case hex digits
+	Raw        []byte // the envelope as posted
+	Sender     Recipient
+	Recipients []Recipient // local recipients, without the sender
+	ExpiresAt  time.Time   // zero: never
+}
+
+type envelopeRecord struct {
+	Raw        []byte                `json:"raw"`
+	Sum        []byte                `json:"sum"`
+	Sender     Recipient             `json:"sender"`
+	Recipients []Recipient           `json:"recipients"`
+	ExpiresAt  int64                 `json:"expires_at,omitempty"` // ms; 0: never
+	SenderSeq  uint64                `json:"sender_seq"`
+	ReadBy     []privateline.Address `json:"read_by,omitempty"`
+}
+
+func (r *envelopeRecord) expired(now time.Time) bool {
+	return r.ExpiresAt != 0 && now.UnixMilli() >= r.ExpiresAt
+}
+
+func (r *envelopeRecord) participants() []Recipient {
+	return append([]Recipient{r.Sender}, r.Recipients...)
+}
+
+type mailboxEntry struct {
+	MsgID string `json:"id"`
+	Out   bool   `json:"out,omitempty"`
+	Read  bool   `json:"read,omitempty"`
+}
+
+// Counters are a user's mailbox figures, kept on every write.
+type Counters struct {
+	Next   uint64 `json:"next"` // last sequence number given out
+	Unread int64  `json:"unread"`
+	Direct int64  `json:"direct"`
+	Groups int64  `json:"groups"`
+}
+
+// MailItem is one entry of a mailbox.
+type MailItem struct {
+	Seq      uint64
+	Envelope []byte
+	Out      bool // the user sent it
+	Read     bool // incoming: the user marked it read
+	ReadBy   []privateline.Address
+}
+
+// MailQuery selects mailbox entries. Without After the newest come first;
+// with After, the entries after that sequence number in ascending order.
+type MailQuery struct {
+	With     privateline.Address // "": every conversation
+	After    uint64
+	HasAfter bool
+	Limit    int
+	Offset   int
+	Now      time.Time // entries expired at Now are skipped
+}
+
+func msgKeyID(msgID string) ([]byte, error) {
+	b, err := hex.DecodeString(msgID)
+	if err != nil || len(b) != 16 || hex.EncodeToString(b) != msgID {
+		return nil, privateline.E("storage.msgID", privateline.Invalid, "message id must be 32 lower-case hex digits")
+	}
+	return b, nil
+}
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+func (d *DB) peerKey(a privateline.Address) []byte {
+	m := hmac.New(sha256.New, d.nameKey)
+	m.Write([]byte("conversation\x00"))
+	m.Write([]byte(a))
+	return m.Sum(nil)[:16]
+}
+
+func stripeOf(b []byte) int { return int(b[0]) }
+
+// lockStripes locks the stripes of the given ids in ascending order and
+// returns the unlock function.
+func (d *DB) lockStripes(ids ...[]byte) func() {
+	var idx []int
+	for _, id := range ids {
+		idx = append(idx, stripeOf(id))
+	}
+	slices.Sort(idx)
+	idx = slices.Compact(idx)
+	for _, i := range idx {
+		d.stripes[i].Lock()
+	}
+	return func() {
+		for _, i := range slices.Backward(idx) {
+			d.stripes[i].Unlock()
+		}
+	}
+}
+
+func (d *DB) lockAllStripes() func() {
+	for i := range d.stripes {
+		d.stripes[i].Lock()
+	}
+	return func() {
+		for i := len(d.stripes) - 1; i >= 0; i-- {
+			d.stripes[i].Unlock()
+		}
+	}
+}
+
+// mtxn is a messaging write under the stripes: a batch and the counters it
+// changes, written to the batch by flush.
+type mtxn struct {
+	d        *DB
+	b        *pebble.Batch
+	counters map[ID]*Counters
+}
+
+func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
+	if b == nil {
+		b = d.db.NewBatch()
+	}
+	return &mtxn{d: d, b: b, counters: map[ID]*Counters{}}
+}
+
+func (t *mtxn) counter(u ID) (*Counters, error) {
+	if c := t.counters[u]; c != nil {
+		return c, nil
+	}
+	c := &Counters{}
+	if err := t.d.getJSON(tCounters.key(u[:]), c); err != nil && !privateline.Is(privateline.NotExist, err) {
+		return nil, err
+	}
+	t.counters[u] = c
+	return c, nil
+}
+
+func (t *mtxn) del(k []byte) {
+	if err := t.b.Delete(k, nil); err != nil {
+		panic(err) // fails only on a closed batch
+	}
+}
+
+func (t *mtxn) flush() error {
+	for u, c := range t.counters {
+		if err := t.d.setJSON(t.b, tCounters.key(u[:]), c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *DB) envelope(mid []byte) (*envelopeRecord, error) {
+	var r envelopeRecord
+	if err := d.getJSON(tEnvelope.key(mid), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (d *DB) exists(key []byte) (bool, error) {
+	_, closer, err := d.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, privateline.E("storage.exists", privateline.Unavailable, err)
+	}
+	closer.Close()
+	return true, nil
+}
+
+// Deliver stores a direct envelope: in one synced batch the envelope, a
+// mailbox entry for each recipient and the sender's sent copy (each with
+// the user's next sequence number), the unread counters, the conversation
+// and expiry indexes. It returns the sender's sequence number. The message
+// id is the idempotency key: the same id with the same bytes from the same
+// sender returns the first delivery's sequence number and replay; other
+// content under a stored id is an Exist error. A recipient or sender that
+// no longer exists is a NotExist error.
+func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
+	const op = "storage.Deliver"
+	mid, err := msgKeyID(dl.MsgID)
+	if err != nil {
+		return 0, false, privateline.E(op, err)
+	}
+	parts := append([]Recipient{dl.Sender}, dl.Recipients...)
+	ids := [][]byte{mid}
+	for _, p := range parts {
+		ids = append(ids, p.ID[:])
+	}
+	sum := sha256.Sum256(dl.Raw)
+	unlock := d.lockStripes(ids...)
+	defer unlock()
+
+	if r, err := d.envelope(mid); err == nil {
+		if r.Sender.ID == dl.Sender.ID && bytes.Equal(r.Sum, sum[:]) {
+			return r.SenderSeq, true, nil
+		}
+		return 0, false, privateline.E(op, privateline.Exist, "another message has this id")
+	} else if !privateline.Is(privateline.NotExist, err) {
+		return 0, false, privateline.E(op, err)
+	}
+	for _, p := range parts {
+		ok, err := d.exists(tUser.key(p.ID[:]))
+		if err != nil {
+			return 0, false, privateline.E(op, err)
+		}
+		if !ok {
+			return 0, false, privateline.E(op, privateline.NotExist, "no such user: "+string(p.Address))
+		}
+	}
+	t := d.newMtxn(nil)
+	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients}
+	if !dl.ExpiresAt.IsZero() {
+		rec.ExpiresAt = dl.ExpiresAt.UnixMilli()
+		d.setSealed(t.b, tExpiry.key(u64(uint64(rec.ExpiresAt)), mid), nil)
+	}
+	for i, p := range parts {
+		c, err := t.counter(p.ID)
+		if err != nil {
+			t.b.Close()
+			return 0, false, privateline.E(op, err)
+		}
+		c.Next++
+		s := u64(c.Next)
+		out := i == 0
+		if out {
+			rec.SenderSeq = c.Next
+			for _, r := range dl.Recipients {
+				d.setSealed(t.b, tConversation.key(p.ID[:], d.peerKey(r.Address), s), nil)
+			}
+		} else {
+			c.Unread++
+			c.Direct++
+			d.setSealed(t.b, tConversation.key(p.ID[:], d.peerKey(dl.Sender.Address), s), nil)
+		}
+		if err := d.setJSON(t.b, tMailbox.key(p.ID[:], s), mailboxEntry{MsgID: dl.MsgID, Out: out}); err != nil {
+			t.b.Close()
+			return 0, false, privateline.E(op, err)
+		}
+		d.setSealed(t.b, tMailboxByID.key(p.ID[:], mid), s)
+		d.setSealed(t.b, tParticipant.key(p.ID[:], mid), nil)
+	}
+	if err := d.setJSON(t.b, tEnvelope.key(mid), rec); err != nil {
+		t.b.Close()
+		return 0, false, privateline.E(op, err)
+	}
+	if err := t.flush(); err != nil {
+		t.b.Close()
+		return 0, false, privateline.E(op, err)
+	}
+	if err := d.commit(t.b); err != nil {
+		return 0, false, privateline.E(op, err)
+	}
+	return rec.SenderSeq, false, nil
+}
+
+// liveSeq returns the sequence number of u's copy of message mid, or
+// NotExist.
+func (d *DB) liveSeq(u ID, mid []byte) (uint64, error) {
+	v, err := d.get(tMailboxByID.key(u[:], mid))
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, privateline.E("storage.liveSeq", privateline.Internal, "bad mailbox index entry")
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// removeCopy deletes u's mailbox entry for rec (if any) and its indexes,
+// fixing u's counters.
+func (t *mtxn) removeCopy(rec *envelopeRecord, u Recipient, mid []byte) error {
+	seq, err := t.d.liveSeq(u.ID, mid)
+	if privateline.Is(privateline.NotExist, err) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	s := u64(seq)
+	mk := tMailbox.key(u.ID[:], s)
+	var e mailboxEntry
+	if err := t.d.getJSON(mk, &e); err != nil {
+		return err
+	}
+	if !e.Out && !e.Read {
+		c, err := t.counter(u.ID)
+		if err != nil {
+			return err
+		}
+		c.Unread--
+		c.Direct--
+	}
+	t.del(mk)
+	t.del(tMailboxByID.key(u.ID[:], mid))
+	if u.ID == rec.Sender.ID {
+		for _, r := range rec.Recipients {
+			t.del(tConversation.key(u.ID[:], t.d.peerKey(r.Address), s))
+		}
+	} else {
+		t.del(tConversation.key(u.ID[:], t.d.peerKey(rec.Sender.Address), s))
+	}
+	return nil
+}
+
+// removeMessage deletes rec and every copy of it.
+func (t *mtxn) removeMessage(rec *envelopeRecord, mid []byte) error {
+	for _, p := range rec.participants() {
+		if err := t.removeCopy(rec, p, mid); err != nil {
+			return err
+		}
+		t.del(tParticipant.key(p.ID[:], mid))
+	}
+	if rec.ExpiresAt != 0 {
+		t.del(tExpiry.key(u64(uint64(rec.ExpiresAt)), mid))
+	}
+	t.del(tEnvelope.key(mid))
+	return nil
+}
+
+// lockMessage locks the stripes of a message and its participants. The
+// record is read before locking to learn the participants and again under
+// the locks; the participants of a record never change.
+func (d *DB) lockMessage(mid []byte) (*envelopeRecord, func(), error) {
+	rec, err := d.envelope(mid)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids := [][]byte{mid}
+	for _, p := range rec.participants() {
+		ids = append(ids, p.ID[:])
+	}
+	unlock := d.lockStripes(ids...)
+	if rec, err = d.envelope(mid); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return rec, unlock, nil
+}
+
+// DeleteMessage deletes a message for user: the sender deletes it for
+// everyone, a recipient removes only their own copy. A message the user
+// has no copy of, or that has expired, is NotExist.
+func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
+	const op = "storage.DeleteMessage"
+	mid, err := msgKeyID(msgID)
+	if err != nil {
+		return privateline.E(op, privateline.NotExist)
+	}
+	rec, unlock, err := d.lockMessage(mid)
+	if err != nil {
+		return privateline.E(op, err)
+	}
+	defer unlock()
+	if rec.expired(now) {
+		return privateline.E(op, privateline.NotExist)
+	}
+	if _, err := d.liveSeq(user, mid); err != nil {
+		return privateline.E(op, err)
+	}
+	t := d.newMtxn(nil)
+	if user == rec.Sender.ID {
+		err = t.removeMessage(rec, mid)
+	} else {
+		var me Recipient
+		for _, r := range rec.Recipients {
+			if r.ID == user {
+				me = r
+			}
+		}
+		err = t.removeCopy(rec, me, mid)
+	}
+	if err == nil {
+		err = t.flush()
+	}
+	if err != nil {
+		t.b.Close()
+		return privateline.E(op, err)
+	}
+	if err := d.commit(t.b); err != nil {
+		return privateline.E(op, err)
+	}
+	return nil
+}
+
+// MarkRead marks a recipient's copy of a message read, once: the unread
+// counters go down and the sender's copy records the reader. Marking it
+// again changes nothing. A message the user did not receive (their own
+// sent message included), has removed or that has expired is NotExist.
+func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
+	const op = "storage.MarkRead"
+	mid, err := msgKeyID(msgID)
+	if err != nil {
+		return privateline.E(op, privateline.NotExist)
+	}
+	rec, unlock, err := d.lockMessage(mid)
+	if err != nil {
+		return privateline.E(op, err)
+	}
+	defer unlock()
+	if rec.expired(now) || user == rec.Sender.ID {
+		return privateline.E(op, privateline.NotExist)
+	}
+	seq, err := d.liveSeq(user, mid)
+	if err != nil {
+		return privateline.E(op, err)
+	}
+	mk := tMailbox.key(user[:], u64(seq))
+	var e mailboxEntry
+	if err := d.getJSON(mk, &e); err != nil {
+		return privateline.E(op, err)
+	}
+	if e.Read {
+		return nil
+	}
+	e.Read = true
+	t := d.newMtxn(nil)
+	c, err := t.counter(user)
+	if err == nil {
+		c.Unread--
+		c.Direct--
+		for _, r := range rec.Recipients {
+			if r.ID == user && !slices.Contains(rec.ReadBy, r.Address) {
+				rec.ReadBy = append(rec.ReadBy, r.Address)
+			}
+		}
+		err = d.setJSON(t.b, mk, e)
+	}
+	if err == nil {
+		err = d.setJSON(t.b, tEnvelope.key(mid), rec)
+	}
+	if err == nil {
+		err = t.flush()
+	}
+	if err != nil {
+		t.b.Close()
+		return privateline.E(op, err)
+	}
+	if err := d.commit(t.b); err != nil {
+		return privateline.E(op, err)
+	}
+	return nil
+}
+
+// UnreadCounts returns the user's counters.
+func (d *DB) UnreadCounts(user ID) (Counters, error) {
+	var c Counters
+	if err := d.getJSON(tCounters.key(user[:]), &c); err != nil && !privateline.Is(privateline.NotExist, err) {
+		return c, privateline.E("storage.UnreadCounts", err)
+	}
+	return c, nil
+}
+
+// Mailbox returns a page of the user's mailbox (see MailQuery). Expired
+// envelopes are skipped before paging, so they are never served even before
+// the sweeper deletes them.
+func (d *DB) Mailbox(user ID, q MailQuery) ([]MailItem, error) {
+	const op = "storage.Mailbox"
+	var prefix []byte
+	seqAt := 0 // offset of the sequence number in an index key
+	if q.With != "" {
+		prefix = tConversation.key(user[:], d.peerKey(q.With))
+		seqAt = len(prefix)
+	} else {
+		prefix = tMailbox.key(user[:])
+		seqAt = len(prefix)
+	}
+	opts := &pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)}
+	if q.HasAfter {
+		if q.After == ^uint64(0) {
+			return nil, nil
+		}
+		opts.LowerBound = append(slices.Clone(prefix), u64(q.After+1)...)
+	}
+	it, err := d.db.NewIter(opts)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Unavailable, err)
+	}
+	defer it.Close()
+	var items []MailItem
+	skip := q.Offset
+	valid, step := it.Last(), it.Prev
+	if q.HasAfter {
+		valid, step = it.First(), it.Next
+	}
+	for ; valid && len(items) < q.Limit; valid = step() {
+		k := it.Key()
+		if len(k) != seqAt+8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k[seqAt:])
+		var e mailboxEntry
+		if err := d.getJSON(tMailbox.key(user[:], k[seqAt:]), &e); err != nil {
+			return nil, privateline.E(op, err)
+		}
+		mid, err := msgKeyID(e.MsgID)
+		if err != nil {
+			return nil, privateline.E(op, privateline.Internal, err)
+		}
+		rec, err := d.envelope(mid)
+		if err != nil {
+			return nil, privateline.E(op, err)
+		}
+		if rec.expired(q.Now) {
+			continue
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		it := MailItem{Seq: seq, Envelope: rec.Raw, Out: e.Out, Read: e.Read}
+		if e.Out {
+			it.ReadBy = slices.Clone(rec.ReadBy)
+		}
+		items = append(items, it)
+	}
+	if err := it.Error(); err != nil {
+		return nil, privateline.E(op, privateline.Unavailable, err)
+	}
+	return items, nil
+}
+
+// maxSweep bounds the envelopes one SweepMessages batch deletes.
+const maxSweep = 1000
+
+// SweepMessages deletes envelopes whose expiry is at or before now, with
+// every copy and index entry, fixing the counters. It returns how many
+// envelopes went; it deletes at most maxSweep per batch and loops until
+// none is left.
+func (d *DB) SweepMessages(now time.Time) (int, error) {
+	total := 0
+	for {
+		n, scanned, err := d.sweepMessagesOnce(now)
+		total += n
+		if err != nil || scanned < maxSweep {
+			return total, err
+		}
+	}
+}
+
+func (d *DB) sweepMessagesOnce(now time.Time) (deleted, scanned int, err error) {
+	const op = "storage.SweepMessages"
+	upper := tExpiry.key(u64(uint64(now.UnixMilli()) + 1))
+	var mids [][]byte
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tExpiry.prefix}, UpperBound: upper})
+	if err != nil {
+		return 0, 0, privateline.E(op, privateline.Unavailable, err)
+	}
+	for valid := it.First(); valid && len(mids) < maxSweep; valid = it.Next() {
+		if k := it.Key(); len(k) == 1+8+16 {
+			mids = append(mids, slices.Clone(k[9:]))
+		}
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return 0, 0, privateline.E(op, privateline.Unavailable, err)
+	}
+	if len(mids) == 0 {
+		return 0, 0, nil
+	}
+	unlock := d.lockAllStripes()
+	defer unlock()
+	t := d.newMtxn(nil)
+	n := 0
+	for _, mid := range mids {
+		rec, err := d.envelope(mid)
+		if privateline.Is(privateline.NotExist, err) {
+			continue // already gone with its index entry
+		}
+		if err == nil && rec.expired(now) {
+			n++
+			err = t.removeMessage(rec, mid)
+		}
+		if err != nil {
+			t.b.Close()
+			return 0, 0, privateline.E(op, err)
+		}
+	}
+	if err := t.flush(); err != nil {
+		t.b.Close()
+		return 0, 0, privateline.E(op, err)
+	}
+	if err := d.commit(t.b); err != nil {
+		return 0, 0, privateline.E(op, err)
+	}
+	return n, len(mids), nil
+}
+
+// deleteUserMessagesLocked adds to b the deletion of every message the
+// user sent or received, from every mailbox (an envelope names its sender
+// and recipients in its header, so none of them may outlive the account),
+// and of the user's mailbox, indexes and counters. It takes every stripe
+// and returns the unlock function, to be called after b is committed.
+// d.mu must be held.
+func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (func(), error) {
+	unlock := d.lockAllStripes()
+	t := d.newMtxn(b)
+	var mids [][]byte
+	err := d.scanKeys(tParticipant.key(user[:]), func(k, _ []byte) error {
+		mids = append(mids, slices.Clone(k[17:]))
+		return nil
+	})
+	for _, mid := range mids {
+		if err != nil {
+			break
+		}
+		var rec *envelopeRecord
+		if rec, err = d.envelope(mid); privateline.Is(privateline.NotExist, err) {
+			err = nil
+			continue
+		} else if err == nil {
+			err = t.removeMessage(rec, mid)
+		}
+	}
+	if err == nil {
+		delete(t.counters, user)
+		err = t.flush()
+	}
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	for _, tb := range []table{tMailbox, tMailboxByID, tConversation, tParticipant} {
+		p := tb.key(user[:])
+		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+			unlock()
+			return nil, err
+		}
+	}
+	t.del(tCounters.key(user[:]))
+	return unlock, nil
+}
