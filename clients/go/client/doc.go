@@ -32,6 +32,14 @@
 //     based on a stale version fails with a version conflict
 //     (IsVersionConflict) so the caller re-reads and merges; UpdatePins
 //     does that loop.
+//   - Send looks every recipient up through the directory, checks the
+//     bundle against the pinned keys (a verified contact whose key changed
+//     blocks the send; an unverified one is reported; a first contact is
+//     pinned), seals a pl1 envelope that includes the sender's own key and
+//     posts it, retrying with the same id (the server treats a retry as the
+//     same message). Messages fetches a page, checks each sender against the
+//     pins, verifies and decrypts; an item that fails carries Err and never
+//     a plaintext. MarkRead, Delete and UnreadCount complete the set.
 //
 // Errors are privateline errors. Answers of the server keep their status
 // and code in an *APIError cause; the kind follows the status: 400

@@ -7,12 +7,12 @@
 // or --config-dir, or PRIVATELINE_CONFIG_DIR); see state.go for its files.
 // The private keys are kept only wrapped under the password's KEK, as the
 // server stores them: commands that need them (keys rotate, verify --mark,
-// pins) ask for the password and unwrap the keys in memory. Passwords are
+// pins, send, history) ask for the password and unwrap the keys in memory. Passwords are
 // read as password.go describes. Output is for people by default and JSON
 // with --json. Exit status: 0 success, 1 failure, 2 usage error.
 //
-// Messaging (send, listen, history) needs the server's messaging API,
-// which does not exist yet; the commands will come with it.
+// Direct messages: send, history, read, unread (messages.go). listen
+// needs the server's WebSocket, which does not exist yet.
 package cli
 
 import (
@@ -85,6 +85,10 @@ func init() {
 		{name: "keys", args: "[rotate]", summary: "show this account's keys and check them in the key directory; rotate: new keys", run: runKeys},
 		{name: "verify", args: "[--mark] ADDRESS", summary: "show the safety number with a contact; --mark: record the contact as verified", flags: verifyFlags, run: runVerify},
 		{name: "pins", summary: "list the pinned contacts and whether they are verified", run: runPins},
+		{name: "send", args: "[--file F] ADDRESS [TEXT...] | ADDRESS... -- TEXT...", summary: "send an end-to-end-encrypted message (text from the arguments, --file or standard input)", flags: sendFlags, run: runSend},
+		{name: "history", args: "[--with ADDRESS] [--limit N] [--after SEQ]", summary: "show messages, decrypted and verified (oldest first)", flags: historyFlags, run: runHistory},
+		{name: "read", args: "ID", summary: "mark a received message read", run: runRead},
+		{name: "unread", summary: "show the number of unread messages", run: runUnread},
 		{name: "help", args: "[COMMAND]", summary: "show help", run: runHelp},
 	}
 }
@@ -113,6 +117,7 @@ type runner struct {
 	email string
 	all   bool
 	mark  bool
+	msg   messageFlags
 
 	dir     *stateDir
 	saveErr error // the first failure to save the session from OnChange
