@@ -162,15 +162,11 @@ func runLogout(ctx context.Context, r *runner, args []string) error {
 	if len(args) != 0 {
 		return usagef("logout takes no arguments")
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	if r.all {
 		err = s.RevokeAll(ctx)
 	} else {
@@ -197,15 +193,11 @@ func runWhoami(ctx context.Context, r *runner, args []string) error {
 	if len(args) != 0 {
 		return usagef("whoami takes no arguments")
 	}
-	unlock, err := r.dir.lock()
+	s, cfg, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, cfg, err := r.session()
-	if err != nil {
-		return err
-	}
 	a, err := s.Account(ctx)
 	if err != nil {
 		return err

@@ -69,15 +69,11 @@ func runKeys(ctx context.Context, r *runner, args []string) error {
 	default:
 		return usagef("keys takes no argument but 'rotate'")
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	if rotate {
 		return rotateKeys(ctx, r, s)
 	}
@@ -136,15 +132,11 @@ func runVerify(ctx context.Context, r *runner, args []string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	peer, err := resolveAddress(s, arg)
 	if err != nil {
 		return err
@@ -216,15 +208,11 @@ func runPins(ctx context.Context, r *runner, args []string) error {
 	if len(args) != 0 {
 		return usagef("pins takes no arguments")
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	if err := r.unlock(s); err != nil {
 		return err
 	}

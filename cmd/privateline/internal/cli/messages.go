@@ -88,15 +88,11 @@ func runSend(ctx context.Context, r *runner, args []string) error {
 	if fromStdin && r.passwordFile == "" && r.env.Getenv("PRIVATELINE_PASSWORD_FILE") == "" && !isTerminal(r.env.Stdin) {
 		return usagef("the message comes from standard input, so the password cannot: give --password-file")
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	var to []privateline.Address
 	for _, a := range addrArgs {
 		addr, err := resolveAddress(s, a)
@@ -243,15 +239,11 @@ func runHistory(ctx context.Context, r *runner, args []string) error {
 	if r.msg.limit < 0 || r.msg.limit > 100 {
 		return usagef("--limit must be 1 to 100")
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	q := client.MessagesQuery{Limit: r.msg.limit, After: r.msg.after, HasAfter: r.msg.hasAfter}
 	if r.msg.with != "" {
 		if q.With, err = resolveAddress(s, r.msg.with); err != nil {
@@ -287,15 +279,11 @@ func runRead(ctx context.Context, r *runner, args []string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	if err := s.MarkRead(ctx, strings.ToLower(id)); err != nil {
 		return err
 	}
@@ -308,15 +296,11 @@ func runUnread(ctx context.Context, r *runner, args []string) error {
 	if len(args) != 0 {
 		return usagef("unread takes no arguments")
 	}
-	unlock, err := r.dir.lock()
+	s, _, unlock, err := r.lockedSession()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	s, _, err := r.session()
-	if err != nil {
-		return err
-	}
 	u, err := s.UnreadCount(ctx)
 	if err != nil {
 		return err

@@ -50,6 +50,21 @@ func errNotLoggedIn() error {
 	return privateline.E("cli", privateline.Unauthenticated, "not logged in: run 'privateline login USERNAME' (or register)")
 }
 
+// lockedSession takes the config directory's lock, then loads the session;
+// the caller runs unlock when done.
+func (r *runner) lockedSession() (*client.Session, *config, func(), error) {
+	unlock, err := r.dir.lock()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, cfg, err := r.session()
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return s, cfg, unlock, nil
+}
+
 // session resumes the saved session. Changes the SDK reports (new tokens
 // after a refresh, new wrapped keys) are saved at once; a session the
 // server ended is removed.
