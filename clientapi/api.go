@@ -17,11 +17,9 @@ import (
 
 // Store is what the client API needs from storage.
 type Store interface {
-	CreateUser(*storage.User) error
 	UserByID(storage.ID) (*storage.User, error)
 	UserByName(privateline.Username) (*storage.User, error)
 	UpdateUser(u *storage.User, revokeOthers bool, keep storage.ID) error
-	DeleteUser(storage.ID) error
 	CreateSession(*storage.Session) error
 	SessionByID(storage.ID) (*storage.Session, error)
 	RotateSession(id storage.ID, gen uint64, expires time.Time) (*storage.Session, error)

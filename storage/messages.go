@@ -397,23 +397,34 @@ func (d *DB) lockMessage(mid []byte) (*envelopeRecord, func(), error) {
 	return rec, unlock, nil
 }
 
+// lockLiveMessage parses a message id and locks the message (lockMessage);
+// a malformed, unknown or expired id is NotExist.
+func (d *DB) lockLiveMessage(msgID string, now time.Time) (*envelopeRecord, []byte, func(), error) {
+	mid, err := msgKeyID(msgID)
+	if err != nil {
+		return nil, nil, nil, privateline.E("storage.lockLiveMessage", privateline.NotExist)
+	}
+	rec, unlock, err := d.lockMessage(mid)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if rec.expired(now) {
+		unlock()
+		return nil, nil, nil, privateline.E("storage.lockLiveMessage", privateline.NotExist)
+	}
+	return rec, mid, unlock, nil
+}
+
 // DeleteMessage deletes a message for user: the sender deletes it for
 // everyone, a recipient removes only their own copy. A message the user
 // has no copy of, or that has expired, is NotExist.
 func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 	const op = "storage.DeleteMessage"
-	mid, err := msgKeyID(msgID)
-	if err != nil {
-		return privateline.E(op, privateline.NotExist)
-	}
-	rec, unlock, err := d.lockMessage(mid)
+	rec, mid, unlock, err := d.lockLiveMessage(msgID, now)
 	if err != nil {
 		return privateline.E(op, err)
 	}
 	defer unlock()
-	if rec.expired(now) {
-		return privateline.E(op, privateline.NotExist)
-	}
 	if _, err := d.liveSeq(user, mid); err != nil {
 		return privateline.E(op, err)
 	}
@@ -448,16 +459,12 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 // sent message included), has removed or that has expired is NotExist.
 func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 	const op = "storage.MarkRead"
-	mid, err := msgKeyID(msgID)
-	if err != nil {
-		return privateline.E(op, privateline.NotExist)
-	}
-	rec, unlock, err := d.lockMessage(mid)
+	rec, mid, unlock, err := d.lockLiveMessage(msgID, now)
 	if err != nil {
 		return privateline.E(op, err)
 	}
 	defer unlock()
-	if rec.expired(now) || user == rec.Sender.ID {
+	if user == rec.Sender.ID {
 		return privateline.E(op, privateline.NotExist)
 	}
 	seq, err := d.liveSeq(user, mid)

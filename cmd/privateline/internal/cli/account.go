@@ -71,27 +71,34 @@ func oneArg(args []string, what string) (string, error) {
 	return args[0], nil
 }
 
-func runRegister(ctx context.Context, r *runner, args []string) error {
-	name, err := oneArg(args, "USERNAME")
-	if err != nil {
-		return err
+// accountCommand is the start of register and login: the USERNAME
+// argument, the config, the directory lock and a client.
+func (r *runner) accountCommand(args []string) (name string, cfg *config, c *client.Client, unlock func(), err error) {
+	if name, err = oneArg(args, "USERNAME"); err != nil {
+		return "", nil, nil, nil, err
 	}
 	if _, err := privateline.ParseUsername(name); err != nil {
-		return usagef("%s", privateline.MessageOf(err))
+		return "", nil, nil, nil, usagef("%s", privateline.MessageOf(err))
 	}
-	cfg, err := r.loadConfig(true)
-	if err != nil {
-		return err
+	if cfg, err = r.loadConfig(true); err != nil {
+		return "", nil, nil, nil, err
 	}
-	unlock, err := r.dir.lock()
+	if unlock, err = r.dir.lock(); err != nil {
+		return "", nil, nil, nil, err
+	}
+	if c, err = r.newClient(cfg); err != nil {
+		unlock()
+		return "", nil, nil, nil, err
+	}
+	return name, cfg, c, unlock, nil
+}
+
+func runRegister(ctx context.Context, r *runner, args []string) error {
+	name, cfg, c, unlock, err := r.accountCommand(args)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := r.newClient(cfg)
-	if err != nil {
-		return err
-	}
 	pw, err := r.readPassword("New password", true)
 	if err != nil {
 		return err
@@ -120,26 +127,11 @@ func runRegister(ctx context.Context, r *runner, args []string) error {
 }
 
 func runLogin(ctx context.Context, r *runner, args []string) error {
-	name, err := oneArg(args, "USERNAME")
-	if err != nil {
-		return err
-	}
-	if _, err := privateline.ParseUsername(name); err != nil {
-		return usagef("%s", privateline.MessageOf(err))
-	}
-	cfg, err := r.loadConfig(true)
-	if err != nil {
-		return err
-	}
-	unlock, err := r.dir.lock()
+	name, cfg, c, unlock, err := r.accountCommand(args)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := r.newClient(cfg)
-	if err != nil {
-		return err
-	}
 	pw, err := r.readPassword("Password", false)
 	if err != nil {
 		return err
