@@ -30,8 +30,9 @@ type Options struct {
 	// Logger receives Pebble's own log lines. Nil discards them.
 	Logger *slog.Logger
 
-	fs         vfs.FS      // overrides InMemory/disk (tests: reopen the same MemFS)
-	migrations []migration // overrides the built-in migrations (tests)
+	fs          vfs.FS      // overrides InMemory/disk (tests: reopen the same MemFS)
+	migrations  []migration // overrides the built-in migrations (tests)
+	eventWindow int         // overrides EventWindow (tests)
 }
 
 // DB is the homeserver's store. Its methods are safe for concurrent use.
@@ -49,6 +50,10 @@ type DB struct {
 	// numbers, unread counters, an envelope's idempotency check) per user
 	// and per message id; see messages.go for the lock ordering.
 	stripes [numStripes]sync.Mutex
+
+	// notify receives committed events (events.go); set before serving.
+	notify      func([]UserEvent)
+	eventWindow int
 }
 
 // Open opens (creating if needed) the store and runs pending migrations.
@@ -81,7 +86,10 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		return nil, privateline.E(op, privateline.Unavailable, err)
 	}
-	d := &DB{db: pdb, seal: s, nameKey: nameKey, log: log}
+	d := &DB{db: pdb, seal: s, nameKey: nameKey, log: log, eventWindow: EventWindow}
+	if o.eventWindow > 0 {
+		d.eventWindow = o.eventWindow
+	}
 	migs := o.migrations
 	if migs == nil {
 		migs = migrations

@@ -37,6 +37,8 @@
 //	                                   kept until the envelope goes; account
 //	                                   deletion deletes every envelope found
 //	                                   here (see messages.go)
+//	'V' userID(16) seq(8)              event log: the newest EventWindow events
+//	                                   of the user (see events.go)
 //
 // # Sealing
 //

@@ -32,10 +32,11 @@ var (
 	tCounters     = table{'c', "counters"}
 	tExpiry       = table{'X', "expiry"}
 	tParticipant  = table{'p', "participant"}
+	tEvent        = table{'V', "event"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
-	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant}
+	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

@@ -172,6 +172,8 @@ type mtxn struct {
 	d        *DB
 	b        *pebble.Batch
 	counters map[ID]*Counters
+	events   []UserEvent // written to the log, for the notifier
+	gone     ID          // a user being deleted: gets no events
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
@@ -275,16 +277,16 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		d.setSealed(t.b, tExpiry.key(u64(uint64(rec.ExpiresAt)), mid), nil)
 	}
 	for i, p := range parts {
-		c, err := t.counter(p.ID)
+		out := i == 0
+		n, err := t.event(p.ID, Event{Type: EventMessage, ID: dl.MsgID, Mail: &MailItem{Envelope: dl.Raw, Out: out}})
 		if err != nil {
 			t.b.Close()
 			return 0, false, privateline.E(op, err)
 		}
-		c.Next++
-		s := u64(c.Next)
-		out := i == 0
+		s := u64(n)
+		c, _ := t.counter(p.ID) // loaded by event
 		if out {
-			rec.SenderSeq = c.Next
+			rec.SenderSeq = n
 			for _, r := range dl.Recipients {
 				d.setSealed(t.b, tConversation.key(p.ID[:], d.peerKey(r.Address), s), nil)
 			}
@@ -304,11 +306,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		t.b.Close()
 		return 0, false, privateline.E(op, err)
 	}
-	if err := t.flush(); err != nil {
-		t.b.Close()
-		return 0, false, privateline.E(op, err)
-	}
-	if err := d.commit(t.b); err != nil {
+	if err := t.commit(); err != nil {
 		return 0, false, privateline.E(op, err)
 	}
 	return rec.SenderSeq, false, nil
@@ -328,8 +326,8 @@ func (d *DB) liveSeq(u ID, mid []byte) (uint64, error) {
 }
 
 // removeCopy deletes u's mailbox entry for rec (if any) and its indexes,
-// fixing u's counters.
-func (t *mtxn) removeCopy(rec *envelopeRecord, u Recipient, mid []byte) error {
+// fixing u's counters, and tells u with an event of type evType.
+func (t *mtxn) removeCopy(rec *envelopeRecord, u Recipient, mid []byte, evType string) error {
 	seq, err := t.d.liveSeq(u.ID, mid)
 	if privateline.Is(privateline.NotExist, err) {
 		return nil
@@ -352,6 +350,7 @@ func (t *mtxn) removeCopy(rec *envelopeRecord, u Recipient, mid []byte) error {
 	}
 	t.del(mk)
 	t.del(tMailboxByID.key(u.ID[:], mid))
+	t.del(tEvent.key(u.ID[:], s)) // its "message" event; the removal event follows
 	if u.ID == rec.Sender.ID {
 		for _, r := range rec.Recipients {
 			t.del(tConversation.key(u.ID[:], t.d.peerKey(r.Address), s))
@@ -359,13 +358,15 @@ func (t *mtxn) removeCopy(rec *envelopeRecord, u Recipient, mid []byte) error {
 	} else {
 		t.del(tConversation.key(u.ID[:], t.d.peerKey(rec.Sender.Address), s))
 	}
-	return nil
+	_, err = t.event(u.ID, Event{Type: evType, ID: hex.EncodeToString(mid)})
+	return err
 }
 
-// removeMessage deletes rec and every copy of it.
-func (t *mtxn) removeMessage(rec *envelopeRecord, mid []byte) error {
+// removeMessage deletes rec and every copy of it, telling each holder of a
+// copy with an event of type evType.
+func (t *mtxn) removeMessage(rec *envelopeRecord, mid []byte, evType string) error {
 	for _, p := range rec.participants() {
-		if err := t.removeCopy(rec, p, mid); err != nil {
+		if err := t.removeCopy(rec, p, mid, evType); err != nil {
 			return err
 		}
 		t.del(tParticipant.key(p.ID[:], mid))
@@ -430,7 +431,7 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 	}
 	t := d.newMtxn(nil)
 	if user == rec.Sender.ID {
-		err = t.removeMessage(rec, mid)
+		err = t.removeMessage(rec, mid, EventDeleted)
 	} else {
 		var me Recipient
 		for _, r := range rec.Recipients {
@@ -438,16 +439,13 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 				me = r
 			}
 		}
-		err = t.removeCopy(rec, me, mid)
-	}
-	if err == nil {
-		err = t.flush()
+		err = t.removeCopy(rec, me, mid, EventDeleted)
 	}
 	if err != nil {
 		t.b.Close()
 		return privateline.E(op, err)
 	}
-	if err := d.commit(t.b); err != nil {
+	if err := t.commit(); err != nil {
 		return privateline.E(op, err)
 	}
 	return nil
@@ -480,29 +478,37 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 		return nil
 	}
 	e.Read = true
+	var me privateline.Address
+	reader := 0
+	for i, r := range rec.Recipients {
+		if r.ID == user {
+			me, reader = r.Address, i+1
+		}
+	}
+	if !slices.Contains(rec.ReadBy, me) {
+		rec.ReadBy = append(rec.ReadBy, me)
+	}
 	t := d.newMtxn(nil)
 	c, err := t.counter(user)
 	if err == nil {
 		c.Unread--
 		c.Direct--
-		for _, r := range rec.Recipients {
-			if r.ID == user && !slices.Contains(rec.ReadBy, r.Address) {
-				rec.ReadBy = append(rec.ReadBy, r.Address)
-			}
-		}
 		err = d.setJSON(t.b, mk, e)
 	}
 	if err == nil {
 		err = d.setJSON(t.b, tEnvelope.key(mid), rec)
 	}
-	if err == nil {
-		err = t.flush()
+	// The reader's other devices and the sender hear of it.
+	for _, u := range []ID{user, rec.Sender.ID} {
+		if err == nil {
+			_, err = t.event(u, Event{Type: EventRead, ID: msgID, Reader: reader, By: me})
+		}
 	}
 	if err != nil {
 		t.b.Close()
 		return privateline.E(op, err)
 	}
-	if err := d.commit(t.b); err != nil {
+	if err := t.commit(); err != nil {
 		return privateline.E(op, err)
 	}
 	return nil
@@ -554,36 +560,54 @@ func (d *DB) Mailbox(user ID, q MailQuery) ([]MailItem, error) {
 		if len(k) != seqAt+8 {
 			continue
 		}
-		seq := binary.BigEndian.Uint64(k[seqAt:])
-		var e mailboxEntry
-		if err := d.getJSON(tMailbox.key(user[:], k[seqAt:]), &e); err != nil {
-			return nil, privateline.E(op, err)
-		}
-		mid, err := msgKeyID(e.MsgID)
-		if err != nil {
-			return nil, privateline.E(op, privateline.Internal, err)
-		}
-		rec, err := d.envelope(mid)
-		if err != nil {
-			return nil, privateline.E(op, err)
-		}
-		if rec.expired(q.Now) {
+		item, err := d.mailItem(user, binary.BigEndian.Uint64(k[seqAt:]), q.Now)
+		if errors.Is(err, errNoCopy) {
 			continue
+		} else if err != nil {
+			return nil, privateline.E(op, err)
 		}
 		if skip > 0 {
 			skip--
 			continue
 		}
-		it := MailItem{Seq: seq, Envelope: rec.Raw, Out: e.Out, Read: e.Read}
-		if e.Out {
-			it.ReadBy = slices.Clone(rec.ReadBy)
-		}
-		items = append(items, it)
+		items = append(items, *item)
 	}
 	if err := it.Error(); err != nil {
 		return nil, privateline.E(op, privateline.Unavailable, err)
 	}
 	return items, nil
+}
+
+// errNoCopy: the user has no live copy at that sequence number.
+var errNoCopy = errors.New("storage: no live copy")
+
+// mailItem returns the user's mailbox item with sequence number seq, or
+// errNoCopy if there is none or its message has expired at now.
+func (d *DB) mailItem(user ID, seq uint64, now time.Time) (*MailItem, error) {
+	var e mailboxEntry
+	if err := d.getJSON(tMailbox.key(user[:], u64(seq)), &e); privateline.Is(privateline.NotExist, err) {
+		return nil, errNoCopy
+	} else if err != nil {
+		return nil, err
+	}
+	mid, err := msgKeyID(e.MsgID)
+	if err != nil {
+		return nil, privateline.E("storage.mailItem", privateline.Internal, err)
+	}
+	rec, err := d.envelope(mid)
+	if privateline.Is(privateline.NotExist, err) {
+		return nil, errNoCopy
+	} else if err != nil {
+		return nil, err
+	}
+	if rec.expired(now) {
+		return nil, errNoCopy
+	}
+	it := &MailItem{Seq: seq, Envelope: rec.Raw, Out: e.Out, Read: e.Read}
+	if e.Out {
+		it.ReadBy = slices.Clone(rec.ReadBy)
+	}
+	return it, nil
 }
 
 // maxSweep bounds the envelopes one SweepMessages batch deletes.
@@ -634,18 +658,14 @@ func (d *DB) sweepMessagesOnce(now time.Time) (deleted, scanned int, err error) 
 		}
 		if err == nil && rec.expired(now) {
 			n++
-			err = t.removeMessage(rec, mid)
+			err = t.removeMessage(rec, mid, EventExpired)
 		}
 		if err != nil {
 			t.b.Close()
 			return 0, 0, privateline.E(op, err)
 		}
 	}
-	if err := t.flush(); err != nil {
-		t.b.Close()
-		return 0, 0, privateline.E(op, err)
-	}
-	if err := d.commit(t.b); err != nil {
+	if err := t.commit(); err != nil {
 		return 0, 0, privateline.E(op, err)
 	}
 	return n, len(mids), nil
@@ -654,12 +674,14 @@ func (d *DB) sweepMessagesOnce(now time.Time) (deleted, scanned int, err error) 
 // deleteUserMessagesLocked adds to b the deletion of every message the
 // user sent or received, from every mailbox (an envelope names its sender
 // and recipients in its header, so none of them may outlive the account),
-// and of the user's mailbox, indexes and counters. It takes every stripe
-// and returns the unlock function, to be called after b is committed.
-// d.mu must be held.
-func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (func(), error) {
+// and of the user's mailbox, indexes, event log and counters. It takes
+// every stripe and returns the transaction, whose committed method must be
+// called once b is committed, and the unlock function, to be called after
+// that. d.mu must be held.
+func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (*mtxn, func(), error) {
 	unlock := d.lockAllStripes()
 	t := d.newMtxn(b)
+	t.gone = user
 	var mids [][]byte
 	err := d.scanKeys(tParticipant.key(user[:]), func(k, _ []byte) error {
 		mids = append(mids, slices.Clone(k[17:]))
@@ -674,7 +696,7 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (func(), error) 
 			err = nil
 			continue
 		} else if err == nil {
-			err = t.removeMessage(rec, mid)
+			err = t.removeMessage(rec, mid, EventDeleted)
 		}
 	}
 	if err == nil {
@@ -683,15 +705,15 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (func(), error) 
 	}
 	if err != nil {
 		unlock()
-		return nil, err
+		return nil, nil, err
 	}
-	for _, tb := range []table{tMailbox, tMailboxByID, tConversation, tParticipant} {
+	for _, tb := range []table{tMailbox, tMailboxByID, tConversation, tParticipant, tEvent} {
 		p := tb.key(user[:])
 		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
 			unlock()
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	t.del(tCounters.key(user[:]))
-	return unlock, nil
+	return t, unlock, nil
 }

@@ -148,7 +148,7 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 	}
 	// Every message the user sent or received goes, from every mailbox
 	// (messages.go): an envelope names its sender and recipients.
-	unlockMessages, err := d.deleteUserMessagesLocked(b, id)
+	mt, unlockMessages, err := d.deleteUserMessagesLocked(b, id)
 	if err != nil {
 		b.Close()
 		return privateline.E(op, err)
@@ -163,12 +163,13 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 	if err := d.commit(b); err != nil {
 		return privateline.E(op, err)
 	}
+	mt.committed()
 	unlockMessages()
 	unlockMessages = func() {}
 	// Best effort: the deletion is durable already; compaction only makes
 	// the tombstoned bytes leave older files sooner.
 	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:]), {tEnvelope.prefix},
-		tMailbox.key(id[:]), tMailboxByID.key(id[:]), tConversation.key(id[:]), tParticipant.key(id[:]), tCounters.key(id[:])} {
+		tMailbox.key(id[:]), tMailboxByID.key(id[:]), tConversation.key(id[:]), tParticipant.key(id[:]), tEvent.key(id[:]), tCounters.key(id[:])} {
 		if err := d.compactRange(k, prefixEnd(k)); err != nil {
 			d.log.Warn("compaction after account deletion failed", "err", err)
 		}
