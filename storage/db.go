@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -29,6 +30,8 @@ type Options struct {
 	Key privateline.Secret
 	// Logger receives Pebble's own log lines. Nil discards them.
 	Logger *slog.Logger
+	// FilesDir holds the file blobs (blobs.go); "" disables files.
+	FilesDir string
 
 	fs          vfs.FS      // overrides InMemory/disk (tests: reopen the same MemFS)
 	migrations  []migration // overrides the built-in migrations (tests)
@@ -54,6 +57,12 @@ type DB struct {
 	// notify receives committed events (events.go); set before serving.
 	notify      func([]UserEvent)
 	eventWindow int
+
+	// blobs is the on-disk part of the files (nil: files disabled);
+	// fileBytes and fileCount are the live files' figures for metrics.
+	blobs     *blobStore
+	fileBytes atomic.Int64
+	fileCount atomic.Int64
 }
 
 // Open opens (creating if needed) the store and runs pending migrations.
@@ -97,6 +106,16 @@ func Open(o Options) (*DB, error) {
 	if err := d.migrate(migs); err != nil {
 		pdb.Close()
 		return nil, privateline.E(op, err)
+	}
+	if o.FilesDir != "" {
+		fileKey, err := hkdf.Key(sha256.New, o.Key.Bytes(), nil, "privateline/v1/storage/file-names", 32)
+		if err == nil {
+			err = d.openFiles(o.FilesDir, fileKey)
+		}
+		if err != nil {
+			pdb.Close()
+			return nil, privateline.E(op, privateline.Unavailable, "opening the files directory", err)
+		}
 	}
 	return d, nil
 }

@@ -39,6 +39,24 @@
 //	                                   here (see messages.go)
 //	'V' userID(16) seq(8)              event log: the newest EventWindow events
 //	                                   of the user (see events.go)
+//	'F' fileID(16)                     file record: uploader, size, SHA-256 of
+//	                                   the blob, created_at, references
+//	                                   (files.go); the blob is on disk under a
+//	                                   name derived from the id with an HMAC
+//	'f' userID(16) fileID(16)          the uploader's files
+//	'r' fileID(16) msgID(16)           file reference: an envelope whose signed
+//	                                   header lists the file
+//	'o' createdAtMillis(8) fileID(16)  files never referenced yet (swept after
+//	                                   a grace period)
+//	'Q' userID(16)                     the user's file usage (bytes, files)
+//	'x' msgID(16)                      tombstone of a deleted or expired
+//	                                   message: refuses its id for a while
+//	                                   (tombstones.go)
+//	'y' deletedAtMillis(8) msgID(16)   tombstone expiry index
+//	'z' userID(16) peer(16)            per-conversation retention; peer as in
+//	                                   'C' (retention.go)
+//	'k' userID(16) HMAC(token)[:16]    push token (pushtokens.go); the token
+//	                                   never appears in a key
 //
 // # Sealing
 //

@@ -123,8 +123,10 @@ func (t *mtxn) commit() error {
 	return nil
 }
 
-// committed hands the events of the committed batch to the notifier.
+// committed hands the events of the committed batch to the notifier and
+// removes the blobs of the files it deleted.
 func (t *mtxn) committed() {
+	t.filesCommitted()
 	if n := t.d.notify; n != nil && len(t.events) > 0 {
 		n(t.events)
 	}

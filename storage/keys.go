@@ -33,10 +33,22 @@ var (
 	tExpiry       = table{'X', "expiry"}
 	tParticipant  = table{'p', "participant"}
 	tEvent        = table{'V', "event"}
+	// Files, tombstones, retention and push tokens (files.go, tombstones.go,
+	// retention.go, pushtokens.go).
+	tFile            = table{'F', "file"}
+	tUserFile        = table{'f', "user-file"}
+	tFileRef         = table{'r', "file-ref"}
+	tFileOrphan      = table{'o', "file-unreferenced"}
+	tFileUsage       = table{'Q', "file-usage"}
+	tTombstone       = table{'x', "tombstone"}
+	tTombstoneExpiry = table{'y', "tombstone-expiry"}
+	tRetention       = table{'z', "retention"}
+	tPushToken       = table{'k', "push-token"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
-	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent}
+	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent,
+	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

@@ -41,9 +41,11 @@ import (
 // (DB.stripes) of the message id and of every participant, taken in
 // ascending stripe order (lockStripes), and holds them across the synced
 // commit: so a user's sequence numbers become visible in order and without
-// gaps, and an envelope id is checked and written atomically. Operations
-// that touch many users (the expiry sweep, account deletion) take every
-// stripe in order. DB.mu, when needed (account deletion), is taken before
+// gaps, and an envelope id is checked and written atomically. The expiry
+// sweep takes the stripes of the messages it removes and of their
+// participants (read before locking and read again under the locks, as
+// lockMessage does); account deletion, which touches any number of users,
+// takes every stripe in order. DB.mu, when needed (account deletion), is taken before
 // any stripe; no code takes DB.mu while holding a stripe. Stripes are never
 // one global lock: deliveries between disjoint users proceed in parallel
 // and share fsyncs through Pebble's group commit.
@@ -63,6 +65,7 @@ type Delivery struct {
 	Sender     Recipient
 	Recipients []Recipient // local recipients, without the sender
 	ExpiresAt  time.Time   // zero: never
+	Files      []string    // the file ids the signed header lists
 }
 
 type envelopeRecord struct {
@@ -73,6 +76,7 @@ type envelopeRecord struct {
 	ExpiresAt  int64                 `json:"expires_at,omitempty"` // ms; 0: never
 	SenderSeq  uint64                `json:"sender_seq"`
 	ReadBy     []privateline.Address `json:"read_by,omitempty"`
+	Files      []string              `json:"files,omitempty"` // file ids (files.go)
 }
 
 func (r *envelopeRecord) expired(now time.Time) bool {
@@ -174,6 +178,8 @@ type mtxn struct {
 	counters map[ID]*Counters
 	events   []UserEvent // written to the log, for the notifier
 	gone     ID          // a user being deleted: gets no events
+	now      time.Time   // the time of tombstones; zero: time.Now
+	fx       fileTxn     // files changed (files.go)
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
@@ -202,6 +208,9 @@ func (t *mtxn) del(k []byte) {
 }
 
 func (t *mtxn) flush() error {
+	if err := t.flushFiles(); err != nil {
+		return err
+	}
 	for u, c := range t.counters {
 		if err := t.d.setJSON(t.b, tCounters.key(u[:]), c); err != nil {
 			return err
@@ -261,6 +270,9 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	} else if !privateline.Is(privateline.NotExist, err) {
 		return 0, false, privateline.E(op, err)
 	}
+	if err := d.checkTombstone(mid); err != nil { // tombstones.go
+		return 0, false, privateline.E(op, err)
+	}
 	for _, p := range parts {
 		ok, err := d.exists(tUser.key(p.ID[:]))
 		if err != nil {
@@ -272,6 +284,15 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	}
 	t := d.newMtxn(nil)
 	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients}
+	// Files (files.go): each listed file must be the sender's; the
+	// references are written in this batch.
+	if len(dl.Files) > 0 {
+		rec.Files = dl.Files
+		if err := t.referenceFiles(dl.Sender.ID, mid, dl.Files); err != nil {
+			t.b.Close()
+			return 0, false, privateline.E(op, err)
+		}
+	}
 	if !dl.ExpiresAt.IsZero() {
 		rec.ExpiresAt = dl.ExpiresAt.UnixMilli()
 		d.setSealed(t.b, tExpiry.key(u64(uint64(rec.ExpiresAt)), mid), nil)
@@ -363,8 +384,15 @@ func (t *mtxn) removeCopy(rec *envelopeRecord, u Recipient, mid []byte, evType s
 }
 
 // removeMessage deletes rec and every copy of it, telling each holder of a
-// copy with an event of type evType.
+// copy with an event of type evType; the message's files lose a reference
+// (files.go) and its id is tombstoned (tombstones.go).
 func (t *mtxn) removeMessage(rec *envelopeRecord, mid []byte, evType string) error {
+	if err := t.unreferenceFiles(mid, rec.Files); err != nil {
+		return err
+	}
+	if err := t.tombstone(rec, mid); err != nil {
+		return err
+	}
 	for _, p := range rec.participants() {
 		if err := t.removeCopy(rec, p, mid, evType); err != nil {
 			return err
@@ -430,6 +458,7 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 		return privateline.E(op, err)
 	}
 	t := d.newMtxn(nil)
+	t.now = now
 	if user == rec.Sender.ID {
 		err = t.removeMessage(rec, mid, EventDeleted)
 	} else {
@@ -647,11 +676,33 @@ func (d *DB) sweepMessagesOnce(now time.Time) (deleted, scanned int, err error) 
 	if len(mids) == 0 {
 		return 0, 0, nil
 	}
-	unlock := d.lockAllStripes()
+	// Lock only the swept messages and their participants: read each
+	// record to learn them (a record's participants never change), lock,
+	// and read again under the locks (as lockMessage does).
+	var ids [][]byte
+	locked := map[string]bool{}
+	for _, mid := range mids {
+		rec, err := d.envelope(mid)
+		if privateline.Is(privateline.NotExist, err) {
+			continue
+		} else if err != nil {
+			return 0, 0, privateline.E(op, err)
+		}
+		locked[string(mid)] = true
+		ids = append(ids, mid)
+		for _, p := range rec.participants() {
+			ids = append(ids, p.ID[:])
+		}
+	}
+	unlock := d.lockStripes(ids...)
 	defer unlock()
 	t := d.newMtxn(nil)
+	t.now = now
 	n := 0
 	for _, mid := range mids {
+		if !locked[string(mid)] {
+			continue // gone before the first read
+		}
 		rec, err := d.envelope(mid)
 		if privateline.Is(privateline.NotExist, err) {
 			continue // already gone with its index entry
@@ -700,6 +751,9 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (*mtxn, func(), 
 		}
 	}
 	if err == nil {
+		err = t.dropUserFiles(user) // files.go
+	}
+	if err == nil {
 		delete(t.counters, user)
 		err = t.flush()
 	}
@@ -707,7 +761,7 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (*mtxn, func(), 
 		unlock()
 		return nil, nil, err
 	}
-	for _, tb := range []table{tMailbox, tMailboxByID, tConversation, tParticipant, tEvent} {
+	for _, tb := range []table{tMailbox, tMailboxByID, tConversation, tParticipant, tEvent, tUserFile, tRetention, tPushToken} {
 		p := tb.key(user[:])
 		if err := b.DeleteRange(p, prefixEnd(p), nil); err != nil {
 			unlock()

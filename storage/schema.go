@@ -24,6 +24,8 @@ var migrations = []migration{
 	// New tables only (key log, key entries, pinned keys): nothing to
 	// convert, but an older binary must not open a store it cannot read.
 	{version: 2, name: "key directory log and pinned keys", apply: func(*DB, *pebble.Batch) error { return nil }},
+	// New tables only (files, tombstones, retention, push tokens).
+	{version: 3, name: "files, tombstones, retention and push tokens", apply: func(*DB, *pebble.Batch) error { return nil }},
 }
 
 var schemaKey = tMeta.key([]byte("schema"))

@@ -33,16 +33,17 @@ func testKey() privateline.Secret {
 }
 
 type env struct {
-	t   *testing.T
-	fs  vfs.FS
-	dir string
-	key privateline.Secret
-	db  *DB
+	t     *testing.T
+	fs    vfs.FS
+	dir   string
+	files string // FilesDir
+	key   privateline.Secret
+	db    *DB
 }
 
 func (e *env) open(migs []migration) error {
 	e.t.Helper()
-	db, err := Open(Options{Dir: e.dir, Key: e.key, fs: e.fs, migrations: migs})
+	db, err := Open(Options{Dir: e.dir, Key: e.key, fs: e.fs, migrations: migs, FilesDir: e.files})
 	if err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			fs, dir := b.fs(t)
-			e := &env{t: t, fs: fs, dir: dir, key: testKey()}
+			e := &env{t: t, fs: fs, dir: dir, files: t.TempDir(), key: testKey()}
 			if err := e.open(nil); err != nil {
 				t.Fatal(err)
 			}

@@ -29,8 +29,21 @@ type User struct {
 	Nonce               []byte          `json:"nonce"`
 	KeyBundle           json.RawMessage `json:"key_bundle"`
 
-	DefaultRetentionDays int       `json:"default_retention_days,omitempty"`
-	CreatedAt            time.Time `json:"created_at"`
+	// DefaultRetentionSeconds is how long the user keeps messages of a
+	// conversation without its own setting (retention.go); 0: until
+	// deleted. DefaultRetentionDays is its older form, read when
+	// DefaultRetentionSeconds is 0.
+	DefaultRetentionSeconds int64     `json:"default_retention_seconds,omitempty"`
+	DefaultRetentionDays    int       `json:"default_retention_days,omitempty"`
+	CreatedAt               time.Time `json:"created_at"`
+}
+
+// DefaultRetention returns the user's default retention; 0: none.
+func (u *User) DefaultRetention() time.Duration {
+	if u.DefaultRetentionSeconds > 0 {
+		return time.Duration(u.DefaultRetentionSeconds) * time.Second
+	}
+	return time.Duration(u.DefaultRetentionDays) * 24 * time.Hour
 }
 
 // CreateUser stores a new user. A taken username is an Exist error.
@@ -169,7 +182,8 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 	// Best effort: the deletion is durable already; compaction only makes
 	// the tombstoned bytes leave older files sooner.
 	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:]), {tEnvelope.prefix},
-		tMailbox.key(id[:]), tMailboxByID.key(id[:]), tConversation.key(id[:]), tParticipant.key(id[:]), tEvent.key(id[:]), tCounters.key(id[:])} {
+		tMailbox.key(id[:]), tMailboxByID.key(id[:]), tConversation.key(id[:]), tParticipant.key(id[:]), tEvent.key(id[:]), tCounters.key(id[:]),
+		{tFile.prefix}, tUserFile.key(id[:]), tFileUsage.key(id[:]), tRetention.key(id[:]), tPushToken.key(id[:])} {
 		if err := d.compactRange(k, prefixEnd(k)); err != nil {
 			d.log.Warn("compaction after account deletion failed", "err", err)
 		}
