@@ -15,7 +15,8 @@ type accountResp struct {
 	Username             privateline.Username `json:"username"`
 	Email                string               `json:"email,omitempty"`
 	CreatedAt            time.Time            `json:"created_at"`
-	DefaultRetentionDays int                  `json:"default_retention_days"`
+	DefaultRetentionDays int                  `json:"default_retention_days"` // deprecated: whole days, rounded up
+	DefaultRetentionSecs int64                `json:"default_retention_seconds"`
 	KeyBundle            json.RawMessage      `json:"key_bundle"`
 	Sessions             int                  `json:"sessions"`
 }
@@ -26,7 +27,8 @@ func (a *API) account(u *storage.User, sessions int) accountResp {
 		Username:             u.Username,
 		Email:                u.Email,
 		CreatedAt:            u.CreatedAt,
-		DefaultRetentionDays: u.DefaultRetentionDays,
+		DefaultRetentionDays: int((u.DefaultRetention() + 24*time.Hour - time.Second) / (24 * time.Hour)),
+		DefaultRetentionSecs: int64(u.DefaultRetention() / time.Second),
 		KeyBundle:            u.KeyBundle,
 		Sessions:             sessions,
 	}
@@ -68,6 +70,7 @@ func (a *API) sessionCount(id storage.ID) (int, error) {
 type settingsReq struct {
 	Email                *string         `json:"email"`
 	DefaultRetentionDays *int            `json:"default_retention_days"`
+	DefaultRetentionSecs *int64          `json:"default_retention_seconds"`
 	Password             *passwordChange `json:"password"`
 }
 
@@ -86,8 +89,11 @@ func (a *API) putAccountSettings(w http.ResponseWriter, r *http.Request, c *call
 	if err := decodeJSON(r, &req, false); err != nil {
 		return err
 	}
-	if req.Email == nil && req.DefaultRetentionDays == nil && req.Password == nil {
-		return invalid("nothing to change: give email, default_retention_days or password")
+	if req.Email == nil && req.DefaultRetentionDays == nil && req.DefaultRetentionSecs == nil && req.Password == nil {
+		return invalid("nothing to change: give email, default_retention_seconds or password")
+	}
+	if req.DefaultRetentionDays != nil && req.DefaultRetentionSecs != nil {
+		return invalid("give default_retention_seconds or the older default_retention_days, not both")
 	}
 	u, err := a.caller(c)
 	if err != nil {
@@ -102,7 +108,13 @@ func (a *API) putAccountSettings(w http.ResponseWriter, r *http.Request, c *call
 		if *d != 0 && (*d < 1 || *d > 365) {
 			return invalid("default_retention_days must be 1 to 365, or 0 to keep messages until deleted")
 		}
-		u.DefaultRetentionDays = *d
+		u.DefaultRetentionDays, u.DefaultRetentionSeconds = 0, int64(*d)*24*60*60
+	}
+	if s := req.DefaultRetentionSecs; s != nil {
+		if err := checkRetention("default_retention_seconds", *s); err != nil {
+			return err
+		}
+		u.DefaultRetentionDays, u.DefaultRetentionSeconds = 0, *s
 	}
 	changePassword := req.Password != nil
 	if changePassword {

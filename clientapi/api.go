@@ -56,6 +56,14 @@ type Config struct {
 	// (defaults DefaultMessageRatePerMinute, DefaultMessageBurst).
 	MessageRatePerMinute float64
 	MessageBurst         int
+	// MaxFileSize caps an uploaded blob (default DefaultMaxFileSize);
+	// FileQuotaBytes caps the bytes of a user's live files (default
+	// DefaultFileQuotaBytes); FileRatePerMinute and FileBurst limit
+	// uploads per user.
+	MaxFileSize       int64
+	FileQuotaBytes    int64
+	FileRatePerMinute float64
+	FileBurst         int
 
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
@@ -81,6 +89,11 @@ type Deps struct {
 	// Messages stores direct messages; nil uses Store if it is one, else
 	// the message routes answer 503.
 	Messages MessageStore
+	// Files, Retention and PushTokens, like Messages: nil uses Store if
+	// it is one, else their routes answer 503.
+	Files      FileStore
+	Retention  RetentionStore
+	PushTokens PushTokenStore
 }
 
 // API serves the client routes.
@@ -89,6 +102,9 @@ type API struct {
 	store Store
 	dir   Directory
 	msgs  MessageStore
+	files     FileStore
+	retention RetentionStore
+	push      PushTokenStore
 	log   *slog.Logger
 	now   func() time.Time
 	ready func() bool
@@ -102,6 +118,7 @@ type API struct {
 	ipLimit     *limiter
 	nameLimit   *limiter
 	msgLimit    *limiter // per user id
+	fileLimit   *limiter // uploads per user id
 }
 
 // New returns the client API.
@@ -127,6 +144,28 @@ func New(cfg Config, d Deps) (*API, error) {
 		} else {
 			a.msgs = noMessages{}
 		}
+	}
+	a.files, a.retention, a.push = d.Files, d.Retention, d.PushTokens
+	if a.files == nil {
+		a.files = pick[FileStore](d.Store, noFiles{})
+	}
+	if a.retention == nil {
+		a.retention = pick[RetentionStore](d.Store, noRetention{})
+	}
+	if a.push == nil {
+		a.push = pick[PushTokenStore](d.Store, noPushTokens{})
+	}
+	if cfg.MaxFileSize <= 0 {
+		cfg.MaxFileSize = DefaultMaxFileSize
+	}
+	if cfg.FileQuotaBytes <= 0 {
+		cfg.FileQuotaBytes = DefaultFileQuotaBytes
+	}
+	if cfg.FileRatePerMinute <= 0 {
+		cfg.FileRatePerMinute = DefaultFileRatePerMin
+	}
+	if cfg.FileBurst <= 0 {
+		cfg.FileBurst = DefaultFileBurst
 	}
 	if cfg.MessageRatePerMinute <= 0 {
 		cfg.MessageRatePerMinute = DefaultMessageRatePerMinute
@@ -154,10 +193,20 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.ipLimit = newLimiter(cfg.AuthRatePerMinute/60, cfg.AuthBurst, a.now)
 	a.nameLimit = newLimiter(cfg.UsernameRatePerMinute/60, cfg.UsernameBurst, a.now)
 	a.msgLimit = newLimiter(cfg.MessageRatePerMinute/60, cfg.MessageBurst, a.now)
+	a.fileLimit = newLimiter(cfg.FileRatePerMinute/60, cfg.FileBurst, a.now)
+	a.cfg = cfg
 	a.metrics = newMetrics(d.Registry)
 	a.router = a.newRouter()
 	a.handler = a.middleware(a.router)
 	return a, nil
+}
+
+// pick returns s as a T if it is one, else def.
+func pick[T any](s any, def T) T {
+	if v, ok := s.(T); ok {
+		return v
+	}
+	return def
 }
 
 // ServeHTTP serves the client API.

@@ -36,6 +36,7 @@ var (
 	errWrongPassword        = &statusError{http.StatusForbidden, "wrong_password", "the current password is wrong"}
 	errPreconditionFailed   = &statusError{http.StatusPreconditionFailed, "precondition_failed", "If-Match does not name the current version; fetch it again and merge"}
 	errPreconditionRequired = &statusError{http.StatusPreconditionRequired, "precondition_required", "If-Match with the ETag of the version being replaced is required"}
+	errTombstoned           = &statusError{http.StatusConflict, "conflict", "a message with this id was deleted; send a new message with a new id"}
 )
 
 type statusError struct {

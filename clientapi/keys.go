@@ -74,6 +74,9 @@ func (a *API) bodyLimit(r *http.Request) int64 {
 	if r.Method == http.MethodPost && r.URL.Path == "/api/messages" {
 		return envelope.MaxSize
 	}
+	if r.Method == http.MethodPost && r.URL.Path == fileUploadPath {
+		return a.cfg.MaxFileSize // counted again while streaming (files.go)
+	}
 	return a.cfg.MaxBodyBytes
 }
 

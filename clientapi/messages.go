@@ -96,6 +96,7 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, c *call) error
 		Sender:    storage.Recipient{ID: u.ID, Address: me},
 		ExpiresAt: h.ExpiresAt,
 	}
+	var rusers []*storage.User // for the retention rules (retention.go)
 	for _, to := range h.To {
 		name, server, _ := to.Split() // checked by envelope.Parse
 		if server != a.cfg.ServerName {
@@ -108,9 +109,22 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, c *call) error
 			return err
 		}
 		d.Recipients = append(d.Recipients, storage.Recipient{ID: ru.ID, Address: to})
+		rusers = append(rusers, ru)
 	}
+	// Retention and files: the strictest participant's retention bounds
+	// the expiry; the header's files must be the sender's (Deliver checks).
+	if d.ExpiresAt, err = a.effectiveExpiry(u, me, rusers, h.To, h.ExpiresAt, now); err != nil {
+		return err
+	}
+	d.Files = h.Files
 	seq, replay, err := a.msgs.Deliver(d)
 	if err != nil {
+		switch {
+		case errors.Is(err, storage.ErrUnknownFile):
+			return errUnknownFile
+		case errors.Is(err, storage.ErrTombstoned):
+			return errTombstoned
+		}
 		if privateline.Is(privateline.Exist, err) {
 			return privateline.E("clientapi.postMessage", privateline.Exist, "another message with this id exists")
 		}

@@ -9,6 +9,10 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	fileUploads     prometheus.Counter
+	fileUploadBytes prometheus.Counter
+	fileRefused     *prometheus.CounterVec // by reason: size, quota
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -22,9 +26,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Client API request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route", "method"}),
+		fileUploads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_file_uploads_total",
+			Help: "Files stored.",
+		}),
+		fileUploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_file_upload_bytes_total",
+			Help: "Bytes of the files stored.",
+		}),
+		fileRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_file_uploads_refused_total",
+			Help: "Uploads refused with 413, by reason (size: over MAX_FILE_SIZE; quota: over FILE_QUOTA_BYTES).",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency)
+		reg.MustRegister(m.requests, m.latency, m.fileUploads, m.fileUploadBytes, m.fileRefused)
 	}
 	return m
 }

@@ -53,6 +53,15 @@ func (a *API) routeDefs() []routeDef {
 		auth("DELETE", "/api/messages/:id", a.deleteMessage),
 		auth("POST", "/api/messages/:id/read", a.readMessage),
 		auth("GET", "/api/unread_count", a.getUnreadCount),
+		auth("POST", "/api/files", a.postFile),
+		auth("GET", "/api/files/:id", a.getFile),
+		auth("DELETE", "/api/files/:id", a.deleteFile),
+		auth("GET", "/api/conversations/:address/retention", a.getRetention),
+		auth("PUT", "/api/conversations/:address/retention", a.putRetention),
+		auth("DELETE", "/api/conversations/:address/retention", a.deleteRetention),
+		auth("POST", "/api/push-token", a.postPushToken),
+		auth("GET", "/api/push-token", a.getPushTokens),
+		auth("DELETE", "/api/push-token", a.deletePushToken),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/clientapi"
 )
 
 // Config is everything a homeserver is told by its operator. LoadConfig
@@ -31,7 +32,7 @@ type Config struct {
 	CookieSecure   bool           // JWT_COOKIE_SECURE
 	CookieSameSite http.SameSite  // JWT_COOKIE_SAMESITE
 	CookieCSRF     bool           // JWT_COOKIE_CSRF_PROTECT
-	MaxFileSize    int64          // MAX_FILE_SIZE, bytes
+	MaxFileSize    int64          // MAX_FILE_SIZE, bytes of one encrypted blob
 	CSP            string         // CONTENT_SECURITY_POLICY
 	HSTS           bool           // HSTS_ENABLED
 
@@ -58,6 +59,12 @@ type Config struct {
 	// MessageRatePerMinute and MessageBurst limit sending per user.
 	MessageRatePerMinute float64 // MESSAGE_RATE_PER_MINUTE
 	MessageBurst         int     // MESSAGE_RATE_BURST
+	// Files: the bytes of a user's live files, uploads per minute and
+	// burst per user, and how long a file no message references is kept.
+	FileQuotaBytes        int64         // FILE_QUOTA_BYTES
+	FileUploadRatePerMin  float64       // FILE_UPLOAD_RATE_PER_MINUTE
+	FileUploadBurst       int           // FILE_UPLOAD_BURST
+	FileUnreferencedGrace time.Duration // FILE_UNREFERENCED_GRACE_HOURS
 
 	AccessTokenTTL  time.Duration // 15 minutes
 	RefreshTokenTTL time.Duration // REFRESH_TOKEN_DAYS, default 30 days
@@ -82,7 +89,11 @@ func Default() Config {
 		CookieSecure:          false,
 		CookieSameSite:        http.SameSiteStrictMode,
 		CookieCSRF:            true,
-		MaxFileSize:           5 << 20,
+		MaxFileSize:           clientapi.DefaultMaxFileSize,
+		FileQuotaBytes:        clientapi.DefaultFileQuotaBytes,
+		FileUploadRatePerMin:  clientapi.DefaultFileRatePerMin,
+		FileUploadBurst:       clientapi.DefaultFileBurst,
+		FileUnreferencedGrace: 24 * time.Hour,
 		CSP:                   DefaultCSP,
 		LogRetentionDays:      14,
 		AuthRatePerMinute:     30,
@@ -169,12 +180,13 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 		}
 	}
 	p.boolTo("JWT_COOKIE_CSRF_PROTECT", &c.CookieCSRF)
-	if v, ok := p.str("MAX_FILE_SIZE"); ok {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			p.fail("MAX_FILE_SIZE", "must be a positive number of bytes")
-		}
-		c.MaxFileSize = n
+	p.bytesTo("MAX_FILE_SIZE", &c.MaxFileSize)
+	p.bytesTo("FILE_QUOTA_BYTES", &c.FileQuotaBytes)
+	p.floatTo("FILE_UPLOAD_RATE_PER_MINUTE", &c.FileUploadRatePerMin)
+	p.intTo("FILE_UPLOAD_BURST", &c.FileUploadBurst)
+	var graceHours int
+	if p.intTo("FILE_UNREFERENCED_GRACE_HOURS", &graceHours) {
+		c.FileUnreferencedGrace = time.Duration(graceHours) * time.Hour
 	}
 	p.strTo("CONTENT_SECURITY_POLICY", &c.CSP)
 	p.boolTo("HSTS_ENABLED", &c.HSTS)
@@ -261,8 +273,17 @@ func (c *Config) Validate() error {
 	if c.CookieSameSite == http.SameSiteNoneMode && !c.CookieSecure {
 		return bad("JWT_COOKIE_SAMESITE", "None requires JWT_COOKIE_SECURE=true (browsers reject it otherwise)")
 	}
-	if c.MaxFileSize <= 0 {
-		return bad("MAX_FILE_SIZE", "must be positive")
+	if c.MaxFileSize <= 0 || c.MaxFileSize > clientapi.DefaultMaxFileSize {
+		return bad("MAX_FILE_SIZE", fmt.Sprintf("must be 1 to %d bytes (a 100 MiB attachment with its nonce and tag)", clientapi.DefaultMaxFileSize))
+	}
+	if c.FileQuotaBytes < c.MaxFileSize {
+		return bad("FILE_QUOTA_BYTES", "must be at least MAX_FILE_SIZE")
+	}
+	if c.FileUploadRatePerMin <= 0 || c.FileUploadBurst <= 0 {
+		return bad("FILE_UPLOAD_RATE_PER_MINUTE", "and FILE_UPLOAD_BURST must be positive")
+	}
+	if c.FileUnreferencedGrace < time.Hour || c.FileUnreferencedGrace > 30*24*time.Hour {
+		return bad("FILE_UNREFERENCED_GRACE_HOURS", "must be 1 to 720")
 	}
 	if c.LogRetentionDays < 0 {
 		return bad("LOG_RETENTION_DAYS", "must be 0 (no rotation) or more")
@@ -350,6 +371,20 @@ func (p *parser) floatTo(name string, dst *float64) {
 		return
 	}
 	*dst = f
+}
+
+// bytesTo reads a positive number of bytes.
+func (p *parser) bytesTo(name string, dst *int64) {
+	v, ok := p.str(name)
+	if !ok {
+		return
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		p.fail(name, "must be a positive number of bytes")
+		return
+	}
+	*dst = n
 }
 
 // key32 decodes a base64 key; a wrong length is reported by Validate.

@@ -23,7 +23,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.ListenAddr != ":8080" || c.DataDir != "./data" || c.MaxFileSize != 5<<20 || c.Env != "development" ||
+	if c.ListenAddr != ":8080" || c.DataDir != "./data" || c.MaxFileSize != 100<<20+28 || c.FileQuotaBytes != 1<<30 || c.FileUnreferencedGrace != 24*time.Hour || c.Env != "development" ||
 		c.ServerName != "localhost" || c.CSP != DefaultCSP || !c.CookieCSRF || c.CookieSameSite != http.SameSiteStrictMode {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -39,7 +39,8 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		"JWT_SECRET_KEY": strings.Repeat("j", 44), "AES_KEY": key32,
 		"CORS_ORIGINS":      "https://a.example.org, https://b.example.org/",
 		"JWT_COOKIE_SECURE": "true", "JWT_COOKIE_SAMESITE": "None", "JWT_COOKIE_CSRF_PROTECT": "false",
-		"MAX_FILE_SIZE": "1048576", "CONTENT_SECURITY_POLICY": "default-src 'none'", "HSTS_ENABLED": "true",
+		"MAX_FILE_SIZE": "1048576", "FILE_QUOTA_BYTES": "2097152", "FILE_UPLOAD_RATE_PER_MINUTE": "5", "FILE_UPLOAD_BURST": "2",
+		"FILE_UNREFERENCED_GRACE_HOURS": "48", "CONTENT_SECURITY_POLICY": "default-src 'none'", "HSTS_ENABLED": "true",
 		"ENCRYPTED_LOG_KEY": key32, "LOG_PATH": "/var/log/pl.log", "LOG_RETENTION_DAYS": "0",
 		"LOGGING_DISABLED": "true", "SENTRY_DSN": "https://k@sentry.example.org/1",
 		"APNS_CERT": "/etc/apns.pem", "APNS_TOPIC": "org.example.pl", "APNS_USE_SANDBOX": "true",
@@ -63,7 +64,7 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		{"secrets", len(c.JWTSecret) == 44 && len(c.AESKey) == 32 && len(c.EncryptedLogKey) == 32},
 		{"cors", len(c.CORSOrigins) == 2 && c.CORSOrigins[1] == "https://b.example.org"},
 		{"cookies", c.CookieSameSite == http.SameSiteNoneMode && !c.CookieCSRF},
-		{"files", c.MaxFileSize == 1<<20},
+		{"files", c.MaxFileSize == 1<<20 && c.FileQuotaBytes == 2<<20 && c.FileUploadRatePerMin == 5 && c.FileUploadBurst == 2 && c.FileUnreferencedGrace == 48*time.Hour},
 		{"headers", c.CSP == "default-src 'none'" && c.HSTS},
 		{"logs", c.LogPath == "/var/log/pl.log" && c.LogRetentionDays == 0 && c.LoggingDisabled && c.SentryDSN != ""},
 		{"push", c.APNSCert != "" && c.APNSTopic != "" && c.APNSUseSandbox && c.VAPIDPrivateKey != "" && c.VAPIDSubject != "" && c.FCMServerKey != ""},
@@ -99,6 +100,13 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"JWT_COOKIE_SECURE": "yes please"}, "JWT_COOKIE_SECURE"},
 		{map[string]string{"MAX_FILE_SIZE": "-1"}, "MAX_FILE_SIZE"},
 		{map[string]string{"MAX_FILE_SIZE": "5MB"}, "MAX_FILE_SIZE"},
+		{map[string]string{"MAX_FILE_SIZE": "104857629"}, "MAX_FILE_SIZE"},
+		{map[string]string{"FILE_QUOTA_BYTES": "1000"}, "FILE_QUOTA_BYTES"},
+		{map[string]string{"FILE_QUOTA_BYTES": "0"}, "FILE_QUOTA_BYTES"},
+		{map[string]string{"FILE_UPLOAD_RATE_PER_MINUTE": "-1"}, "FILE_UPLOAD_RATE_PER_MINUTE"},
+		{map[string]string{"FILE_UPLOAD_BURST": "0"}, "FILE_UPLOAD_BURST"},
+		{map[string]string{"FILE_UNREFERENCED_GRACE_HOURS": "0"}, "FILE_UNREFERENCED_GRACE_HOURS"},
+		{map[string]string{"FILE_UNREFERENCED_GRACE_HOURS": "721"}, "FILE_UNREFERENCED_GRACE_HOURS"},
 		{map[string]string{"LOG_RETENTION_DAYS": "-3"}, "LOG_RETENTION_DAYS"},
 		{map[string]string{"LOG_RETENTION_DAYS": "a week"}, "LOG_RETENTION_DAYS"},
 		{map[string]string{"CORS_ORIGINS": "*"}, "CORS_ORIGINS"},

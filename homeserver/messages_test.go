@@ -435,7 +435,8 @@ func TestMessagesExpiry(t *testing.T) {
 	// the account or when newer events push it out).
 	err := homeserver.ScanStore(ts.srv, func(k, v []byte) {
 		for _, f := range [][]byte{mustHex(t, short.ID()), []byte(short.ID())} {
-			if (bytes.Contains(k, f) || bytes.Contains(v, f)) && (k[0] != 'V' || !bytes.Contains(v, []byte(`"type":"expired"`))) {
+			// The tombstone ('x', 'y') keeps the id refused for a while.
+			if (bytes.Contains(k, f) || bytes.Contains(v, f)) && (k[0] != 'V' || !bytes.Contains(v, []byte(`"type":"expired"`))) && k[0] != 'x' && k[0] != 'y' {
 				t.Errorf("the store still holds the expired message after the sweep: %q", v)
 			}
 		}

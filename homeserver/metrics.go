@@ -17,10 +17,12 @@ var (
 	descFlushes     = prometheus.NewDesc("privateline_storage_flushes_total", "Memtable flushes since start.", nil, nil)
 	descReadAmp     = prometheus.NewDesc("privateline_storage_read_amplification", "Current read amplification.", nil, nil)
 	descCache       = prometheus.NewDesc("privateline_storage_block_cache_bytes", "Bytes in the block cache.", nil, nil)
+	descFileBytes   = prometheus.NewDesc("privateline_files_stored_bytes", "Bytes of the live encrypted files.", nil, nil)
+	descFiles       = prometheus.NewDesc("privateline_files_stored", "Live encrypted files.", nil, nil)
 )
 
 func (storageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descWAL, descCompactions, descFlushes, descReadAmp, descCache} {
+	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descWAL, descCompactions, descFlushes, descReadAmp, descCache, descFileBytes, descFiles} {
 		ch <- d
 	}
 }
@@ -34,4 +36,7 @@ func (c storageCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFlushes, prometheus.CounterValue, float64(st.Flushes))
 	ch <- prometheus.MustNewConstMetric(descReadAmp, prometheus.GaugeValue, float64(st.ReadAmp))
 	ch <- prometheus.MustNewConstMetric(descCache, prometheus.GaugeValue, float64(st.BlockCacheBytes))
+	fb, fn := c.db.FileStats()
+	ch <- prometheus.MustNewConstMetric(descFileBytes, prometheus.GaugeValue, float64(fb))
+	ch <- prometheus.MustNewConstMetric(descFiles, prometheus.GaugeValue, float64(fn))
 }

@@ -85,6 +85,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		InMemory: o.InMemoryStore,
 		Key:      cfg.AESKey,
 		Logger:   log.With("component", "storage"),
+		FilesDir: filepath.Join(cfg.DataDir, "files"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
@@ -109,6 +110,10 @@ func New(cfg Config, o Options) (*Server, error) {
 		UsernameBurst:         cfg.UsernameBurst,
 		MessageRatePerMinute:  cfg.MessageRatePerMinute,
 		MessageBurst:          cfg.MessageBurst,
+		MaxFileSize:           cfg.MaxFileSize,
+		FileQuotaBytes:        cfg.FileQuotaBytes,
+		FileRatePerMinute:     cfg.FileUploadRatePerMin,
+		FileBurst:             cfg.FileUploadBurst,
 		AccessTokenTTL:        cfg.AccessTokenTTL,
 		RefreshTokenTTL:       cfg.RefreshTokenTTL,
 	}, clientapi.Deps{
@@ -221,13 +226,27 @@ func (s *Server) sweep(ctx context.Context) {
 	}
 }
 
-// sweepMessages deletes the envelopes expired by the injected clock's now.
+// sweepMessages deletes, by the injected clock's now, the envelopes that
+// expired (with the files only they used), the files never referenced
+// within the grace period, and the tombstones past their TTL. It returns
+// how many envelopes went.
 func (s *Server) sweepMessages() int {
-	n, err := s.db.SweepMessages(s.now())
+	now := s.now()
+	n, err := s.db.SweepMessages(now)
 	if err != nil {
 		s.log.Error("message sweep failed", "err", err)
 	} else if n > 0 {
 		s.log.Debug("swept expired messages", "count", n)
+	}
+	if f, err := s.db.SweepFiles(now, s.cfg.FileUnreferencedGrace); err != nil {
+		s.log.Error("file sweep failed", "err", err)
+	} else if f > 0 {
+		s.log.Debug("swept unreferenced files", "count", f)
+	}
+	if t, err := s.db.SweepTombstones(now); err != nil {
+		s.log.Error("tombstone sweep failed", "err", err)
+	} else if t > 0 {
+		s.log.Debug("swept tombstones", "count", t)
 	}
 	return n
 }

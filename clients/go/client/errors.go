@@ -28,6 +28,9 @@ const (
 	CodeRateLimited          = "rate_limited"
 	CodeInternal             = "internal"
 	CodeUnavailable          = "unavailable"
+	CodeQuotaExceeded        = "quota_exceeded" // 413: POST /api/files over the user's quota
+	CodeUnknownFile          = "unknown_file"   // 400: a message lists a file the sender did not upload
+	CodeFileInUse            = "file_in_use"    // 409: DELETE /api/files/{id} of an attached file
 )
 
 // APIError is an error answer of the server: its HTTP status, the stable
