@@ -98,16 +98,16 @@ type Deps struct {
 
 // API serves the client routes.
 type API struct {
-	cfg   Config
-	store Store
-	dir   Directory
-	msgs  MessageStore
+	cfg       Config
+	store     Store
+	dir       Directory
+	msgs      MessageStore
 	files     FileStore
 	retention RetentionStore
 	push      PushTokenStore
-	log   *slog.Logger
-	now   func() time.Time
-	ready func() bool
+	log       *slog.Logger
+	now       func() time.Time
+	ready     func() bool
 
 	router      *httprouter.Router
 	handler     http.Handler
