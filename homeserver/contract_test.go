@@ -662,6 +662,7 @@ func TestContractResponses(t *testing.T) {
 
 	t.Run("keys", func(t *testing.T) { keysContract(t, c, ts) })         // keydir_contract_test.go
 	t.Run("messages", func(t *testing.T) { messagesContract(t, c, ts) }) // messages_contract_test.go
+	t.Run("files", func(t *testing.T) { filesContract(t, c, ts) })       // files_contract_test.go
 
 	// Every documented response must have been seen, except the server
 	// faults (500, and 503 from storage) that a client cannot provoke.
