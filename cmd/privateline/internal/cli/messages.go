@@ -29,10 +29,19 @@ type messageFlags struct {
 	limit    int
 	after    uint64
 	hasAfter bool
+	attach   []string // send: files to attach
+	out      string   // get-file: where to write
 }
 
 func sendFlags(fs *flag.FlagSet, r *runner) {
 	fs.StringVar(&r.msg.file, "file", "", "read the message text from this file ('-': standard input)")
+	fs.Func("attach", "attach this file, encrypted (repeatable)", func(p string) error {
+		if len(r.msg.attach) >= e2ee.MaxAttachments {
+			return fmt.Errorf("at most %d attachments", e2ee.MaxAttachments)
+		}
+		r.msg.attach = append(r.msg.attach, p)
+		return nil
+	})
 }
 
 func historyFlags(fs *flag.FlagSet, r *runner) {
@@ -77,6 +86,7 @@ type sendOut struct {
 	Replayed   bool                  `json:"replayed,omitempty"`
 	KeyChanged []privateline.Address `json:"key_changed"`
 	Pinned     []privateline.Address `json:"pinned"`
+	Files      []attachOut           `json:"attachments,omitempty"`
 }
 
 func runSend(ctx context.Context, r *runner, args []string) error {
@@ -84,7 +94,7 @@ func runSend(ctx context.Context, r *runner, args []string) error {
 	if err != nil {
 		return err
 	}
-	fromStdin := r.msg.file == "-" || (r.msg.file == "" && len(words) == 0)
+	fromStdin := r.msg.file == "-" || (r.msg.file == "" && len(words) == 0 && len(r.msg.attach) == 0)
 	if fromStdin && r.passwordFile == "" && r.env.Getenv("PRIVATELINE_PASSWORD_FILE") == "" && !isTerminal(r.env.Stdin) {
 		return usagef("the message comes from standard input, so the password cannot: give --password-file")
 	}
@@ -105,22 +115,26 @@ func runSend(ctx context.Context, r *runner, args []string) error {
 		return err
 	}
 	body := strings.Join(words, " ")
-	if len(words) == 0 {
+	if len(words) == 0 && (r.msg.file != "" || len(r.msg.attach) == 0) {
 		if body, err = r.messageText(); err != nil {
 			return err
 		}
 	}
-	if strings.TrimSpace(body) == "" {
+	if strings.TrimSpace(body) == "" && len(r.msg.attach) == 0 {
 		return usagef("the message is empty")
 	}
-	res, err := s.Send(ctx, to, &e2ee.Message{Type: e2ee.MessageTypeText, Body: body}, client.SendOptions{})
+	atts, err := r.uploadAttachments(ctx, s) // files.go
+	if err != nil {
+		return err
+	}
+	res, err := s.Send(ctx, to, &e2ee.Message{Type: e2ee.MessageTypeText, Body: body, Attachments: atts}, client.SendOptions{})
 	if err != nil {
 		return err
 	}
 	slices.Sort(to)
 	to = slices.Compact(to)
 	out := &sendOut{ID: res.ID, Seq: res.Seq, SentAt: res.SentAt, To: to, Replayed: res.Replayed,
-		KeyChanged: nonNil(res.KeyChanged), Pinned: nonNil(res.Pinned)}
+		KeyChanged: nonNil(res.KeyChanged), Pinned: nonNil(res.Pinned), Files: attachmentsOut(atts)}
 	for _, a := range out.KeyChanged {
 		fmt.Fprintf(r.env.Stderr, "privateline: warning: the identity key of %s changed since it was pinned; the message went to the new key. Check it: privateline verify %s\n", a, a)
 	}
@@ -180,6 +194,7 @@ type itemOut struct {
 	ReadBy     []privateline.Address `json:"read_by,omitempty"`
 	Type       string                `json:"type,omitempty"`
 	Text       *string               `json:"text,omitempty"`
+	Files      []attachOut           `json:"attachments,omitempty"`
 	KeyChanged bool                  `json:"key_changed,omitempty"`
 	Error      *itemError            `json:"error,omitempty"`
 }
@@ -201,6 +216,7 @@ func newItemOut(it *client.Item) itemOut {
 	} else if it.Message != nil {
 		body := it.Message.Body
 		o.Type, o.Text = it.Message.Type, &body
+		o.Files = attachmentsOut(it.Message.Attachments)
 	}
 	return o
 }
@@ -226,8 +242,13 @@ func (o *itemOut) print(w io.Writer) {
 	case o.Type != e2ee.MessageTypeText:
 		fmt.Fprintf(w, "    [unsupported message type %q]\n", o.Type)
 	default:
-		for line := range strings.SplitSeq(*o.Text, "\n") {
-			fmt.Fprintf(w, "    %s\n", line)
+		if *o.Text != "" || len(o.Files) == 0 {
+			for line := range strings.SplitSeq(*o.Text, "\n") {
+				fmt.Fprintf(w, "    %s\n", line)
+			}
+		}
+		for _, f := range o.Files {
+			fmt.Fprintf(w, "    [attachment %q, %s, %d bytes; save it with: privateline get-file %s %s]\n", f.Name, f.MIME, f.Size, o.ID, f.FileID)
 		}
 	}
 }
