@@ -37,4 +37,13 @@
 // The pinned-keys blob (GET/PUT /api/pinned_keys) is versioned: its ETag is
 // the version, and a PUT needs If-Match with it (428 without, 412 when it is
 // stale). Without a Directory every one of these answers 503.
+//
+// # Files, retention, push tokens
+//
+// POST /api/files streams a client-encrypted blob to disk (files.go); it is
+// served only to its uploader and to the holders of a live message whose
+// signed header lists it, and goes with the last such message. A new
+// direct message's expiry is the strictest of its header's and its
+// participants' retention settings (retention.go). Push tokens are checked
+// per platform and kept for a later push service (pushtokens.go).
 package clientapi
