@@ -57,6 +57,10 @@
 //	                                   'C' (retention.go)
 //	'k' userID(16) HMAC(token)[:16]    push token (pushtokens.go); the token
 //	                                   never appears in a key
+//	'w' userID(16) contactID(16)       contacts index: the two exchanged a direct
+//	                                   message (Deliver writes both directions);
+//	                                   a key change puts a key_changed event in
+//	                                   each contact's log (contacts.go)
 //
 // # Sealing
 //

@@ -167,8 +167,10 @@ func (d *DB) CreateUserLogged(u *User, app LogAppend) error {
 
 // UpdateUserKeys changes a user's keys and logs the change in one synced
 // batch: under the store's lock it loads the user, lets mutate change it
-// (mutate may refuse, and then nothing is written), appends app's record
-// and stores the user. It returns the user as stored.
+// (mutate may refuse, and then nothing is written), appends app's record,
+// stores the user and puts a key_changed event in the log of each of the
+// user's contacts (contacts.go). It returns the user as stored. Lock
+// order: DB.mu, then the stripes of the user and the contacts.
 func (d *DB) UpdateUserKeys(id ID, mutate func(u *User) error, app LogAppend) (*User, error) {
 	const op = "storage.UpdateUserKeys"
 	d.mu.Lock()
@@ -180,16 +182,25 @@ func (d *DB) UpdateUserKeys(id ID, mutate func(u *User) error, app LogAppend) (*
 	if err := mutate(u); err != nil {
 		return nil, err
 	}
-	b := d.db.NewBatch()
-	if err := d.setJSON(b, tUser.key(u.ID[:]), u); err != nil {
-		b.Close()
+	contacts, unlock, err := d.lockContacts(id)
+	if err != nil {
 		return nil, privateline.E(op, err)
 	}
-	if err := d.appendLogLocked(b, u, app); err != nil {
-		b.Close()
+	defer unlock()
+	t := d.newMtxn(nil)
+	if err := d.setJSON(t.b, tUser.key(u.ID[:]), u); err != nil {
+		t.b.Close()
 		return nil, privateline.E(op, err)
 	}
-	if err := d.commit(b); err != nil {
+	if err := d.appendLogLocked(t.b, u, app); err != nil {
+		t.b.Close()
+		return nil, privateline.E(op, err)
+	}
+	if err := t.keyChangedLocked(u, contacts); err != nil {
+		t.b.Close()
+		return nil, privateline.E(op, err)
+	}
+	if err := t.commit(); err != nil {
 		return nil, privateline.E(op, err)
 	}
 	return u, nil

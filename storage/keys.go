@@ -44,11 +44,12 @@ var (
 	tTombstoneExpiry = table{'y', "tombstone-expiry"}
 	tRetention       = table{'z', "retention"}
 	tPushToken       = table{'k', "push-token"}
+	tContact         = table{'w', "contact"} // contacts.go
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
 	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent,
-	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken}
+	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken, tContact}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

@@ -167,6 +167,10 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 		return privateline.E(op, err)
 	}
 	defer func() { unlockMessages() }()
+	if err := d.deleteContactsLocked(mt, id); err != nil {
+		b.Close()
+		return privateline.E(op, err)
+	}
 	if app != nil {
 		if err := d.appendLogLocked(b, u, app); err != nil {
 			b.Close()
@@ -183,7 +187,7 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 	// the tombstoned bytes leave older files sooner.
 	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:]), {tEnvelope.prefix},
 		tMailbox.key(id[:]), tMailboxByID.key(id[:]), tConversation.key(id[:]), tParticipant.key(id[:]), tEvent.key(id[:]), tCounters.key(id[:]),
-		{tFile.prefix}, tUserFile.key(id[:]), tFileUsage.key(id[:]), tRetention.key(id[:]), tPushToken.key(id[:])} {
+		{tFile.prefix}, tUserFile.key(id[:]), tFileUsage.key(id[:]), tRetention.key(id[:]), tPushToken.key(id[:]), tContact.key(id[:])} {
 		if err := d.compactRange(k, prefixEnd(k)); err != nil {
 			d.log.Warn("compaction after account deletion failed", "err", err)
 		}
