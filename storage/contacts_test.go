@@ -42,7 +42,9 @@ func TestKeyChangedEvents(t *testing.T) {
 		}
 
 		if _, err := e.db.UpdateUserKeys(ann.ID, func(u *User) error { u.KeyBundle = []byte(`{"v":2}`); return nil },
-			func(u *User, i uint64) (*LogRecord, error) { return &LogRecord{Leaf: []byte("leaf"), Entry: []byte("entry")}, nil }); err != nil {
+			func(u *User, i uint64) (*LogRecord, error) {
+				return &LogRecord{Leaf: []byte("leaf"), Entry: []byte("entry")}, nil
+			}); err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now()
