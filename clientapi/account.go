@@ -126,6 +126,7 @@ func (a *API) putAccountSettings(w http.ResponseWriter, r *http.Request, c *call
 		return goneIsUnauthenticated(err)
 	}
 	if changePassword {
+		a.hub.sessionsEnded(u.ID, c.auth.SessionID)
 		a.log.Info("password changed; other sessions ended", "user_id", u.ID.String())
 	}
 	n, err := a.sessionCount(u.ID)
@@ -209,6 +210,7 @@ func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request, c *call) err
 	if err := a.dir.DeleteUser(u.ID); err != nil {
 		return goneIsUnauthenticated(err)
 	}
+	a.hub.sessionsEnded(u.ID, storage.ID{})
 	a.log.Info("account deleted", "user_id", u.ID.String())
 	a.clearSessionCookies(w)
 	w.WriteHeader(http.StatusNoContent)

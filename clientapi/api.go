@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/julienschmidt/httprouter"
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/storage"
@@ -64,6 +65,12 @@ type Config struct {
 	FileQuotaBytes    int64
 	FileRatePerMinute float64
 	FileBurst         int
+	// WSPingInterval is how often WebSockets are pinged; one silent for
+	// twice as long is closed (default DefaultWSPingInterval).
+	WSPingInterval time.Duration
+	// WSQueueLimit is how many frames may wait for a WebSocket before it is
+	// closed as too slow (default DefaultWSQueueLimit).
+	WSQueueLimit int
 
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
@@ -94,6 +101,9 @@ type Deps struct {
 	Files      FileStore
 	Retention  RetentionStore
 	PushTokens PushTokenStore
+	// Events is the event log for the WebSocket; nil uses Messages or
+	// Store if either is one, else the WebSocket answers 503.
+	Events EventStore
 }
 
 // API serves the client routes.
@@ -105,6 +115,7 @@ type API struct {
 	files     FileStore
 	retention RetentionStore
 	push      PushTokenStore
+	events    EventStore
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -119,6 +130,10 @@ type API struct {
 	nameLimit   *limiter
 	msgLimit    *limiter // per user id
 	fileLimit   *limiter // uploads per user id
+
+	hub      *hub
+	tickets  *wsTickets
+	upgrader websocket.Upgrader
 }
 
 // New returns the client API.
@@ -167,6 +182,22 @@ func New(cfg Config, d Deps) (*API, error) {
 	if cfg.FileBurst <= 0 {
 		cfg.FileBurst = DefaultFileBurst
 	}
+	a.events = d.Events
+	if a.events == nil {
+		if es, ok := a.msgs.(EventStore); ok {
+			a.events = es
+		} else if es, ok := d.Store.(EventStore); ok {
+			a.events = es
+		} else {
+			a.events = noEvents{}
+		}
+	}
+	if cfg.WSPingInterval <= 0 {
+		cfg.WSPingInterval = DefaultWSPingInterval
+	}
+	if cfg.WSQueueLimit <= 0 {
+		cfg.WSQueueLimit = DefaultWSQueueLimit
+	}
 	if cfg.MessageRatePerMinute <= 0 {
 		cfg.MessageRatePerMinute = DefaultMessageRatePerMinute
 	}
@@ -196,6 +227,9 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.fileLimit = newLimiter(cfg.FileRatePerMinute/60, cfg.FileBurst, a.now)
 	a.cfg = cfg
 	a.metrics = newMetrics(d.Registry)
+	a.hub = newHub()
+	a.tickets = newWSTickets()
+	a.upgrader = a.newUpgrader()
 	a.router = a.newRouter()
 	a.handler = a.middleware(a.router)
 	return a, nil
@@ -211,3 +245,12 @@ func pick[T any](s any, def T) T {
 
 // ServeHTTP serves the client API.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+// Notify hands committed events to the WebSockets of their users; it is
+// the store's notifier (storage.DB.SetNotifier) and never blocks.
+func (a *API) Notify(evs []storage.UserEvent) { a.hub.notify(evs) }
+
+// CloseSockets closes every WebSocket (the server is going away) and
+// waits until none uses the store; no new one is accepted. Call it after
+// the HTTP server stopped and before the store closes.
+func (a *API) CloseSockets() { a.hub.shutdown() }

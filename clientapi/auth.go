@@ -388,9 +388,11 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request, _ *call) error {
 		return errUnauthenticated
 	}
 	// An earlier generation makes RotateSession revoke the session.
+	uid := s.UserID
 	s, err = a.store.RotateSession(sid, gen, a.now().Add(a.cfg.RefreshTokenTTL).UTC())
 	if err != nil {
 		if privateline.Is(privateline.Unauthenticated, err) {
+			a.hub.sessionEnded(uid, sid)
 			a.log.Warn("refresh token reused; session revoked", "session_id", sid.String())
 			return errUnauthenticated
 		}
@@ -425,6 +427,11 @@ func (a *API) revoke(w http.ResponseWriter, r *http.Request, c *call) error {
 	}
 	if err != nil {
 		return err
+	}
+	if req.All {
+		a.hub.sessionsEnded(p.UserID, storage.ID{})
+	} else {
+		a.hub.sessionEnded(p.UserID, p.SessionID)
 	}
 	a.log.Info("sessions revoked", "user_id", p.UserID.String(), "all", req.All)
 	a.clearSessionCookies(w)

@@ -52,12 +52,19 @@ type rateLimitError struct{ after time.Duration }
 
 func (e *rateLimitError) Error() string { return "rate limited" }
 
-// writeError answers with the JSON error for err and logs server faults.
-func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// apiErr is how an error is told to a client: the HTTP status, the code
+// and the message of the JSON error body, and a Retry-After.
+type apiErr struct {
+	status     int
+	code, msg  string
+	retryAfter int // seconds; 0: none
+}
+
+// describe maps err to what the client is told, through the one table.
+func (a *API) describe(err error) apiErr {
 	var se *statusError
 	if errors.As(err, &se) {
-		writeJSON(w, se.status, errorBody(se.code, se.message))
-		return
+		return apiErr{status: se.status, code: se.code, msg: se.message}
 	}
 	var rl *rateLimitError
 	if errors.As(err, &rl) {
@@ -65,13 +72,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if secs < 1 {
 			secs = 1
 		}
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		e := kindStatus[privateline.RateLimited]
-		writeJSON(w, e.status, errorBody(e.code, e.msg))
-		return
-	}
-	if errors.Is(err, errUnauthenticated) || privateline.Is(privateline.Unauthenticated, err) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="privateline"`)
+		return apiErr{status: e.status, code: e.code, msg: e.msg, retryAfter: secs}
 	}
 	kind := privateline.KindOf(err)
 	e, ok := kindStatus[kind]
@@ -82,10 +84,22 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if msg == "" || e.status >= 500 {
 		msg = e.msg
 	}
+	return apiErr{status: e.status, code: e.code, msg: msg}
+}
+
+// writeError answers with the JSON error for err and logs server faults.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := a.describe(err)
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.retryAfter))
+	}
+	if e.status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="privateline"`)
+	}
 	if e.status >= 500 {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, e.status, errorBody(e.code, msg))
+	writeJSON(w, e.status, errorBody(e.code, e.msg))
 }
 
 func errorBody(code, msg string) map[string]any {

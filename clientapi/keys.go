@@ -155,9 +155,9 @@ type keysReq struct {
 // putKeys replaces the caller's key bundle and wrapped private keys and
 // logs the new bundle. The change is authorised by the current identity
 // key (old_key_signature, spec/e2ee.md §6.3) or by the password (auth_key,
-// as for a password change). Contacts are told by the messaging hub, which
-// emits a key_changed event to them when it exists; the directory's log is
-// what lets them check the new key independently.
+// as for a password change). Every contact gets a key_changed event in
+// the same write (storage.UpdateUserKeys), live over the WebSocket; the
+// directory's log is what lets them check the new key independently.
 func (a *API) putKeys(w http.ResponseWriter, r *http.Request, c *call) error {
 	var req keysReq
 	if err := decodeJSON(r, &req, false); err != nil {

@@ -68,27 +68,59 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, c *call) error
 	if err != nil {
 		return err
 	}
-	if ok, after := a.msgLimit.allow(c.auth.UserID.String()); !ok {
-		return &rateLimitError{after}
+	res, err := a.sendEnvelope(c.auth.UserID, body)
+	if err != nil {
+		return err
+	}
+	status := http.StatusCreated
+	if res.replay {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, map[string]any{"id": res.id, "seq": res.seq})
+	return nil
+}
+
+// sent is what sendEnvelope did.
+type sent struct {
+	id     string
+	seq    uint64 // the sender's sequence number
+	replay bool   // the id and bytes were delivered before
+}
+
+// sendEnvelope is the one path that accepts a direct envelope from a
+// user, over POST /api/messages and the WebSocket alike: the per-user
+// send limit, the JSON shape, the routing header (from the sender, times,
+// local recipients that exist) and the one Deliver write. body is the
+// envelope as posted, already within envelope.MaxSize.
+func (a *API) sendEnvelope(user storage.ID, body []byte) (*sent, error) {
+	const op = "clientapi.sendEnvelope"
+	if !utf8.Valid(body) {
+		return nil, invalid("the envelope is not valid UTF-8")
+	}
+	if err := checkJSONShape(body); err != nil {
+		return nil, err
+	}
+	if ok, after := a.msgLimit.allow(user.String()); !ok {
+		return nil, &rateLimitError{after}
 	}
 	h, err := envelope.Parse(body)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	u, err := a.caller(c)
+	u, err := a.store.UserByID(user)
 	if err != nil {
-		return err
+		return nil, goneIsUnauthenticated(err)
 	}
 	me := privateline.MakeAddress(u.Username, a.cfg.ServerName)
 	if h.From != me {
-		return privateline.E("clientapi.postMessage", privateline.Forbidden, `"from" must be your own address`)
+		return nil, privateline.E(op, privateline.Forbidden, `"from" must be your own address`)
 	}
 	now := a.now()
 	if h.SentAt.After(now.Add(maxSentAtSkew)) {
-		return invalid(`"sent_at" is in the future`)
+		return nil, invalid(`"sent_at" is in the future`)
 	}
 	if !h.ExpiresAt.IsZero() && !h.ExpiresAt.After(now) {
-		return invalid(`"expires_at" has passed`)
+		return nil, invalid(`"expires_at" has passed`)
 	}
 	d := &storage.Delivery{
 		MsgID:     h.ID,
@@ -100,13 +132,13 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, c *call) error
 	for _, to := range h.To {
 		name, server, _ := to.Split() // checked by envelope.Parse
 		if server != a.cfg.ServerName {
-			return invalid(fmt.Sprintf("%s is on another server; remote delivery arrives with federation", to))
+			return nil, invalid(fmt.Sprintf("%s is on another server; remote delivery arrives with federation", to))
 		}
 		ru, err := a.store.UserByName(name)
 		if privateline.Is(privateline.NotExist, err) {
-			return privateline.E("clientapi.postMessage", privateline.NotExist, "no such recipient: "+string(to))
+			return nil, privateline.E(op, privateline.NotExist, "no such recipient: "+string(to))
 		} else if err != nil {
-			return err
+			return nil, err
 		}
 		d.Recipients = append(d.Recipients, storage.Recipient{ID: ru.ID, Address: to})
 		rusers = append(rusers, ru)
@@ -114,28 +146,23 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, c *call) error
 	// Retention and files: the strictest participant's retention bounds
 	// the expiry; the header's files must be the sender's (Deliver checks).
 	if d.ExpiresAt, err = a.effectiveExpiry(u, me, rusers, h.To, h.ExpiresAt, now); err != nil {
-		return err
+		return nil, err
 	}
 	d.Files = h.Files
 	seq, replay, err := a.msgs.Deliver(d)
 	if err != nil {
 		switch {
 		case errors.Is(err, storage.ErrUnknownFile):
-			return errUnknownFile
+			return nil, errUnknownFile
 		case errors.Is(err, storage.ErrTombstoned):
-			return errTombstoned
+			return nil, errTombstoned
 		}
 		if privateline.Is(privateline.Exist, err) {
-			return privateline.E("clientapi.postMessage", privateline.Exist, "another message with this id exists")
+			return nil, privateline.E(op, privateline.Exist, "another message with this id exists")
 		}
-		return err
+		return nil, err
 	}
-	status := http.StatusCreated
-	if replay {
-		status = http.StatusOK
-	}
-	writeJSON(w, status, map[string]any{"id": h.ID, "seq": seq})
-	return nil
+	return &sent{id: h.ID, seq: seq, replay: replay}, nil
 }
 
 // readEnvelopeBody reads a JSON body of at most envelope.MaxSize bytes.
@@ -155,13 +182,7 @@ func readEnvelopeBody(r *http.Request) ([]byte, error) {
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
 		return nil, errUnsupportedMediaType
 	}
-	if !utf8.Valid(body) {
-		return nil, invalid("request body is not valid UTF-8")
-	}
-	if err := checkJSONShape(body); err != nil {
-		return nil, err
-	}
-	return body, nil
+	return body, nil // sendEnvelope checks the bytes
 }
 
 type mailItem struct {
@@ -170,6 +191,24 @@ type mailItem struct {
 	Direction string                 `json:"direction"` // "in" or "out"
 	Read      *bool                  `json:"read,omitempty"`
 	ReadBy    *[]privateline.Address `json:"read_by,omitempty"`
+}
+
+// newMailItem is a mailbox entry as GET /api/messages and the WebSocket
+// show it.
+func newMailItem(it *storage.MailItem) mailItem {
+	m := mailItem{Seq: it.Seq, Envelope: json.RawMessage(it.Envelope), Direction: "in"}
+	if it.Out {
+		m.Direction = "out"
+		readBy := it.ReadBy
+		if readBy == nil {
+			readBy = []privateline.Address{}
+		}
+		m.ReadBy = &readBy
+	} else {
+		read := it.Read
+		m.Read = &read
+	}
+	return m
 }
 
 // getMessages answers a page of the caller's mailbox.
@@ -217,20 +256,8 @@ func (a *API) getMessages(w http.ResponseWriter, r *http.Request, c *call) error
 		return err
 	}
 	out := make([]mailItem, 0, len(items))
-	for _, it := range items {
-		m := mailItem{Seq: it.Seq, Envelope: json.RawMessage(it.Envelope), Direction: "in"}
-		if it.Out {
-			m.Direction = "out"
-			readBy := it.ReadBy
-			if readBy == nil {
-				readBy = []privateline.Address{}
-			}
-			m.ReadBy = &readBy
-		} else {
-			read := it.Read
-			m.Read = &read
-		}
-		out = append(out, m)
+	for i := range items {
+		out = append(out, newMailItem(&items[i]))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"messages": out})
 	return nil

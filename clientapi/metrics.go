@@ -13,6 +13,11 @@ type metrics struct {
 	fileUploads     prometheus.Counter
 	fileUploadBytes prometheus.Counter
 	fileRefused     *prometheus.CounterVec // by reason: size, quota
+
+	wsOpen    prometheus.Gauge   // open WebSockets
+	wsEvents  prometheus.Counter // events written to sockets
+	wsSlow    prometheus.Counter // sockets closed as too slow
+	wsTickets prometheus.Counter // WebSocket tickets issued
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -38,9 +43,25 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "privateline_file_uploads_refused_total",
 			Help: "Uploads refused with 413, by reason (size: over MAX_FILE_SIZE; quota: over FILE_QUOTA_BYTES).",
 		}, []string{"reason"}),
+		wsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "privateline_ws_connections",
+			Help: "Open WebSockets.",
+		}),
+		wsEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_ws_events_sent_total",
+			Help: "Events written to WebSockets (backlog and live).",
+		}),
+		wsSlow: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_ws_slow_disconnects_total",
+			Help: "WebSockets closed because their queue overflowed (a slow reader).",
+		}),
+		wsTickets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_ws_tickets_issued_total",
+			Help: "Single-use WebSocket tickets issued.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.fileUploads, m.fileUploadBytes, m.fileRefused)
+		reg.MustRegister(m.requests, m.latency, m.fileUploads, m.fileUploadBytes, m.fileRefused, m.wsOpen, m.wsEvents, m.wsSlow, m.wsTickets)
 	}
 	return m
 }

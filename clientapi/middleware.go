@@ -1,7 +1,9 @@
 package clientapi
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -112,6 +114,16 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	w.wrote = true
 	return w.ResponseWriter.Write(b)
+}
+
+// Hijack hands the connection to the WebSocket upgrader (which needs an
+// http.Hijacker) and records the switch of protocols.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, b, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.status, w.wrote = http.StatusSwitchingProtocols, true
+	}
+	return c, b, err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

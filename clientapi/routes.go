@@ -25,11 +25,14 @@ type call struct {
 type routeDef struct {
 	Route
 	h handler
+	// selfAuth: the handler authenticates itself (the WebSocket, which
+	// also takes a ticket); Auth still says credentials are needed.
+	selfAuth bool
 }
 
 func (a *API) routeDefs() []routeDef {
-	pub := func(m, p string, h handler) routeDef { return routeDef{Route{m, p, false}, h} }
-	auth := func(m, p string, h handler) routeDef { return routeDef{Route{m, p, true}, h} }
+	pub := func(m, p string, h handler) routeDef { return routeDef{Route: Route{m, p, false}, h: h} }
+	auth := func(m, p string, h handler) routeDef { return routeDef{Route: Route{m, p, true}, h: h} }
 	return []routeDef{
 		pub("GET", "/healthz", a.healthz),
 		pub("GET", "/readyz", a.readyz),
@@ -62,6 +65,8 @@ func (a *API) routeDefs() []routeDef {
 		auth("POST", "/api/push-token", a.postPushToken),
 		auth("GET", "/api/push-token", a.getPushTokens),
 		auth("DELETE", "/api/push-token", a.deletePushToken),
+		auth("POST", "/api/ws/ticket", a.postWSTicket),
+		{Route: Route{"GET", "/api/ws", true}, h: a.getWS, selfAuth: true},
 	}
 }
 
@@ -97,7 +102,7 @@ func (a *API) wrap(d routeDef) httprouter.Handle {
 	return func(w http.ResponseWriter, r *http.Request, ps httprouter.Params) {
 		setRoute(r, d.Path)
 		c := &call{params: ps}
-		if d.Auth {
+		if d.Auth && !d.selfAuth {
 			p, err := a.authenticate(r)
 			if err != nil {
 				a.writeError(w, r, err)

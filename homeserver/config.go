@@ -66,6 +66,12 @@ type Config struct {
 	FileUploadBurst       int           // FILE_UPLOAD_BURST
 	FileUnreferencedGrace time.Duration // FILE_UNREFERENCED_GRACE_HOURS
 
+	// WSPingInterval is how often WebSockets are pinged; a socket silent
+	// for twice as long is closed. WSQueueLimit is how many frames may
+	// wait for one socket before it is closed as too slow.
+	WSPingInterval time.Duration // WS_PING_INTERVAL, e.g. 25s
+	WSQueueLimit   int           // WS_QUEUE_LIMIT
+
 	AccessTokenTTL  time.Duration // 15 minutes
 	RefreshTokenTTL time.Duration // REFRESH_TOKEN_DAYS, default 30 days
 	ShutdownTimeout time.Duration
@@ -102,6 +108,8 @@ func Default() Config {
 		UsernameBurst:         10,
 		MessageRatePerMinute:  120,
 		MessageBurst:          60,
+		WSPingInterval:        25 * time.Second,
+		WSQueueLimit:          256,
 		AccessTokenTTL:        15 * time.Minute,
 		RefreshTokenTTL:       30 * 24 * time.Hour,
 		ShutdownTimeout:       10 * time.Second,
@@ -209,6 +217,14 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	p.intTo("LOGIN_RATE_BURST", &c.UsernameBurst)
 	p.floatTo("MESSAGE_RATE_PER_MINUTE", &c.MessageRatePerMinute)
 	p.intTo("MESSAGE_RATE_BURST", &c.MessageBurst)
+	if v, ok := p.str("WS_PING_INTERVAL"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			p.fail("WS_PING_INTERVAL", "must be a duration such as 25s")
+		}
+		c.WSPingInterval = d
+	}
+	p.intTo("WS_QUEUE_LIMIT", &c.WSQueueLimit)
 	var days int
 	if p.intTo("REFRESH_TOKEN_DAYS", &days) {
 		c.RefreshTokenTTL = time.Duration(days) * 24 * time.Hour
@@ -301,6 +317,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MessageRatePerMinute <= 0 || c.MessageBurst <= 0 {
 		return bad("MESSAGE_RATE_PER_MINUTE", "and MESSAGE_RATE_BURST must be positive")
+	}
+	if c.WSPingInterval < 10*time.Millisecond || c.WSPingInterval > time.Hour {
+		return bad("WS_PING_INTERVAL", "must be between 10ms and 1h (default 25s)")
+	}
+	if c.WSQueueLimit < 1 {
+		return bad("WS_QUEUE_LIMIT", "must be at least 1 (default 256)")
 	}
 	if c.AccessTokenTTL <= 0 || c.RefreshTokenTTL < c.AccessTokenTTL {
 		return bad("REFRESH_TOKEN_DAYS", "must be at least 1")

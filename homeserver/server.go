@@ -114,6 +114,8 @@ func New(cfg Config, o Options) (*Server, error) {
 		FileQuotaBytes:        cfg.FileQuotaBytes,
 		FileRatePerMinute:     cfg.FileUploadRatePerMin,
 		FileBurst:             cfg.FileUploadBurst,
+		WSPingInterval:        cfg.WSPingInterval,
+		WSQueueLimit:          cfg.WSQueueLimit,
 		AccessTokenTTL:        cfg.AccessTokenTTL,
 		RefreshTokenTTL:       cfg.RefreshTokenTTL,
 	}, clientapi.Deps{
@@ -125,11 +127,14 @@ func New(cfg Config, o Options) (*Server, error) {
 
 		Directory: s.dir,
 		Messages:  db,
+		Events:    db,
 	})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	// Committed events go to the WebSockets (clientapi's hub).
+	db.SetNotifier(s.api.Notify)
 	return s, nil
 }
 
@@ -272,6 +277,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 		s.stop()
 		<-s.done
 	}
+	// Hijacked WebSockets are not the HTTP server's: close them and wait
+	// until none reads the store.
+	s.api.CloseSockets()
 	errs = append(errs, s.db.Close())
 	s.log.Info("homeserver stopped")
 	return errors.Join(errs...)
