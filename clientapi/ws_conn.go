@@ -83,6 +83,10 @@ type wsConn struct {
 	queue   []*outFrame // guarded by mu
 	writing bool        // guarded by mu: a goroutine owns the writer
 	closed  bool        // guarded by mu
+	// closeCode and closeReason are set with closed, under mu, and read by
+	// the writer's owner once it has seen closed.
+	closeCode   int
+	closeReason string
 	ping    *time.Timer // guarded by mu
 	expiry  *time.Timer // guarded by mu
 
@@ -121,11 +125,17 @@ func (c *wsConn) enqueue(f *outFrame) {
 }
 
 // drain writes queued frames until the queue is empty, then gives up the
-// writer. The caller owns the writer.
+// writer; once the socket is closed it sends the close frame instead
+// (finish). The caller owns the writer.
 func (c *wsConn) drain() {
 	for {
 		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 {
+		if c.closed {
+			c.mu.Unlock()
+			c.finish()
+			return
+		}
+		if len(c.queue) == 0 {
 			c.writing = false
 			c.queue = nil
 			c.mu.Unlock()
@@ -135,9 +145,11 @@ func (c *wsConn) drain() {
 		c.queue = nil
 		c.mu.Unlock()
 		for _, f := range batch {
+			if c.isClosed() {
+				break
+			}
 			if err := c.write(f); err != nil {
 				c.closeWith(0, "")
-				break
 			}
 		}
 	}
@@ -184,8 +196,11 @@ func (c *wsConn) isClosed() bool {
 	return c.closed
 }
 
-// closeWith closes the socket, first sending a close frame with code and
-// reason (none with code 0), without blocking the caller.
+// closeWith closes the socket, without blocking the caller: nothing more
+// is queued or sent but a close frame with code and reason (none with code
+// 0), which the writer sends after the frame it is writing, if any (a
+// write that does not finish fails at its deadline), and then the
+// connection closes.
 func (c *wsConn) closeWith(code int, reason string) {
 	c.mu.Lock()
 	if c.closed {
@@ -194,18 +209,27 @@ func (c *wsConn) closeWith(code int, reason string) {
 	}
 	c.closed = true
 	c.queue = nil
+	c.closeCode, c.closeReason = code, reason
 	for _, t := range []*time.Timer{c.ping, c.expiry} {
 		if t != nil {
 			t.Stop()
 		}
 	}
+	busy := c.writing
+	c.writing = true
 	c.mu.Unlock()
-	go func() {
-		if code != 0 {
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(wsCloseWait))
-		}
-		c.ws.Close()
-	}()
+	if !busy {
+		go c.finish()
+	}
+}
+
+// finish sends the close frame and closes the connection. The caller owns
+// the writer and has seen closed set.
+func (c *wsConn) finish() {
+	if c.closeCode != 0 {
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeReason), time.Now().Add(wsCloseWait))
+	}
+	c.ws.Close()
 }
 
 // pongWait is how long a socket may stay silent.
@@ -255,16 +279,16 @@ func (c *wsConn) run(after uint64, hasAfter bool) {
 	if !c.a.sessionLive(c.user, c.session, c.tokenID) {
 		// Revoked between the handshake and joining the hub.
 		c.closeWith(closeSessionEnded, reasonSessionEnded)
-		return
-	}
-	if err := c.backlog(after, hasAfter); err != nil {
+	} else if err := c.backlog(after, hasAfter); err != nil {
 		if !c.isClosed() {
 			c.a.log.Error("websocket: cannot send the backlog", "err", err)
 		}
 		c.closeWith(closeInternal, "the server could not read the events; reconnect")
+	}
+	c.drain() // the live events queued meanwhile (or the close); then the writer is free
+	if c.isClosed() {
 		return
 	}
-	c.drain() // the live events queued meanwhile; then the writer is free
 	c.ws.SetReadLimit(wsReadLimit)
 	c.ws.SetReadDeadline(time.Now().Add(c.pongWait()))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(c.pongWait())) })

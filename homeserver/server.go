@@ -31,6 +31,9 @@ type Options struct {
 	Now func() time.Time // nil: time.Now
 	// InMemoryStore keeps the store in memory (tests).
 	InMemoryStore bool
+	// EventWindow, if set, overrides how many events the store keeps per
+	// user (storage.EventWindow), for tests of the resynchronisation path.
+	EventWindow int
 }
 
 // Server is a configured homeserver.
@@ -86,6 +89,8 @@ func New(cfg Config, o Options) (*Server, error) {
 		Key:      cfg.AESKey,
 		Logger:   log.With("component", "storage"),
 		FilesDir: filepath.Join(cfg.DataDir, "files"),
+
+		EventWindow: o.EventWindow,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)

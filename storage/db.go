@@ -33,9 +33,13 @@ type Options struct {
 	// FilesDir holds the file blobs (blobs.go); "" disables files.
 	FilesDir string
 
-	fs          vfs.FS      // overrides InMemory/disk (tests: reopen the same MemFS)
-	migrations  []migration // overrides the built-in migrations (tests)
-	eventWindow int         // overrides EventWindow (tests)
+	// EventWindow overrides the number of events kept per user
+	// (storage.EventWindow); tests of the resynchronisation path make it
+	// small. 0: EventWindow.
+	EventWindow int
+
+	fs         vfs.FS      // overrides InMemory/disk (tests: reopen the same MemFS)
+	migrations []migration // overrides the built-in migrations (tests)
 }
 
 // DB is the homeserver's store. Its methods are safe for concurrent use.
@@ -96,8 +100,8 @@ func Open(o Options) (*DB, error) {
 		return nil, privateline.E(op, privateline.Unavailable, err)
 	}
 	d := &DB{db: pdb, seal: s, nameKey: nameKey, log: log, eventWindow: EventWindow}
-	if o.eventWindow > 0 {
-		d.eventWindow = o.eventWindow
+	if o.EventWindow > 0 {
+		d.eventWindow = o.EventWindow
 	}
 	migs := o.migrations
 	if migs == nil {

@@ -138,7 +138,7 @@ func TestEventLog(t *testing.T) {
 // TestEventWindow: the log keeps the newest events; a client further
 // behind is told to resynchronise.
 func TestEventWindow(t *testing.T) {
-	db, err := Open(Options{InMemory: true, Key: testKey(), eventWindow: 5})
+	db, err := Open(Options{InMemory: true, Key: testKey(), EventWindow: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
