@@ -87,8 +87,8 @@ type wsConn struct {
 	// the writer's owner once it has seen closed.
 	closeCode   int
 	closeReason string
-	ping    *time.Timer // guarded by mu
-	expiry  *time.Timer // guarded by mu
+	ping        *time.Timer // guarded by mu
+	expiry      *time.Timer // guarded by mu
 
 	// sent is the last event number written; only the writer's owner
 	// touches it.
