@@ -104,6 +104,10 @@ func credentialPresent(_ context.Context, in *openapi3filter.AuthenticationInput
 		if r.Header.Get(s.Name) == "" {
 			return fmt.Errorf("no %s header", s.Name)
 		}
+	case s.Type == "apiKey" && s.In == "query":
+		if r.URL.Query().Get(s.Name) == "" {
+			return fmt.Errorf("no %s query parameter", s.Name)
+		}
 	default:
 		return fmt.Errorf("security scheme %q: unknown kind", in.SecuritySchemeName)
 	}
@@ -663,6 +667,7 @@ func TestContractResponses(t *testing.T) {
 	t.Run("keys", func(t *testing.T) { keysContract(t, c, ts) })         // keydir_contract_test.go
 	t.Run("messages", func(t *testing.T) { messagesContract(t, c, ts) }) // messages_contract_test.go
 	t.Run("files", func(t *testing.T) { filesContract(t, c, ts) })       // files_contract_test.go
+	t.Run("ws", func(t *testing.T) { wsContract(t, c, ts) })             // ws_contract_test.go
 
 	// Every documented response must have been seen, except the server
 	// faults (500, and 503 from storage) that a client cannot provoke.
