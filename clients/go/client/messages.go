@@ -327,11 +327,16 @@ func (s *Session) Messages(ctx context.Context, q MessagesQuery) ([]Item, error)
 		return nil, err
 	}
 
+	return s.openItems(ctx, op, keys, page.Messages)
+}
+
+// openItems opens mailbox entries as Messages describes.
+func (s *Session) openItems(ctx context.Context, op string, keys *e2ee.PrivateKeys, page []mailItem) ([]Item, error) {
 	o := &opener{s: s, op: op, keys: keys, bundles: map[privateline.Address]*e2ee.KeyBundle{}, lookupErr: map[privateline.Address]error{}}
-	envs := make([]*e2ee.Envelope, len(page.Messages))
-	items := make([]Item, len(page.Messages))
+	envs := make([]*e2ee.Envelope, len(page))
+	items := make([]Item, len(page))
 	var senders []privateline.Address
-	for i, m := range page.Messages {
+	for i, m := range page {
 		it := &items[i]
 		it.Seq, it.Outgoing, it.ReadBy = m.Seq, m.Direction == "out", m.ReadBy
 		if m.Read != nil {

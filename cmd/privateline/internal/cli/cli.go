@@ -7,12 +7,12 @@
 // or --config-dir, or PRIVATELINE_CONFIG_DIR); see state.go for its files.
 // The private keys are kept only wrapped under the password's KEK, as the
 // server stores them: commands that need them (keys rotate, verify --mark,
-// pins, send, history) ask for the password and unwrap the keys in memory. Passwords are
+// pins, send, history, listen) ask for the password and unwrap the keys in memory. Passwords are
 // read as password.go describes. Output is for people by default and JSON
 // with --json. Exit status: 0 success, 1 failure, 2 usage error.
 //
-// Direct messages: send, history, read, unread (messages.go). listen
-// needs the server's WebSocket, which does not exist yet.
+// Direct messages: send, history, read, unread (messages.go); listen
+// (listen.go) prints events as they happen over the server's WebSocket.
 package cli
 
 import (
@@ -90,6 +90,7 @@ func init() {
 		{name: "get-file", args: "[--out PATH] MESSAGE_ID [FILE_ID|NAME]", summary: "download, check and decrypt a message's attachment", flags: getFileFlags, run: runGetFile},
 		{name: "read", args: "ID", summary: "mark a received message read", run: runRead},
 		{name: "unread", summary: "show the number of unread messages", run: runUnread},
+		{name: "listen", args: "[--after SEQ]", summary: "print messages, read receipts, deletions and key changes as they happen, until interrupted", flags: listenFlags, run: runListen},
 		{name: "help", args: "[COMMAND]", summary: "show help", run: runHelp},
 	}
 }

@@ -201,6 +201,16 @@ func writeJSON(w io.Writer, v any) error {
 	return err
 }
 
+// writeJSONLine prints v as one line of JSON (a stream of objects).
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return privateline.E("cli", privateline.Internal, err)
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
 // groups splits digits into space-separated groups of 5.
 func groups(digits string) string {
 	var b strings.Builder
