@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestCLIMessages: two accounts exchange messages with send, read them
@@ -92,4 +96,61 @@ func TestCLIMessages(t *testing.T) {
 	if r := bob.run("", "read", strings.Repeat("0", 32)); r.code != ExitError {
 		t.Fatalf("read of a missing message: exit %d\n%s", r.code, r.stderr)
 	}
+
+	// listen prints what happens until interrupted; --after first replays
+	// the events after that number (bob's read of the first message).
+	out := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	code := make(chan int, 1)
+	go func() {
+		env := Env{Stdout: out, Stderr: io.Discard, Getenv: func(k string) string {
+			if k == "PRIVATELINE_CONFIG_DIR" {
+				return bob.dir
+			}
+			return bob.env[k]
+		}}
+		code <- Main(ctx, []string{"--json", "listen", "--after", "3"}, env)
+	}()
+	waitFor := func(s string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(out.String(), s) {
+			if time.Now().After(deadline) {
+				t.Fatalf("listen did not print %q:\n%s", s, out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor(`"type":"ready"`)
+	if !strings.Contains(out.String(), `"type":"read","seq":4,"id":"`+sent.ID+`","by":"bob@hs.test"`) {
+		t.Fatalf("listen --after 3 did not replay the read receipt:\n%s", out.String())
+	}
+	alice.ok("", nil, "send", "bob", "live ☃")
+	waitFor(`"text":"live ☃"`)
+	cancel()
+	if c := <-code; c != ExitOK {
+		t.Fatalf("listen exited %d after the interrupt", c)
+	}
+	human := bob.run("", "help", "listen")
+	if !strings.Contains(human.stdout, "listen [--after SEQ]") {
+		t.Fatalf("help listen: %s", human.stdout)
+	}
+}
+
+// lockedBuffer is an output the test reads while the command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
