@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/clients/go/e2ee"
 	"github.com/privateline/privateline/envelope"
 	"github.com/privateline/privateline/homeserver"
@@ -634,4 +635,44 @@ func scrapeMetrics(t testing.TB, ts *testServer) string {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// The WebSocket routes in TestAuthenticatedRoutes: bob's credentials
+// open bob's event log only.
+func init() {
+	bobsLogOnly := func(t *testing.T, ts *testServer, alice *account, w *wsTestConn) {
+		t.Helper()
+		// Alice has an event (a message from carol); bob's log is empty.
+		carol := ts.registerWithKeys("wscarol", "carol")
+		aliceKeys := newTestKeys(t, privateline.Address(alice.Username+"@hs.test"), "alice", time.Now())
+		m := sealFor(t, carol, []*e2ee.KeyBundle{aliceKeys.Bundle}, "for alice", nil)
+		ts.sendOK(carol, m)
+		if f := w.next(); f.Type != "ready" || f.Seq != 0 {
+			t.Fatalf("bob's socket from 0: %+v", f)
+		}
+		// A frame of bob's own is answered; nothing of alice's came first.
+		w.send(map[string]any{"type": "nothing"})
+		if f := w.next(); f.Type != "error" {
+			t.Fatalf("bob's socket got %+v", f)
+		}
+	}
+	crossUserCases["GET /api/ws"] = func(t *testing.T, ts *testServer, alice, bob *account) {
+		bobsLogOnly(t, ts, alice, ts.openWS(bob.Access, "?after=0"))
+	}
+	crossUserCases["POST /api/ws/ticket"] = func(t *testing.T, ts *testServer, alice, bob *account) {
+		tk := func() string {
+			r := ts.do("POST", "/api/ws/ticket", bob.Access, nil)
+			expectHTTPStatus(t, r, http.StatusOK, "bob's ticket")
+			return r.json(t)["ticket"].(string)
+		}
+		// Bob's ticket with alice's token is refused (and used up).
+		_, resp, err := ts.dialWS(nil, "?ticket="+tk(), bearer(alice.Access))
+		expectWSError(t, resp, err, http.StatusUnauthorized, "unauthenticated", "bob's ticket with alice's token")
+		c, _, err := ts.dialWS(nil, "?after=0&ticket="+tk(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		bobsLogOnly(t, ts, alice, &wsTestConn{t: t, c: c})
+	}
 }
