@@ -40,6 +40,7 @@ var allowedImports = map[string][]string{
 	"cmd/homeserver":  {"homeserver"},
 	"cmd/privateline": {"", "clients/go", "cjson", "keybundle", "keylog"},
 	"cmd/plvectors":   {"", "clients/go", "cjson", "merkle", "keybundle", "keylog"},
+	"cmd/plbench":     {"", "clients/go"},
 }
 
 // sharedPackages are imported by both the homeserver and the client SDK;

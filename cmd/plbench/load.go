@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/privateline/privateline/clients/go/e2ee"
+)
+
+type options struct {
+	serverBin, url, keyCache string
+	pid                      int
+	users, workers, messages int
+	rate                     float64
+	latencyFor               time.Duration
+	idle                     int
+}
+
+// msg is one pre-sealed envelope.
+type msg struct {
+	from *user
+	raw  []byte
+}
+
+// tracker matches deliveries on the WebSockets to the messages sent.
+type tracker struct {
+	index     map[string]int // message id → index into sent/got
+	sent      []atomic.Int64 // unix ns the send was due (latency phase) or started
+	got       []atomic.Int64 // unix ns of delivery to the recipient
+	delivered atomic.Int64
+}
+
+func newTracker(ids []string) *tracker {
+	t := &tracker{index: make(map[string]int, len(ids)), sent: make([]atomic.Int64, len(ids)), got: make([]atomic.Int64, len(ids))}
+	for i, id := range ids {
+		t.index[id] = i
+	}
+	return t
+}
+
+var (
+	idKey  = []byte(`"id":"`)
+	inKey  = []byte(`"direction":"in"`)
+	msgKey = []byte(`"type":"message"`)
+)
+
+// frame records a WebSocket frame: an incoming message event's envelope
+// id is found without decoding the whole frame (the first "id" member of a
+// message event is the envelope header's).
+func (t *tracker) frame(b []byte, now int64) {
+	if !bytes.Contains(b, msgKey) || !bytes.Contains(b, inKey) {
+		return
+	}
+	i := bytes.Index(b, idKey)
+	if i < 0 || len(b) < i+len(idKey)+32 {
+		return
+	}
+	if n, ok := t.index[string(b[i+len(idKey):i+len(idKey)+32])]; ok && t.got[n].CompareAndSwap(0, now) {
+		t.delivered.Add(1)
+	}
+}
+
+func wsURL(base string) string {
+	u, _ := url.Parse(base)
+	u.Scheme = "ws"
+	u.Path = "/api/ws"
+	return u.String()
+}
+
+// listen opens a WebSocket for u that feeds t until ctx ends.
+func listen(ctx context.Context, base string, u *user, t *tracker) error {
+	h := http.Header{"Authorization": {"Bearer " + u.access}}
+	c, resp, err := websocket.DefaultDialer.DialContext(ctx, wsURL(base), h)
+	if err != nil {
+		if resp != nil {
+			b, _ := io.ReadAll(resp.Body)
+			return fmt.Errorf("websocket: %v: %d %s", err, resp.StatusCode, b)
+		}
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		c.Close()
+	}()
+	go func() {
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			t.frame(b, time.Now().UnixNano())
+		}
+	}()
+	return nil
+}
+
+// seal makes n envelopes, user i to user i+1, on every CPU.
+func seal(users []*user, n int) ([]msg, []string, error) {
+	msgs := make([]msg, n)
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	cpus := runtime.NumCPU()
+	for w := range cpus {
+		wg.Go(func() {
+			for i := w; i < n; i += cpus {
+				from, to := users[i%len(users)], users[(i+1)%len(users)]
+				env, err := e2ee.SealDirect(nil, from.keys, []*e2ee.KeyBundle{to.bundle}, e2ee.Draft{
+					Conversation: "bench", SentAt: time.Now(),
+					Message: &e2ee.Message{Type: "text", Body: fmt.Sprintf("message %d, a sentence of ordinary length for a chat", i)},
+				})
+				var raw []byte
+				if err == nil {
+					raw, err = env.MarshalJSON()
+				}
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				msgs[i], ids[i] = msg{from, raw}, env.Header.ID
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return nil, nil, err
+	}
+	return msgs, ids, nil
+}
+
+// post sends one envelope and reports whether it was acknowledged.
+func post(hc *http.Client, base string, m msg) error {
+	req, _ := http.NewRequest("POST", base+"/api/messages", bytes.NewReader(m.raw))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+m.from.access)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("POST /api/messages: %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func newHTTPClient(conns int) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = conns
+	tr.MaxConnsPerHost = conns
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// waitDelivered waits until want messages were delivered or nothing more
+// arrives for two seconds.
+func waitDelivered(t *tracker, want int64) {
+	last, since := t.delivered.Load(), time.Now()
+	for t.delivered.Load() < want && time.Since(since) < 2*time.Second {
+		time.Sleep(10 * time.Millisecond)
+		if n := t.delivered.Load(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
+func run(o options) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := &server{url: o.url, pid: o.pid}
+	if o.serverBin != "" {
+		var err error
+		if srv, err = startServer(o.serverBin); err != nil {
+			return err
+		}
+		defer srv.stop()
+	}
+	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	if o.keyCache == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		o.keyCache = filepath.Join(dir, "privateline", "plbench-rsa-keys.json")
+	}
+	der, err := rsaKeys(o.keyCache, o.users)
+	if err != nil {
+		return err
+	}
+	users, err := registerUsers(ctx, srv.url, der)
+	if err != nil {
+		return fmt.Errorf("registering users: %w", err)
+	}
+	nLat := int(o.rate * o.latencyFor.Seconds())
+	fmt.Fprintf(os.Stderr, "sealing %d envelopes…\n", o.messages+nLat)
+	msgs, ids, err := seal(users, o.messages+nLat)
+	if err != nil {
+		return err
+	}
+	tr := newTracker(ids)
+	for _, u := range users {
+		if err := listen(ctx, srv.url, u, tr); err != nil {
+			return err
+		}
+	}
+	rssBase := srv.rss()
+
+	// Throughput: as fast as the workers go.
+	hc := newHTTPClient(o.workers)
+	var next atomic.Int64
+	var acked atomic.Int64
+	var sendErr atomic.Value
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range o.workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= o.messages {
+					return
+				}
+				tr.sent[i].Store(time.Now().UnixNano())
+				if err := post(hc, srv.url, msgs[i]); err != nil {
+					sendErr.CompareAndSwap(nil, err)
+					return
+				}
+				acked.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	ackDur := time.Since(start)
+	if err, _ := sendErr.Load().(error); err != nil {
+		return err
+	}
+	waitDelivered(tr, int64(o.messages))
+	var lastGot int64
+	for i := range o.messages {
+		lastGot = max(lastGot, tr.got[i].Load())
+	}
+	delDur := time.Duration(lastGot - start.UnixNano())
+	rssLoad := srv.rss()
+	fmt.Printf("throughput: %d messages, %d senders, %d users listening\n", o.messages, o.workers, len(users))
+	fmt.Printf("  acknowledged (durable): %8.0f msg/s\n", float64(acked.Load())/ackDur.Seconds())
+	fmt.Printf("  delivered end to end:   %8.0f msg/s (%d of %d delivered)\n", float64(tr.delivered.Load())/delDur.Seconds(), tr.delivered.Load(), o.messages)
+	fmt.Printf("  latency under full load: %s\n", latencies(tr, 0, o.messages))
+
+	// Latency at a fixed rate: message k is due at start + k/rate; the
+	// latency counts from when it was due, so a server that falls behind
+	// is not flattered (no coordinated omission).
+	base := o.messages
+	before := tr.delivered.Load()
+	jobs := make(chan int, nLat)
+	start = time.Now()
+	for range o.workers {
+		wg.Go(func() {
+			for i := range jobs {
+				if err := post(hc, srv.url, msgs[i]); err != nil {
+					sendErr.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	for k := range nLat {
+		due := start.Add(time.Duration(float64(k) / o.rate * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+		tr.sent[base+k].Store(due.UnixNano())
+		jobs <- base + k
+	}
+	close(jobs)
+	wg.Wait()
+	if err, _ := sendErr.Load().(error); err != nil {
+		return err
+	}
+	waitDelivered(tr, before+int64(nLat))
+	fmt.Printf("latency at %.0f msg/s for %s: %s\n", o.rate, o.latencyFor, latencies(tr, base, base+nLat))
+	fmt.Printf("server RSS: %s with %d listeners before load, %s after\n", mib(rssBase), len(users), mib(rssLoad))
+
+	if o.idle > 0 && srv.pid != 0 {
+		if err := idleSockets(ctx, srv, users, o.idle); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// latencies summarises delivery latencies of messages [from, to).
+func latencies(t *tracker, from, to int) string {
+	var ds []time.Duration
+	lost := 0
+	for i := from; i < to; i++ {
+		g := t.got[i].Load()
+		if g == 0 {
+			lost++
+			continue
+		}
+		ds = append(ds, time.Duration(g-t.sent[i].Load()))
+	}
+	if len(ds) == 0 {
+		return "nothing delivered"
+	}
+	slices.Sort(ds)
+	q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(10 * time.Microsecond) }
+	s := fmt.Sprintf("p50 %s, p99 %s, max %s", q(0.50), q(0.99), ds[len(ds)-1].Round(10*time.Microsecond))
+	if lost > 0 {
+		s += fmt.Sprintf(", %d NOT DELIVERED", lost)
+	}
+	return s
+}
+
+// idleSockets opens n idle WebSockets (spread over the users) and reports
+// the server's RSS growth per socket.
+func idleSockets(ctx context.Context, srv *server, users []*user, n int) error {
+	runtime.GC()
+	time.Sleep(2 * time.Second)
+	before := srv.rss()
+	d := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256, HandshakeTimeout: 30 * time.Second}
+	conns := make([]*websocket.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range n {
+		u := users[i%len(users)]
+		c, resp, err := d.DialContext(ctx, wsURL(srv.url), http.Header{"Authorization": {"Bearer " + u.access}})
+		if err != nil {
+			if resp != nil {
+				b, _ := io.ReadAll(resp.Body)
+				return fmt.Errorf("idle socket %d: %v: %d %s", i, err, resp.StatusCode, b)
+			}
+			return fmt.Errorf("idle socket %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(3 * time.Second) // let the server settle (a measurement, not an ordering)
+	after := srv.rss()
+	fmt.Printf("idle WebSockets: %d open, server RSS %s → %s, %.1f KiB per socket\n", n, mib(before), mib(after), float64(int64(after)-int64(before))/float64(n)/1024)
+	return nil
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.Equal(bytes.TrimSpace(k), []byte("model name")) {
+			return string(bytes.TrimSpace(v))
+		}
+	}
+	return "unknown CPU"
+}
