@@ -1,6 +1,8 @@
-// Package envelope reads the public routing header of a pl1 direct
-// envelope (spec/e2ee.md §7.1, §7.2, §11) for the homeserver, which routes,
-// expires and authorises by it but never opens the sealed part. It checks
+// Package envelope reads the public parts of pl1 documents for the
+// homeserver: the routing header of a direct envelope (spec/e2ee.md §7.1,
+// §7.2, §11) or a group envelope (§8.2), and the public members of a
+// group-key document (§8.1). The server routes, expires and authorises by
+// them but never opens the sealed part. It checks
 // the envelope's shape and the header's rules; the signature and the
 // ciphertext are the receiving client's business (clients/go/e2ee).
 //
@@ -35,12 +37,14 @@ var (
 	tokenRE = regexp.MustCompile(`^[A-Za-z0-9._:@-]{1,128}$`)
 )
 
-// Header is the routing header of a direct envelope.
+// Header is the routing header of a direct or group envelope.
 type Header struct {
 	ID           string
 	From         privateline.Address
-	To           []privateline.Address // sorted bytewise, unique, without From
-	Conversation string
+	To           []privateline.Address // direct: sorted bytewise, unique, without From
+	Group        string                // group form: the group id
+	Epoch        int64                 // group form: the epoch (≥ 1)
+	Conversation string                // group form: equals Group
 	SentAt       time.Time
 	ExpiresAt    time.Time // zero: does not expire
 	Files        []string
@@ -49,8 +53,14 @@ type Header struct {
 // Parse checks the shape of a direct envelope and returns its header.
 // A too large envelope is a TooLarge error, anything else refused an
 // Invalid one whose message says what is wrong.
-func Parse(data []byte) (*Header, error) {
-	const op = "envelope.Parse"
+func Parse(data []byte) (*Header, error) { return parse("envelope.Parse", data, false) }
+
+// ParseGroup checks the shape of a group envelope (spec/e2ee.md §8.2:
+// "salt" instead of "keys"; the header has "group" and "epoch" instead of
+// "to", and "conversation" equal to "group") and returns its header.
+func ParseGroup(data []byte) (*Header, error) { return parse("envelope.ParseGroup", data, true) }
+
+func parse(op string, data []byte, group bool) (*Header, error) {
 	if len(data) > MaxSize {
 		return nil, privateline.E(op, privateline.TooLarge, fmt.Sprintf("an envelope may be at most %d bytes", MaxSize))
 	}
@@ -59,7 +69,11 @@ func Parse(data []byte) (*Header, error) {
 	if err != nil {
 		return nil, bad(err.Error())
 	}
-	if err := members(top, []string{"ciphertext", "header", "keys", "nonce", "signature"}, nil); err != nil {
+	keyed := "keys"
+	if group {
+		keyed = "salt"
+	}
+	if err := members(top, []string{"ciphertext", "header", keyed, "nonce", "signature"}, nil); err != nil {
 		return nil, bad(err.Error())
 	}
 	for _, m := range []string{"ciphertext", "nonce", "signature"} {
@@ -71,26 +85,41 @@ func Parse(data []byte) (*Header, error) {
 	if len(top["ciphertext"]) > maxCiphertextB64+2 {
 		return nil, privateline.E(op, privateline.TooLarge, "envelope: the ciphertext is over 64 KiB")
 	}
-	var keys map[string]string
-	if json.Unmarshal(top["keys"], &keys) != nil || len(keys) < 1 || len(keys) > MaxRecipients+1 {
-		return nil, bad(fmt.Sprintf(`"keys" must map 1 to %d key ids to base64 strings`, MaxRecipients+1))
+	if group {
+		var salt string
+		if json.Unmarshal(top["salt"], &salt) != nil || len(salt) != 44 {
+			return nil, bad(`"salt" must be base64 of 32 bytes`)
+		}
+	} else {
+		var keys map[string]string
+		if json.Unmarshal(top["keys"], &keys) != nil || len(keys) < 1 || len(keys) > MaxRecipients+1 {
+			return nil, bad(fmt.Sprintf(`"keys" must map 1 to %d key ids to base64 strings`, MaxRecipients+1))
+		}
 	}
-	h, err := parseHeader(top["header"])
+	h, err := parseHeader(top["header"], group)
 	if err != nil {
 		return nil, bad("header: " + err.Error())
 	}
 	return h, nil
 }
 
-func parseHeader(raw json.RawMessage) (*Header, error) {
+func parseHeader(raw json.RawMessage, group bool) (*Header, error) {
 	m, err := object(raw)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m["group"]; ok {
+	_, isGroup := m["group"]
+	switch {
+	case isGroup && !group:
 		return nil, fmt.Errorf("a group envelope is not a direct message")
+	case !isGroup && group:
+		return nil, fmt.Errorf("a direct envelope is not a group message")
 	}
-	if err := members(m, []string{"v", "suite", "id", "from", "to", "conversation", "sent_at"}, []string{"expires_at", "files"}); err != nil {
+	required := []string{"v", "suite", "id", "from", "to", "conversation", "sent_at"}
+	if group {
+		required = []string{"v", "suite", "id", "from", "group", "epoch", "conversation", "sent_at"}
+	}
+	if err := members(m, required, []string{"expires_at", "files"}); err != nil {
 		return nil, err
 	}
 	var v int64
@@ -124,20 +153,18 @@ func parseHeader(raw json.RawMessage) (*Header, error) {
 		}
 		h.ExpiresAt = time.UnixMilli(exp)
 	}
-	var to []string
-	if json.Unmarshal(m["to"], &to) != nil || len(to) < 1 || len(to) > MaxRecipients {
-		return nil, fmt.Errorf(`"to" must list 1 to %d addresses`, MaxRecipients)
-	}
-	for i, a := range to {
-		switch {
-		case !validAddress(a):
-			return nil, fmt.Errorf(`"to" holds an invalid address`)
-		case a == from:
-			return nil, fmt.Errorf(`"to" must not contain "from"`)
-		case i > 0 && to[i-1] >= a:
-			return nil, fmt.Errorf(`"to" must be sorted bytewise without repeats`)
+	if group {
+		if json.Unmarshal(m["group"], &h.Group) != nil || !tokenRE.MatchString(h.Group) {
+			return nil, fmt.Errorf(`"group" must be 1 to 128 of [A-Za-z0-9._:@-]`)
 		}
-		h.To = append(h.To, privateline.Address(a))
+		if integer(m["epoch"], &h.Epoch) != nil || h.Epoch < 1 || h.Epoch > maxSafeInt {
+			return nil, fmt.Errorf(`"epoch" must be an integer ≥ 1`)
+		}
+		if h.Conversation != h.Group {
+			return nil, fmt.Errorf(`"conversation" must equal "group"`)
+		}
+	} else if err := parseTo(m["to"], h); err != nil {
+		return nil, err
 	}
 	if raw, ok := m["files"]; ok {
 		if json.Unmarshal(raw, &h.Files) != nil || len(h.Files) < 1 || len(h.Files) > MaxFiles {
@@ -150,6 +177,25 @@ func parseHeader(raw json.RawMessage) (*Header, error) {
 		}
 	}
 	return h, nil
+}
+
+func parseTo(raw json.RawMessage, h *Header) error {
+	var to []string
+	if json.Unmarshal(raw, &to) != nil || len(to) < 1 || len(to) > MaxRecipients {
+		return fmt.Errorf(`"to" must list 1 to %d addresses`, MaxRecipients)
+	}
+	for i, a := range to {
+		switch {
+		case !validAddress(a):
+			return fmt.Errorf(`"to" holds an invalid address`)
+		case a == string(h.From):
+			return fmt.Errorf(`"to" must not contain "from"`)
+		case i > 0 && to[i-1] >= a:
+			return fmt.Errorf(`"to" must be sorted bytewise without repeats`)
+		}
+		h.To = append(h.To, privateline.Address(a))
+	}
+	return nil
 }
 
 func validAddress(s string) bool {

@@ -41,6 +41,7 @@ const (
 	ErrWeakKDF            Reason = "weak_kdf"             // Invalid
 	ErrBadKey             Reason = "bad_key"              // Invalid
 	ErrWrongPasswordOrKey Reason = "unwrap_failed"        // Unauthenticated
+	ErrWrapMismatch       Reason = "wrap_mismatch"        // Forbidden: a group-key wrap that does not match its signed digest
 
 	// Key changes and the key directory (spec/e2ee.md §6.3, §6.4).
 	ErrStaleBundle      Reason = "stale_bundle"       // Forbidden: a bundle not newer than the one it replaces
@@ -73,6 +74,7 @@ var reasonKind = map[Reason]privateline.Kind{
 	ErrWeakKDF:            privateline.Invalid,
 	ErrBadKey:             privateline.Invalid,
 	ErrWrongPasswordOrKey: privateline.Unauthenticated,
+	ErrWrapMismatch:       privateline.Forbidden,
 	ErrStaleBundle:        privateline.Forbidden,
 	ErrBadProof:           privateline.Forbidden,
 	ErrLogFork:            privateline.Forbidden,

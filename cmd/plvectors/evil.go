@@ -100,12 +100,14 @@ func evilGroup(s *stream, sender *party, hdr obj, pt, gk []byte) string {
 // evilGroupKey distributes gk to wrapTo with the given members list,
 // signed by sender.
 func evilGroupKey(s *stream, sender *party, body obj, gk []byte, wrapTo []*party) string {
-	keys := obj{}
+	keys, digests := obj{}, obj{}
 	for _, p := range wrapTo {
-		keys[keyID(p)] = b64(oaep(s, p, gk, "privateline/v1/group-key"))
+		w := oaep(s, p, gk, "privateline/v1/group-key")
+		keys[keyID(p)], digests[keyID(p)] = b64(w), b64(sum(w))
 	}
-	body["keys"] = keys
+	body["key_digests"] = digests
 	body["signature"] = b64(sign(sender, cat([]byte("privateline/v1/group-key\x00"), mustCJSON(body))))
+	body["keys"] = keys
 	return string(mustCJSON(body))
 }
 

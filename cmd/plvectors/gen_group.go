@@ -39,6 +39,7 @@ func groupKeys(ps map[string]*party) (map[int64]*epochKey, []obj, error) {
 		}
 		body := parseObj(string(doc))
 		delete(body, "signature")
+		delete(body, "keys")
 		out[e.epoch] = &epochKey{gk: gk, raw: rec.reads[0], doc: string(doc)}
 		cases = append(cases, obj{
 			"name": "epoch-" + string(rune('0'+e.epoch)), "result": "valid", "distributor": "alice", "group": groupID,
@@ -68,10 +69,25 @@ func genGroupKey(ps map[string]*party) (obj, error) {
 	}
 	neg("tampered-signature", "bad_signature", mut(func(o obj) { o["signature"] = flipB64(o["signature"].(string), 5) }), "bob", "alice", 0)
 	neg("tampered-created-at", "bad_signature", mut(func(o obj) { o["created_at"] = o["created_at"].(int64) + 1 }), "bob", "alice", 0)
-	neg("tampered-wrapped-key", "bad_signature", mut(func(o obj) {
+	neg("tampered-wrapped-key", "wrap_mismatch", mut(func(o obj) {
 		k := o["keys"].(obj)
 		k[keyID(ps["bob"])] = k[keyID(ps["carol"])]
 	}), "bob", "alice", 0)
+	neg("tampered-key-digest", "bad_signature", mut(func(o obj) {
+		k := o["key_digests"].(obj)
+		k[keyID(ps["bob"])] = k[keyID(ps["carol"])]
+	}), "bob", "alice", 0)
+	view := func(who string) string {
+		return mut(func(o obj) { o["keys"] = obj{keyID(ps[who]): o["keys"].(obj)[keyID(ps[who])]} })
+	}
+	cases = append(cases, obj{"name": "epoch-1-bob-view", "result": "valid", "distributor": "alice", "group": groupID,
+		"epoch": int64(1), "created_at_ms": epoch1At.UnixMilli(), "members": []string{"alice", "bob", "carol"},
+		"openers": []string{"bob"}, "group_key_hex": hx(eks[1].raw), "document": view("bob")})
+	neg("view-of-another-member", "not_recipient", view("carol"), "bob", "alice", 0)
+	neg("wrap-without-digest", "wrap_mismatch", mut(func(o obj) {
+		o["keys"].(obj)["00000000000000000000000000000000"] = o["keys"].(obj)[keyID(ps["bob"])]
+	}), "bob", "alice", 0)
+	neg("missing-key-digests", "malformed", mut(func(o obj) { delete(o, "key_digests") }), "bob", "alice", 0)
 	neg("other-distributor", "wrong_sender", d1, "bob", "carol", 0)
 	neg("stale-epoch", "stale_epoch", d1, "bob", "alice", 1)
 	neg("removed-member", "not_recipient", eks[2].doc, "carol", "alice", 0)
@@ -90,7 +106,8 @@ func genGroupKey(ps map[string]*party) (obj, error) {
 	neg("member-without-key", "recipients_mismatch",
 		evilGroupKey(s, A, evilBody("alice@example.org", "bob@example.org", "carol@chat.other.example"), k, []*party{A, B}), "bob", "alice", 0)
 	return vectorFile("group key distribution", "§8.1", []string{
-		"signature = Ed25519(distributor identity key, \"privateline/v1/group-key\" ‖ 0x00 ‖ canonical JSON of the document without \"signature\").",
+		"signature = Ed25519(distributor identity key, \"privateline/v1/group-key\" ‖ 0x00 ‖ canonical JSON of the document without \"signature\" and without \"keys\").",
+		"key_digests[key_id] = base64(SHA-256(wrapped key bytes)), one per member; keys holds every member's wrap in the uploaded document and only the member's own in a member's view (\"-view\" cases).",
 		"keys[key_id] = RSA-OAEP-SHA256(member encryption key, group key, label \"privateline/v1/group-key\"); OAEP is randomized, so check keys by decrypting.",
 		"Invalid cases: open document as opener, with distributor's pinned bundle, when the client already holds current_epoch (0: none).",
 	}, cases), nil

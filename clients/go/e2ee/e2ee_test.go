@@ -257,3 +257,42 @@ func FuzzParseEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// A member's view carries only its own wrap and still verifies; the wraps
+// are bound to the signature through key_digests.
+func TestGroupKeyMemberView(t *testing.T) {
+	ps := vectorParties(t)
+	A, B, C := ps["alice"], ps["bob"], ps["carol"]
+	members := []*KeyBundle{A.bundle, B.bundle, C.bundle}
+	_, doc, err := SealGroupKey(nil, A.keys, "g.v", 1, t0, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bv, err := GroupKeyView(doc, B.bundle.Encryption.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bv) >= len(doc)-1000 {
+		t.Fatal("the view still holds other members' wraps")
+	}
+	if _, err := OpenGroupKey(bv, B.keys, A.bundle, GroupKeyOptions{Members: members}); err != nil {
+		t.Fatalf("bob's view: %v", err)
+	}
+	if _, err := OpenGroupKey(bv, C.keys, A.bundle, GroupKeyOptions{}); ReasonOf(err) != ErrNotRecipient {
+		t.Fatalf("carol with bob's view: %v", err)
+	}
+	if _, err := GroupKeyView(doc, "00000000000000000000000000000000"); ReasonOf(err) != ErrNotRecipient {
+		t.Fatalf("view for a stranger: %v", err)
+	}
+	// Replacing bob's wrap (the server could) is caught by its digest.
+	cv, _ := GroupKeyView(doc, C.bundle.Encryption.ID())
+	var m map[string]any
+	if err := json.Unmarshal(cv, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["keys"] = map[string]any{B.bundle.Encryption.ID(): m["keys"].(map[string]any)[C.bundle.Encryption.ID()]}
+	forged, _ := json.Marshal(m)
+	if _, err := OpenGroupKey(forged, B.keys, A.bundle, GroupKeyOptions{}); ReasonOf(err) != ErrWrapMismatch {
+		t.Fatalf("swapped wrap: %v", err)
+	}
+}

@@ -35,6 +35,7 @@ const (
 	ErrBadKey             = keybundle.ErrBadKey             // Invalid
 	ErrWrongPasswordOrKey = keybundle.ErrWrongPasswordOrKey // Unauthenticated
 	ErrStaleBundle        = keybundle.ErrStaleBundle        // Forbidden
+	ErrWrapMismatch       = keybundle.ErrWrapMismatch       // Forbidden
 )
 
 // refuse builds the error for a refusal: op, the reason's kind, a message

@@ -1,6 +1,7 @@
 package e2ee
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
@@ -43,20 +44,24 @@ type GroupKeyOptions struct {
 	Members []*KeyBundle
 }
 
-func groupKeyBody(group string, epoch int64, from privateline.Address, members []privateline.Address, created int64, keys map[string][]byte) map[string]any {
+// groupKeySignedBody is the signed part of a group-key document: every
+// member except "signature" and "keys" (spec/e2ee.md §8.1). The wraps are
+// bound through key_digests, so a member's view holding only its own wrap
+// still verifies.
+func groupKeySignedBody(group string, epoch int64, from privateline.Address, members []privateline.Address, created int64, digests map[string][]byte) map[string]any {
 	ms := make([]string, len(members))
 	for i, a := range members {
 		ms[i] = string(a)
 	}
 	return map[string]any{
-		"v":          int64(Version),
-		"suite":      SuitePL1,
-		"group":      group,
-		"epoch":      epoch,
-		"from":       string(from),
-		"members":    ms,
-		"created_at": created,
-		"keys":       keysValue(keys),
+		"v":           int64(Version),
+		"suite":       SuitePL1,
+		"group":       group,
+		"epoch":       epoch,
+		"from":        string(from),
+		"members":     ms,
+		"created_at":  created,
+		"key_digests": keysValue(digests),
 	}
 }
 
@@ -65,10 +70,18 @@ func groupKeySigned(body map[string]any) []byte {
 	return concat(domain(labelGroupKey), c)
 }
 
+// wrapDigest is SHA-256 of a wrapped group key, as listed in key_digests.
+func wrapDigest(wrap []byte) []byte {
+	d := sha256.Sum256(wrap)
+	return d[:]
+}
+
 // SealGroupKey makes a fresh key for epoch of group and its distribution:
 // one RSA-OAEP wrap per member (members must include from's own bundle),
-// signed by from. r supplies the key and the OAEP seeds; nil means
-// crypto/rand.
+// their digests in key_digests, signed by from. The document holds every
+// member's wrap (the form uploaded to the server); a member receives a
+// view with only its own (GroupKeyView). r supplies the key and the OAEP
+// seeds; nil means crypto/rand.
 func SealGroupKey(r io.Reader, from *PrivateKeys, group string, epoch int64, createdAt time.Time, members []*KeyBundle) (*GroupKey, []byte, error) {
 	const op = "e2ee.SealGroupKey"
 	if !tokenRE.MatchString(group) || epoch < 1 || epoch > cjson.MaxSafeInt {
@@ -101,15 +114,17 @@ func SealGroupKey(r io.Reader, from *PrivateKeys, group string, epoch int64, cre
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
-	keys := map[string][]byte{}
+	keys, digests := map[string][]byte{}, map[string][]byte{}
 	for _, id := range ids {
 		if keys[id], err = wrapKey(byID[id], r, key, labelGroupKey); err != nil {
 			return nil, nil, err
 		}
+		digests[id] = wrapDigest(keys[id])
 	}
 	created := Millis(createdAt)
-	body := groupKeyBody(group, epoch, from.address, addrs, created, keys)
+	body := groupKeySignedBody(group, epoch, from.address, addrs, created, digests)
 	body["signature"] = encodeB64(from.sign(groupKeySigned(body)))
+	body["keys"] = keysValue(keys)
 	doc, err := cjson.Marshal(body)
 	if err != nil {
 		return nil, nil, privateline.E(op, privateline.Internal, err)
@@ -118,8 +133,33 @@ func SealGroupKey(r io.Reader, from *PrivateKeys, group string, epoch int64, cre
 	return gk, doc, nil
 }
 
+// GroupKeyView returns the member's view of a group-key document: the
+// document with only keyID's wrap in "keys" (what the server hands that
+// member). It checks only the structure it touches.
+func GroupKeyView(doc []byte, keyID string) ([]byte, error) {
+	const op = "e2ee.GroupKeyView"
+	v, err := cjson.Parse(doc)
+	m, ok := v.(map[string]any)
+	if err != nil || !ok {
+		return nil, refuse(op, ErrMalformed, "group key: not a JSON object")
+	}
+	keys, _ := m["keys"].(map[string]any)
+	w, ok := keys[keyID]
+	if !ok {
+		return nil, refuse(op, ErrNotRecipient, "no wrap for this key id")
+	}
+	m["keys"] = map[string]any{keyID: w}
+	out, err := cjson.Marshal(m)
+	if err != nil {
+		return nil, refuse(op, ErrMalformed, "group key: "+err.Error())
+	}
+	return out, nil
+}
+
 // OpenGroupKey verifies a group-key distribution signed by distributor and
-// unwraps the key for me. Checks run in the order of spec/e2ee.md §12.
+// unwraps the key for me. doc is the full document or a member's view
+// (only me's wrap in "keys"). Checks run in the order of spec/e2ee.md
+// §12.3.
 func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts GroupKeyOptions) (*GroupKey, error) {
 	const op = "e2ee.OpenGroupKey"
 	if len(doc) > MaxGroupKeyDoc {
@@ -136,11 +176,15 @@ func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts Grou
 	from := privateline.Address(f.str("from", true))
 	members := f.strings("members", true, validAddress)
 	created := f.integer("created_at", true, 0, cjson.MaxSafeInt)
+	dm := f.object("key_digests", true)
 	km := f.object("keys", true)
 	sig := f.bytes("signature", true, SignatureSize, SignatureSize)
-	var keys map[string][]byte
+	var keys, digests map[string][]byte
 	if f.err == nil {
 		keys, f.err = parseKeys(km, 1, MaxMembers)
+	}
+	if f.err == nil {
+		digests, f.err = parseDigests(dm)
 	}
 	if err := f.done(false); err != nil {
 		return nil, refuse(op, ErrMalformed, "group key: "+err.Error())
@@ -155,18 +199,15 @@ func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts Grou
 	if from != distributor.Address {
 		return nil, refuse(op, ErrWrongSender, "the distribution is not from the given member")
 	}
-	body := groupKeyBody(group, epoch, from, addrs, created, keys)
+	body := groupKeySignedBody(group, epoch, from, addrs, created, digests)
 	if !distributor.Identity.Verify(groupKeySigned(body), sig) {
 		return nil, refuse(op, ErrBadSignature, "group key signature is invalid")
 	}
 	if !slices.Contains(addrs, from) {
 		return nil, refuse(op, ErrNotMember, "the distributing member is not a member")
 	}
-	if _, ok := keys[me.enc.ID()]; !ok || !slices.Contains(addrs, me.address) {
-		return nil, refuse(op, ErrNotRecipient, "this account is not a member of this epoch")
-	}
-	if _, ok := keys[distributor.Encryption.ID()]; !ok || len(keys) != len(addrs) {
-		return nil, refuse(op, ErrRecipients, "the wrapped keys do not match the members")
+	if _, ok := digests[distributor.Encryption.ID()]; !ok || len(digests) != len(addrs) {
+		return nil, refuse(op, ErrRecipients, "the key digests do not match the members")
 	}
 	if opts.Members != nil {
 		var got []privateline.Address
@@ -176,13 +217,21 @@ func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts Grou
 			want[b.Encryption.ID()] = true
 		}
 		slices.Sort(got)
-		ok := slices.Equal(got, addrs) && len(want) == len(keys)
-		for id := range keys {
+		ok := slices.Equal(got, addrs) && len(want) == len(digests)
+		for id := range digests {
 			ok = ok && want[id]
 		}
 		if !ok {
-			return nil, refuse(op, ErrRecipients, "the wrapped keys do not match the members' keys")
+			return nil, refuse(op, ErrRecipients, "the key digests do not match the members' keys")
 		}
+	}
+	for id, w := range keys {
+		if d, ok := digests[id]; !ok || !bytes.Equal(d, wrapDigest(w)) {
+			return nil, refuse(op, ErrWrapMismatch, "a wrapped key does not match its signed digest")
+		}
+	}
+	if _, ok := keys[me.enc.ID()]; !ok || !slices.Contains(addrs, me.address) {
+		return nil, refuse(op, ErrNotRecipient, "this account is not a member of this epoch")
 	}
 	if epoch <= opts.Current {
 		return nil, refuse(op, ErrStaleEpoch, "the distribution is for an epoch the client already has")
@@ -192,6 +241,27 @@ func OpenGroupKey(doc []byte, me *PrivateKeys, distributor *KeyBundle, opts Grou
 		return nil, refuse(op, ErrDecrypt, "cannot unwrap the group key")
 	}
 	return &GroupKey{Group: group, Epoch: epoch, From: from, Members: addrs, CreatedAt: fromMillis(created), key: key}, nil
+}
+
+// parseDigests reads key_digests: 1 to MaxMembers key ids, each mapped to
+// base64 of a 32-byte SHA-256.
+func parseDigests(m map[string]any) (map[string][]byte, error) {
+	if len(m) < 1 || len(m) > MaxMembers {
+		return nil, fmt.Errorf("key_digests must hold 1 to %d entries", MaxMembers)
+	}
+	out := make(map[string][]byte, len(m))
+	for id, v := range m {
+		s, ok := v.(string)
+		if !keyIDRE.MatchString(id) || !ok {
+			return nil, fmt.Errorf("key_digests must map key ids to base64 strings")
+		}
+		d, ok := decodeB64(s)
+		if !ok || len(d) != sha256.Size {
+			return nil, fmt.Errorf("a key digest must be base64 of 32 bytes")
+		}
+		out[id] = d
+	}
+	return out, nil
 }
 
 // GroupOpenOptions tune the checks of OpenGroup.
