@@ -61,6 +61,13 @@
 //	                                   message (Deliver writes both directions);
 //	                                   a key change puts a key_changed event in
 //	                                   each contact's log (contacts.go)
+//	'G' group(16)                      group record: id, members with roles
+//	                                   (the group → members index), epoch,
+//	                                   opaque meta, retention (groups.go)
+//	'g' userID(16) group(16)           user → groups index
+//	'H' group(16) epoch(8)             an epoch's group-key document without
+//	                                   "keys" (its signed part), and its digest
+//	'h' group(16) userID(16) epoch(8)  a member's own wrap of that epoch's key
 //
 // # Sealing
 //

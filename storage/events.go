@@ -212,6 +212,9 @@ func (d *DB) fillEvent(user ID, ev *Event, now time.Time) (bool, error) {
 			return false, privateline.E("storage.fillEvent", privateline.Internal, "read event without its reader")
 		}
 		ev.By = rec.Recipients[ev.Reader-1].Address
+		if ev.By == "" {
+			return false, nil // the reader's account was deleted
+		}
 	case EventKeyChanged:
 		if ev.Subject == nil {
 			return false, privateline.E("storage.fillEvent", privateline.Internal, "key_changed event without its subject")

@@ -45,11 +45,16 @@ var (
 	tRetention       = table{'z', "retention"}
 	tPushToken       = table{'k', "push-token"}
 	tContact         = table{'w', "contact"} // contacts.go
+	tGroup           = table{'G', "group"}
+	tUserGroup       = table{'g', "user-group"}
+	tGroupKey        = table{'H', "group-key"}
+	tGroupWrap       = table{'h', "group-key-wrap"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
 	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent,
-	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken, tContact}
+	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken, tContact,
+	tGroup, tUserGroup, tGroupKey, tGroupWrap}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

@@ -58,14 +58,20 @@ type Recipient struct {
 	Address privateline.Address `json:"address"`
 }
 
-// Delivery is one direct envelope to store.
+// Delivery is one direct or group envelope to store.
 type Delivery struct {
 	MsgID      string // 32 lower-case hex digits
 	Raw        []byte // the envelope as posted
 	Sender     Recipient
-	Recipients []Recipient // local recipients, without the sender
+	Recipients []Recipient // local recipients, without the sender; a group's are filled by Deliver
 	ExpiresAt  time.Time   // zero: never
 	Files      []string    // the file ids the signed header lists
+
+	// Group, if set, makes it a group message: the recipients are the
+	// group's current members except the sender, who must be a member
+	// (else NotExist); Epoch must be the current one (else ErrStaleEpoch).
+	Group string
+	Epoch int64
 }
 
 type envelopeRecord struct {
@@ -77,6 +83,7 @@ type envelopeRecord struct {
 	SenderSeq  uint64                `json:"sender_seq"`
 	ReadBy     []privateline.Address `json:"read_by,omitempty"`
 	Files      []string              `json:"files,omitempty"` // file ids (files.go)
+	Group      string                `json:"group,omitempty"` // a group message's group id
 }
 
 func (r *envelopeRecord) expired(now time.Time) bool {
@@ -85,6 +92,33 @@ func (r *envelopeRecord) expired(now time.Time) bool {
 
 func (r *envelopeRecord) participants() []Recipient {
 	return append([]Recipient{r.Sender}, r.Recipients...)
+}
+
+// kindCounter is the unread counter of the message's kind: Groups for a
+// group message, Direct otherwise.
+func (r *envelopeRecord) kindCounter(c *Counters) *int64 {
+	if r.Group != "" {
+		return &c.Groups
+	}
+	return &c.Direct
+}
+
+// convKeys are the conversation-index keys of user u's copy: the group's,
+// or for a direct message the other party's (the sender's copy has one per
+// recipient).
+func (d *DB) convKeys(r *envelopeRecord, u ID) [][]byte {
+	switch {
+	case r.Group != "":
+		return [][]byte{d.groupConvKey(r.Group)}
+	case u == r.Sender.ID:
+		var ks [][]byte
+		for _, p := range r.Recipients {
+			ks = append(ks, d.peerKey(p.Address))
+		}
+		return ks
+	default:
+		return [][]byte{d.peerKey(r.Sender.Address)}
+	}
 }
 
 type mailboxEntry struct {
@@ -114,6 +148,7 @@ type MailItem struct {
 // with After, the entries after that sequence number in ascending order.
 type MailQuery struct {
 	With     privateline.Address // "": every conversation
+	Group    string              // a group's conversation (instead of With)
 	After    uint64
 	HasAfter bool
 	Limit    int
@@ -259,7 +294,16 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		ids = append(ids, p.ID[:])
 	}
 	sum := sha256.Sum256(dl.Raw)
-	unlock := d.lockStripes(ids...)
+	var grp *Group
+	var unlock func()
+	if dl.Group != "" {
+		if grp, unlock, err = d.lockGroupDelivery(dl, mid); err != nil {
+			return 0, false, privateline.E(op, err)
+		}
+		parts = append([]Recipient{dl.Sender}, dl.Recipients...)
+	} else {
+		unlock = d.lockStripes(ids...)
+	}
 	defer unlock()
 
 	if r, err := d.envelope(mid); err == nil {
@@ -273,6 +317,14 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	if err := d.checkTombstone(mid); err != nil { // tombstones.go
 		return 0, false, privateline.E(op, err)
 	}
+	if grp != nil {
+		if grp.Member(dl.Sender.ID) == nil {
+			return 0, false, privateline.E(op, privateline.NotExist)
+		}
+		if dl.Epoch != grp.Epoch {
+			return 0, false, ErrStaleEpoch
+		}
+	}
 	for _, p := range parts {
 		ok, err := d.exists(tUser.key(p.ID[:]))
 		if err != nil {
@@ -283,7 +335,11 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		}
 	}
 	t := d.newMtxn(nil)
-	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients}
+	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients, Group: dl.Group}
+	evType := EventMessage
+	if rec.Group != "" {
+		evType = EventGroupMessage
+	}
 	// Files (files.go): each listed file must be the sender's; the
 	// references are written in this batch.
 	if len(dl.Files) > 0 {
@@ -299,7 +355,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	}
 	for i, p := range parts {
 		out := i == 0
-		n, err := t.event(p.ID, Event{Type: EventMessage, ID: dl.MsgID, Mail: &MailItem{Envelope: dl.Raw, Out: out}})
+		n, err := t.event(p.ID, Event{Type: evType, ID: dl.MsgID, Group: rec.Group, Mail: &MailItem{Envelope: dl.Raw, Out: out}})
 		if err != nil {
 			t.b.Close()
 			return 0, false, privateline.E(op, err)
@@ -308,13 +364,12 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		c, _ := t.counter(p.ID) // loaded by event
 		if out {
 			rec.SenderSeq = n
-			for _, r := range dl.Recipients {
-				d.setSealed(t.b, tConversation.key(p.ID[:], d.peerKey(r.Address), s), nil)
-			}
 		} else {
 			c.Unread++
-			c.Direct++
-			d.setSealed(t.b, tConversation.key(p.ID[:], d.peerKey(dl.Sender.Address), s), nil)
+			*rec.kindCounter(c)++
+		}
+		for _, ck := range d.convKeys(rec, p.ID) {
+			d.setSealed(t.b, tConversation.key(p.ID[:], ck, s), nil)
 		}
 		if err := d.setJSON(t.b, tMailbox.key(p.ID[:], s), mailboxEntry{MsgID: dl.MsgID, Out: out}); err != nil {
 			t.b.Close()
@@ -368,17 +423,13 @@ func (t *mtxn) removeCopy(rec *envelopeRecord, u Recipient, mid []byte, evType s
 			return err
 		}
 		c.Unread--
-		c.Direct--
+		*rec.kindCounter(c)--
 	}
 	t.del(mk)
 	t.del(tMailboxByID.key(u.ID[:], mid))
 	t.del(tEvent.key(u.ID[:], s)) // its "message" event; the removal event follows
-	if u.ID == rec.Sender.ID {
-		for _, r := range rec.Recipients {
-			t.del(tConversation.key(u.ID[:], t.d.peerKey(r.Address), s))
-		}
-	} else {
-		t.del(tConversation.key(u.ID[:], t.d.peerKey(rec.Sender.Address), s))
+	for _, ck := range t.d.convKeys(rec, u.ID) {
+		t.del(tConversation.key(u.ID[:], ck, s))
 	}
 	_, err = t.event(u.ID, Event{Type: evType, ID: hex.EncodeToString(mid)})
 	return err
@@ -522,7 +573,7 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 	c, err := t.counter(user)
 	if err == nil {
 		c.Unread--
-		c.Direct--
+		*rec.kindCounter(c)--
 		err = d.setJSON(t.b, mk, e)
 	}
 	if err == nil {
@@ -560,7 +611,10 @@ func (d *DB) Mailbox(user ID, q MailQuery) ([]MailItem, error) {
 	const op = "storage.Mailbox"
 	var prefix []byte
 	seqAt := 0 // offset of the sequence number in an index key
-	if q.With != "" {
+	if q.Group != "" {
+		prefix = tConversation.key(user[:], d.groupConvKey(q.Group))
+		seqAt = len(prefix)
+	} else if q.With != "" {
 		prefix = tConversation.key(user[:], d.peerKey(q.With))
 		seqAt = len(prefix)
 	} else {
@@ -723,6 +777,26 @@ func (d *DB) sweepMessagesOnce(now time.Time) (deleted, scanned int, err error) 
 	return n, len(mids), nil
 }
 
+// dropGroupRecipient removes a deleted user's copy of a group message they
+// received; the message stays for the others (its header names only its
+// sender). The user's place among the recipients becomes an empty entry,
+// so read events of the other recipients keep their index, and the user's
+// address leaves the record.
+func (t *mtxn) dropGroupRecipient(rec *envelopeRecord, mid []byte, user ID) error {
+	for i, r := range rec.Recipients {
+		if r.ID != user {
+			continue
+		}
+		if err := t.removeCopy(rec, r, mid, EventDeleted); err != nil {
+			return err
+		}
+		rec.ReadBy = slices.DeleteFunc(rec.ReadBy, func(a privateline.Address) bool { return a == r.Address })
+		rec.Recipients[i] = Recipient{}
+	}
+	t.del(tParticipant.key(user[:], mid))
+	return t.d.setJSON(t.b, tEnvelope.key(mid), rec)
+}
+
 // deleteUserMessagesLocked adds to b the deletion of every message the
 // user sent or received, from every mailbox (an envelope names its sender
 // and recipients in its header, so none of them may outlive the account),
@@ -747,12 +821,17 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (*mtxn, func(), 
 		if rec, err = d.envelope(mid); privateline.Is(privateline.NotExist, err) {
 			err = nil
 			continue
+		} else if err == nil && rec.Group != "" && rec.Sender.ID != user {
+			err = t.dropGroupRecipient(rec, mid, user)
 		} else if err == nil {
 			err = t.removeMessage(rec, mid, EventDeleted)
 		}
 	}
 	if err == nil {
 		err = t.dropUserFiles(user) // files.go
+	}
+	if err == nil {
+		err = t.leaveAllGroupsLocked(user)
 	}
 	if err == nil {
 		delete(t.counters, user)

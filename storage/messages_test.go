@@ -32,7 +32,7 @@ func checkMailboxes(t *testing.T, d *DB, users ...*User) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var unread int64
+		var unread, groups int64
 		err = d.scanKeys(tMailbox.key(u.ID[:]), func(k, _ []byte) error {
 			seq := binary.BigEndian.Uint64(k[17:])
 			if seq == 0 || seq > c.Next {
@@ -43,21 +43,26 @@ func checkMailboxes(t *testing.T, d *DB, users ...*User) {
 				return err
 			}
 			mid, _ := msgKeyID(e.MsgID)
-			if _, err := d.envelope(mid); err != nil {
+			rec, err := d.envelope(mid)
+			if err != nil {
 				t.Errorf("%s: entry %d without its envelope: %v", u.Username, seq, err)
+				return nil
 			}
 			if got, err := d.liveSeq(u.ID, mid); err != nil || got != seq {
 				t.Errorf("%s: entry %d has by-id index %d, %v", u.Username, seq, got, err)
 			}
 			if !e.Out && !e.Read {
 				unread++
+				if rec.Group != "" {
+					groups++
+				}
 			}
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Unread != unread || c.Direct != unread {
+		if c.Unread != unread || c.Direct != unread-groups || c.Groups != groups {
 			t.Errorf("%s: counters %+v, but %d unread entries", u.Username, c, unread)
 		}
 	}

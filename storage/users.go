@@ -187,7 +187,8 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 	// the tombstoned bytes leave older files sooner.
 	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:]), {tEnvelope.prefix},
 		tMailbox.key(id[:]), tMailboxByID.key(id[:]), tConversation.key(id[:]), tParticipant.key(id[:]), tEvent.key(id[:]), tCounters.key(id[:]),
-		{tFile.prefix}, tUserFile.key(id[:]), tFileUsage.key(id[:]), tRetention.key(id[:]), tPushToken.key(id[:]), tContact.key(id[:])} {
+		{tFile.prefix}, tUserFile.key(id[:]), tFileUsage.key(id[:]), tRetention.key(id[:]), tPushToken.key(id[:]), tContact.key(id[:]),
+		tUserGroup.key(id[:]), {tGroup.prefix}, {tGroupWrap.prefix}} {
 		if err := d.compactRange(k, prefixEnd(k)); err != nil {
 			d.log.Warn("compaction after account deletion failed", "err", err)
 		}
