@@ -104,6 +104,9 @@ type Deps struct {
 	// Events is the event log for the WebSocket; nil uses Messages or
 	// Store if either is one, else the WebSocket answers 503.
 	Events EventStore
+	// Groups stores groups; nil uses Store if it is one, else the group
+	// routes answer 503.
+	Groups GroupStore
 }
 
 // API serves the client routes.
@@ -116,6 +119,7 @@ type API struct {
 	retention RetentionStore
 	push      PushTokenStore
 	events    EventStore
+	grps      GroupStore
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -197,6 +201,10 @@ func New(cfg Config, d Deps) (*API, error) {
 	}
 	if cfg.WSQueueLimit <= 0 {
 		cfg.WSQueueLimit = DefaultWSQueueLimit
+	}
+	a.grps = d.Groups
+	if a.grps == nil {
+		a.grps = pick[GroupStore](d.Store, noGroups{})
 	}
 	if cfg.MessageRatePerMinute <= 0 {
 		cfg.MessageRatePerMinute = DefaultMessageRatePerMinute

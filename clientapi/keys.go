@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/cjson"
@@ -76,6 +77,14 @@ func (a *API) bodyLimit(r *http.Request) int64 {
 	}
 	if r.Method == http.MethodPost && r.URL.Path == fileUploadPath {
 		return a.cfg.MaxFileSize // counted again while streaming (files.go)
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/api/groups/"); ok && strings.Count(rest, "/") == 1 {
+		switch {
+		case r.Method == http.MethodPost && strings.HasSuffix(rest, "/messages"):
+			return envelope.MaxSize
+		case r.Method == http.MethodPut && strings.HasSuffix(rest, "/key"):
+			return envelope.MaxGroupKeySize
+		}
 	}
 	return a.cfg.MaxBodyBytes
 }

@@ -72,12 +72,17 @@ func (a *API) postMessage(w http.ResponseWriter, r *http.Request, c *call) error
 	if err != nil {
 		return err
 	}
+	writeSent(w, res)
+	return nil
+}
+
+// writeSent answers an accepted envelope: 201, or 200 for a replay.
+func writeSent(w http.ResponseWriter, res *sent) {
 	status := http.StatusCreated
 	if res.replay {
 		status = http.StatusOK
 	}
 	writeJSON(w, status, map[string]any{"id": res.id, "seq": res.seq})
-	return nil
 }
 
 // sent is what sendEnvelope did.
@@ -88,12 +93,43 @@ type sent struct {
 }
 
 // sendEnvelope is the one path that accepts a direct envelope from a
-// user, over POST /api/messages and the WebSocket alike: the per-user
-// send limit, the JSON shape, the routing header (from the sender, times,
-// local recipients that exist) and the one Deliver write. body is the
-// envelope as posted, already within envelope.MaxSize.
+// user, over POST /api/messages and the WebSocket alike: acceptEnvelope
+// with the direct header and local recipients that exist.
 func (a *API) sendEnvelope(user storage.ID, body []byte) (*sent, error) {
-	const op = "clientapi.sendEnvelope"
+	return a.acceptEnvelope(user, body, envelope.Parse, a.routeDirect)
+}
+
+// routeDirect fills in a direct message's recipients (local users that
+// exist) and bounds its expiry by the strictest participant's retention.
+func (a *API) routeDirect(h *envelope.Header, d *storage.Delivery, u *storage.User, now time.Time) error {
+	var rusers []*storage.User // for the retention rules (retention.go)
+	for _, to := range h.To {
+		name, server, _ := to.Split() // checked by envelope.Parse
+		if server != a.cfg.ServerName {
+			return invalid(fmt.Sprintf("%s is on another server; remote delivery arrives with federation", to))
+		}
+		ru, err := a.store.UserByName(name)
+		if privateline.Is(privateline.NotExist, err) {
+			return privateline.E("clientapi.routeDirect", privateline.NotExist, "no such recipient: "+string(to))
+		} else if err != nil {
+			return err
+		}
+		d.Recipients = append(d.Recipients, storage.Recipient{ID: ru.ID, Address: to})
+		rusers = append(rusers, ru)
+	}
+	var err error
+	d.ExpiresAt, err = a.effectiveExpiry(u, d.Sender.Address, rusers, h.To, h.ExpiresAt, now)
+	return err
+}
+
+// acceptEnvelope is the one send path of direct and group messages: the
+// per-user send limit, the JSON shape, the routing header as parse reads
+// it (from the sender, times), route filling in recipients and expiry, and
+// the one Deliver write. body is the envelope as posted, already within
+// envelope.MaxSize.
+func (a *API) acceptEnvelope(user storage.ID, body []byte, parse func([]byte) (*envelope.Header, error),
+	route func(h *envelope.Header, d *storage.Delivery, u *storage.User, now time.Time) error) (*sent, error) {
+	const op = "clientapi.acceptEnvelope"
 	if !utf8.Valid(body) {
 		return nil, invalid("the envelope is not valid UTF-8")
 	}
@@ -103,7 +139,7 @@ func (a *API) sendEnvelope(user storage.ID, body []byte) (*sent, error) {
 	if ok, after := a.msgLimit.allow(user.String()); !ok {
 		return nil, &rateLimitError{after}
 	}
-	h, err := envelope.Parse(body)
+	h, err := parse(body)
 	if err != nil {
 		return nil, err
 	}
@@ -128,27 +164,10 @@ func (a *API) sendEnvelope(user storage.ID, body []byte) (*sent, error) {
 		Sender:    storage.Recipient{ID: u.ID, Address: me},
 		ExpiresAt: h.ExpiresAt,
 	}
-	var rusers []*storage.User // for the retention rules (retention.go)
-	for _, to := range h.To {
-		name, server, _ := to.Split() // checked by envelope.Parse
-		if server != a.cfg.ServerName {
-			return nil, invalid(fmt.Sprintf("%s is on another server; remote delivery arrives with federation", to))
-		}
-		ru, err := a.store.UserByName(name)
-		if privateline.Is(privateline.NotExist, err) {
-			return nil, privateline.E(op, privateline.NotExist, "no such recipient: "+string(to))
-		} else if err != nil {
-			return nil, err
-		}
-		d.Recipients = append(d.Recipients, storage.Recipient{ID: ru.ID, Address: to})
-		rusers = append(rusers, ru)
-	}
-	// Retention and files: the strictest participant's retention bounds
-	// the expiry; the header's files must be the sender's (Deliver checks).
-	if d.ExpiresAt, err = a.effectiveExpiry(u, me, rusers, h.To, h.ExpiresAt, now); err != nil {
+	if err := route(h, d, u, now); err != nil {
 		return nil, err
 	}
-	d.Files = h.Files
+	d.Files = h.Files // must be the sender's (Deliver checks)
 	seq, replay, err := a.msgs.Deliver(d)
 	if err != nil {
 		switch {
@@ -156,6 +175,8 @@ func (a *API) sendEnvelope(user storage.ID, body []byte) (*sent, error) {
 			return nil, errUnknownFile
 		case errors.Is(err, storage.ErrTombstoned):
 			return nil, errTombstoned
+		case errors.Is(err, storage.ErrStaleEpoch):
+			return nil, errStaleEpoch
 		}
 		if privateline.Is(privateline.Exist, err) {
 			return nil, privateline.E(op, privateline.Exist, "another message with this id exists")
@@ -167,11 +188,17 @@ func (a *API) sendEnvelope(user storage.ID, body []byte) (*sent, error) {
 
 // readEnvelopeBody reads a JSON body of at most envelope.MaxSize bytes.
 func readEnvelopeBody(r *http.Request) ([]byte, error) {
+	return readJSONBody(r, envelope.MaxSize, "an envelope")
+}
+
+// readJSONBody reads a JSON body of at most max bytes (the limit the
+// middleware set for the route); what names the body in the error.
+func readJSONBody(r *http.Request, max int, what string) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, privateline.E("clientapi.readEnvelopeBody", privateline.TooLarge, fmt.Sprintf("an envelope may be at most %d bytes", envelope.MaxSize))
+			return nil, privateline.E("clientapi.readJSONBody", privateline.TooLarge, fmt.Sprintf("%s may be at most %d bytes", what, max))
 		}
 		return nil, invalid("could not read the request body")
 	}
@@ -213,44 +240,62 @@ func newMailItem(it *storage.MailItem) mailItem {
 
 // getMessages answers a page of the caller's mailbox.
 func (a *API) getMessages(w http.ResponseWriter, r *http.Request, c *call) error {
+	mq, err := a.mailQuery(r, true)
+	if err != nil {
+		return err
+	}
+	return a.writeMailbox(w, c, mq)
+}
+
+// mailQuery reads the paging parameters limit, offset, after and, if
+// withOK, with.
+func (a *API) mailQuery(r *http.Request, withOK bool) (storage.MailQuery, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return invalid("malformed query string")
+		return storage.MailQuery{}, invalid("malformed query string")
 	}
 	mq := storage.MailQuery{Limit: defaultPage, Now: a.now()}
 	for k, vs := range q {
 		if len(vs) != 1 {
-			return invalid("query parameter " + strconv.Quote(k) + " may appear once")
+			return mq, invalid("query parameter " + strconv.Quote(k) + " may appear once")
 		}
 		v := vs[0]
 		switch k {
 		case "limit":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > maxPage {
-				return invalid(fmt.Sprintf(`"limit" must be 1 to %d`, maxPage))
+				return mq, invalid(fmt.Sprintf(`"limit" must be 1 to %d`, maxPage))
 			}
 			mq.Limit = n
 		case "offset":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 || n > maxOffset {
-				return invalid(fmt.Sprintf(`"offset" must be 0 to %d`, maxOffset))
+				return mq, invalid(fmt.Sprintf(`"offset" must be 0 to %d`, maxOffset))
 			}
 			mq.Offset = n
 		case "after":
 			n, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
-				return invalid(`"after" must be a sequence number`)
+				return mq, invalid(`"after" must be a sequence number`)
 			}
 			mq.After, mq.HasAfter = n, true
 		case "with":
+			if !withOK {
+				return mq, invalid("unknown query parameter " + strconv.Quote(k))
+			}
 			if _, _, err := privateline.Address(v).Split(); err != nil {
-				return invalid(`"with" must be an address`)
+				return mq, invalid(`"with" must be an address`)
 			}
 			mq.With = privateline.Address(v)
 		default:
-			return invalid("unknown query parameter " + strconv.Quote(k))
+			return mq, invalid("unknown query parameter " + strconv.Quote(k))
 		}
 	}
+	return mq, nil
+}
+
+// writeMailbox answers a page of the caller's mailbox.
+func (a *API) writeMailbox(w http.ResponseWriter, c *call, mq storage.MailQuery) error {
 	items, err := a.msgs.Mailbox(c.auth.UserID, mq)
 	if err != nil {
 		return err

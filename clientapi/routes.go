@@ -67,6 +67,18 @@ func (a *API) routeDefs() []routeDef {
 		auth("DELETE", "/api/push-token", a.deletePushToken),
 		auth("POST", "/api/ws/ticket", a.postWSTicket),
 		{Route: Route{"GET", "/api/ws", true}, h: a.getWS, selfAuth: true},
+		auth("POST", "/api/groups", a.createGroup),
+		auth("GET", "/api/groups", a.listGroups),
+		auth("GET", "/api/groups/:id", a.getGroup),
+		auth("PATCH", "/api/groups/:id", a.patchGroup),
+		auth("POST", "/api/groups/:id/members", a.addGroupMember),
+		auth("PATCH", "/api/groups/:id/members/:address", a.patchGroupMember),
+		auth("DELETE", "/api/groups/:id/members/:address", a.removeGroupMember),
+		auth("PUT", "/api/groups/:id/key", a.putGroupKey),
+		auth("GET", "/api/groups/:id/key", a.getGroupKey),
+		auth("POST", "/api/groups/:id/messages", a.postGroupMessage),
+		auth("GET", "/api/groups/:id/messages", a.getGroupMessages),
+		auth("PUT", "/api/groups/:id/retention", a.putGroupRetention),
 	}
 }
 

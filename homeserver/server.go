@@ -133,6 +133,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		Directory: s.dir,
 		Messages:  db,
 		Events:    db,
+		Groups:    db,
 	})
 	if err != nil {
 		db.Close()
