@@ -112,8 +112,56 @@ func (s *Session) Send(ctx context.Context, to []privateline.Address, msg *e2ee.
 	if slices.Contains(rcpt, s.address) {
 		return nil, privateline.E(op, privateline.Invalid, "a message cannot be sent to its sender")
 	}
-	bundles := make([]*e2ee.KeyBundle, 0, len(rcpt))
-	for _, a := range rcpt {
+	res := &SendResult{}
+	bundles, err := s.checkedBundles(ctx, op, rcpt, res)
+	if err != nil {
+		return nil, err
+	}
+
+	d := e2ee.Draft{ID: opts.ID, Conversation: opts.Conversation, SentAt: time.UnixMilli(s.c.now().UnixMilli()).UTC(), ExpiresAt: opts.ExpiresAt, Message: msg}
+	if d.ID == "" {
+		if d.ID, err = e2ee.NewMessageID(nil); err != nil {
+			return nil, privateline.E(op, err)
+		}
+	}
+	if d.Conversation == "" {
+		d.Conversation = ConversationID(append(slices.Clone(rcpt), s.address)...)
+	}
+	env, err := e2ee.SealDirect(nil, keys, bundles, d)
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	body, err := env.MarshalJSON()
+	if err != nil {
+		return nil, privateline.E(op, privateline.Internal, err)
+	}
+	res.ID, res.SentAt = env.Header.ID, env.Header.SentAt
+	r, err := s.postEnvelope(ctx, op, "/api/messages", body)
+	if err != nil {
+		return nil, err
+	}
+	var pr struct {
+		ID  string `json:"id"`
+		Seq uint64 `json:"seq"`
+	}
+	if err := decode(op, r, &pr); err != nil {
+		return nil, err
+	}
+	if pr.ID != res.ID {
+		return nil, privateline.E(op, privateline.Invalid, "the server acknowledged another message id")
+	}
+	res.Seq, res.Replayed = pr.Seq, r.status == http.StatusOK
+	return res, nil
+}
+
+// checkedBundles looks the addresses up in the verified directory and
+// checks them against the pinned keys: a contact seen for the first time is
+// pinned (listed in res.Pinned); a verified contact whose identity key
+// changed is refused (Forbidden, IsKeyChanged); an unverified one is listed
+// in res.KeyChanged.
+func (s *Session) checkedBundles(ctx context.Context, op string, addrs []privateline.Address, res *SendResult) ([]*e2ee.KeyBundle, error) {
+	bundles := make([]*e2ee.KeyBundle, 0, len(addrs))
+	for _, a := range addrs {
 		b, err := s.PublicKey(ctx, a)
 		if err != nil {
 			return nil, err
@@ -124,7 +172,6 @@ func (s *Session) Send(ctx context.Context, to []privateline.Address, msg *e2ee.
 	if err != nil {
 		return nil, err
 	}
-	res := &SendResult{}
 	var fresh []*e2ee.KeyBundle
 	for _, b := range bundles {
 		pin, ok := pins.Pins[b.Address]
@@ -147,41 +194,7 @@ func (s *Session) Send(ctx context.Context, to []privateline.Address, msg *e2ee.
 			res.Pinned = append(res.Pinned, b.Address)
 		}
 	}
-
-	d := e2ee.Draft{ID: opts.ID, Conversation: opts.Conversation, SentAt: time.UnixMilli(s.c.now().UnixMilli()).UTC(), ExpiresAt: opts.ExpiresAt, Message: msg}
-	if d.ID == "" {
-		if d.ID, err = e2ee.NewMessageID(nil); err != nil {
-			return nil, privateline.E(op, err)
-		}
-	}
-	if d.Conversation == "" {
-		d.Conversation = ConversationID(append(slices.Clone(rcpt), s.address)...)
-	}
-	env, err := e2ee.SealDirect(nil, keys, bundles, d)
-	if err != nil {
-		return nil, privateline.E(op, err)
-	}
-	body, err := env.MarshalJSON()
-	if err != nil {
-		return nil, privateline.E(op, privateline.Internal, err)
-	}
-	res.ID, res.SentAt = env.Header.ID, env.Header.SentAt
-	r, err := s.postEnvelope(ctx, op, body)
-	if err != nil {
-		return nil, err
-	}
-	var pr struct {
-		ID  string `json:"id"`
-		Seq uint64 `json:"seq"`
-	}
-	if err := decode(op, r, &pr); err != nil {
-		return nil, err
-	}
-	if pr.ID != res.ID {
-		return nil, privateline.E(op, privateline.Invalid, "the server acknowledged another message id")
-	}
-	res.Seq, res.Replayed = pr.Seq, r.status == http.StatusOK
-	return res, nil
+	return bundles, nil
 }
 
 // pinFirstUse pins the bundles of contacts without a pin (trust on first
@@ -197,7 +210,7 @@ func (s *Session) pinFirstUse(ctx context.Context, bundles []*e2ee.KeyBundle) (*
 }
 
 // postEnvelope POSTs body, retrying transport failures and 502–504.
-func (s *Session) postEnvelope(ctx context.Context, op string, body []byte) (*response, error) {
+func (s *Session) postEnvelope(ctx context.Context, op, path string, body []byte) (*response, error) {
 	var last error
 	for attempt := range maxSendAttempts {
 		if attempt > 0 {
@@ -209,7 +222,7 @@ func (s *Session) postEnvelope(ctx context.Context, op string, body []byte) (*re
 			case <-t.C:
 			}
 		}
-		r, err := s.do(ctx, op, &request{method: http.MethodPost, path: "/api/messages", body: body})
+		r, err := s.do(ctx, op, &request{method: http.MethodPost, path: path, body: body})
 		if err != nil {
 			if !retryable(err) || ctx.Err() != nil {
 				return nil, err
@@ -224,6 +237,9 @@ func (s *Session) postEnvelope(ctx context.Context, op string, body []byte) (*re
 			last = apiError(op, r)
 			continue
 		case http.StatusConflict:
+			if e := apiError(op, r); CodeOf(e) == codeStaleEpoch {
+				return nil, e
+			}
 			return nil, privateline.E(op, privateline.Exist, "another message with this id exists", apiError(op, r))
 		}
 		return nil, apiError(op, r)
@@ -259,6 +275,8 @@ type Item struct {
 	From     privateline.Address
 	To       []privateline.Address
 	SentAt   time.Time
+	Group    string                // group messages: the group id
+	Epoch    int64                 // group messages: the key's epoch
 	Outgoing bool                  // sent by this account (from any of its devices)
 	Read     bool                  // incoming: read by this account
 	ReadBy   []privateline.Address // outgoing: the recipients who read it

@@ -64,6 +64,9 @@ type Session struct {
 	keys     *e2ee.PrivateKeys  // guarded by mu; nil while locked
 	kek      *e2ee.KEK          // guarded by mu; nil while locked
 	onChange func(SessionState) // guarded by mu
+	// groupKeys are the group keys opened or made, by group id and epoch;
+	// guarded by mu, forgotten by Lock.
+	groupKeys map[string]map[int64]*e2ee.GroupKey
 }
 
 func (c *Client) newSession(address privateline.Address, t Tokens, w WrappedKeys, b *e2ee.KeyBundle) *Session {
@@ -194,7 +197,7 @@ func unwrapAccountKeys(op string, kek *e2ee.KEK, address privateline.Address, w 
 func (s *Session) Lock() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.keys, s.kek = nil, nil
+	s.keys, s.kek, s.groupKeys = nil, nil, nil
 }
 
 // State returns what Resume needs to rebuild the session.
