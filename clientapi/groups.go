@@ -307,6 +307,9 @@ func (a *API) putGroupKey(w http.ResponseWriter, r *http.Request, c *call) error
 	if err != nil {
 		return err
 	}
+	if m := g.Member(c.auth.UserID); m == nil || (m.Role != storage.RoleOwner && m.Role != storage.RoleAdmin) {
+		return privateline.E("clientapi.putGroupKey", privateline.Forbidden, "only the owner and admins distribute group keys")
+	}
 	body, err := readJSONBody(r, envelope.MaxGroupKeySize, "a group key document")
 	if err != nil {
 		return err
