@@ -11,7 +11,8 @@
 // read as password.go describes. Output is for people by default and JSON
 // with --json. Exit status: 0 success, 1 failure, 2 usage error.
 //
-// Direct messages: send, history, read, unread (messages.go); listen
+// Direct messages: send, history, read, unread (messages.go); groups:
+// group create|list|show|add|remove|leave|send|history (groups.go); listen
 // (listen.go) prints events as they happen over the server's WebSocket.
 package cli
 
@@ -91,6 +92,7 @@ func init() {
 		{name: "read", args: "ID", summary: "mark a received message read", run: runRead},
 		{name: "unread", summary: "show the number of unread messages", run: runUnread},
 		{name: "listen", args: "[--after SEQ]", summary: "print messages, read receipts, deletions and key changes as they happen, until interrupted", flags: listenFlags, run: runListen},
+		{name: "group", args: "create|list|show|add|remove|leave|send|history ...", summary: "end-to-end-encrypted groups: " + groupUsage, run: runGroup},
 		{name: "help", args: "[COMMAND]", summary: "show help", run: runHelp},
 	}
 }

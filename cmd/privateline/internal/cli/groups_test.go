@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCLIGroups: alice makes a group with bob and carol, all talk, carol is
+// removed and no longer sees the group.
+func TestCLIGroups(t *testing.T) {
+	url := startHomeserver(t)
+	alice, bob, carol := newCLIUser(t, "alice's long password ☃"), newCLIUser(t, "bob's password, also long"), newCLIUser(t, "carol's password, long too")
+	for _, u := range []*cliUser{alice, bob, carol} {
+		u.env["PRIVATELINE_SERVER"] = url
+		u.env["PRIVATELINE_PASSWORD_FILE"] = u.passwordFile()
+	}
+	alice.ok("", nil, "register", "alice")
+	bob.ok("", nil, "register", "bob")
+	carol.ok("", nil, "register", "carol")
+
+	var g groupOut
+	alice.ok("", &g, "group", "create", "bob", "carol@hs.test")
+	if g.Epoch != 1 || len(g.Members) != 3 || !strings.HasSuffix(g.ID, "@hs.test") {
+		t.Fatalf("create: %+v", g)
+	}
+	alice.ok("", nil, "group", "send", g.ID, "hello", "group")
+	bob.ok("", nil, "group", "send", g.ID, "hi from bob")
+	var hist struct{ Messages []itemOut }
+	carol.ok("", &hist, "group", "history", g.ID)
+	if len(hist.Messages) != 2 || *hist.Messages[0].Text != "hello group" || *hist.Messages[1].Text != "hi from bob" {
+		t.Fatalf("carol's history: %+v", hist)
+	}
+	var u struct{ Unread, Groups int64 }
+	carol.ok("", &u, "unread")
+	if u.Unread != 2 || u.Groups != 2 {
+		t.Fatalf("carol's unread: %+v", u)
+	}
+	if r := bob.run("", "group", "remove", g.ID, "carol"); r.code != ExitError {
+		t.Fatalf("a member removes: %d %s", r.code, r.stderr)
+	}
+	alice.ok("", nil, "group", "remove", g.ID, "carol")
+	alice.ok("", nil, "group", "send", g.ID, "carol is gone")
+	bob.ok("", &hist, "group", "history", "--limit", "10", g.ID)
+	if len(hist.Messages) != 3 || *hist.Messages[2].Text != "carol is gone" {
+		t.Fatalf("bob's history: %+v", hist)
+	}
+	var list struct{ Groups []groupOut }
+	carol.ok("", &list, "group", "list")
+	if len(list.Groups) != 0 {
+		t.Fatalf("carol's groups: %+v", list)
+	}
+	if r := carol.run("", "group", "show", g.ID); r.code != ExitError || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("carol shows the group: %d %s", r.code, r.stderr)
+	}
+	bob.ok("", &g, "group", "show", g.ID)
+	if g.Epoch != 2 || len(g.Members) != 2 {
+		t.Fatalf("show: %+v", g)
+	}
+	for _, args := range [][]string{{"group"}, {"group", "frobnicate"}, {"group", "show"}, {"group", "add", g.ID}, {"group", "history", "--limit", "500", g.ID}} {
+		if r := alice.run("", args...); r.code != ExitUsage {
+			t.Fatalf("privateline %s: exit %d, want %d", strings.Join(args, " "), r.code, ExitUsage)
+		}
+	}
+	bob.ok("", nil, "group", "leave", g.ID)
+}
