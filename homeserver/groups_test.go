@@ -313,3 +313,55 @@ func TestGroupsHiddenFromOutsiders(t *testing.T) {
 	}
 
 }
+
+// Cross-user cases of the group routes: bob's valid token on alice's group
+// is 404 everywhere and changes nothing; bob's own group calls touch only
+// his groups.
+func init() {
+	aliceGroup := func(t *testing.T, ts *testServer, alice *account) string {
+		t.Helper()
+		r := ts.do("POST", "/api/groups", alice.Access, map[string]any{"meta": "YWxpY2U="})
+		if r.Status != http.StatusCreated {
+			t.Fatalf("alice creates a group: %d %s", r.Status, r.Body)
+		}
+		return r.json(t)["id"].(string)
+	}
+	unchanged := func(t *testing.T, ts *testServer, alice *account, id string) {
+		t.Helper()
+		r := ts.do("GET", "/api/groups/"+id, alice.Access, nil)
+		if m := r.json(t); r.Status != http.StatusOK || m["epoch"] != float64(1) || m["meta"] != "YWxpY2U=" || len(m["members"].([]any)) != 1 {
+			t.Fatalf("alice's group changed: %d %s", r.Status, r.Body)
+		}
+	}
+	hidden := func(method, suffix string, body any) func(t *testing.T, ts *testServer, alice, bob *account) {
+		return func(t *testing.T, ts *testServer, alice, bob *account) {
+			id := aliceGroup(t, ts, alice)
+			path := strings.NewReplacer(":address", string(alice.Username)+"@hs.test").Replace("/api/groups/" + id + suffix)
+			expectAPIError(t, ts.do(method, path, bob.Access, body), http.StatusNotFound, "not_found", method+" "+path+" with bob's token")
+			unchanged(t, ts, alice, id)
+		}
+	}
+	crossUserCases["GET /api/groups/:id"] = hidden("GET", "", nil)
+	crossUserCases["PATCH /api/groups/:id"] = hidden("PATCH", "", map[string]any{"meta": "Ym9i"})
+	crossUserCases["POST /api/groups/:id/members"] = hidden("POST", "/members", map[string]any{"address": "x@hs.test"})
+	crossUserCases["PATCH /api/groups/:id/members/:address"] = hidden("PATCH", "/members/:address", map[string]any{"role": "admin"})
+	crossUserCases["DELETE /api/groups/:id/members/:address"] = hidden("DELETE", "/members/:address", nil)
+	crossUserCases["PUT /api/groups/:id/key"] = hidden("PUT", "/key", `{}`)
+	crossUserCases["GET /api/groups/:id/key"] = hidden("GET", "/key", nil)
+	crossUserCases["POST /api/groups/:id/messages"] = hidden("POST", "/messages", `{}`)
+	crossUserCases["GET /api/groups/:id/messages"] = hidden("GET", "/messages", nil)
+	crossUserCases["PUT /api/groups/:id/retention"] = hidden("PUT", "/retention", map[string]any{"seconds": 1})
+	crossUserCases["POST /api/groups"] = func(t *testing.T, ts *testServer, alice, bob *account) {
+		r := ts.do("POST", "/api/groups", bob.Access, map[string]any{})
+		if r.Status != http.StatusCreated || !strings.Contains(string(r.Body), bob.Username+"@hs.test") || strings.Contains(string(r.Body), alice.Username) {
+			t.Fatalf("bob's group: %d %s", r.Status, r.Body)
+		}
+	}
+	crossUserCases["GET /api/groups"] = func(t *testing.T, ts *testServer, alice, bob *account) {
+		aliceGroup(t, ts, alice)
+		r := ts.do("GET", "/api/groups", bob.Access, nil)
+		if r.Status != http.StatusOK || strings.Contains(string(r.Body), alice.Username) {
+			t.Fatalf("bob lists: %d %s", r.Status, r.Body)
+		}
+	}
+}
