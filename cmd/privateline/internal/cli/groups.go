@@ -70,8 +70,11 @@ func runGroup(ctx context.Context, r *runner, args []string) error {
 	if (sub == "send" || sub == "history") && len(rest) < 1 {
 		return usagef("usage: privateline %s", groupUsage)
 	}
-	if sub == "history" && (len(rest) != 1 || r.msg.limit < 0 || r.msg.limit > 100) {
-		return usagef("history takes one group id; --limit must be 1 to 100")
+	if sub == "history" && (len(rest) != 1 || r.msg.limit < 0 || r.msg.limit > 100 || r.msg.with != "") {
+		return usagef("group history takes one group id and no --with; --limit must be 1 to 100")
+	}
+	if sub == "send" && len(r.msg.attach) > 0 {
+		return usagef("group send does not take attachments yet")
 	}
 	s, _, unlock, err := r.lockedSession()
 	if err != nil {
