@@ -314,7 +314,9 @@ func latencies(t *tracker, from, to int) string {
 		return "nothing delivered"
 	}
 	slices.Sort(ds)
-	q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(10 * time.Microsecond) }
+	q := func(p float64) time.Duration {
+		return ds[min(len(ds)-1, int(p*float64(len(ds))))].Round(10 * time.Microsecond)
+	}
 	s := fmt.Sprintf("p50 %s, p99 %s, max %s", q(0.50), q(0.99), ds[len(ds)-1].Round(10*time.Microsecond))
 	if lost > 0 {
 		s += fmt.Sprintf(", %d NOT DELIVERED", lost)
