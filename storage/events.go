@@ -108,28 +108,20 @@ func (t *mtxn) event(u ID, ev Event) (uint64, error) {
 	return ev.Seq, nil
 }
 
-// commit writes the counters, commits the batch synced and hands its
-// events to the notifier. The caller still holds the stripes. On error the
-// batch is closed.
+// commit writes the counters and commits the batch through the pipeline
+// (commit.go): it releases t.release (the stripes, if the caller set it)
+// once the batch is applied, and returns once it is durable and its events
+// are published. On error the batch is closed.
 func (t *mtxn) commit() error {
 	if err := t.flush(); err != nil {
 		t.b.Close()
 		return err
 	}
-	if err := t.d.commit(t.b); err != nil {
+	if err := t.d.commitEvents(t.b, t.events, t.release); err != nil {
 		return err
 	}
-	t.committed()
-	return nil
-}
-
-// committed hands the events of the committed batch to the notifier and
-// removes the blobs of the files it deleted.
-func (t *mtxn) committed() {
 	t.filesCommitted()
-	if n := t.d.notify; n != nil && len(t.events) > 0 {
-		n(t.events)
-	}
+	return nil
 }
 
 // EventsAfter returns up to limit of the user's events with sequence

@@ -200,7 +200,9 @@ func (d *DB) UpdateUserKeys(id ID, mutate func(u *User) error, app LogAppend) (*
 		t.b.Close()
 		return nil, privateline.E(op, err)
 	}
-	if err := t.commit(); err != nil {
+	err = t.commit()
+	d.users.invalidate(u.ID)
+	if err != nil {
 		return nil, privateline.E(op, err)
 	}
 	return u, nil

@@ -133,6 +133,7 @@ type Counters struct {
 	Unread int64  `json:"unread"`
 	Direct int64  `json:"direct"`
 	Groups int64  `json:"groups"`
+	Boot   uint64 `json:"boot,omitempty"` // the unclean start whose skip Next has had (commit.go)
 }
 
 // MailItem is one entry of a mailbox.
@@ -176,7 +177,8 @@ func (d *DB) peerKey(a privateline.Address) []byte {
 func stripeOf(b []byte) int { return int(b[0]) }
 
 // lockStripes locks the stripes of the given ids in ascending order and
-// returns the unlock function.
+// returns the unlock function; calling it again does nothing, so a
+// transaction may release early (mtxn.release) under a deferred unlock.
 func (d *DB) lockStripes(ids ...[]byte) func() {
 	var idx []int
 	for _, id := range ids {
@@ -184,22 +186,29 @@ func (d *DB) lockStripes(ids ...[]byte) func() {
 	}
 	slices.Sort(idx)
 	idx = slices.Compact(idx)
-	for _, i := range idx {
-		d.stripes[i].Lock()
-	}
-	return func() {
-		for _, i := range slices.Backward(idx) {
-			d.stripes[i].Unlock()
-		}
-	}
+	return d.lockIdx(idx)
 }
 
 func (d *DB) lockAllStripes() func() {
-	for i := range d.stripes {
+	idx := make([]int, numStripes)
+	for i := range idx {
+		idx[i] = i
+	}
+	return d.lockIdx(idx)
+}
+
+// lockIdx locks the stripes idx, which are ascending.
+func (d *DB) lockIdx(idx []int) func() {
+	for _, i := range idx {
 		d.stripes[i].Lock()
 	}
+	locked := true
 	return func() {
-		for i := len(d.stripes) - 1; i >= 0; i-- {
+		if !locked {
+			return
+		}
+		locked = false
+		for _, i := range slices.Backward(idx) {
 			d.stripes[i].Unlock()
 		}
 	}
@@ -213,8 +222,11 @@ type mtxn struct {
 	counters map[ID]*Counters
 	events   []UserEvent // written to the log, for the notifier
 	gone     ID          // a user being deleted: gets no events
-	now      time.Time   // the time of tombstones; zero: time.Now
-	fx       fileTxn     // files changed (files.go)
+	// release, if set, unlocks the caller's stripes as soon as the batch
+	// is applied (commit.go); it must be idempotent (lockStripes).
+	release func()
+	now     time.Time // the time of tombstones; zero: time.Now
+	fx      fileTxn   // files changed (files.go)
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
@@ -231,6 +243,19 @@ func (t *mtxn) counter(u ID) (*Counters, error) {
 	c := &Counters{}
 	if err := t.d.getJSON(tCounters.key(u[:]), c); err != nil && !privateline.Is(privateline.NotExist, err) {
 		return nil, err
+	}
+	if t.d.crashSkip > 0 && c.Boot != t.d.boot {
+		if c.Next > 0 {
+			// Numbers a client may have seen before the crash are not
+			// given out again; the log keeps its window (events.go).
+			c.Next += t.d.crashSkip
+			if w := uint64(t.d.eventWindow); c.Next > w {
+				if err := t.b.DeleteRange(tEvent.key(u[:]), tEvent.key(u[:], u64(c.Next-w+1)), nil); err != nil {
+					return nil, privateline.E("storage.counter", privateline.Internal, err)
+				}
+			}
+		}
+		c.Boot = t.d.boot
 	}
 	t.counters[u] = c
 	return c, nil
@@ -308,6 +333,10 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 
 	if r, err := d.envelope(mid); err == nil {
 		if r.Sender.ID == dl.Sender.ID && bytes.Equal(r.Sum, sum[:]) {
+			// The first delivery may still be waiting for its sync.
+			if err := d.syncWAL(); err != nil {
+				return 0, false, privateline.E(op, err)
+			}
 			return r.SenderSeq, true, nil
 		}
 		return 0, false, privateline.E(op, privateline.Exist, "another message has this id")
@@ -326,7 +355,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		}
 	}
 	for _, p := range parts {
-		ok, err := d.exists(tUser.key(p.ID[:]))
+		ok, err := d.userExists(p.ID)
 		if err != nil {
 			return 0, false, privateline.E(op, err)
 		}
@@ -335,6 +364,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		}
 	}
 	t := d.newMtxn(nil)
+	t.release = unlock
 	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients, Group: dl.Group}
 	evType := EventMessage
 	if rec.Group != "" {
@@ -511,6 +541,7 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 	}
 	t := d.newMtxn(nil)
 	t.now = now
+	t.release = unlock
 	if user == rec.Sender.ID {
 		err = t.removeMessage(rec, mid, EventDeleted)
 	} else {
@@ -556,7 +587,7 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 		return privateline.E(op, err)
 	}
 	if e.Read {
-		return nil
+		return d.syncWAL() // the first mark may still be waiting for its sync
 	}
 	e.Read = true
 	var me privateline.Address
@@ -570,6 +601,7 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 		rec.ReadBy = append(rec.ReadBy, me)
 	}
 	t := d.newMtxn(nil)
+	t.release = unlock
 	c, err := t.counter(user)
 	if err == nil {
 		c.Unread--

@@ -78,16 +78,35 @@ func (d *DB) createUser(u *User, app LogAppend) error {
 
 // UserByID returns the user with the given id.
 func (d *DB) UserByID(id ID) (*User, error) {
-	var u User
-	if err := d.getJSON(tUser.key(id[:]), &u); err != nil {
+	u, gen := d.users.get(id)
+	if u != nil {
+		return u, nil
+	}
+	u = &User{}
+	if err := d.getJSON(tUser.key(id[:]), u); err != nil {
 		return nil, privateline.E("storage.UserByID", err)
 	}
-	return &u, nil
+	d.users.put(u, gen)
+	return u, nil
+}
+
+// userExists reports whether the user exists (through the cache).
+func (d *DB) userExists(id ID) (bool, error) {
+	_, err := d.UserByID(id)
+	if privateline.Is(privateline.NotExist, err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // UserByName returns the user with the given (case-folded) username.
 func (d *DB) UserByName(name privateline.Username) (*User, error) {
 	const op = "storage.UserByName"
+	if id, ok, _ := d.users.idOf(name); ok {
+		if u, _ := d.users.get(id); u != nil {
+			return u, nil
+		}
+	}
 	v, err := d.get(nameIndexKey(d.nameKey, string(name)))
 	if err != nil {
 		return nil, privateline.E(op, err)
@@ -125,7 +144,9 @@ func (d *DB) UpdateUser(u *User, revokeOthers bool, keep ID) error {
 			return privateline.E(op, err)
 		}
 	}
-	return d.commit(b)
+	err = d.commit(b)
+	d.users.invalidate(u.ID)
+	return err
 }
 
 // DeleteUser erases the user and everything of theirs in one synced batch,
@@ -166,7 +187,7 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 		b.Close()
 		return privateline.E(op, err)
 	}
-	defer func() { unlockMessages() }()
+	defer unlockMessages()
 	if err := d.deleteContactsLocked(mt, id); err != nil {
 		b.Close()
 		return privateline.E(op, err)
@@ -177,12 +198,15 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 			return privateline.E(op, err)
 		}
 	}
-	if err := d.commit(b); err != nil {
+	// The cache forgets the user before the stripes open, so no delivery
+	// under them finds the user (usercache.go).
+	release := func() { d.users.invalidate(id); unlockMessages() }
+	err = d.commitEvents(b, mt.events, release)
+	d.users.invalidate(id)
+	if err != nil {
 		return privateline.E(op, err)
 	}
-	mt.committed()
-	unlockMessages()
-	unlockMessages = func() {}
+	mt.filesCommitted()
 	// Best effort: the deletion is durable already; compaction only makes
 	// the tombstoned bytes leave older files sooner.
 	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:]), {tEnvelope.prefix},

@@ -22,7 +22,7 @@ import (
 type options struct {
 	serverBin, url, keyCache string
 	pid                      int
-	users, workers, messages int
+	users, messages          int
 	rate                     float64
 	latencyFor               time.Duration
 	idle                     int
@@ -79,17 +79,30 @@ func wsURL(base string) string {
 	return u.String()
 }
 
+// conn is a user's WebSocket: it feeds the tracker and passes the ids of
+// acknowledged sends to acks.
+type conn struct {
+	ws   *websocket.Conn
+	acks chan string
+}
+
+var (
+	ackKey = []byte(`"type":"ack"`)
+	errKey = []byte(`"type":"error"`)
+)
+
 // listen opens a WebSocket for u that feeds t until ctx ends.
-func listen(ctx context.Context, base string, u *user, t *tracker) error {
+func listen(ctx context.Context, base string, u *user, t *tracker) (*conn, error) {
 	h := http.Header{"Authorization": {"Bearer " + u.access}}
 	c, resp, err := websocket.DefaultDialer.DialContext(ctx, wsURL(base), h)
 	if err != nil {
 		if resp != nil {
 			b, _ := io.ReadAll(resp.Body)
-			return fmt.Errorf("websocket: %v: %d %s", err, resp.StatusCode, b)
+			return nil, fmt.Errorf("websocket: %v: %d %s", err, resp.StatusCode, b)
 		}
-		return err
+		return nil, err
 	}
+	cn := &conn{ws: c, acks: make(chan string, 1)}
 	go func() {
 		<-ctx.Done()
 		c.Close()
@@ -98,11 +111,42 @@ func listen(ctx context.Context, base string, u *user, t *tracker) error {
 		for {
 			_, b, err := c.ReadMessage()
 			if err != nil {
+				close(cn.acks)
 				return
+			}
+			if bytes.Contains(b, errKey) {
+				cn.acks <- "error: " + string(b)
+				continue
+			}
+			if bytes.Contains(b, ackKey) {
+				i := bytes.Index(b, idKey)
+				if i >= 0 && len(b) >= i+len(idKey)+32 {
+					cn.acks <- string(b[i+len(idKey) : i+len(idKey)+32])
+				}
+				continue
 			}
 			t.frame(b, time.Now().UnixNano())
 		}
 	}()
+	return cn, nil
+}
+
+// send sends an envelope on the socket and waits for its ack.
+func (cn *conn) send(m msg, id string) error {
+	frame := make([]byte, 0, len(m.raw)+40)
+	frame = append(frame, `{"type":"send","envelope":`...)
+	frame = append(frame, m.raw...)
+	frame = append(frame, '}')
+	if err := cn.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+		return err
+	}
+	got, ok := <-cn.acks
+	if !ok {
+		return fmt.Errorf("the socket closed before the ack of %s", id)
+	}
+	if got != id {
+		return fmt.Errorf("ack for %s while waiting for %s", got, id)
+	}
 	return nil
 }
 
@@ -138,30 +182,6 @@ func seal(users []*user, n int) ([]msg, []string, error) {
 		return nil, nil, err
 	}
 	return msgs, ids, nil
-}
-
-// post sends one envelope and reports whether it was acknowledged.
-func post(hc *http.Client, base string, m msg) error {
-	req, _ := http.NewRequest("POST", base+"/api/messages", bytes.NewReader(m.raw))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+m.from.access)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("POST /api/messages: %d", resp.StatusCode)
-	}
-	return nil
-}
-
-func newHTTPClient(conns int) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = conns
-	tr.MaxConnsPerHost = conns
-	return &http.Client{Transport: tr, Timeout: time.Minute}
 }
 
 // waitDelivered waits until want messages were delivered or nothing more
@@ -210,29 +230,26 @@ func run(o options) error {
 		return err
 	}
 	tr := newTracker(ids)
-	for _, u := range users {
-		if err := listen(ctx, srv.url, u, tr); err != nil {
+	conns := make([]*conn, len(users))
+	for i, u := range users {
+		if conns[i], err = listen(ctx, srv.url, u, tr); err != nil {
 			return err
 		}
 	}
 	rssBase := srv.rss()
 
-	// Throughput: as fast as the workers go.
-	hc := newHTTPClient(o.workers)
-	var next atomic.Int64
+	// Throughput: every user sends its messages on its socket as fast as
+	// the acknowledgements come (one in flight per socket, as a client
+	// keeps its order), while every socket also receives.
 	var acked atomic.Int64
 	var sendErr atomic.Value
-	start := time.Now()
 	var wg sync.WaitGroup
-	for range o.workers {
+	start := time.Now()
+	for ui := range users {
 		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= o.messages {
-					return
-				}
+			for i := ui; i < o.messages; i += len(users) {
 				tr.sent[i].Store(time.Now().UnixNano())
-				if err := post(hc, srv.url, msgs[i]); err != nil {
+				if err := conns[ui].send(msgs[i], ids[i]); err != nil {
 					sendErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -252,9 +269,9 @@ func run(o options) error {
 	}
 	delDur := time.Duration(lastGot - start.UnixNano())
 	rssLoad := srv.rss()
-	fmt.Printf("throughput: %d messages, %d senders, %d users listening\n", o.messages, o.workers, len(users))
-	fmt.Printf("  acknowledged (durable): %8.0f msg/s\n", float64(acked.Load())/ackDur.Seconds())
-	fmt.Printf("  delivered end to end:   %8.0f msg/s (%d of %d delivered)\n", float64(tr.delivered.Load())/delDur.Seconds(), tr.delivered.Load(), o.messages)
+	fmt.Printf("throughput: %d messages, %d users each sending and receiving on one WebSocket\n", o.messages, len(users))
+	fmt.Printf("  acknowledged (durable):  %8.0f msg/s\n", float64(acked.Load())/ackDur.Seconds())
+	fmt.Printf("  delivered end to end:    %8.0f msg/s (%d of %d delivered)\n", float64(tr.delivered.Load())/delDur.Seconds(), tr.delivered.Load(), o.messages)
 	fmt.Printf("  latency under full load: %s\n", latencies(tr, 0, o.messages))
 
 	// Latency at a fixed rate: message k is due at start + k/rate; the
@@ -262,33 +279,29 @@ func run(o options) error {
 	// is not flattered (no coordinated omission).
 	base := o.messages
 	before := tr.delivered.Load()
-	jobs := make(chan int, nLat)
 	start = time.Now()
-	for range o.workers {
+	for ui := range users {
 		wg.Go(func() {
-			for i := range jobs {
-				if err := post(hc, srv.url, msgs[i]); err != nil {
+			for k := ui; k < nLat; k += len(users) {
+				due := start.Add(time.Duration(float64(k) / o.rate * float64(time.Second)))
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d)
+				}
+				tr.sent[base+k].Store(due.UnixNano())
+				if err := conns[ui].send(msgs[base+k], ids[base+k]); err != nil {
 					sendErr.CompareAndSwap(nil, err)
+					return
 				}
 			}
 		})
 	}
-	for k := range nLat {
-		due := start.Add(time.Duration(float64(k) / o.rate * float64(time.Second)))
-		if d := time.Until(due); d > 0 {
-			time.Sleep(d)
-		}
-		tr.sent[base+k].Store(due.UnixNano())
-		jobs <- base + k
-	}
-	close(jobs)
 	wg.Wait()
 	if err, _ := sendErr.Load().(error); err != nil {
 		return err
 	}
 	waitDelivered(tr, before+int64(nLat))
 	fmt.Printf("latency at %.0f msg/s for %s: %s\n", o.rate, o.latencyFor, latencies(tr, base, base+nLat))
-	fmt.Printf("server RSS: %s with %d listeners before load, %s after\n", mib(rssBase), len(users), mib(rssLoad))
+	fmt.Printf("server RSS: %s with %d sockets before load, %s after\n", mib(rssBase), len(users), mib(rssLoad))
 
 	if o.idle > 0 && srv.pid != 0 {
 		if err := idleSockets(ctx, srv, users, o.idle); err != nil {

@@ -1,6 +1,6 @@
-// Command plbench measures a homeserver end to end: many senders POST real
-// pl1 envelopes (sealed before the clock starts) while every user listens
-// on a WebSocket; it reports messages/s acknowledged and delivered, the
+// Command plbench measures a homeserver end to end: many users send real
+// pl1 envelopes (sealed before the clock starts) on their WebSockets and
+// receive on them; it reports messages/s acknowledged and delivered, the
 // delivery latency at a fixed rate, the server's RSS and its memory per
 // idle WebSocket. See docs/benchmarks.md for the commands and figures.
 //
@@ -20,8 +20,7 @@ func main() {
 	flag.StringVar(&o.serverBin, "server-bin", "", "homeserver binary to start on a fresh data directory (its RSS is measured)")
 	flag.StringVar(&o.url, "url", "", "an already running homeserver instead of -server-bin (no RSS figures unless -pid)")
 	flag.IntVar(&o.pid, "pid", 0, "process id of the -url server, for RSS figures")
-	flag.IntVar(&o.users, "users", 16, "users; user i sends to user i+1")
-	flag.IntVar(&o.workers, "workers", 64, "concurrent senders in the throughput phase")
+	flag.IntVar(&o.users, "users", 64, "users, each on one WebSocket; user i sends to user i+1")
 	flag.IntVar(&o.messages, "messages", 40000, "messages in the throughput phase")
 	flag.Float64Var(&o.rate, "rate", 5000, "messages per second in the latency phase")
 	flag.DurationVar(&o.latencyFor, "latency-for", 5*time.Second, "length of the latency phase")
