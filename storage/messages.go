@@ -39,16 +39,20 @@ import (
 //
 // Every read-modify-write of messaging state holds the stripes
 // (DB.stripes) of the message id and of every participant, taken in
-// ascending stripe order (lockStripes), and holds them across the synced
-// commit: so a user's sequence numbers become visible in order and without
-// gaps, and an envelope id is checked and written atomically. The expiry
-// sweep takes the stripes of the messages it removes and of their
-// participants (read before locking and read again under the locks, as
-// lockMessage does); account deletion, which touches any number of users,
-// takes every stripe in order. DB.mu, when needed (account deletion), is taken before
-// any stripe; no code takes DB.mu while holding a stripe. Stripes are never
-// one global lock: deliveries between disjoint users proceed in parallel
-// and share fsyncs through Pebble's group commit.
+// ascending stripe order (lockStripes), until its batch is applied (the
+// commit pipeline, commit.go): so a user's sequence numbers are given out
+// in order and without gaps, and an envelope id is checked and written
+// atomically. The hot paths (Deliver, MarkRead, DeleteMessage) release the
+// stripes as soon as the batch is applied and wait for the WAL sync
+// outside them, so writes to the same users share fsyncs; the others hold
+// them until durable. The expiry sweep takes the stripes of the messages
+// it removes and of their participants (read before locking and read
+// again under the locks, as lockMessage does); account deletion, which
+// touches any number of users, takes every stripe in order. DB.mu, when
+// needed (account deletion, key changes), is taken before any stripe; no
+// code takes DB.mu while holding a stripe. The pipeline's applyMu and
+// pubMu come after the stripes. Stripes are never one global lock:
+// deliveries between disjoint users proceed in parallel.
 
 const numStripes = 256
 
