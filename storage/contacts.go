@@ -16,13 +16,21 @@ import (
 // can put a key_changed event in every contact's log in the same batch.
 // It names no address: only random user ids.
 
-// addContacts adds the contacts index entries of a delivery to t's batch.
-// The caller holds the stripes of the sender and the recipients.
-func (t *mtxn) addContacts(dl *Delivery) {
+// addContacts adds the missing contacts index entries of a delivery to
+// t's batch (most messages go between users who are contacts already, and
+// a read is cheaper than a write). The caller holds the stripes of the
+// sender and the recipients.
+func (t *mtxn) addContacts(dl *Delivery) error {
 	for _, r := range dl.Recipients {
-		t.d.setSealed(t.b, tContact.key(dl.Sender.ID[:], r.ID[:]), nil)
-		t.d.setSealed(t.b, tContact.key(r.ID[:], dl.Sender.ID[:]), nil)
+		for _, k := range [][]byte{tContact.key(dl.Sender.ID[:], r.ID[:]), tContact.key(r.ID[:], dl.Sender.ID[:])} {
+			if ok, err := t.d.exists(k); err != nil {
+				return err
+			} else if !ok {
+				t.d.setSealed(t.b, k, nil)
+			}
+		}
 	}
+	return nil
 }
 
 // Contacts returns the ids of the users user exchanged a direct message

@@ -412,7 +412,10 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		d.setSealed(t.b, tMailboxByID.key(p.ID[:], mid), s)
 		d.setSealed(t.b, tParticipant.key(p.ID[:], mid), nil)
 	}
-	t.addContacts(dl)
+	if err := t.addContacts(dl); err != nil {
+		t.b.Close()
+		return 0, false, privateline.E(op, err)
+	}
 	if err := d.setJSON(t.b, tEnvelope.key(mid), rec); err != nil {
 		t.b.Close()
 		return 0, false, privateline.E(op, err)
