@@ -185,11 +185,16 @@ func (s *Session) Leave(ctx context.Context, id string) error {
 	const op = "client.Session.Leave"
 	_, err := s.groupCall(ctx, op, http.MethodDelete, groupPath(id, "/members/"+url.PathEscape(string(s.address))), nil, nil, http.StatusNoContent)
 	if err == nil {
-		s.mu.Lock()
-		delete(s.groupKeys, id)
-		s.mu.Unlock()
+		s.forgetGroup(id)
 	}
 	return err
+}
+
+// forgetGroup drops the keys held for a group this account left.
+func (s *Session) forgetGroup(id string) {
+	s.mu.Lock()
+	delete(s.groupKeys, id)
+	s.mu.Unlock()
 }
 
 // SetRole sets a member's role, "admin" or "member" (the owner only).
@@ -457,7 +462,8 @@ func (s *Session) GroupMessages(ctx context.Context, id string, q MessagesQuery)
 	if err := decode(op, r, &page); err != nil {
 		return nil, err
 	}
-	o := &opener{s: s, op: op, keys: keys, bundles: map[privateline.Address]*e2ee.KeyBundle{}, lookupErr: map[privateline.Address]error{}}
+	o := s.newOpener(op, keys)
+	o.groups[g.ID] = g
 	envs := make([]*e2ee.Envelope, len(page.Messages))
 	items := make([]Item, len(page.Messages))
 	var senders []privateline.Address

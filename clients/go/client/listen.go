@@ -18,17 +18,29 @@ import (
 // Real-time events (GET /api/ws; the frames are described in
 // spec/openapi.yaml): Listen keeps a WebSocket open, resumes from the
 // last event it delivered after any disconnect, and opens message events
-// through the same checks as Messages.
+// through the same checks as Messages (group messages as GroupMessages
+// does: the key of the message's epoch, fetched and opened if not held,
+// the sender's pinned key, the signature).
+//
+// Groups and keys. Listen never distributes a group key by itself: the
+// admin whose AddMember or RemoveMember changed the members has already
+// rekeyed in that call, and every other member only refetches the group
+// (group_changed carries it) and fetches the new epoch's key with the
+// first message that needs it. After a member leaves on its own no
+// admin acted; the next admin to send (SendGroup) distributes the key,
+// or a handler that wants it sooner calls Rekey on a group_changed whose
+// Info shows this account as owner or admin (a key already distributed
+// by another admin is then used, not replaced).
 
 // Event types.
 const (
 	EventMessage      = "message"       // Item is the message, opened
-	EventGroupMessage = "group_message" // Group; Item is nil (groups are opened elsewhere)
+	EventGroupMessage = "group_message" // Group; Item is the message, opened with its epoch's key
 	EventRead         = "read"          // ID was read by By
 	EventDeleted      = "deleted"       // ID was deleted
 	EventExpired      = "expired"       // ID expired
 	EventKeyChanged   = "key_changed"   // Address, a contact, has new keys
-	EventGroupChanged = "group_changed" // Group changed
+	EventGroupChanged = "group_changed" // Group changed: Info is it now, or Removed
 	// EventReady: connected and caught up; Seq is the last number seen.
 	EventReady = "ready"
 	// EventReset: the server no longer had the events after the last one
@@ -48,6 +60,14 @@ type Event struct {
 	By      privateline.Address // read
 	Address privateline.Address // key_changed
 	Group   string              // group_message, group_changed
+	// Info is, for group_changed, the group as the server shows it when
+	// the event is delivered (a replayed event gets the current state,
+	// which may be newer); nil when Removed.
+	Info *Group
+	// Removed is, for group_changed, that this account is no longer a
+	// member (removed, left, or the group is gone): the group's keys are
+	// forgotten and its new messages will not reach this account.
+	Removed bool
 }
 
 // ListenOptions tune Listen.
@@ -103,7 +123,7 @@ func (s *Session) Listen(ctx context.Context, o ListenOptions, handler func(*Eve
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(30*time.Second, o.MinBackoff)
 	}
-	l := &listener{s: s, op: op, last: o.After, live: o.LiveOnly, handler: handler}
+	l := &listener{s: s, op: op, last: o.After, live: o.LiveOnly, handler: handler, groups: map[string]*Group{}}
 	backoff := o.MinBackoff
 	for {
 		ready, err := l.connect(ctx)
@@ -150,6 +170,9 @@ type listener struct {
 	last    uint64 // the last event delivered
 	live    bool   // the next connection asks for live events only
 	handler func(*Event) error
+	// groups are the groups of the group events seen, as last fetched
+	// (refetched on group_changed), shared by the openers of each frame.
+	groups map[string]*Group
 }
 
 // wsURL is the socket's URL for the next connection.
@@ -229,18 +252,8 @@ func (l *listener) connect(ctx context.Context) (ready bool, err error) {
 				continue // seen before this connection
 			}
 			ev := &Event{Type: f.Type, Seq: f.Seq, ID: f.ID, By: f.By, Address: f.Address, Group: f.Group}
-			if f.Message != nil && f.Type == EventMessage {
-				keys, _, err := l.s.unlocked(l.op)
-				if err != nil {
-					return ready, &handlerError{err}
-				}
-				items, err := l.s.openItems(ctx, l.op, keys, []mailItem{*f.Message})
-				if err != nil {
-					return ready, err // a lookup failed: reconnect and try again
-				}
-				if len(items) == 1 {
-					ev.Item = &items[0]
-				}
+			if err := l.fill(ctx, ev, f.Message); err != nil {
+				return ready, err
 			}
 			if err := l.deliver(ev); err != nil {
 				return ready, err
@@ -248,6 +261,46 @@ func (l *listener) connect(ctx context.Context) (ready bool, err error) {
 			l.last = f.Seq
 		}
 	}
+}
+
+// fill opens a message event's item and fetches a changed group. An error
+// is a lookup that failed (reconnect and try again) or a locked session.
+func (l *listener) fill(ctx context.Context, ev *Event, m *mailItem) error {
+	switch {
+	case m != nil && (ev.Type == EventMessage || ev.Type == EventGroupMessage):
+		keys, _, err := l.s.unlocked(l.op)
+		if err != nil {
+			return &handlerError{err}
+		}
+		o := l.s.newOpener(l.op, keys)
+		o.groups = l.groups
+		items, err := o.openPage(ctx, []mailItem{*m})
+		if err != nil {
+			return err
+		}
+		if len(items) != 1 {
+			return nil
+		}
+		it := &items[0]
+		if it.Err == nil && it.Group != ev.Group {
+			it.Message, it.Err = nil, privateline.E(l.op, privateline.Forbidden, "the server sent the message under another group or kind")
+		}
+		ev.Item = it
+	case ev.Type == EventGroupChanged && ev.Group != "":
+		g, err := l.s.Group(ctx, ev.Group)
+		if privateline.Is(privateline.NotExist, err) {
+			delete(l.groups, ev.Group)
+			l.s.forgetGroup(ev.Group)
+			ev.Removed = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		l.groups[ev.Group] = g
+		ev.Info = g
+	}
+	return nil
 }
 
 // reset catches up over REST after the server's log no longer reached
@@ -267,7 +320,11 @@ func (l *listener) reset(ctx context.Context, upTo uint64) error {
 				if items[i].Seq > upTo {
 					break
 				}
-				if err := l.deliver(&Event{Type: EventMessage, Seq: items[i].Seq, Item: &items[i]}); err != nil {
+				ev := &Event{Type: EventMessage, Seq: items[i].Seq, Item: &items[i]}
+				if items[i].Group != "" {
+					ev.Type, ev.Group = EventGroupMessage, items[i].Group
+				}
+				if err := l.deliver(ev); err != nil {
 					return err
 				}
 				l.last = items[i].Seq

@@ -311,7 +311,10 @@ type mailItem struct {
 // decrypted, the wrapped keys of a received message checked against the
 // verified bundles of every recipient, expiry against the client's clock. An entry failing
 // any check comes back with Err and without plaintext; a second entry with
-// the same sender and id is dropped. The session must be unlocked.
+// the same sender and id is dropped. The mailbox holds group messages
+// too: they are opened as GroupMessages does (Item.Group is set; a group
+// this account left opens only with keys still held). The session must
+// be unlocked.
 func (s *Session) Messages(ctx context.Context, q MessagesQuery) ([]Item, error) {
 	const op = "client.Session.Messages"
 	keys, _, err := s.unlocked(op)
@@ -348,9 +351,20 @@ func (s *Session) Messages(ctx context.Context, q MessagesQuery) ([]Item, error)
 	return s.openItems(ctx, op, keys, page.Messages)
 }
 
-// openItems opens mailbox entries as Messages describes.
+// openItems opens mailbox entries as Messages describes; group messages
+// (the mailbox holds them too) are opened as GroupMessages does.
 func (s *Session) openItems(ctx context.Context, op string, keys *e2ee.PrivateKeys, page []mailItem) ([]Item, error) {
-	o := &opener{s: s, op: op, keys: keys, bundles: map[privateline.Address]*e2ee.KeyBundle{}, lookupErr: map[privateline.Address]error{}}
+	return s.newOpener(op, keys).openPage(ctx, page)
+}
+
+func (s *Session) newOpener(op string, keys *e2ee.PrivateKeys) *opener {
+	return &opener{s: s, op: op, keys: keys, bundles: map[privateline.Address]*e2ee.KeyBundle{},
+		lookupErr: map[privateline.Address]error{}, groups: map[string]*Group{}}
+}
+
+// openPage opens one page of mailbox entries.
+func (o *opener) openPage(ctx context.Context, page []mailItem) ([]Item, error) {
+	s, op := o.s, o.op
 	envs := make([]*e2ee.Envelope, len(page))
 	items := make([]Item, len(page))
 	var senders []privateline.Address
@@ -367,7 +381,7 @@ func (s *Session) openItems(ctx context.Context, op string, keys *e2ee.PrivateKe
 		}
 		envs[i] = e
 		h := &e.Header
-		it.ID, it.From, it.To, it.SentAt = h.ID, h.From, slices.Clone(h.To), h.SentAt
+		it.ID, it.From, it.To, it.SentAt, it.Group, it.Epoch = h.ID, h.From, slices.Clone(h.To), h.SentAt, h.Group, h.Epoch
 		if (h.From == s.address) != it.Outgoing {
 			it.Err = privateline.E(op, privateline.Forbidden, "the server filed the message under the wrong direction")
 			envs[i] = nil
@@ -390,7 +404,15 @@ func (s *Session) openItems(ctx context.Context, op string, keys *e2ee.PrivateKe
 				continue // a replay (§7.6)
 			}
 			seen[key] = true
-			it.Message, it.KeyChanged, it.Err = o.open(ctx, e)
+			if e.Header.IsGroup() {
+				g, err := o.group(ctx, e.Header.Group, e.Header.Epoch)
+				if err != nil {
+					return nil, err
+				}
+				it.Message, it.KeyChanged, it.Err = s.openGroup(ctx, o, g, e)
+			} else {
+				it.Message, it.KeyChanged, it.Err = o.open(ctx, e)
+			}
 		}
 		out = append(out, it)
 	}
@@ -405,6 +427,28 @@ type opener struct {
 	pins      e2ee.Pins
 	bundles   map[privateline.Address]*e2ee.KeyBundle
 	lookupErr map[privateline.Address]error
+	// groups are the groups of the group messages opened, as fetched;
+	// a group this account is no longer in is a stub with only its id
+	// (its messages open with the keys still held, if any).
+	groups map[string]*Group
+}
+
+// group returns the group id for a message of epoch: the one fetched
+// before unless that is older than the message, else fetched now. A group
+// the server no longer shows this account is a stub with only its id.
+func (o *opener) group(ctx context.Context, id string, epoch int64) (*Group, error) {
+	if g, ok := o.groups[id]; ok && (g.Epoch >= epoch || g.Epoch == 0) {
+		return g, nil
+	}
+	g, err := o.s.Group(ctx, id)
+	if privateline.Is(privateline.NotExist, err) {
+		g, err = &Group{ID: id}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	o.groups[id] = g
+	return g, nil
 }
 
 func (o *opener) bundle(ctx context.Context, a privateline.Address) (*e2ee.KeyBundle, error) {

@@ -6,14 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/privateline/privateline/clients/go/client"
 )
 
 // listen prints the account's events as they happen (the SDK's Listen
-// over the server's WebSocket): messages decrypted and verified, read
-// receipts, deletions, expiries and contacts' key changes, until
-// interrupted. It holds the config directory's lock while it runs, since
+// over the server's WebSocket): messages (direct and group) decrypted and
+// verified, read receipts, deletions, expiries, contacts' key changes and
+// changes of the groups, until interrupted. It holds the config directory's lock while it runs, since
 // it may refresh the session's tokens.
 
 func listenFlags(fs *flag.FlagSet, r *runner) {
@@ -36,6 +37,10 @@ type eventOut struct {
 	By      string   `json:"by,omitempty"`
 	Address string   `json:"address,omitempty"`
 	Group   string   `json:"group,omitempty"`
+	// group_changed: the group now, or removed (no longer a member).
+	Epoch   int64                `json:"epoch,omitempty"`
+	Members []client.GroupMember `json:"members,omitempty"`
+	Removed bool                 `json:"removed,omitempty"`
 }
 
 func runListen(ctx context.Context, r *runner, args []string) error {
@@ -64,6 +69,10 @@ func (r *runner) printEvent(ev *client.Event) error {
 		it := newItemOut(ev.Item)
 		out.Message = &it
 	}
+	out.Removed = ev.Removed
+	if ev.Info != nil {
+		out.Epoch, out.Members = ev.Info.Epoch, ev.Info.Members
+	}
 	if r.jsonOut {
 		return writeJSONLine(r.out, out)
 	}
@@ -73,7 +82,7 @@ func (r *runner) printEvent(ev *client.Event) error {
 		fmt.Fprintf(r.env.Stderr, "Listening (at #%d); press Ctrl-C to stop.\n", ev.Seq)
 	case client.EventReset:
 		fmt.Fprintf(w, "#%d  [missed events were no longer kept; the messages since then are shown above]\n", ev.Seq)
-	case client.EventMessage:
+	case client.EventMessage, client.EventGroupMessage:
 		if out.Message != nil {
 			out.Message.print(w)
 		}
@@ -85,6 +94,16 @@ func (r *runner) printEvent(ev *client.Event) error {
 		fmt.Fprintf(w, "#%d  message %s expired\n", ev.Seq, ev.ID)
 	case client.EventKeyChanged:
 		fmt.Fprintf(w, "#%d  warning: the keys of %s changed; check them: privateline verify %s\n", ev.Seq, ev.Address, ev.Address)
+	case client.EventGroupChanged:
+		if ev.Removed {
+			fmt.Fprintf(w, "#%d  you are no longer a member of group %s\n", ev.Seq, ev.Group)
+		} else {
+			var ms []string
+			for _, m := range out.Members {
+				ms = append(ms, string(m.Address)+" ("+m.Role+")")
+			}
+			fmt.Fprintf(w, "#%d  group %s changed: epoch %d, members %s\n", ev.Seq, ev.Group, out.Epoch, strings.Join(ms, ", "))
+		}
 	default:
 		fmt.Fprintf(w, "#%d  %s %s\n", ev.Seq, ev.Type, ev.Group)
 	}

@@ -188,6 +188,7 @@ type itemOut struct {
 	ID         string                `json:"id"`
 	From       privateline.Address   `json:"from"`
 	To         []privateline.Address `json:"to"`
+	Group      string                `json:"group,omitempty"`
 	SentAt     time.Time             `json:"sent_at"`
 	Outgoing   bool                  `json:"outgoing"`
 	Read       bool                  `json:"read"`
@@ -205,7 +206,7 @@ type itemError struct {
 }
 
 func newItemOut(it *client.Item) itemOut {
-	o := itemOut{Seq: it.Seq, ID: it.ID, From: it.From, To: nonNil(it.To), SentAt: it.SentAt, Outgoing: it.Outgoing,
+	o := itemOut{Seq: it.Seq, ID: it.ID, From: it.From, To: nonNil(it.To), Group: it.Group, SentAt: it.SentAt, Outgoing: it.Outgoing,
 		Read: it.Read, ReadBy: it.ReadBy, KeyChanged: it.KeyChanged}
 	if it.Err != nil {
 		msg := privateline.MessageOf(it.Err)
@@ -229,7 +230,11 @@ func (o *itemOut) print(w io.Writer) {
 	case !o.Outgoing && !o.Read:
 		state = "  unread"
 	}
-	fmt.Fprintf(w, "%s  %s → %s  #%d %s%s\n", o.SentAt.Local().Format("2006-01-02 15:04"), o.From, joinAddrs(o.To), o.Seq, o.ID, state)
+	to := joinAddrs(o.To)
+	if o.Group != "" {
+		to = "group " + o.Group
+	}
+	fmt.Fprintf(w, "%s  %s → %s  #%d %s%s\n", o.SentAt.Local().Format("2006-01-02 15:04"), o.From, to, o.Seq, o.ID, state)
 	switch {
 	case o.KeyChanged:
 		fmt.Fprintf(w, "    [not shown: %s's identity key changed; check it with: privateline verify %s]\n", o.From, o.From)
