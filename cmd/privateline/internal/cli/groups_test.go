@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"context"
+	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestCLIGroups: alice makes a group with bob and carol, all talk, carol is
@@ -59,6 +62,53 @@ func TestCLIGroups(t *testing.T) {
 	for _, args := range [][]string{{"group"}, {"group", "frobnicate"}, {"group", "show"}, {"group", "add", g.ID}, {"group", "history", "--limit", "500", g.ID}} {
 		if r := alice.run("", args...); r.code != ExitUsage {
 			t.Fatalf("privateline %s: exit %d, want %d", strings.Join(args, " "), r.code, ExitUsage)
+		}
+	}
+	// listen replays the group's events, opened: its creation, the
+	// messages (with the group), carol's removal. Carol's own listen
+	// shows that she is out, and her replayed group messages stay shut:
+	// a removed member gets no key of the group any more.
+	for _, c := range []struct {
+		u          *cliUser
+		want, deny []string
+	}{
+		{bob, []string{`"type":"group_changed","seq":1,"group":"` + g.ID + `","epoch":2`, `"group":"` + g.ID + `","sent_at"`,
+			`"text":"hello group"`, `"text":"carol is gone"`}, nil},
+		{carol, []string{`"type":"group_changed","seq":1,"group":"` + g.ID + `","removed":true`,
+			`"group":"` + g.ID + `","sent_at"`, `"error":{"message":"cannot get the key of epoch 1"}`}, []string{`"text"`}},
+	} {
+		out := &lockedBuffer{}
+		ctx, cancel := context.WithCancel(context.Background())
+		code := make(chan int, 1)
+		go func() {
+			env := Env{Stdout: out, Stderr: io.Discard, Getenv: func(k string) string {
+				if k == "PRIVATELINE_CONFIG_DIR" {
+					return c.u.dir
+				}
+				return c.u.env[k]
+			}}
+			code <- Main(ctx, []string{"--json", "listen", "--after", "0"}, env)
+		}()
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(out.String(), `"type":"ready"`) {
+			if time.Now().After(deadline) {
+				t.Fatalf("listen did not get ready:\n%s", out.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+		if rc := <-code; rc != ExitOK {
+			t.Fatalf("listen exited %d", rc)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out.String(), w) {
+				t.Fatalf("listen does not show %s:\n%s", w, out.String())
+			}
+		}
+		for _, d := range c.deny {
+			if strings.Contains(out.String(), d) {
+				t.Fatalf("listen shows %s:\n%s", d, out.String())
+			}
 		}
 	}
 	bob.ok("", nil, "group", "leave", g.ID)
