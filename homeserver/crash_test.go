@@ -12,11 +12,14 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/privateline/privateline/clients/go/e2ee"
 	"github.com/privateline/privateline/homeserver"
@@ -75,10 +78,19 @@ func startChild(t *testing.T, dataDir string) *child {
 	}
 	c := &child{cmd: cmd, done: make(chan struct{})}
 	addr := make(chan string, 1)
+	var (
+		tailMu sync.Mutex
+		tail   []string // the last lines the process logged, for a failure
+	)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			tailMu.Lock()
+			tail = append(tail[max(0, len(tail)-19):], sc.Text())
+			tailMu.Unlock()
 			if m := startedRE.FindSubmatch(sc.Bytes()); m != nil {
 				select {
 				case addr <- string(m[1]):
@@ -99,7 +111,10 @@ func startChild(t *testing.T, dataDir string) *child {
 	select {
 	case c.addr = <-addr:
 	case <-c.done:
-		t.Fatal("the homeserver process exited before listening")
+		<-scanned
+		tailMu.Lock()
+		defer tailMu.Unlock()
+		t.Fatalf("the homeserver process exited (%v) before listening; it logged:\n%s", cmd.ProcessState, strings.Join(tail, "\n"))
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the homeserver process did not start listening")
 	}
@@ -127,7 +142,10 @@ type ack struct {
 // the sequence number it was acknowledged with; sends that were in flight
 // either landed once or can be retried (same id) to land once; and a
 // reader who resumes with the last sequence number it saw gets exactly
-// what it missed.
+// what it missed, over REST and over the WebSocket: bob's socket
+// (GET /api/ws?after=) is open during the sends, and after the restart he
+// reconnects with the last number it delivered and gets every event he
+// had not seen, in order, without a gap or a duplicate, then ready.
 func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -204,6 +222,47 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 			t.Error("a sender finished before the kill: raise perSender")
 		})
 	}
+	// bob listens on the WebSocket too, resuming after the last event it
+	// delivered if the server drops him (a slow reader) before the kill.
+	var (
+		wsSeen = map[string]uint64{} // message id → seq, before the kill
+		wsLast uint64
+	)
+	wg.Go(func() {
+		for {
+			conn, _, err := websocket.DefaultDialer.Dial(wsBase(ts.URL)+"?after="+strconv.FormatUint(wsLast, 10), bearer(bob.Access))
+			if err != nil {
+				return // the server is gone
+			}
+			for {
+				_, data, err := conn.ReadMessage()
+				if err != nil {
+					break
+				}
+				var f wsFrame
+				if err := json.Unmarshal(data, &f); err != nil {
+					t.Errorf("frame is not JSON: %q", data)
+					break
+				}
+				switch {
+				case f.Type == "ready" && f.Seq == wsLast:
+				case f.Type == "message" && f.Seq == wsLast+1 && frameOf(f) == f.ID:
+					if _, dup := wsSeen[f.ID]; dup {
+						t.Errorf("socket: message %s twice", f.ID)
+					}
+					wsSeen[f.ID], wsLast = f.Seq, f.Seq
+				default:
+					t.Errorf("socket before the kill: frame %s after seq %d", data, wsLast)
+				}
+			}
+			conn.Close()
+			select {
+			case <-killed:
+				return
+			default: // dropped by a live server: resume
+			}
+		}
+	})
 	// bob reads as the messages arrive, remembering the last number.
 	var bobSeen []string
 	var bobLast uint64
@@ -258,6 +317,45 @@ func TestCrashKeepsAcknowledgedMessages(t *testing.T) {
 			t.Errorf("acknowledged message %s: recipient's copies %+v", a.id, in)
 		}
 	}
+	// bob's socket resumes after the last event it delivered: exactly
+	// the events of the messages he had not seen on it, numbered on from
+	// there, then ready. Together they are his whole mailbox, once each.
+	if len(wsSeen) == 0 {
+		t.Fatal("bob's socket delivered nothing before the kill")
+	}
+	resumed := ts.openWS(bob.Access, "?after="+strconv.FormatUint(wsLast, 10))
+	next := wsLast
+	for {
+		f := resumed.next()
+		if f.Type == "ready" {
+			if f.Seq != next {
+				t.Fatalf("ready at %d after the replay up to %d", f.Seq, next)
+			}
+			break
+		}
+		if f.Type != "message" || f.Seq != next+1 || frameOf(f) != f.ID {
+			t.Fatalf("replay after %d: frame %+v, want message %d", wsLast, f, next+1)
+		}
+		if seq, ok := wsSeen[f.ID]; ok {
+			t.Fatalf("replay: message %s again (seen at seq %d before the kill)", f.ID, seq)
+		}
+		wsSeen[f.ID], next = f.Seq, f.Seq
+	}
+	t.Logf("bob's socket had seen up to seq %d; the replay went to %d", wsLast, next)
+	for id, items := range boxes[bob] {
+		if seq, ok := wsSeen[id]; !ok || seq != items[0].Seq {
+			t.Errorf("message %s (seq %d in bob's mailbox): over the socket at %d, seen %v", id, items[0].Seq, seq, ok)
+		}
+	}
+	if len(wsSeen) != len(boxes[bob]) {
+		t.Errorf("bob's socket delivered %d messages, his mailbox holds %d", len(wsSeen), len(boxes[bob]))
+	}
+	for _, a := range acked {
+		if _, ok := wsSeen[a.id]; (a.to == bob || a.from == bob) && !ok {
+			t.Errorf("acknowledged message %s of bob's never came over his socket", a.id)
+		}
+	}
+
 	// In-flight sends landed at most once; a retry makes them land once.
 	for _, j := range inFlight {
 		if n := len(boxes[j.to][j.msg.ID()]); n > 1 {
@@ -333,4 +431,19 @@ func fullMailbox(t *testing.T, ts *testServer, u *keyAccount) map[string][]mailI
 		m[it.id(t)] = append(m[it.id(t)], it)
 	}
 	return m
+}
+
+// wsBase is the WebSocket URL of the server at base (http://host:port).
+func wsBase(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/api/ws" }
+
+// frameOf is the id in the header of a message frame's envelope, or "".
+func frameOf(f wsFrame) string {
+	if f.Message == nil {
+		return ""
+	}
+	e, err := e2ee.ParseEnvelope(f.Message.Envelope)
+	if err != nil {
+		return ""
+	}
+	return e.Header.ID
 }
