@@ -1,6 +1,7 @@
 package homeserver_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 
@@ -315,42 +316,123 @@ func TestGroupsHiddenFromOutsiders(t *testing.T) {
 }
 
 // Cross-user cases of the group routes: bob's valid token on alice's group
-// is 404 everywhere and changes nothing; bob's own group calls touch only
-// his groups.
+// — one with a key document and a message, so that reads have something
+// to leak — is 404 everywhere and changes nothing; bob's own group calls
+// touch only his groups.
 func init() {
-	aliceGroup := func(t *testing.T, ts *testServer, alice *account) string {
+	type aliceGroup struct {
+		id      string
+		key     []byte // alice's view of the epoch-1 key document
+		message string // the id of her message in it
+		page    []byte // GET …/messages as alice sees it
+	}
+	// makeAliceGroup creates a group of alice's, distributes its key and
+	// posts a message. alice's registered bundle holds the fixed RSA key
+	// of party "alice", so keys made here with that RSA key wrap to it.
+	makeAliceGroup := func(t *testing.T, ts *testServer, alice *account) *aliceGroup {
 		t.Helper()
 		r := ts.do("POST", "/api/groups", alice.Access, map[string]any{"meta": "YWxpY2U="})
 		if r.Status != http.StatusCreated {
 			t.Fatalf("alice creates a group: %d %s", r.Status, r.Body)
 		}
-		return r.json(t)["id"].(string)
+		g := &aliceGroup{id: r.json(t)["id"].(string)}
+		k := newTestKeys(t, privateline.Address(alice.Username+"@hs.test"), "alice", time.Now())
+		gk, doc, err := e2ee.SealGroupKey(nil, k.Keys, g.id, 1, time.Now(), []*e2ee.KeyBundle{k.Bundle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expectHTTPStatus(t, ts.do("PUT", "/api/groups/"+g.id+"/key", alice.Access, doc), http.StatusCreated, "alice's key document")
+		env, err := e2ee.SealGroup(nil, k.Keys, gk, e2ee.Draft{SentAt: time.Now(), Message: text("for the group")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := env.MarshalJSON()
+		expectHTTPStatus(t, ts.do("POST", "/api/groups/"+g.id+"/messages", alice.Access, raw), http.StatusCreated, "alice's group message")
+		g.message = env.Header.ID
+		g.key, g.page = ts.do("GET", "/api/groups/"+g.id+"/key", alice.Access, nil).Body, ts.do("GET", "/api/groups/"+g.id+"/messages", alice.Access, nil).Body
+		return g
 	}
-	unchanged := func(t *testing.T, ts *testServer, alice *account, id string) {
+	unchanged := func(t *testing.T, ts *testServer, alice *account, g *aliceGroup) {
 		t.Helper()
-		r := ts.do("GET", "/api/groups/"+id, alice.Access, nil)
-		if m := r.json(t); r.Status != http.StatusOK || m["epoch"] != float64(1) || m["meta"] != "YWxpY2U=" || len(m["members"].([]any)) != 1 {
+		r := ts.do("GET", "/api/groups/"+g.id, alice.Access, nil)
+		if m := r.json(t); r.Status != http.StatusOK || m["epoch"] != float64(1) || m["meta"] != "YWxpY2U=" || m["retention_seconds"] != float64(0) || len(m["members"].([]any)) != 1 {
 			t.Fatalf("alice's group changed: %d %s", r.Status, r.Body)
 		}
-	}
-	hidden := func(method, suffix string, body any) func(t *testing.T, ts *testServer, alice, bob *account) {
-		return func(t *testing.T, ts *testServer, alice, bob *account) {
-			id := aliceGroup(t, ts, alice)
-			path := strings.NewReplacer(":address", string(alice.Username)+"@hs.test").Replace("/api/groups/" + id + suffix)
-			expectAPIError(t, ts.do(method, path, bob.Access, body), http.StatusNotFound, "not_found", method+" "+path+" with bob's token")
-			unchanged(t, ts, alice, id)
+		if r := ts.do("GET", "/api/groups/"+g.id+"/key", alice.Access, nil); r.Status != http.StatusOK || !bytes.Equal(r.Body, g.key) {
+			t.Fatalf("alice's key document changed: %d %s", r.Status, r.Body)
+		}
+		if r := ts.do("GET", "/api/groups/"+g.id+"/messages", alice.Access, nil); r.Status != http.StatusOK || !bytes.Equal(r.Body, g.page) || !strings.Contains(string(r.Body), g.message) {
+			t.Fatalf("alice's group messages changed: %d %s", r.Status, r.Body)
 		}
 	}
+	hidden := func(method, suffix string, body func(t *testing.T, g *aliceGroup, bob *account) any) func(t *testing.T, ts *testServer, alice, bob *account) {
+		return func(t *testing.T, ts *testServer, alice, bob *account) {
+			g := makeAliceGroup(t, ts, alice)
+			var b any
+			if body != nil {
+				b = body(t, g, bob)
+			}
+			// The member path names alice, and bob himself (as if he were
+			// in the group).
+			for _, who := range []string{alice.Username, bob.Username} {
+				path := strings.NewReplacer(":address", who+"@hs.test").Replace("/api/groups/" + g.id + suffix)
+				r := ts.do(method, path, bob.Access, b)
+				expectAPIError(t, r, http.StatusNotFound, "not_found", method+" "+path+" with bob's token")
+				if strings.Contains(string(r.Body), g.message) || strings.Contains(string(r.Body), alice.Username) {
+					t.Fatalf("the refusal names alice's group's content: %s", r.Body)
+				}
+				if !strings.Contains(suffix, ":address") {
+					break
+				}
+			}
+			if method == "GET" && suffix == "/key" {
+				expectAPIError(t, ts.do("GET", "/api/groups/"+g.id+"/key?epoch=1", bob.Access, nil), http.StatusNotFound, "not_found", "bob GET key?epoch=1")
+			}
+			if method == "GET" && suffix == "/messages" {
+				expectAPIError(t, ts.do("GET", "/api/groups/"+g.id+"/messages?after=0", bob.Access, nil), http.StatusNotFound, "not_found", "bob GET messages?after=0")
+			}
+			unchanged(t, ts, alice, g)
+		}
+	}
+	// Bodies that would be accepted from a member: bob's own key document
+	// and message for alice's group and epoch.
+	bobsKey := func(t *testing.T, g *aliceGroup, bob *account) any {
+		k := newTestKeys(t, privateline.Address(bob.Username+"@hs.test"), "bob", time.Now())
+		_, doc, err := e2ee.SealGroupKey(nil, k.Keys, g.id, 1, time.Now(), []*e2ee.KeyBundle{k.Bundle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	bobsMessage := func(t *testing.T, g *aliceGroup, bob *account) any {
+		k := newTestKeys(t, privateline.Address(bob.Username+"@hs.test"), "bob", time.Now())
+		gk, _, err := e2ee.SealGroupKey(nil, k.Keys, g.id, 1, time.Now(), []*e2ee.KeyBundle{k.Bundle})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := e2ee.SealGroup(nil, k.Keys, gk, e2ee.Draft{SentAt: time.Now(), Message: text("bob was here")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := env.MarshalJSON()
+		return raw
+	}
+	fixed := func(v any) func(*testing.T, *aliceGroup, *account) any {
+		return func(*testing.T, *aliceGroup, *account) any { return v }
+	}
+	addBob := func(t *testing.T, g *aliceGroup, bob *account) any {
+		return map[string]any{"address": bob.Username + "@hs.test", "role": "admin"}
+	}
 	crossUserCases["GET /api/groups/:id"] = hidden("GET", "", nil)
-	crossUserCases["PATCH /api/groups/:id"] = hidden("PATCH", "", map[string]any{"meta": "Ym9i"})
-	crossUserCases["POST /api/groups/:id/members"] = hidden("POST", "/members", map[string]any{"address": "x@hs.test"})
-	crossUserCases["PATCH /api/groups/:id/members/:address"] = hidden("PATCH", "/members/:address", map[string]any{"role": "admin"})
+	crossUserCases["PATCH /api/groups/:id"] = hidden("PATCH", "", fixed(map[string]any{"meta": "Ym9i"}))
+	crossUserCases["POST /api/groups/:id/members"] = hidden("POST", "/members", addBob)
+	crossUserCases["PATCH /api/groups/:id/members/:address"] = hidden("PATCH", "/members/:address", fixed(map[string]any{"role": "admin"}))
 	crossUserCases["DELETE /api/groups/:id/members/:address"] = hidden("DELETE", "/members/:address", nil)
-	crossUserCases["PUT /api/groups/:id/key"] = hidden("PUT", "/key", `{}`)
+	crossUserCases["PUT /api/groups/:id/key"] = hidden("PUT", "/key", bobsKey)
 	crossUserCases["GET /api/groups/:id/key"] = hidden("GET", "/key", nil)
-	crossUserCases["POST /api/groups/:id/messages"] = hidden("POST", "/messages", `{}`)
+	crossUserCases["POST /api/groups/:id/messages"] = hidden("POST", "/messages", bobsMessage)
 	crossUserCases["GET /api/groups/:id/messages"] = hidden("GET", "/messages", nil)
-	crossUserCases["PUT /api/groups/:id/retention"] = hidden("PUT", "/retention", map[string]any{"seconds": 1})
+	crossUserCases["PUT /api/groups/:id/retention"] = hidden("PUT", "/retention", fixed(map[string]any{"seconds": 1}))
 	crossUserCases["POST /api/groups"] = func(t *testing.T, ts *testServer, alice, bob *account) {
 		r := ts.do("POST", "/api/groups", bob.Access, map[string]any{})
 		if r.Status != http.StatusCreated || !strings.Contains(string(r.Body), bob.Username+"@hs.test") || strings.Contains(string(r.Body), alice.Username) {
@@ -358,7 +440,7 @@ func init() {
 		}
 	}
 	crossUserCases["GET /api/groups"] = func(t *testing.T, ts *testServer, alice, bob *account) {
-		aliceGroup(t, ts, alice)
+		makeAliceGroup(t, ts, alice)
 		r := ts.do("GET", "/api/groups", bob.Access, nil)
 		if r.Status != http.StatusOK || strings.Contains(string(r.Body), alice.Username) {
 			t.Fatalf("bob lists: %d %s", r.Status, r.Body)
