@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/clients/go/e2ee"
 	"github.com/privateline/privateline/homeserver"
 )
@@ -19,30 +20,99 @@ func init() {
 		expectHTTPStatus(t, r, http.StatusCreated, a.Username+" uploads")
 		return r.json(t)["id"].(string)
 	}
+	// aliceFiles are a file of alice's that no message lists and one she
+	// sent to carol, with their bytes; bob is neither's uploader nor a
+	// recipient.
+	type aliceFile struct{ id, blob string }
+	aliceFiles := func(t *testing.T, ts *testServer, alice *account) []aliceFile {
+		t.Helper()
+		unsent := aliceFile{fileOf(t, ts, alice), "blob of " + alice.Username}
+		aliceKA := &keyAccount{account: alice, Address: privateline.Address(alice.Username + "@hs.test"),
+			Keys: newTestKeys(t, privateline.Address(alice.Username+"@hs.test"), "alice", time.Now())}
+		carol := ts.registerWithKeys("xfcarol", "carol")
+		att, blob := ts.uploadAttachment(alice, randBytes(1000))
+		ts.sendOK(aliceKA, sealFor(t, aliceKA, []*e2ee.KeyBundle{carol.Keys.Bundle}, "for carol", withFiles(att)))
+		expectHTTPStatus(t, ts.do("GET", "/api/files/"+att.FileID, carol.Access, nil), http.StatusOK, "carol, a recipient")
+		return []aliceFile{unsent, {att.FileID, string(blob)}}
+	}
+	stillAlices := func(t *testing.T, ts *testServer, alice *account, files []aliceFile) {
+		t.Helper()
+		for _, f := range files {
+			if r := ts.do("GET", "/api/files/"+f.id, alice.Access, nil); r.Status != http.StatusOK || string(r.Body) != f.blob {
+				t.Fatalf("alice's file %s after bob's attempts: %d, %d bytes", f.id, r.Status, len(r.Body))
+			}
+		}
+	}
 	crossUserCases["POST /api/files"] = func(t *testing.T, ts *testServer, alice, bob *account) {
 		id := fileOf(t, ts, bob)
 		expectAPIError(t, ts.do("GET", "/api/files/"+id, alice.Access, nil), http.StatusNotFound, "not_found", "alice reads bob's unsent file")
+		// Bob cannot make alice's file his by listing it in his message.
+		files := aliceFiles(t, ts, alice)
+		bobKA := &keyAccount{account: bob, Address: privateline.Address(bob.Username + "@hs.test"),
+			Keys: newTestKeys(t, privateline.Address(bob.Username+"@hs.test"), "bob", time.Now())}
+		aliceKeys := newTestKeys(t, privateline.Address(alice.Username+"@hs.test"), "alice", time.Now())
+		for _, f := range files {
+			m := sealFor(t, bobKA, []*e2ee.KeyBundle{aliceKeys.Bundle}, "bob lists alice's file",
+				withFiles(e2ee.Attachment{FileID: f.id, Key: make([]byte, 32), SHA256: make([]byte, 32), Size: int64(len(f.blob)), Name: "x", MIME: "text/plain"}))
+			expectAPIError(t, ts.send(bobKA, m), http.StatusBadRequest, "unknown_file", "bob's message listing alice's file")
+			expectAPIError(t, ts.do("GET", "/api/files/"+f.id, bob.Access, nil), http.StatusNotFound, "not_found", "bob reads alice's file after listing it")
+		}
+		stillAlices(t, ts, alice, files)
 	}
 	crossUserCases["GET /api/files/:id"] = func(t *testing.T, ts *testServer, alice, bob *account) {
-		id := fileOf(t, ts, alice)
-		expectAPIError(t, ts.do("GET", "/api/files/"+id, bob.Access, nil), http.StatusNotFound, "not_found", "bob reads alice's file")
+		files := aliceFiles(t, ts, alice)
+		for _, f := range files {
+			expectAPIError(t, ts.do("GET", "/api/files/"+f.id, bob.Access, nil), http.StatusNotFound, "not_found", "bob reads alice's file")
+			expectAPIError(t, ts.do("GET", "/api/files/"+f.id, bob.Access, nil, "Range", "bytes=0-9"), http.StatusNotFound, "not_found", "bob reads part of alice's file")
+		}
+		stillAlices(t, ts, alice, files)
 	}
 	crossUserCases["DELETE /api/files/:id"] = func(t *testing.T, ts *testServer, alice, bob *account) {
-		id := fileOf(t, ts, alice)
-		expectAPIError(t, ts.do("DELETE", "/api/files/"+id, bob.Access, nil), http.StatusNotFound, "not_found", "bob deletes alice's file")
-		expectHTTPStatus(t, ts.do("GET", "/api/files/"+id, alice.Access, nil), http.StatusOK, "alice's file after bob's attempt")
-	}
-	retention := func(t *testing.T, ts *testServer, alice, bob *account) {
-		aliceAddr, bobAddr := alice.Username+"@hs.test", bob.Username+"@hs.test"
-		expectHTTPStatus(t, ts.do("PUT", "/api/conversations/"+aliceAddr+"/retention", bob.Access, map[string]any{"seconds": 60}), http.StatusOK, "bob's setting")
-		expectHTTPStatus(t, ts.do("GET", "/api/conversations/"+aliceAddr+"/retention", bob.Access, nil), http.StatusOK, "bob's GET")
-		if m := ts.do("GET", "/api/conversations/"+bobAddr+"/retention", alice.Access, nil).json(t); m["seconds"] != nil {
-			t.Fatalf("bob's setting changed alice's: %v", m)
+		files := aliceFiles(t, ts, alice)
+		for _, f := range files {
+			expectAPIError(t, ts.do("DELETE", "/api/files/"+f.id, bob.Access, nil), http.StatusNotFound, "not_found", "bob deletes alice's file")
 		}
-		expectHTTPStatus(t, ts.do("DELETE", "/api/conversations/"+aliceAddr+"/retention", bob.Access, nil), http.StatusNoContent, "bob's DELETE")
+		stillAlices(t, ts, alice, files)
+		// The sent one is still in use (its message lives), the other hers to delete.
+		expectAPIError(t, ts.do("DELETE", "/api/files/"+files[1].id, alice.Access, nil), http.StatusConflict, "file_in_use", "alice deletes her sent file")
+		expectHTTPStatus(t, ts.do("DELETE", "/api/files/"+files[0].id, alice.Access, nil), http.StatusNoContent, "alice deletes her unsent file")
+	}
+	// Retention settings are the caller's, per peer: alice's settings
+	// (for carol and for bob) are what bob aims at, by the same paths.
+	retention := func(method string) func(t *testing.T, ts *testServer, alice, bob *account) {
+		return func(t *testing.T, ts *testServer, alice, bob *account) {
+			aliceAddr, bobAddr, carolAddr := alice.Username+"@hs.test", bob.Username+"@hs.test", uniqueName("xrcarol")+"@hs.test"
+			expectHTTPStatus(t, ts.do("PUT", "/api/conversations/"+carolAddr+"/retention", alice.Access, map[string]any{"seconds": 3600}), http.StatusOK, "alice's setting for carol")
+			expectHTTPStatus(t, ts.do("PUT", "/api/conversations/"+bobAddr+"/retention", alice.Access, map[string]any{"seconds": 120}), http.StatusOK, "alice's setting for bob")
+			for _, peer := range []string{carolAddr, aliceAddr} {
+				var body any
+				if method == "PUT" {
+					body = map[string]any{"seconds": 60}
+				}
+				r := ts.do(method, "/api/conversations/"+peer+"/retention", bob.Access, body)
+				switch method {
+				case "GET":
+					if m := r.json(t); r.Status != http.StatusOK || m["seconds"] != nil || m["address"] != peer {
+						t.Fatalf("bob's GET for %s shows %d %s", peer, r.Status, r.Body)
+					}
+				case "PUT":
+					if m := r.json(t); r.Status != http.StatusOK || m["seconds"] != float64(60) {
+						t.Fatalf("bob's PUT for %s: %d %s", peer, r.Status, r.Body)
+					}
+				default:
+					expectHTTPStatus(t, r, http.StatusNoContent, "bob's DELETE for "+peer)
+				}
+			}
+			for peer, want := range map[string]float64{carolAddr: 3600, bobAddr: 120} {
+				if m := ts.do("GET", "/api/conversations/"+peer+"/retention", alice.Access, nil).json(t); m["seconds"] != want {
+					t.Fatalf("alice's setting for %s after bob's %s: %v", peer, method, m)
+				}
+				expectHTTPStatus(t, ts.do("DELETE", "/api/conversations/"+peer+"/retention", alice.Access, nil), http.StatusNoContent, "alice clears hers")
+			}
+		}
 	}
 	for _, m := range []string{"GET", "PUT", "DELETE"} {
-		crossUserCases[m+" /api/conversations/:address/retention"] = retention
+		crossUserCases[m+" /api/conversations/:address/retention"] = retention(m)
 	}
 	push := func(t *testing.T, ts *testServer, alice, bob *account) {
 		tok := strings.Repeat("ab", 32)
