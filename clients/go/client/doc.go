@@ -40,6 +40,12 @@
 //     same message). Messages fetches a page, checks each sender against the
 //     pins, verifies and decrypts; an item that fails carries Err and never
 //     a plaintext. MarkRead, Delete and UnreadCount complete the set.
+//   - Groups (groups.go): the admin who adds or removes a member rekeys in
+//     that call; SendGroup and GroupMessages use the key of each epoch,
+//     fetched and opened once. Listen (listen.go) delivers the account's
+//     events over the WebSocket in order, direct and group messages opened
+//     as Messages and GroupMessages open them; on group_changed it refetches
+//     the group and never rekeys by itself.
 //
 // Errors are privateline errors. Answers of the server keep their status
 // and code in an *APIError cause; the kind follows the status: 400
