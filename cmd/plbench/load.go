@@ -282,7 +282,8 @@ func run(o options) error {
 	start = time.Now()
 	for ui := range users {
 		wg.Go(func() {
-			for k := ui; k < nLat; k += len(users) {
+			// Message i is from users[i%len(users)].
+			for k := (ui - base%len(users) + len(users)) % len(users); k < nLat; k += len(users) {
 				due := start.Add(time.Duration(float64(k) / o.rate * float64(time.Second)))
 				if d := time.Until(due); d > 0 {
 					time.Sleep(d)
