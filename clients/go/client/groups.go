@@ -464,52 +464,8 @@ func (s *Session) GroupMessages(ctx context.Context, id string, q MessagesQuery)
 	}
 	o := s.newOpener(op, keys)
 	o.groups[g.ID] = g
-	envs := make([]*e2ee.Envelope, len(page.Messages))
-	items := make([]Item, len(page.Messages))
-	var senders []privateline.Address
-	for i, m := range page.Messages {
-		it := &items[i]
-		it.Seq, it.Outgoing, it.ReadBy = m.Seq, m.Direction == "out", m.ReadBy
-		if m.Read != nil {
-			it.Read = *m.Read
-		}
-		e, err := e2ee.ParseEnvelope(m.Envelope)
-		if err == nil && !e.Header.IsGroup() {
-			err = privateline.E(op, privateline.Invalid, "not a group envelope")
-		}
-		if err != nil {
-			it.Err = privateline.E(op, err)
-			continue
-		}
-		h := &e.Header
-		it.ID, it.From, it.SentAt, it.Group, it.Epoch = h.ID, h.From, h.SentAt, h.Group, h.Epoch
-		if h.Group != g.ID || (h.From == s.address) != it.Outgoing {
-			it.Err = privateline.E(op, privateline.Forbidden, "the server filed the message under the wrong group or direction")
-			continue
-		}
-		envs[i] = e
-		if h.From != s.address {
-			senders = append(senders, h.From)
-		}
-	}
-	if err := o.loadPins(ctx, senders); err != nil {
-		return nil, err
-	}
-	seen := map[string]bool{}
-	out := items[:0]
-	for i := range items {
-		it := items[i]
-		if e := envs[i]; e != nil {
-			k := string(e.Header.From) + "\x00" + e.Header.ID
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			it.Message, it.KeyChanged, it.Err = s.openGroup(ctx, o, g, e)
-		}
-		out = append(out, it)
-	}
-	return out, nil
+	o.onlyGroup = g.ID
+	return o.openPage(ctx, page.Messages)
 }
 
 func (s *Session) openGroup(ctx context.Context, o *opener, g *Group, e *e2ee.Envelope) (*e2ee.Message, bool, error) {

@@ -379,6 +379,10 @@ func (o *opener) openPage(ctx context.Context, page []mailItem) ([]Item, error) 
 			it.Err = privateline.E(op, err)
 			continue
 		}
+		if o.onlyGroup != "" && e.Header.Group != o.onlyGroup {
+			it.Err = privateline.E(op, privateline.Forbidden, "the server filed the message under the wrong group")
+			continue
+		}
 		envs[i] = e
 		h := &e.Header
 		it.ID, it.From, it.To, it.SentAt, it.Group, it.Epoch = h.ID, h.From, slices.Clone(h.To), h.SentAt, h.Group, h.Epoch
@@ -427,6 +431,9 @@ type opener struct {
 	pins      e2ee.Pins
 	bundles   map[privateline.Address]*e2ee.KeyBundle
 	lookupErr map[privateline.Address]error
+	// onlyGroup, if set, is the one group whose messages the page may
+	// hold (GroupMessages).
+	onlyGroup string
 	// groups are the groups of the group messages opened, as fetched;
 	// a group this account is no longer in is a stub with only its id
 	// (its messages open with the keys still held, if any).
