@@ -1,13 +1,19 @@
-# PrivateLine — `make run` starts a development homeserver on
-# http://localhost:8080; `make test` runs every check CI runs.
+# PrivateLine — `make run` builds the web client and starts a development
+# homeserver on http://localhost:8080; `make test` runs every check CI runs.
 
 GO    ?= go
 SHELL := /bin/bash
 
-.PHONY: run build test vet gotest webtest fuzz-short clean
+.PHONY: run build web test vet gotest webtest fuzz-short clean
 
-run:
-	$(GO) run ./cmd/homeserver
+# The web client is built first and served at / (WEB_ROOT).
+run: web
+	WEB_ROOT=clients/web/dist $(GO) run ./cmd/homeserver
+
+# Builds the web client into clients/web/dist (npm ci when needed).
+web:
+	@command -v npm >/dev/null || { echo "make web: npm is missing (need Node.js >= 20.19 and npm)"; exit 1; }
+	cd clients/web && { [ -d node_modules ] && [ node_modules -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
 
 build:
 	mkdir -p bin

@@ -48,6 +48,9 @@ type Config struct {
 	CookieCSRF     bool
 	CSP            string
 	HSTS           bool
+	// WebRoot is the built web client, served at / (webapp.go); empty:
+	// none.
+	WebRoot string
 
 	AuthRatePerMinute     float64
 	AuthBurst             int

@@ -100,6 +100,9 @@ func (a *API) newRouter() *httprouter.Router {
 		rt.Handle(d.Method, d.Path, a.wrap(d))
 	}
 	rt.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.serveWebApp(w, r) {
+			return
+		}
 		writeJSON(w, http.StatusNotFound, errorBody("not_found", "no such route"))
 	})
 	rt.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +37,7 @@ type Config struct {
 	MaxFileSize    int64          // MAX_FILE_SIZE, bytes of one encrypted blob
 	CSP            string         // CONTENT_SECURITY_POLICY
 	HSTS           bool           // HSTS_ENABLED
+	WebRoot        string         // WEB_ROOT: the built web client served at /; empty: none
 
 	EncryptedLogKey  privateline.Secret // ENCRYPTED_LOG_KEY (32 bytes) or nil
 	LogPath          string             // LOG_PATH
@@ -198,6 +201,7 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	}
 	p.strTo("CONTENT_SECURITY_POLICY", &c.CSP)
 	p.boolTo("HSTS_ENABLED", &c.HSTS)
+	p.strTo("WEB_ROOT", &c.WebRoot)
 	if v, ok := p.str("ENCRYPTED_LOG_KEY"); ok {
 		c.EncryptedLogKey = p.key32("ENCRYPTED_LOG_KEY", v)
 	}
@@ -256,6 +260,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := privateline.ParseServerName(string(c.ServerName)); err != nil {
 		return bad("SERVER_NAME", "must be a host name such as chat.example.org or localhost:8081")
+	}
+	if c.WebRoot != "" {
+		if fi, err := os.Stat(filepath.Join(c.WebRoot, "index.html")); err != nil || fi.IsDir() {
+			return bad("WEB_ROOT", "must be a built web client (a directory with index.html): run `npm ci && npm run build` in clients/web, or leave WEB_ROOT empty")
+		}
 	}
 	if c.ListenAddr == "" {
 		return bad("LISTEN_ADDR", "must be an address such as :8080")

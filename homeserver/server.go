@@ -109,6 +109,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		CookieCSRF:            cfg.CookieCSRF,
 		CSP:                   cfg.CSP,
 		HSTS:                  cfg.HSTS,
+		WebRoot:               cfg.WebRoot,
 		AuthRatePerMinute:     cfg.AuthRatePerMinute,
 		AuthBurst:             cfg.AuthBurst,
 		UsernameRatePerMinute: cfg.UsernameRatePerMinute,

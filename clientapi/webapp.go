@@ -1,0 +1,52 @@
+package clientapi
+
+import (
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// The web client.
+//
+// With Config.WebRoot set (the built clients/web/dist), every GET or HEAD
+// outside /api/ that no route takes is answered from that directory: a
+// file that exists is served as is (files under /assets/ carry a content
+// hash in their names and are cached for a year), anything else is the
+// single-page app's index.html, which is never cached, so its routes
+// (/chat/…, /account) load the app. /api/ paths that no route takes stay
+// JSON 404s. The security headers and the Content-Security-Policy of the
+// middleware apply to these answers like to any other.
+
+// serveWebApp answers r from the web root, or reports false when r is not
+// for the web client.
+func (a *API) serveWebApp(w http.ResponseWriter, r *http.Request) bool {
+	if a.cfg.WebRoot == "" || (r.Method != http.MethodGet && r.Method != http.MethodHead) ||
+		r.URL.Path == "/api" || strings.HasPrefix(r.URL.Path, "/api/") {
+		return false
+	}
+	setRoute(r, "/*webapp")
+	clean := path.Clean("/" + r.URL.Path) // no ".." survives
+	name := filepath.Join(a.cfg.WebRoot, filepath.FromSlash(clean))
+	if fi, err := os.Stat(name); err != nil || fi.IsDir() || strings.HasPrefix(path.Base(clean), ".") {
+		name = filepath.Join(a.cfg.WebRoot, "index.html")
+		clean = "/index.html"
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return false // no build in the web root: the JSON 404
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	if strings.HasPrefix(clean, "/assets/") {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		w.Header().Set("Cache-Control", "no-cache")
+	}
+	http.ServeContent(w, r, path.Base(clean), fi.ModTime(), f)
+	return true
+}

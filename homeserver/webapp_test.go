@@ -1,0 +1,85 @@
+package homeserver_test
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestWebAppServed: with WEB_ROOT the server answers the built web client
+// at / — files as they are, the app's own routes with index.html — with
+// the security headers, while /api/ stays the API.
+func TestWebAppServed(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	files := map[string]string{
+		"index.html":           "<!doctype html><title>PrivateLine</title><div id=root></div>",
+		"assets/app-1a2b3c.js": "console.log('app')",
+		".secret":              "not for you",
+	}
+	for name, body := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig(t)
+	cfg.WebRoot = root
+	ts := startServer(t, cfg)
+
+	index := func(r *response, what string) {
+		t.Helper()
+		if r.Status != http.StatusOK || string(r.Body) != files["index.html"] {
+			t.Fatalf("%s: %d %q, want index.html", what, r.Status, r.Body)
+		}
+		if cc := r.Header.Get("Cache-Control"); cc != "no-cache" {
+			t.Errorf("%s: Cache-Control %q", what, cc)
+		}
+		if !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") || r.Header.Get("Content-Security-Policy") == "" || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: headers %v", what, r.Header)
+		}
+	}
+	index(ts.do("GET", "/", "", nil), "GET /")
+	index(ts.do("GET", "/chat/alice@hs.test", "", nil), "an app route")
+	index(ts.do("GET", "/.secret", "", nil), "a hidden file")
+	index(ts.do("GET", "/assets/", "", nil), "a directory")
+
+	js := ts.do("GET", "/assets/app-1a2b3c.js", "", nil)
+	if js.Status != http.StatusOK || string(js.Body) != files["assets/app-1a2b3c.js"] ||
+		!strings.Contains(js.Header.Get("Content-Type"), "javascript") || !strings.Contains(js.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("asset: %d %v %q", js.Status, js.Header, js.Body)
+	}
+	expectAPIError(t, ts.do("GET", "/api/no-such-route", "", nil), http.StatusNotFound, "not_found", "an unknown API route")
+	expectAPIError(t, ts.do("POST", "/", "", map[string]any{}), http.StatusNotFound, "not_found", "POST /")
+
+	// A raw request whose path climbs out of the web root gets the app.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(ts.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("GET /../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+	buf := make([]byte, 8192)
+	n, _ := conn.Read(buf)
+	if strings.Contains(string(buf[:n]), "root:") {
+		t.Fatalf("path traversal served a file outside the web root:\n%s", buf[:n])
+	}
+}
+
+// TestWebRootMustBeABuild: a WEB_ROOT without index.html stops start-up
+// with a message that says how to build the client.
+func TestWebRootMustBeABuild(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.WebRoot = t.TempDir()
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "WEB_ROOT") || !strings.Contains(err.Error(), "npm run build") {
+		t.Fatalf("Validate: %v", err)
+	}
+}
