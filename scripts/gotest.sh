@@ -9,8 +9,11 @@ status=0
 go test -race -count=1 -v ./... >"$log" 2>&1 || status=$?
 grep -E '^(ok|FAIL|---|panic:|\s+\S+_test\.go:[0-9]+:)' "$log" | grep -v -- '--- PASS' || true
 if [ "$status" -ne 0 ]; then
-	echo "go test failed; full output:" >&2
-	grep -B2 -A30 -E -- '--- FAIL|^panic:|race detected' "$log" | head -400 >&2 || true
+	echo "go test failed; the failures:" >&2
+	grep -B2 -A30 -E -- '--- FAIL|^panic:|^fatal error:|race detected|DATA RACE' "$log" | head -400 >&2 || true
+	# A package can fail without a failing test (a crash, a test binary
+	# that exits early): show the end of each failed package's output.
+	awk '/^(ok|FAIL|\?)[ \t]/ { if ($1 == "FAIL") { print "--- output before " $0; for (i = n - 60; i < n; i++) if (i >= 0) print buf[i % 60] } n = 0; next } { buf[n % 60] = $0; n++ }' "$log" >&2 || true
 	exit "$status"
 fi
 if grep -q -- '--- SKIP' "$log"; then
