@@ -68,12 +68,17 @@ func startChild(t *testing.T, dataDir string) *child {
 		"LOGIN_RATE_PER_MINUTE=60000", "LOGIN_RATE_BURST=100000",
 		"MESSAGE_RATE_PER_MINUTE=600000", "MESSAGE_RATE_BURST=100000",
 	)
-	stderr, err := cmd.StderrPipe()
+	// Our own pipe, so that Wait does not close it under the reader.
+	stderr, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stderr = w
 	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		stderr.Close()
 		t.Fatal(err)
 	}
 	c := &child{cmd: cmd, done: make(chan struct{})}
@@ -81,6 +86,7 @@ func startChild(t *testing.T, dataDir string) *child {
 	var (
 		tailMu sync.Mutex
 		tail   []string // the last lines the process logged, for a failure
+		race   []string // a data race the (race-enabled) process reported
 	)
 	scanned := make(chan struct{})
 	go func() {
@@ -90,6 +96,9 @@ func startChild(t *testing.T, dataDir string) *child {
 		for sc.Scan() {
 			tailMu.Lock()
 			tail = append(tail[max(0, len(tail)-19):], sc.Text())
+			if strings.Contains(sc.Text(), "WARNING: DATA RACE") || len(race) > 0 && len(race) < 60 {
+				race = append(race, sc.Text())
+			}
 			tailMu.Unlock()
 			if m := startedRE.FindSubmatch(sc.Bytes()); m != nil {
 				select {
@@ -99,6 +108,7 @@ func startChild(t *testing.T, dataDir string) *child {
 			}
 		}
 		io.Copy(io.Discard, stderr)
+		stderr.Close()
 	}()
 	go func() {
 		cmd.Wait()
@@ -107,6 +117,10 @@ func startChild(t *testing.T, dataDir string) *child {
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-c.done
+		<-scanned
+		if len(race) > 0 {
+			t.Errorf("the homeserver process reported a data race:\n%s", strings.Join(race, "\n"))
+		}
 	})
 	select {
 	case c.addr = <-addr:
