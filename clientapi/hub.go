@@ -9,13 +9,13 @@ import (
 // The hub hands each user's committed events to every WebSocket of that
 // user (ws.go).
 //
-// The store calls Notify after a batch commits, holding the storage
-// stripes of every user concerned, so Notify must never block: it appends
+// The store calls Notify once a batch is durable, holding its publishing
+// lock (storage/commit.go), so Notify must never block: it appends
 // a shared, not yet encoded frame to each socket's bounded queue and, if no
 // writer is running for that socket, starts one (wsConn.enqueue). A socket
 // whose queue is full is closed as too slow; nobody else waits for it.
 //
-// Lock order: storage stripes (held by the caller of Notify) → hub.mu →
+// Lock order: storage's publishing lock (held by the caller of Notify) → hub.mu →
 // wsConn.mu. No code takes a storage lock while holding hub.mu or a
 // wsConn.mu.
 

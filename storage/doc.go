@@ -79,12 +79,13 @@
 //
 // # Durability
 //
-// Every write that precedes an acknowledgement is one batch committed with
-// pebble.Sync. Read-modify-write operations (unique usernames, refresh-token
+// Every write that precedes an acknowledgement is one batch made durable
+// (pebble.Sync, or applied and then waited for through the commit
+// pipeline, commit.go) before the acknowledgement. Read-modify-write operations (unique usernames, refresh-token
 // rotation) hold DB.mu; messaging read-modify-writes (sequence numbers,
 // counters) hold per-user and per-message stripes, locked in ascending
-// order after DB.mu if that is needed (messages.go); concurrent independent
-// commits share fsyncs through Pebble's group commit.
+// order after DB.mu if that is needed (messages.go); the hot paths release
+// them once their batch is applied, so concurrent writes share fsyncs.
 //
 // # Schema
 //

@@ -28,10 +28,10 @@ import (
 // resynchronise (ErrEventsGone) and pages the mailbox instead, which keeps
 // messages for as long as they live.
 //
-// After a batch with events commits, the notifier (SetNotifier) is called
-// with them while the stripes of every user concerned are still held, so
-// the notifier sees each user's events in sequence order. It must not
-// block or call back into the store.
+// Once a batch with events is durable, the notifier (SetNotifier) is
+// called with them in apply order under the pipeline's publishing lock
+// (commit.go), so it sees each user's events in sequence order. It must
+// not block or call back into the store.
 
 // EventWindow is how many of a user's newest events the log keeps.
 const EventWindow = 10_000

@@ -401,24 +401,14 @@ func (s *Session) SendGroup(ctx context.Context, id string, msg *e2ee.Message, o
 		if err != nil {
 			return nil, privateline.E(op, privateline.Internal, err)
 		}
-		r, err := s.postEnvelope(ctx, op, groupPath(id, "/messages"), body)
+		seq, replayed, err := s.postEnvelope(ctx, op, groupPath(id, "/messages"), env.Header.ID, body)
 		if IsStaleEpoch(err) && attempt == 0 {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		var pr struct {
-			ID  string `json:"id"`
-			Seq uint64 `json:"seq"`
-		}
-		if err := decode(op, r, &pr); err != nil {
-			return nil, err
-		}
-		if pr.ID != env.Header.ID {
-			return nil, privateline.E(op, privateline.Invalid, "the server acknowledged another message id")
-		}
-		return &SendResult{ID: pr.ID, Seq: pr.Seq, SentAt: env.Header.SentAt, Replayed: r.status == http.StatusOK}, nil
+		return &SendResult{ID: env.Header.ID, Seq: seq, SentAt: env.Header.SentAt, Replayed: replayed}, nil
 	}
 }
 

@@ -136,21 +136,9 @@ func (s *Session) Send(ctx context.Context, to []privateline.Address, msg *e2ee.
 		return nil, privateline.E(op, privateline.Internal, err)
 	}
 	res.ID, res.SentAt = env.Header.ID, env.Header.SentAt
-	r, err := s.postEnvelope(ctx, op, "/api/messages", body)
-	if err != nil {
+	if res.Seq, res.Replayed, err = s.postEnvelope(ctx, op, "/api/messages", res.ID, body); err != nil {
 		return nil, err
 	}
-	var pr struct {
-		ID  string `json:"id"`
-		Seq uint64 `json:"seq"`
-	}
-	if err := decode(op, r, &pr); err != nil {
-		return nil, err
-	}
-	if pr.ID != res.ID {
-		return nil, privateline.E(op, privateline.Invalid, "the server acknowledged another message id")
-	}
-	res.Seq, res.Replayed = pr.Seq, r.status == http.StatusOK
 	return res, nil
 }
 
@@ -209,8 +197,28 @@ func (s *Session) pinFirstUse(ctx context.Context, bundles []*e2ee.KeyBundle) (*
 	})
 }
 
-// postEnvelope POSTs body, retrying transport failures and 502–504.
-func (s *Session) postEnvelope(ctx context.Context, op, path string, body []byte) (*response, error) {
+// postEnvelope POSTs the envelope id, body, retrying transport failures
+// and 502–504, and returns the sender's sequence number from the server's
+// acknowledgement and whether it was a replay.
+func (s *Session) postEnvelope(ctx context.Context, op, path, id string, body []byte) (uint64, bool, error) {
+	r, err := s.postEnvelopeRetrying(ctx, op, path, body)
+	if err != nil {
+		return 0, false, err
+	}
+	var pr struct {
+		ID  string `json:"id"`
+		Seq uint64 `json:"seq"`
+	}
+	if err := decode(op, r, &pr); err != nil {
+		return 0, false, err
+	}
+	if pr.ID != id {
+		return 0, false, privateline.E(op, privateline.Invalid, "the server acknowledged another message id")
+	}
+	return pr.Seq, r.status == http.StatusOK, nil
+}
+
+func (s *Session) postEnvelopeRetrying(ctx context.Context, op, path string, body []byte) (*response, error) {
 	var last error
 	for attempt := range maxSendAttempts {
 		if attempt > 0 {

@@ -54,7 +54,7 @@ func TestMessagePostRetries(t *testing.T) {
 				w.WriteHeader(st)
 				w.Write([]byte(`{"id":"x","seq":1}`))
 			})
-			_, err := s.postEnvelope(context.Background(), "test", "/api/messages", body)
+			_, _, err := s.postEnvelope(context.Background(), "test", "/api/messages", "x", body)
 			if c.want == privateline.Other && err != nil || c.want != privateline.Other && !privateline.Is(c.want, err) {
 				t.Fatalf("err %v, want kind %v", err, c.want)
 			}
@@ -73,7 +73,7 @@ func TestMessagePostGivesUpWithContext(t *testing.T) {
 		cancel()
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	_, err := s.postEnvelope(ctx, "test", "/api/messages", []byte(`{}`))
+	_, _, err := s.postEnvelope(ctx, "test", "/api/messages", "x", []byte(`{}`))
 	if !privateline.Is(privateline.Unavailable, err) {
 		t.Fatalf("err %v, want Unavailable", err)
 	}
