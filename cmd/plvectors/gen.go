@@ -17,7 +17,7 @@ import (
 var Files = []string{
 	"parties.json", "kdf.json", "keywrap.json", "keybundle.json", "canonical_json.json",
 	"padding.json", "envelope.json", "attachment.json", "groupkey.json", "groupmessage.json",
-	"safetynumber.json", "qr.json", "directory.json",
+	"safetynumber.json", "qr.json", "directory.json", "pinned.json",
 }
 
 func generate(dir string) error {
@@ -42,6 +42,7 @@ func generate(dir string) error {
 		"safetynumber.json":   genSafety,
 		"qr.json":             genQR,
 		"directory.json":      genDirectory,
+		"pinned.json":         genPins,
 	}
 	for _, name := range Files {
 		v, err := gens[name](ps)

@@ -3,6 +3,7 @@ package e2ee
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -463,6 +464,79 @@ func TestVectorsQR(t *testing.T) {
 		sh, other := ps[c.s("shower")].bundle, ps[c.s("scanner")].bundle
 		if QRPayload(sh.Address, sh.Identity, other.Address, other.Identity) != c.s("payload") {
 			t.Errorf("%s: payload differs", c.s("name"))
+		}
+	}
+}
+
+// pinsOf reads a pin set as the vector files describe it.
+func pinsOf(t *testing.T, v any) Pins {
+	t.Helper()
+	m, _ := v.(map[string]any)
+	out := Pins{}
+	for a, pv := range m {
+		c := vcase(pv.(map[string]any))
+		k, err := hexDecode(c.s("identity_key_hex"))
+		if err != nil || len(k) != len(IdentityKey{}) {
+			t.Fatalf("pin of %s: bad identity_key_hex", a)
+		}
+		p := Pin{FirstSeen: fromMillis(c.n("first_seen_ms"))}
+		copy(p.IdentityKey[:], k)
+		if c["verified"] == true {
+			p.Verified, p.VerifiedAt = true, fromMillis(c.n("verified_at_ms"))
+		}
+		out[privateline.Address(a)] = p
+	}
+	return out
+}
+
+func TestVectorsPinned(t *testing.T) {
+	for _, c := range loadVectors(t, "pinned.json") {
+		name := c.s("name")
+		switch c.s("op") {
+		case "seal":
+			kek, _ := hexDecode(c.s("kek_hex"))
+			nonce, _ := hexDecode(c.s("nonce_hex"))
+			account := privateline.Address(c.s("account"))
+			pins := pinsOf(t, c["pins"])
+			pt, err := EncodePins(pins)
+			if err != nil || hex.EncodeToString(pt) != c.s("plaintext_hex") {
+				t.Fatalf("%s: plaintext differs (%v)", name, err)
+			}
+			blob, err := SealPins(bytes.NewReader(nonce), &KEK{kek}, account, pins)
+			if err != nil || base64.StdEncoding.EncodeToString(blob) != c.s("blob_b64") {
+				t.Fatalf("%s: blob differs (%v)", name, err)
+			}
+			back, err := OpenPins(&KEK{kek}, account, blob)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			again, _ := EncodePins(back)
+			if !bytes.Equal(again, pt) {
+				t.Errorf("%s: opened pins differ", name)
+			}
+		case "open":
+			kek, _ := hexDecode(c.s("kek_hex"))
+			blob, _ := base64.StdEncoding.DecodeString(c.s("blob_b64"))
+			_, err := OpenPins(&KEK{kek}, privateline.Address(c.s("account")), blob)
+			wantReason(t, c, err)
+		case "decode":
+			pt, _ := hexDecode(c.s("plaintext_hex"))
+			_, err := DecodePins(pt)
+			wantReason(t, c, err)
+		case "merge":
+			a, b := pinsOf(t, c["a"]), pinsOf(t, c["b"])
+			for _, m := range []Pins{MergePins(a, b), MergePins(b, a)} {
+				pt, err := EncodePins(m)
+				if err != nil || hex.EncodeToString(pt) != c.s("merged_plaintext_hex") {
+					t.Errorf("%s: merged pins differ (%v)", name, err)
+				}
+			}
+			want, _ := EncodePins(pinsOf(t, c["merged"]))
+			if hex.EncodeToString(want) != c.s("merged_plaintext_hex") {
+				t.Errorf("%s: merged and merged_plaintext_hex disagree", name)
+			}
+		default:
+			t.Fatalf("%s: unknown op %q", name, c.s("op"))
 		}
 	}
 }

@@ -18,6 +18,7 @@ import {
   treeHeadSigned, verifyLookup, verifyTreeHead,
 } from '../src/crypto/directory'
 import { verifyConsistency } from '../src/crypto/merkle'
+import { type Pins, decodePins, encodePins, mergePins, openPins, sealPins } from '../src/crypto/pinned'
 import { headerAAD } from '../src/crypto/header'
 import { checked, count, expectRefusal, generatedFiles, load } from './vectors'
 import { parties } from './parties'
@@ -393,9 +394,53 @@ describe('spec/vectors', () => {
     }
   })
 
+  it('pinned.json', async () => {
+    const f = 'pinned.json'
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const pinsOf = (v: Record<string, any>): Pins =>
+      new Map(
+        Object.entries(v).map(([a, p]) => [
+          a,
+          p.verified
+            ? { identityKey: fromHex(p.identity_key_hex), firstSeen: p.first_seen_ms, verified: true, verifiedAt: p.verified_at_ms }
+            : { identityKey: fromHex(p.identity_key_hex), firstSeen: p.first_seen_ms, verified: false },
+        ]),
+      )
+    for (const c of load(f).cases) {
+      switch (c.op) {
+        case 'seal': {
+          const kek = await aesKey(fromHex(c.kek_hex))
+          const pins = pinsOf(c.pins)
+          expect(toHex(encodePins(pins)), c.name).toBe(c.plaintext_hex)
+          const blob = await sealPins(kek, c.account, pins, fromHex(c.nonce_hex))
+          expect(toB64(blob), c.name).toBe(c.blob_b64)
+          expect(toHex(encodePins(await openPins(kek, c.account, blob))), c.name).toBe(c.plaintext_hex)
+          break
+        }
+        case 'open':
+          await expectRefusal(openPins(await aesKey(fromHex(c.kek_hex)), c.account, fromB64(c.blob_b64)!), c.error, c.name)
+          break
+        case 'decode':
+          await expectRefusal(() => decodePins(fromHex(c.plaintext_hex)), c.error, c.name)
+          break
+        case 'merge': {
+          const a = pinsOf(c.a)
+          const b = pinsOf(c.b)
+          expect(toHex(encodePins(mergePins(a, b))), c.name).toBe(c.merged_plaintext_hex)
+          expect(toHex(encodePins(mergePins(b, a))), c.name).toBe(c.merged_plaintext_hex)
+          expect(toHex(encodePins(pinsOf(c.merged))), c.name).toBe(c.merged_plaintext_hex)
+          break
+        }
+        default:
+          throw new Error(`unknown pinned case op ${c.op}`)
+      }
+      count(f)
+    }
+  })
+
   it('checks every case of every generated file', () => {
     const files = generatedFiles()
-    expect(files.length).toBeGreaterThanOrEqual(13)
+    expect(files.length).toBeGreaterThanOrEqual(14)
     for (const file of files) expect(checked.get(file) ?? 0, file).toBe(load(file).cases.length)
     const total = files.reduce((n, f) => n + load(f).cases.length, 0)
     console.log(`generated vectors: ${files.length} files, ${total} cases checked`)
