@@ -1,0 +1,29 @@
+import { Box, Paper, Typography } from '@mui/material'
+import LockIcon from '@mui/icons-material/LockOutlined'
+import type { ReactNode } from 'react'
+import { Wordmark } from './Logo'
+import { ThemeToggle } from './ThemeToggle'
+
+/** The frame of the sign-in and sign-up pages: wordmark, a card, a line on encryption. */
+export function AuthLayout({ title, children }: { title: string; children: ReactNode }) {
+  return (
+    <Box sx={{ minHeight: '100dvh', display: 'flex', flexDirection: 'column', bgcolor: 'background.default' }}>
+      <Box component="header" sx={{ display: 'flex', justifyContent: 'space-between', alignItems: 'center', px: 3, py: 2 }}>
+        <Wordmark as="h1" />
+        <ThemeToggle />
+      </Box>
+      <Box component="main" sx={{ flex: 1, display: 'flex', alignItems: { xs: 'flex-start', sm: 'center' }, justifyContent: 'center', px: 2, pb: 6 }}>
+        <Paper variant="outlined" sx={{ width: '100%', maxWidth: 420, p: { xs: 3, sm: 4 }, borderRadius: 3 }}>
+          <Typography component="h2" variant="h5" sx={{ fontWeight: 700, mb: 2 }}>
+            {title}
+          </Typography>
+          {children}
+        </Paper>
+      </Box>
+      <Box component="footer" sx={{ display: 'flex', justifyContent: 'center', alignItems: 'center', gap: 1, pb: 3, color: 'text.secondary' }}>
+        <LockIcon fontSize="small" aria-hidden />
+        <Typography variant="body2">Messages are end-to-end encrypted. Your password never leaves this device.</Typography>
+      </Box>
+    </Box>
+  )
+}
