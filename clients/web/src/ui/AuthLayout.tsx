@@ -20,7 +20,7 @@ export function AuthLayout({ title, children }: { title: string; children: React
           {children}
         </Paper>
       </Box>
-      <Box component="footer" sx={{ display: 'flex', justifyContent: 'center', alignItems: 'center', gap: 1, pb: 3, color: 'text.secondary' }}>
+      <Box component="footer" sx={{ display: 'flex', justifyContent: 'center', alignItems: 'center', gap: 1, pb: 3, px: 3, color: 'text.secondary', textAlign: 'center' }}>
         <LockIcon fontSize="small" aria-hidden />
         <Typography variant="body2">Messages are end-to-end encrypted. Your password never leaves this device.</Typography>
       </Box>

@@ -47,7 +47,7 @@ export function MainLayout({ onSignedOut }: { onSignedOut: (message: string) => 
             </IconButton>
           )}
           <Box component={RouterLink} to="/" sx={{ color: 'inherit', textDecoration: 'none', borderRadius: 1 }} aria-label="PrivateLine home">
-            <Wordmark as="h1" size={26} />
+            <Wordmark as="h1" size={26} inverted={theme.palette.mode === 'light'} />
           </Box>
           <Box sx={{ flex: 1 }} />
           <ConnectionIndicator />

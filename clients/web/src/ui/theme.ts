@@ -14,6 +14,8 @@ export function makeTheme(mode: ThemeMode): Theme {
       background: dark ? { default: '#0f1218', paper: '#171b23' } : { default: '#f3f5f9', paper: '#ffffff' },
       text: dark ? { secondary: '#b3bac7' } : { secondary: '#4d5566' },
       success: { main: dark ? '#6fdc8c' : '#1b6e2e' },
+      error: { main: dark ? '#ff8a80' : '#c62828' },
+      warning: { main: dark ? '#ffb74d' : '#a15c00' },
     },
     shape: { borderRadius: 10 },
     typography: {

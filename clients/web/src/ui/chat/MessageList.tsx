@@ -50,6 +50,18 @@ export function MessageList({ messages, group, loading }: { messages: ChatMessag
     else setUnseen((n) => n + 1)
   }, [lastId])
 
+  // Images decrypt after the first layout: stay at the bottom while the content grows, if we were there.
+  const content = useRef<HTMLDivElement>(null)
+  useEffect(() => {
+    if (typeof ResizeObserver === 'undefined' || !content.current) return
+    const ro = new ResizeObserver(() => {
+      const el = scroller.current
+      if (el && atBottom.current) el.scrollTop = el.scrollHeight
+    })
+    ro.observe(content.current)
+    return () => ro.disconnect()
+  }, [])
+
   function onScroll() {
     const el = scroller.current!
     atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < nearBottom
@@ -76,6 +88,7 @@ export function MessageList({ messages, group, loading }: { messages: ChatMessag
           '@media (prefers-reduced-motion: reduce)': { '& .pl-arrive': { animation: 'none' } },
         }}
       >
+        <Box ref={content}>
         {loading && messages.length === 0 && (
           <Box sx={{ display: 'grid', placeItems: 'center', py: 6 }}>
             <CircularProgress aria-label="Loading messages" />
@@ -110,6 +123,7 @@ export function MessageList({ messages, group, loading }: { messages: ChatMessag
             </Fragment>
           )
         })}
+        </Box>
       </Box>
       {unseen > 0 && (
         <Button
