@@ -36,9 +36,9 @@ export function durationLabel(seconds: number): string {
 export function shortDuration(ms: number): string {
   const s = Math.max(0, Math.ceil(ms / 1000))
   if (s < 60) return `${s}s`
-  if (s < 3600) return `${Math.ceil(s / 60)}m`
-  if (s < 86400) return `${Math.ceil(s / 3600)}h`
-  return `${Math.ceil(s / 86400)}d`
+  if (s <= 3540) return `${Math.ceil(s / 60)}m`
+  if (s < 84600) return `${Math.max(1, Math.round(s / 3600))}h`
+  return `${Math.max(1, Math.round(s / 86400))}d`
 }
 
 const sameDay = (a: Date, b: Date) =>

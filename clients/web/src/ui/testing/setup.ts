@@ -1,7 +1,10 @@
 // Test-only: what jsdom lacks for the screens, and Testing Library's cleanup.
 import '@testing-library/jest-dom/vitest'
 import { afterEach } from 'vitest'
-import { cleanup } from '@testing-library/react'
+import { cleanup, configure } from '@testing-library/react'
+
+// The machine is shared and slow: wait longer for a condition (never a fixed sleep).
+configure({ asyncUtilTimeout: 5000 })
 
 afterEach(() => {
   cleanup()
