@@ -39,7 +39,7 @@ export function MainLayout({ onSignedOut }: { onSignedOut: (message: string) => 
 
   return (
     <Box sx={{ height: '100dvh', display: 'flex', flexDirection: 'column', bgcolor: 'background.default' }}>
-      <AppBar position="static" color="primary" sx={{ bgcolor: theme.palette.mode === 'dark' ? '#1b2230' : 'primary.main', color: '#fff', zIndex: (t) => t.zIndex.drawer + 1 }}>
+      <AppBar position="static" color="primary" sx={{ bgcolor: theme.palette.mode === 'dark' ? '#1b2230' : 'primary.main', color: '#fff' }}>
         <Toolbar sx={{ gap: 1 }}>
           {narrow && (
             <IconButton edge="start" color="inherit" aria-label="Open conversations" onClick={() => setDrawerOpen(true)}>

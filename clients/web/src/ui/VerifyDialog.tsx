@@ -184,19 +184,19 @@ export function VerifyDialog({ address, open, onClose }: { address: string; open
           </Box>
         )}
         {info && (
-          <Box sx={{ display: 'flex', flexDirection: { xs: 'column', sm: 'row' }, gap: 3, alignItems: 'center' }}>
+          <Box sx={{ display: 'flex', flexDirection: 'column', gap: 2.5, alignItems: 'center' }}>
             <Box
               role="img"
               aria-label="Your safety code"
               sx={{ bgcolor: '#fff', p: 0, borderRadius: 2, lineHeight: 0, flexShrink: 0, boxShadow: 1 }}
             >
-              <QRCodeSVG value={info.qrPayload} size={256} marginSize={4} level="M" bgColor="#ffffff" fgColor="#000000" aria-hidden />
+              <QRCodeSVG value={info.qrPayload} size={248} marginSize={4} level="M" bgColor="#ffffff" fgColor="#000000" aria-hidden />
             </Box>
             <Box
               data-testid="safety-number"
               aria-label={`Safety number: ${info.safetyNumber}`}
               role="group"
-              sx={{ display: 'grid', gridTemplateColumns: 'repeat(4, auto)', gap: '6px 16px', fontFamily: 'ui-monospace, "SF Mono", Menlo, Consolas, monospace', fontSize: '1.2rem', letterSpacing: '0.05em' }}
+              sx={{ display: 'grid', gridTemplateColumns: { xs: 'repeat(3, auto)', sm: 'repeat(4, auto)' }, gap: '6px 18px', fontFamily: 'ui-monospace, "SF Mono", Menlo, Consolas, monospace', fontSize: { xs: '1.05rem', sm: '1.2rem' }, letterSpacing: '0.05em' }}
             >
               {groups.map((g, i) => (
                 <span key={i}>{g}{i < groups.length - 1 ? ' ' : ''}</span>
