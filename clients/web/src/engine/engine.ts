@@ -183,6 +183,7 @@ export class EngineImpl implements Engine {
   #dir: ServerState = {}
   #lastSeq = 0
   #groupKeys = new Map<string, Map<number, GroupKey>>()
+  #groupLocks = new Map<string, Promise<void>>()
   #bundles = new Map<string, KeyBundle>()
   #hashes = new Map<string, Bytes>()
   #timers = new Map<string, ReturnType<typeof setTimeout>>()
@@ -488,6 +489,7 @@ export class EngineImpl implements Engine {
     for (const c of this.#conversations.values())
       if (c.kind === 'group' && !ids.has(c.id) && !c.left) await this.#saveConversation({ ...c, left: true, members: [] })
     for (const c of this.#conversations.values()) if (c.kind === 'direct') void this.#refreshRetention(c)
+    await this.#reopen()
   }
 
   async #refreshRetention(c: ConversationRecord): Promise<void> {
@@ -768,14 +770,28 @@ export class EngineImpl implements Engine {
       ...(h.expiresAt !== undefined ? { expiresAt: h.expiresAt } : {}),
     }
     if (!outgoing && !it.read) rec.unread = true
-    await this.#open(rec, env)
-    if (rec.error === undefined || rec.envelope !== undefined || rec.text !== '') {
-      rec.recipients = this.#recipientsOf(convId, env)
-      this.#statusFromReads(rec)
-      await this.#saveMessage(rec)
-      const c = this.#conversations.get(convId)
-      if (c && c.updatedAt < rec.sentAt) await this.#saveConversation({ ...c, updatedAt: rec.sentAt })
-      this.#emit()
+    if (!(await this.#open(rec, env))) return // expired meanwhile
+    rec.recipients = this.#recipientsOf(convId, env)
+    this.#statusFromReads(rec)
+    await this.#saveMessage(rec)
+    const c = this.#conversations.get(convId)
+    if (c && c.updatedAt < rec.sentAt) await this.#saveConversation({ ...c, updatedAt: rec.sentAt })
+    this.#emit()
+  }
+
+  /** Tries again to open the messages that could not be opened (new keys, accepted key change, a lookup that failed). */
+  async #reopen(only?: (m: MessageRecord) => boolean): Promise<void> {
+    for (const m of [...this.#messages.values()]) {
+      if (m.envelope === undefined || (only && !only(m))) continue
+      const rec = { ...m }
+      if (!(await this.#open(rec, parseEnvelope(JSON.stringify(m.envelope))))) {
+        await this.#forget(m.id)
+        continue
+      }
+      if (rec.envelope === undefined) {
+        await this.#saveMessage(rec)
+        this.#emit()
+      }
     }
   }
 
@@ -811,8 +827,11 @@ export class EngineImpl implements Engine {
     }
   }
 
-  /** Opens an envelope into rec (text, refs), or sets rec.error with a human sentence. */
-  async #open(rec: MessageRecord, env: Envelope): Promise<void> {
+  /**
+   * Opens an envelope into rec (text, refs), or sets rec.error with a human
+   * sentence and keeps the envelope to try again later; false when it expired.
+   */
+  async #open(rec: MessageRecord, env: Envelope): Promise<boolean> {
     const h = env.header
     try {
       let m: Message
@@ -831,14 +850,13 @@ export class EngineImpl implements Engine {
       rec.refs = m.attachments.map(refToJSON)
       delete rec.error
       delete rec.envelope
+      return true
     } catch (e) {
-      if (e instanceof E2EEError && e.code === 'expired') {
-        rec.error = human(e)
-        return
-      }
+      if (e instanceof E2EEError && e.code === 'expired') return false
       if (e instanceof ApiError && retryable(e)) throw e // reconnect and try again
       rec.error = e instanceof EngineError && e.code === 'key_changed' ? e.message : `This message could not be opened: ${human(e)}`
-      if (e instanceof EngineError && e.code === 'key_changed') rec.envelope = JSON.parse(new TextDecoder().decode(envelopeJSON(env)))
+      rec.envelope = JSON.parse(new TextDecoder().decode(envelopeJSON(env)))
+      return true
     }
   }
 
@@ -902,7 +920,7 @@ export class EngineImpl implements Engine {
         }
       } catch (e) {
         if (e instanceof ApiError && retryable(e)) throw e
-        // a meta that does not open: keep the name known so far
+        console.error("META", e) // a meta that does not open: keep the name known so far
       }
     }
     const c: ConversationRecord = {
@@ -929,11 +947,43 @@ export class EngineImpl implements Engine {
       }
       return
     }
-    const c = await this.#adoptGroup(g)
+    await this.#adoptGroup(g)
     // An admin distributes the key of an epoch that has none (a member left).
-    if (isAdmin(g.members.find((m) => m.address === this.me)?.role) && !(await this.#groupKey(gid, g.epoch))) {
-      await this.#rekey(g, c.name)
+    if (isAdmin(g.members.find((m) => m.address === this.me)?.role)) {
+      await this.#withGroup(gid, async () => {
+        const cur = await this.#fetchGroup(gid)
+        if (!cur || !isAdmin(cur.members.find((m) => m.address === this.me)?.role)) return
+        if (!(await this.#groupKey(gid, cur.epoch))) await this.#rekey(cur, this.#conversations.get(id)?.name)
+      })
     }
+  }
+
+  /** Runs the group changes of this client one at a time per group (key and meta uploads). */
+  #withGroup<T>(gid: string, f: () => Promise<T>): Promise<T> {
+    const prev = this.#groupLocks.get(gid) ?? Promise.resolve()
+    const run = prev.then(f, f)
+    const tail = run.then(() => undefined, () => undefined)
+    this.#groupLocks.set(gid, tail)
+    void tail.then(() => {
+      if (this.#groupLocks.get(gid) === tail) this.#groupLocks.delete(gid)
+    })
+    return run
+  }
+
+  /** Seals the name under the epoch's key (§19) unless the server's meta already is of that epoch. */
+  async #ensureMeta(g: GroupInfo, gk: GroupKey, name: string | undefined): Promise<void> {
+    if (name === undefined) return
+    const blob = g.meta ? fromB64(g.meta) : null
+    if (blob) {
+      try {
+        if (metaEpoch(blob) === gk.epoch && (await openMeta(gk, blob)).name === name) return
+      } catch {
+        // replaced below
+      }
+    }
+    const meta = toB64(await sealMeta(gk, { name }))
+    const ng = await this.#api.request<GroupInfo>('PATCH', `/api/groups/${encodeURIComponent(g.id)}`, { body: { meta } })
+    await this.#adoptGroup(ng.data)
   }
 
   /** Makes, wraps and uploads the current epoch's key; re-seals the meta under it. */
@@ -946,17 +996,17 @@ export class EngineImpl implements Engine {
       try {
         await this.#api.request('PUT', `/api/groups/${encodeURIComponent(g.id)}/key`, { rawBody: new TextDecoder().decode(document) })
         await this.#keepGroupKey(key)
-        if (name !== undefined) {
-          const meta = toB64(await sealMeta(key, { name }))
-          const ng = await this.#api.request<GroupInfo>('PATCH', `/api/groups/${encodeURIComponent(g.id)}`, { body: { meta } })
-          await this.#adoptGroup(ng.data)
-        }
+        await this.#ensureMeta(g, key, name)
         return key
       } catch (e) {
         if (!(e instanceof ApiError) || e.status !== 409) throw e
         if (e.code === 'conflict') {
+          // Another admin (or another device) distributed this epoch first: use theirs.
           const theirs = await this.#groupKey(g.id, g.epoch)
-          if (theirs) return theirs
+          if (theirs) {
+            await this.#ensureMeta(g, theirs, name)
+            return theirs
+          }
         }
         if (attempt >= 2) throw e
         const ng = await this.#fetchGroup(g.id)
@@ -978,10 +1028,11 @@ export class EngineImpl implements Engine {
       const addrs = [...new Set(members.map((a) => this.#address(a)).filter((a) => a !== this.me))]
       for (const a of addrs) await this.#checked(a, true)
       const g = (await this.#api.request<GroupInfo>('POST', '/api/groups', { body: { members: addrs } })).data
-      await this.#adoptGroup(g)
-      const c = this.#conversations.get('g:' + g.id)!
-      await this.#saveConversation({ ...c, name, updatedAt: this.#now() })
-      await this.#rekey(g, name)
+      await this.#withGroup(g.id, async () => {
+        const c = await this.#adoptGroup(g)
+        await this.#saveConversation({ ...c, name, updatedAt: this.#now() })
+        await this.#rekey(g, name)
+      })
       this.#loaded.add('g:' + g.id)
       this.#emit()
       return 'g:' + g.id
@@ -995,12 +1046,14 @@ export class EngineImpl implements Engine {
       const c = this.#group(conversationId)
       const a = this.#address(address)
       await this.#checked(a, true)
-      const g = (await this.#api.request<GroupInfo>('POST', `/api/groups/${encodeURIComponent(c.group!)}/members`, {
-        body: { address: a },
-        messages: { conflict: `${a} is already a member.`, not_found: `There is no user ${a}.` },
-      })).data
-      await this.#adoptGroup(g)
-      await this.#rekey(g, c.name)
+      await this.#withGroup(c.group!, async () => {
+        const g = (await this.#api.request<GroupInfo>('POST', `/api/groups/${encodeURIComponent(c.group!)}/members`, {
+          body: { address: a },
+          messages: { conflict: `${a} is already a member.`, not_found: `There is no user ${a}.` },
+        })).data
+        await this.#adoptGroup(g)
+        await this.#rekey(g, c.name)
+      })
     } catch (e) {
       throw asHuman(e)
     }
@@ -1011,11 +1064,13 @@ export class EngineImpl implements Engine {
     if (a === this.me) return this.leaveGroup(conversationId)
     try {
       const c = this.#group(conversationId)
-      await this.#api.request('DELETE', `/api/groups/${encodeURIComponent(c.group!)}/members/${encodeURIComponent(a)}`)
-      const g = await this.#fetchGroup(c.group!)
-      if (!g) throw new EngineError('You are no longer a member of this group.')
-      await this.#adoptGroup(g)
-      await this.#rekey(g, c.name)
+      await this.#withGroup(c.group!, async () => {
+        await this.#api.request('DELETE', `/api/groups/${encodeURIComponent(c.group!)}/members/${encodeURIComponent(a)}`)
+        const g = await this.#fetchGroup(c.group!)
+        if (!g) throw new EngineError('You are no longer a member of this group.')
+        await this.#adoptGroup(g)
+        await this.#rekey(g, c.name)
+      })
     } catch (e) {
       throw asHuman(e)
     }
@@ -1201,7 +1256,8 @@ export class EngineImpl implements Engine {
           if (!g) throw new EngineError('You are no longer a member of this group.')
           await this.#adoptGroup(g)
           let gk = await this.#groupKey(g.id, g.epoch)
-          if (!gk && isAdmin(g.members.find((x) => x.address === this.me)?.role)) gk = await this.#rekey(g, c.name)
+          if (!gk && isAdmin(g.members.find((x) => x.address === this.me)?.role))
+            gk = await this.#withGroup(g.id, async () => (await this.#groupKey(g.id, g.epoch)) ?? this.#rekey(g, this.#conversations.get(c.id)?.name))
           if (!gk) throw new ApiError('unavailable', 503, 'Waiting for an admin to share the new group key.')
           env = await sealGroup(this.#keys, gk, { id: ob.id, sentAt, expiresAt, message })
           recipients = g.members.map((x) => x.address).filter((a) => a !== this.me)
@@ -1402,13 +1458,7 @@ export class EngineImpl implements Engine {
         const cur = p.get(a)
         if (!cur || !constantTimeEqual(cur.identityKey, b.identityKey)) p.set(a, { identityKey: b.identityKey, firstSeen, verified: false })
       })
-      // Messages that waited for this: open them now.
-      for (const m of [...this.#messages.values()]) {
-        if (m.envelope === undefined || m.sender !== a) continue
-        const rec = { ...m }
-        await this.#open(rec, parseEnvelope(JSON.stringify(m.envelope)))
-        await this.#saveMessage(rec)
-      }
+      await this.#reopen((m) => m.sender === a) // the messages that waited for this
       this.#emit()
     } catch (e) {
       throw asHuman(e)

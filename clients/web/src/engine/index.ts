@@ -9,6 +9,7 @@ import { EngineError, asHuman } from './errors'
 import { AccountStore, DeviceStore } from './store'
 import type { Auth, Engine, Progress } from './types'
 
+
 export type { Auth, Engine } from './types'
 export { EngineError } from './errors'
 
@@ -30,7 +31,14 @@ export interface AuthOptions {
 /** The engine as created by Auth: also closable (tests, page unload). */
 export type ClosableEngine = Engine & { close(): void }
 
-export function createAuth(o: AuthOptions = {}): Auth & { restore(): Promise<ClosableEngine | null> } {
+/** Auth whose engines can also be closed. */
+export interface EngineAuth extends Auth {
+  restore(): Promise<ClosableEngine | null>
+  register(username: string, password: string, onProgress?: (p: Progress) => void): Promise<ClosableEngine>
+  login(username: string, password: string, onProgress?: (p: Progress) => void): Promise<ClosableEngine>
+}
+
+export function createAuth(o: AuthOptions = {}): EngineAuth {
   const ns = o.namespace ?? 'privateline'
   const baseUrl = o.baseUrl ?? ''
   let server: string | undefined
