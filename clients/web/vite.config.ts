@@ -15,5 +15,9 @@ export default defineConfig({
     include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'src/**/*.test.tsx'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    // The engine's integration test opens WebSockets: Node 20 has the
+    // browser WebSocket only behind this flag (Node 22 by default).
+    pool: 'forks',
+    poolOptions: { forks: { execArgv: ['--experimental-websocket'] } },
   },
 })

@@ -153,6 +153,8 @@ export interface RequestOptions {
   body?: unknown
   /** raw JSON text for the body, sent as is (for byte-exact canonical members) */
   rawBody?: string
+  /** a binary body, sent as application/octet-stream (POST /api/files) */
+  bytes?: Uint8Array
   /** sends the session's credentials and refreshes once on 401; true by default */
   auth?: boolean
   headers?: Record<string, string>
@@ -243,6 +245,25 @@ export class ApiClient {
     return this.#finish<T>(r, o)
   }
 
+  /** Like request, but the answer's body is returned as bytes (GET /api/files/{id}). */
+  async requestBytes(method: string, path: string, o: RequestOptions = {}): Promise<ApiResponse<Uint8Array>> {
+    const auth = o.auth ?? true
+    const seen = this.#epoch.get()
+    let r = await this.#send(method, path, o, auth)
+    if (r.status === 401 && auth && this.hasSession) {
+      await this.refreshAfter(seen)
+      r = await this.#send(method, path, o, auth)
+    }
+    if (!r.ok) return this.#finish<Uint8Array>(r, o) // throws the ApiError
+    let data: Uint8Array
+    try {
+      data = new Uint8Array(await r.arrayBuffer())
+    } catch (e) {
+      throw new ApiError('network', 0, o.messages?.network ?? humanMessage('network'), String(e))
+    }
+    return { status: r.status, data, headers: r.headers }
+  }
+
   get<T>(path: string, o?: RequestOptions): Promise<T> {
     return this.request<T>('GET', path, o).then((r) => r.data)
   }
@@ -288,10 +309,15 @@ export class ApiClient {
 
   async #send(method: string, path: string, o: RequestOptions, auth: boolean, csrf = false): Promise<Response> {
     const headers: Record<string, string> = { Accept: 'application/json', ...o.headers }
-    let body: string | undefined
-    if (o.rawBody !== undefined) body = o.rawBody
-    else if (o.body !== undefined) body = JSON.stringify(o.body)
-    if (body !== undefined) headers['Content-Type'] = 'application/json'
+    let body: string | Uint8Array<ArrayBuffer> | undefined
+    if (o.bytes !== undefined) {
+      body = new Uint8Array(o.bytes)
+      headers['Content-Type'] = 'application/octet-stream'
+    } else {
+      if (o.rawBody !== undefined) body = o.rawBody
+      else if (o.body !== undefined) body = JSON.stringify(o.body)
+      if (body !== undefined) headers['Content-Type'] = 'application/json'
+    }
     if (auth && this.mode === 'body' && this.#access) headers.Authorization = `Bearer ${this.#access}`
     if (this.mode === 'cookie' && this.#csrf && (csrf || (auth && !safeMethods.has(method))))
       headers['X-CSRF-Token'] = this.#csrf
