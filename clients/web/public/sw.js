@@ -74,14 +74,14 @@ async function navigate(event) {
   try {
     res = await fetch(event.request)
   } catch (err) {
-    const cached = await caches.match(INDEX, { cacheName: CACHE })
+    const cached = await caches.match(INDEX, { cacheName: CACHE, ignoreVary: true })
     if (cached) return cached
     throw err
   }
   if (res.ok && isHTML(res)) {
     event.waitUntil(refreshIfChanged(res.clone()).catch(() => {}))
   } else if (res.status === 502 || res.status === 503 || res.status === 504) {
-    const cached = await caches.match(INDEX, { cacheName: CACHE })
+    const cached = await caches.match(INDEX, { cacheName: CACHE, ignoreVary: true })
     if (cached) return cached
   }
   return res
@@ -90,7 +90,9 @@ async function navigate(event) {
 /** /assets/…: immutable, so the cache first. */
 async function immutable(req) {
   const cache = await caches.open(CACHE)
-  const hit = await cache.match(req)
+  // ignoreVary: the server answers every request with Vary: Origin, and a
+  // module script's request carries an Origin the shell's fetch did not.
+  const hit = await cache.match(req, { ignoreVary: true })
   if (hit) return hit
   const res = await fetch(req)
   if (cacheable(res)) await cache.put(req, res.clone())
@@ -101,7 +103,7 @@ async function networkThenCache(req, path) {
   try {
     return await fetch(req)
   } catch (err) {
-    const cached = await caches.match(path, { cacheName: CACHE })
+    const cached = await caches.match(path, { cacheName: CACHE, ignoreVary: true })
     if (cached) return cached
     throw err
   }
@@ -110,7 +112,7 @@ async function networkThenCache(req, path) {
 /** Fetches the shell again when a navigation brought a new index.html. */
 async function refreshIfChanged(fresh) {
   const cache = await caches.open(CACHE)
-  const cached = await cache.match(INDEX)
+  const cached = await cache.match(INDEX, { ignoreVary: true })
   if (cached && (await cached.text()) === (await fresh.text())) return
   await refreshShell(cache)
 }
@@ -120,14 +122,14 @@ async function refreshIfChanged(fresh) {
  * /assets/ files of an older index.html.
  */
 async function refreshShell(cache) {
-  const previous = await cache.match(INDEX)
+  const previous = await cache.match(INDEX, { ignoreVary: true })
   const before = previous ? shellFiles(await previous.text()) : []
   const index = await fetch(INDEX, { cache: 'no-cache', credentials: 'omit' })
   if (!index.ok || !isHTML(index)) throw new Error(`the app shell (index.html) answered ${index.status}`)
   const files = shellFiles(await index.clone().text())
   await Promise.all(
     files.map(async (path) => {
-      if (path.startsWith('/assets/') && (await cache.match(path))) return
+      if (path.startsWith('/assets/') && (await cache.match(path, { ignoreVary: true }))) return
       const res = await fetch(path, { cache: 'no-cache', credentials: 'omit' })
       if (!cacheable(res)) throw new Error(`the app shell file ${path} answered ${res.status}`)
       await cache.put(path, res)
