@@ -261,6 +261,17 @@ export async function expectAccessible(page, what) {
     // on for the test (no bypassCSP).
     await page.evaluate(axeSource)
   }
+  // Colours are measured as painted: let opening dialogs and drawers
+  // finish fading in (a half-transparent dialog fails the contrast rule).
+  await page.evaluate(async () => {
+    for (let i = 0; i < 20; i++) {
+      const running = document
+        .getAnimations()
+        .filter((a) => a.playState === 'running' && a.effect?.getComputedTiming().iterations !== Infinity)
+      if (running.length === 0) return
+      await Promise.all(running.map((a) => a.finished.catch(() => {})))
+    }
+  })
   const result = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }))
   const bad = result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
   if (bad.length) {
