@@ -191,6 +191,10 @@ export class World {
   /** A new browser context (a separate profile: own storage, own service worker) and a page in it. */
   async newPage(label, contextOptions = {}) {
     const context = await this.browser.newContext({ baseURL: this.server.url, ...contextOptions })
+    // Actions and waits without their own timeout give up after 20 s
+    // (Playwright's default is 30 s); waits for key generation or delivery
+    // say how long they allow.
+    context.setDefaultTimeout(20_000)
     this.contexts.push(context)
     const page = await context.newPage()
     this.watch(label, page)

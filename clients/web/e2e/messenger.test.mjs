@@ -105,6 +105,8 @@ e2e(
     assert.equal(aliceNumber, bobNumber, 'both see the same safety number')
     await expectAccessible(alice.page, 'the verify dialog')
 
+    // Neither is verified yet.
+    assert.equal(await bob.page.getByText('Verified', { exact: true }).count(), 0, 'Bob sees "Verified" before scanning')
     // Bob scans Alice's code (a picture of her screen).
     const aliceQR = await aliceDialog.getByRole('img', { name: 'Your safety code' }).screenshot()
     await bobDialog.getByLabel('Scan QR image').setInputFiles({ name: 'alice-qr.png', mimeType: 'image/png', buffer: aliceQR })
