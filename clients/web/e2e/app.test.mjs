@@ -11,13 +11,20 @@ import { expectAccessible, startHomeserver, suite } from './harness.mjs'
 
 const e2e = suite()
 
-/** Waits until the page is rendered by the app: the title set and something in #root. */
+/**
+ * Waits until the page is rendered by the app: the title set and visible
+ * text in #root (the app may first show only a spinner while it looks for
+ * a stored account).
+ */
 async function expectAppShell(page, what) {
   assert.equal(await page.title(), 'PrivateLine', `${what}: document title`)
   // (Locators, not waitForFunction: Playwright evaluates its predicate with
   // eval, which the app's CSP refuses.)
-  await page.locator('#root > *').first().waitFor({ timeout: 15_000 })
-  assert.ok((await page.locator('#root').innerText()).trim().length > 0, `${what}: #root shows nothing`)
+  await page
+    .locator('#root')
+    .filter({ hasText: /\S/ })
+    .waitFor({ timeout: 15_000 })
+    .catch(() => assert.fail(`${what}: #root shows no text`))
 }
 
 /** Waits until a service worker controls the page and is active. */
