@@ -4,7 +4,7 @@
 GO    ?= go
 SHELL := /bin/bash
 
-.PHONY: run build web test vet gotest webtest fuzz-short clean
+.PHONY: run build web test vet gotest webtest e2e fuzz-short clean
 
 # The web client is built first and served at / (WEB_ROOT).
 run: web
@@ -19,7 +19,7 @@ build:
 	mkdir -p bin
 	$(GO) build -o bin/homeserver ./cmd/homeserver
 
-test: vet gotest webtest fuzz-short
+test: vet gotest webtest e2e fuzz-short
 
 vet:
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || { echo "gofmt: the files above need formatting (run gofmt -w .)"; exit 1; }
@@ -33,6 +33,12 @@ gotest:
 # installs its packages with npm ci when needed.
 webtest:
 	scripts/webtest.sh
+
+# The browser end-to-end tests: builds the web client and the homeserver,
+# then drives Debian's chromium (/usr/bin/chromium, or CHROMIUM) against a
+# real homeserver. Fails, never skips, without chromium.
+e2e:
+	scripts/e2etest.sh
 
 # A short run of every fuzz target: its seeds and FUZZTIME new inputs.
 FUZZTIME ?= 3000x

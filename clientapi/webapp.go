@@ -18,6 +18,15 @@ import (
 // (/chat/…, /account) load the app. /api/ paths that no route takes stay
 // JSON 404s. The security headers and the Content-Security-Policy of the
 // middleware apply to these answers like to any other.
+//
+// A missing file under /assets/ is a 404, not index.html: a page of an
+// older build asking for a chunk that no longer exists must not get HTML
+// that a cache (the browser's, the service worker's) would then keep for a
+// year as that immutable asset. Everything outside /assets/ — index.html,
+// the service worker /sw.js, /manifest.webmanifest, the icons — has stable
+// names and is served with Cache-Control: no-cache, so that a new build
+// reaches browsers on their next visit (a service worker served with a
+// long max-age would pin users to an old app).
 
 // serveWebApp answers r from the web root, or reports false when r is not
 // for the web client.
@@ -30,6 +39,9 @@ func (a *API) serveWebApp(w http.ResponseWriter, r *http.Request) bool {
 	clean := path.Clean("/" + r.URL.Path) // no ".." survives
 	name := filepath.Join(a.cfg.WebRoot, filepath.FromSlash(clean))
 	if fi, err := os.Stat(name); err != nil || fi.IsDir() || strings.HasPrefix(path.Base(clean), ".") {
+		if strings.HasPrefix(clean, "/assets/") {
+			return false // the JSON 404
+		}
 		name = filepath.Join(a.cfg.WebRoot, "index.html")
 		clean = "/index.html"
 	}
@@ -47,6 +59,19 @@ func (a *API) serveWebApp(w http.ResponseWriter, r *http.Request) bool {
 	} else {
 		w.Header().Set("Cache-Control", "no-cache")
 	}
+	if ct, ok := webContentTypes[path.Ext(clean)]; ok {
+		w.Header().Set("Content-Type", ct)
+	}
 	http.ServeContent(w, r, path.Base(clean), fi.ModTime(), f)
 	return true
+}
+
+// webContentTypes are the types of the web client's files that Go's mime
+// table does not know everywhere (it falls back to the system's
+// mime.types, which a minimal container may not have).
+var webContentTypes = map[string]string{
+	".webmanifest": "application/manifest+json",
+	".js":          "text/javascript; charset=utf-8",
+	".svg":         "image/svg+xml",
+	".png":         "image/png",
 }

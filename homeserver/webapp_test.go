@@ -18,6 +18,9 @@ func TestWebAppServed(t *testing.T) {
 	files := map[string]string{
 		"index.html":           "<!doctype html><title>PrivateLine</title><div id=root></div>",
 		"assets/app-1a2b3c.js": "console.log('app')",
+		"sw.js":                "self.addEventListener('fetch', () => {})",
+		"manifest.webmanifest": `{"name":"PrivateLine"}`,
+		"icons/icon-192.png":   "\x89PNG\r\n\x1a\n",
 		".secret":              "not for you",
 	}
 	for name, body := range files {
@@ -55,6 +58,39 @@ func TestWebAppServed(t *testing.T) {
 		!strings.Contains(js.Header.Get("Content-Type"), "javascript") || !strings.Contains(js.Header.Get("Cache-Control"), "immutable") {
 		t.Errorf("asset: %d %v %q", js.Status, js.Header, js.Body)
 	}
+	// A chunk of an older build that is gone is a 404, never index.html
+	// (which a cache would keep as the immutable asset).
+	expectAPIError(t, ts.do("GET", "/assets/app-0ld0ld.js", "", nil), http.StatusNotFound, "not_found", "a missing asset")
+
+	// The service worker, the manifest and the icons have stable names: no
+	// long-lived caching (a cached service worker would pin an old app),
+	// and the types browsers insist on (a service worker must be
+	// JavaScript; the manifest is application/manifest+json).
+	for _, c := range []struct{ path, typ string }{
+		{"/sw.js", "text/javascript"},
+		{"/manifest.webmanifest", "application/manifest+json"},
+		{"/icons/icon-192.png", "image/png"},
+	} {
+		r := ts.do("GET", c.path, "", nil)
+		if r.Status != http.StatusOK || string(r.Body) != files[c.path[1:]] {
+			t.Errorf("%s: %d %q", c.path, r.Status, r.Body)
+		}
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, c.typ) {
+			t.Errorf("%s: Content-Type %q, want %s", c.path, ct, c.typ)
+		}
+		if cc := r.Header.Get("Cache-Control"); cc != "no-cache" {
+			t.Errorf("%s: Cache-Control %q, want no-cache", c.path, cc)
+		}
+	}
+	// The CSP lets the app register its service worker and load its
+	// manifest from its own origin.
+	csp := ts.do("GET", "/", "", nil).Header.Get("Content-Security-Policy")
+	for _, d := range []string{"worker-src 'self'", "manifest-src 'self'"} {
+		if !strings.Contains(csp, d) {
+			t.Errorf("Content-Security-Policy %q lacks %q", csp, d)
+		}
+	}
+
 	expectAPIError(t, ts.do("GET", "/api/no-such-route", "", nil), http.StatusNotFound, "not_found", "an unknown API route")
 	expectAPIError(t, ts.do("POST", "/", "", map[string]any{}), http.StatusNotFound, "not_found", "POST /")
 

@@ -1,0 +1,168 @@
+// PrivateLine's service worker: keeps the app shell (index.html, the
+// hashed files it loads, the manifest and the icons) so that the app opens
+// without a network. It is served as is from public/ (no build step) and
+// registered by src/sw.ts in production builds only.
+//
+// What it does, by request:
+//   - /api/… (and the WebSocket under it): never intercepted, never cached.
+//     Nothing with an Authorization header, nothing answered with
+//     Cache-Control no-store or private, and no HTML under /assets/ is cached
+//     either: messages, keys and tokens never reach Cache Storage.
+//   - navigations (any app route): the network first; without a network
+//     (or when a proxy answers 502/503/504), the cached index.html.
+//   - /assets/…: their names carry a content hash, so they never change:
+//     the cache first, else the network (and then cached).
+//   - /manifest.webmanifest and /icons/…: the network, else the cache.
+//
+// The shell is fetched without credentials (it is the same for everyone).
+// On install it is cached whole (index.html last, so a cached index.html
+// never names a file that is not cached); the install fails, to be tried
+// again later, if any part cannot be fetched. When a navigation brings an
+// index.html other than the cached one (a new build), the shell is fetched
+// again and the files only the old build's index.html named are dropped.
+// Chunks that index.html does not name (dynamically imported ones) are
+// cached when the app first loads them.
+//
+// SHELL_VERSION is the version of this file's cache layout: raise it when
+// the layout changes, and activate deletes the caches of other versions.
+
+const SHELL_VERSION = 1
+const CACHE_PREFIX = 'privateline-shell-'
+const CACHE = CACHE_PREFIX + 'v' + SHELL_VERSION
+const INDEX = '/'
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    (async () => {
+      const cache = await caches.open(CACHE)
+      await refreshShell(cache)
+      await self.skipWaiting()
+    })(),
+  )
+})
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      for (const name of await caches.keys()) {
+        if (name.startsWith(CACHE_PREFIX) && name !== CACHE) await caches.delete(name)
+      }
+      await self.clients.claim()
+    })(),
+  )
+})
+
+self.addEventListener('fetch', (event) => {
+  const req = event.request
+  if (req.method !== 'GET') return
+  const url = new URL(req.url)
+  if (url.origin !== self.location.origin) return
+  if (url.pathname === '/api' || url.pathname.startsWith('/api/')) return
+  if (req.headers.has('Authorization')) return
+  if (req.mode === 'navigate') {
+    event.respondWith(navigate(event))
+  } else if (url.pathname.startsWith('/assets/')) {
+    event.respondWith(immutable(req))
+  } else if (url.pathname === '/manifest.webmanifest' || url.pathname.startsWith('/icons/')) {
+    event.respondWith(networkThenCache(req, url.pathname))
+  }
+})
+
+/** Navigations: the network first, the cached index.html without one. */
+async function navigate(event) {
+  let res
+  try {
+    res = await fetch(event.request)
+  } catch (err) {
+    const cached = await caches.match(INDEX, { cacheName: CACHE, ignoreVary: true })
+    if (cached) return cached
+    throw err
+  }
+  if (res.ok && isHTML(res)) {
+    event.waitUntil(refreshIfChanged(res.clone()).catch(() => {}))
+  } else if (res.status === 502 || res.status === 503 || res.status === 504) {
+    const cached = await caches.match(INDEX, { cacheName: CACHE, ignoreVary: true })
+    if (cached) return cached
+  }
+  return res
+}
+
+/** /assets/…: immutable, so the cache first. */
+async function immutable(req) {
+  const cache = await caches.open(CACHE)
+  // ignoreVary: the server answers every request with Vary: Origin, and a
+  // module script's request carries an Origin the shell's fetch did not.
+  const hit = await cache.match(req, { ignoreVary: true })
+  if (hit) return hit
+  const res = await fetch(req)
+  if (cacheable(res)) await cache.put(req, res.clone())
+  return res
+}
+
+async function networkThenCache(req, path) {
+  try {
+    return await fetch(req)
+  } catch (err) {
+    const cached = await caches.match(path, { cacheName: CACHE, ignoreVary: true })
+    if (cached) return cached
+    throw err
+  }
+}
+
+/** Fetches the shell again when a navigation brought a new index.html. */
+async function refreshIfChanged(fresh) {
+  const cache = await caches.open(CACHE)
+  const cached = await cache.match(INDEX, { ignoreVary: true })
+  if (cached && (await cached.text()) === (await fresh.text())) return
+  await refreshShell(cache)
+}
+
+/**
+ * Caches index.html and every file of the shell it names; drops the
+ * /assets/ files of an older index.html.
+ */
+async function refreshShell(cache) {
+  const previous = await cache.match(INDEX, { ignoreVary: true })
+  const before = previous ? shellFiles(await previous.text()) : []
+  const index = await fetch(INDEX, { cache: 'no-cache', credentials: 'omit' })
+  if (!index.ok || !isHTML(index)) throw new Error(`the app shell (index.html) answered ${index.status}`)
+  const files = shellFiles(await index.clone().text())
+  await Promise.all(
+    files.map(async (path) => {
+      if (path.startsWith('/assets/') && (await cache.match(path, { ignoreVary: true }))) return
+      const res = await fetch(path, { cache: 'no-cache', credentials: 'omit' })
+      if (!cacheable(res)) throw new Error(`the app shell file ${path} answered ${res.status}`)
+      await cache.put(path, res)
+    }),
+  )
+  await cache.put(INDEX, index)
+  // The older build's files. (Chunks it loaded lazily are named by no
+  // index.html; they stay until SHELL_VERSION changes.)
+  for (const path of before) {
+    if (path.startsWith('/assets/') && !files.includes(path)) await cache.delete(path)
+  }
+}
+
+/** The same-origin files index.html loads: scripts, styles, preloads, manifest, icons. */
+function shellFiles(html) {
+  const files = new Set(['/manifest.webmanifest'])
+  for (const m of html.matchAll(/\s(?:src|href)="([^"]+)"/g)) {
+    const url = new URL(m[1], self.location.origin)
+    if (url.origin !== self.location.origin || url.search) continue
+    const p = url.pathname
+    if (p.startsWith('/assets/') || p.startsWith('/icons/') || p === '/manifest.webmanifest') files.add(p)
+  }
+  return [...files]
+}
+
+function isHTML(res) {
+  return (res.headers.get('Content-Type') || '').startsWith('text/html')
+}
+
+/** Whether a response may be kept: a same-origin 200 that allows storing, and not the app's HTML fallback. */
+function cacheable(res) {
+  if (!res || res.status !== 200 || res.type !== 'basic') return false
+  const cc = (res.headers.get('Cache-Control') || '').toLowerCase()
+  if (cc.includes('no-store') || cc.includes('private')) return false
+  return !isHTML(res)
+}
