@@ -20,7 +20,7 @@ const statusLabel: Record<MessageStatus, string> = {
 function StatusMark({ status, readBy }: { status: MessageStatus; readBy: string[] }) {
   const icon = {
     queued: <ScheduleIcon sx={{ fontSize: 16 }} />,
-    sending: <CircularProgress size={11} thickness={6} color="inherit" sx={{ mx: '2.5px' }} />,
+    sending: <CircularProgress aria-hidden size={11} thickness={6} color="inherit" sx={{ mx: "2.5px" }} />,
     sent: <DoneIcon sx={{ fontSize: 16 }} />,
     delivered: <DoneAllIcon sx={{ fontSize: 16 }} />,
     read: <DoneAllIcon sx={{ fontSize: 16, color: '#7fe3ff' }} />,
