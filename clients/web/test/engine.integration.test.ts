@@ -386,6 +386,23 @@ describe('engine against a real homeserver', () => {
     e2.close()
   })
 
+  it('shows sessionEnded when the session is revoked elsewhere, and resumes with the password keeping the state', async () => {
+    const { bob } = users
+    const other = { name: 'bob-laptop', b: browser() }
+    const laptop = await auth(other).login('bob', PW)
+    await waitFor(laptop, (s) => s.connection === 'online', 'the laptop online')
+    const before = msgs(bob.e.getState(), dm('alice')).length
+    await laptop.logoutEverywhere()
+    expect((await indexedDB.databases()).map((d) => d.name)).not.toContain(`pl-bob-laptop:bob@${SERVER}`)
+    await waitFor(bob.e, (s) => s.sessionEnded, 'bob sees his session ended')
+    expect(msgs(bob.e.getState(), dm('alice')).length).toBe(before) // nothing dropped from the screen
+    await expect(bob.e.resume('wrong password')).rejects.toThrow(/Wrong username or password/)
+    await bob.e.resume(PW)
+    await waitFor(bob.e, (s) => !s.sessionEnded && s.connection === 'online', 'bob resumed')
+    await users.alice.e.send(dm('bob'), 'after the resume')
+    await waitFor(bob.e, (s) => msgs(s, dm('alice')).some((m) => m.text === 'after the resume'), 'bob receives after resuming')
+  })
+
   it('logs out and wipes the account from IndexedDB', async () => {
     const { carol } = users
     await carol.e.logout()
@@ -393,5 +410,14 @@ describe('engine against a real homeserver', () => {
     expect(names).not.toContain(`pl-carol:carol@${SERVER}`)
     expect(await auth(carol).restore()).toBeNull()
     delete users.carol
+  })
+
+  it('deletes the account only with the right password, wiping the device and freeing the name', async () => {
+    const { alice } = users
+    await expect(alice.e.deleteAccount('not it')).rejects.toThrow(/password is wrong/)
+    await alice.e.deleteAccount(PW)
+    expect((await indexedDB.databases()).map((d) => d.name)).not.toContain(`pl-alice:alice@${SERVER}`)
+    await expect(auth({ name: 'alice-again', b: browser() }).login('alice', PW)).rejects.toThrow(/Wrong username or password/)
+    delete users.alice
   })
 })

@@ -920,7 +920,7 @@ export class EngineImpl implements Engine {
         }
       } catch (e) {
         if (e instanceof ApiError && retryable(e)) throw e
-        console.error("META", e) // a meta that does not open: keep the name known so far
+        // a meta that does not open: keep the name known so far
       }
     }
     const c: ConversationRecord = {
@@ -1183,9 +1183,11 @@ export class EngineImpl implements Engine {
       clearTimeout(this.#drainTimer)
       this.#drainTimer = undefined
     }
-    this.#draining ??= this.#drain().finally(() => {
-      this.#draining = undefined
-    })
+    this.#draining ??= this.#drain()
+      .catch(() => undefined) // storage closed under it (logout): nothing left to send
+      .finally(() => {
+        this.#draining = undefined
+      })
   }
 
   async #drain(): Promise<void> {
@@ -1596,6 +1598,7 @@ export class EngineImpl implements Engine {
     this.#wake?.()
     this.#ws?.close()
     this.#listeners.clear()
+    this.#store.close()
   }
 }
 

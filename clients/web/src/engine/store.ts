@@ -116,12 +116,17 @@ export class AccountStore {
 
   static async openDb(ns: string, address: string): Promise<IDBPDatabase> {
     idbAvailable()
-    return openDB(accountDbName(ns, address), 1, {
+    const db = await openDB(accountDbName(ns, address), 1, {
       upgrade(d) {
         d.createObjectStore('account')
         for (const s of SEALED) d.createObjectStore(s, { keyPath: 'k' })
       },
+      // Another tab or engine deletes this account (logout): let it.
+      blocking() {
+        db.close()
+      },
     })
+    return db
   }
 
   /** Opens the stored account, or undefined when this device has none for the address. */
