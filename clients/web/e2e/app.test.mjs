@@ -5,9 +5,13 @@
 
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { expectAccessible, startHomeserver, suite } from './harness.mjs'
+import { expectAccessible, startHomeserver, suite, webRoot } from './harness.mjs'
+import { waitUntil } from './users.mjs'
 
 const e2e = suite()
 
@@ -148,6 +152,51 @@ e2e('the service worker keeps the app shell: with the server gone and the browse
     await expectAccessible(page, 'the app shell offline')
   } finally {
     await server.stop()
+  }
+})
+
+e2e('after a new build is deployed, the service worker keeps the new shell and drops the old build’s files', async (w) => {
+  // A copy of the build to "deploy" over, served by a server of its own.
+  const root = mkdtempSync(join(tmpdir(), 'privateline-e2e-webroot-'))
+  cpSync(webRoot, root, { recursive: true })
+  const server = await startHomeserver({ env: { WEB_ROOT: root } })
+  try {
+    const { context, page } = await w.newPage('returning-visitor', { baseURL: server.url })
+    await page.goto('/')
+    await waitForServiceWorker(page)
+    const [oldScript] = await page.evaluate(() => [...document.scripts].map((s) => new URL(s.src).pathname).filter((p) => p))
+    assert.match(oldScript, /^\/assets\//)
+    assert.ok(Object.values(await cachedPaths(page)).flat().includes(oldScript))
+
+    // The new build: the same code under a new content-hashed name.
+    const newScript = oldScript.replace(/^\/assets\//, '/assets/next-')
+    renameSync(join(root, oldScript), join(root, newScript))
+    const index = join(root, 'index.html')
+    writeFileSync(index, readFileSync(index, 'utf8').replaceAll(oldScript, newScript))
+
+    await page.reload()
+    await expectAppShell(page, 'the new build')
+    const paths = await waitUntil(
+      async () => {
+        const p = Object.values(await cachedPaths(page)).flat()
+        return p.includes(newScript) && !p.includes(oldScript) && p
+      },
+      { what: `the cache to hold ${newScript} and not ${oldScript}` },
+    )
+    assert.ok(paths.includes('/'))
+
+    // And the new shell opens offline.
+    await server.stop()
+    await context.setOffline(true)
+    await page.reload()
+    await expectAppShell(page, 'the new build offline')
+    assert.deepEqual(
+      await page.evaluate(() => [...document.scripts].map((s) => new URL(s.src).pathname).filter((p) => p)),
+      [newScript],
+    )
+  } finally {
+    await server.stop()
+    rmSync(root, { recursive: true, force: true })
   }
 })
 
