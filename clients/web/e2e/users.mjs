@@ -1,5 +1,5 @@
 // What a user does in the web client, by the accessible names of
-// /work/wt/UI-CONTRACT.md (the screens must provide exactly these). Shared
+// e2e/UI-CONTRACT.md (the screens must provide exactly these). Shared
 // by the messenger tests and measure.mjs.
 
 import { PASSWORD } from './harness.mjs'
