@@ -23,7 +23,9 @@ node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(
 	fail "Node.js $(node --version) is too old; need >= 20.19"
 
 cd "$root/clients/web"
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+# npm ci writes node_modules/.package-lock.json last: without it (or older than
+# the lock file) the packages are missing, partly installed or stale.
+if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
 	npm ci --no-audit --no-fund
 fi
 

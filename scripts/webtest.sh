@@ -7,7 +7,9 @@ command -v node >/dev/null || { echo "webtest: Node.js is not installed (need No
 command -v npm >/dev/null || { echo "webtest: npm is not installed" >&2; exit 1; }
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' ||
 	{ echo "webtest: Node.js $(node --version) is too old; need >= 20.19" >&2; exit 1; }
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+# npm ci writes node_modules/.package-lock.json last: without it (or older than
+# the lock file) the packages are missing, partly installed or stale.
+if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
 	npm ci --no-audit --no-fund
 fi
 report=$(mktemp)

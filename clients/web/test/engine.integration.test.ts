@@ -224,7 +224,7 @@ describe('engine against a real homeserver', () => {
     await alice.e.send(conv, `hello bob ${MARKER}`)
     expect(msgs(alice.e.getState(), conv).at(-1)?.status).toMatch(/queued|sending|sent/)
     expect(alice.e.getState()).not.toBe(s0) // a new snapshot on change
-    await waitFor(alice.e, (s) => msgs(s, conv).some((m) => m.text.startsWith('hello bob') && m.status === 'sent'), 'alice: sent')
+    await waitFor(alice.e, (s) => msgs(s, conv).some((m) => m.text.startsWith('hello bob') && m.status === 'delivered'), 'alice: delivered')
     const sb = await waitFor(bob.e, (s) => msgs(s, dm('alice')).some((m) => m.text === `hello bob ${MARKER}`), 'bob receives')
     const got = msgs(sb, dm('alice')).find((m) => m.text.startsWith('hello bob'))!
     expect(got.outgoing).toBe(false)
@@ -315,8 +315,10 @@ describe('engine against a real homeserver', () => {
     expect(alice.e.getState().contacts[carol.address].trust).toBe('verified')
   })
 
-  it('keeps history across a reload, shows it with the server down, and delivers the outbox when it is back', async () => {
+  it('keeps history across a reload, shows it with the server down, and delivers the outbox and read marks when it is back', async () => {
     const { alice, bob } = users
+    await bob.e.send(dm('alice'), 'read me offline')
+    await waitFor(alice.e, (x) => msgs(x, dm('bob')).some((m) => m.text === 'read me offline'), 'alice receives before going offline')
     alice.e.close()
     await stopServer()
     await waitFor(bob.e, (s) => s.connection === 'offline', 'bob notices the server is down')
@@ -330,15 +332,19 @@ describe('engine against a real homeserver', () => {
     expect(s.contacts[bob.address].trust).toBe('verified') // pins come from the cache too
     expect(s.conversations.some((c) => c.title === `Team ${MARKER}`)).toBe(true)
 
+    expect(s.conversations.find((c) => c.id === dm('bob'))?.unread).toBeGreaterThan(0)
+    await e.markRead(dm('bob')) // offline: read here at once, queued for the server
+    expect(e.getState().conversations.find((c) => c.id === dm('bob'))?.unread).toBe(0)
     await e.send(dm('bob'), 'written offline 1')
     await e.send(dm('bob'), 'written offline 2')
     expect(msgs(e.getState(), dm('bob')).filter((m) => m.text.startsWith('written offline')).map((m) => m.status)).toEqual(['queued', 'queued'])
 
     await startServer(`127.0.0.1:${port}`)
-    await waitFor(e, (x) => msgs(x, dm('bob')).filter((m) => m.text.startsWith('written offline') && m.status === 'sent').length === 2, 'outbox delivered', 30_000)
+    await waitFor(e, (x) => msgs(x, dm('bob')).filter((m) => m.text.startsWith('written offline') && m.status === 'delivered').length === 2, 'outbox delivered', 30_000)
     const sb = await waitFor(bob.e, (x) => msgs(x, dm('alice')).filter((m) => m.text.startsWith('written offline')).length === 2, 'bob gets the offline messages', 30_000)
     expect(msgs(sb, dm('alice')).filter((m) => m.text.startsWith('written offline')).map((m) => m.text)).toEqual(['written offline 1', 'written offline 2'])
     await waitFor(e, (x) => x.connection === 'online', 'alice online again')
+    await waitFor(bob.e, (x) => msgs(x, dm('alice')).find((m) => m.text === 'read me offline')?.status === 'read', 'bob sees the read mark made offline', 30_000)
   })
 
   it('detects a key change and refuses to send to a verified contact until the change is accepted', async () => {
@@ -354,7 +360,7 @@ describe('engine against a real homeserver', () => {
     expect(alice.e.getState().contacts[users.bob.address]).toMatchObject({ trust: 'unverified', wasVerified: false })
     const failed = msgs(alice.e.getState(), dm('bob')).find((m) => m.text === 'to the new key')!
     await alice.e.retry(failed.id)
-    await waitFor(alice.e, (x) => msgs(x, dm('bob')).find((m) => m.id === failed.id)?.status === 'sent', 'sent after accepting')
+    await waitFor(alice.e, (x) => msgs(x, dm('bob')).find((m) => m.id === failed.id)?.status === 'delivered', 'delivered after accepting')
 
     // Bob's device holds the old keys: he logs in again, keeping his cache, and reads it.
     users.bob.e.close()

@@ -35,10 +35,15 @@ interface RefJSON {
   size: number
 }
 
+/** The server part of an address or group id (after the last '@'). */
+const serverOf = (a: string) => a.slice(a.lastIndexOf('@') + 1)
+
 interface MessageRecord extends ChatMessage {
   refs?: RefJSON[]
   /** incoming, not yet marked read */
   unread?: boolean
+  /** read here, the server not told yet (offline): sent by the drainer */
+  readPending?: boolean
   /** who must read it for 'read' (outgoing) */
   recipients?: string[]
   /** an envelope that could not be opened yet (sender's key changed), to retry */
@@ -803,7 +808,8 @@ export class EngineImpl implements Engine {
   #statusFromReads(m: MessageRecord): void {
     if (!m.outgoing || m.status === 'failed' || m.status === 'queued' || m.status === 'sending') return
     const need = m.recipients ?? []
-    m.status = need.length > 0 && need.every((a) => m.readBy.includes(a)) ? 'read' : 'sent'
+    if (need.length > 0 && need.every((a) => m.readBy.includes(a))) m.status = 'read'
+    else m.status = need.length > 0 && need.every((a) => serverOf(a) === serverOf(this.me)) ? 'delivered' : 'sent'
   }
 
   async #updateReadState(m: MessageRecord, it: MailItem): Promise<void> {
@@ -1195,12 +1201,15 @@ export class EngineImpl implements Engine {
       if (this.#closed || this.#sessionEnded) return
       const queue = (await this.#store.all<OutboxRecord>('outbox')).map((r) => r.value).sort((a, b) => a.queuedAt - b.queuedAt)
       const next = queue.find((o) => this.#messages.get(o.id)?.status === 'queued' || this.#messages.get(o.id)?.status === 'sending')
-      if (!next) return
       try {
+        if (!next) {
+          await this.#flushReads()
+          return
+        }
         await this.#sendOne(next)
         this.#drainBackoff = 0
       } catch (e) {
-        const m = this.#messages.get(next.id)
+        const m = next && this.#messages.get(next.id)
         if (retryable(e)) {
           if (m) await this.#saveMessage({ ...m, status: 'queued' })
           this.#emit()
@@ -1209,7 +1218,7 @@ export class EngineImpl implements Engine {
           this.#drainTimer = setTimeout(() => this.#kick(), Math.max(ra, this.#drainBackoff))
           return
         }
-        if (e instanceof ApiError && e.code === 'session_ended') return
+        if ((e instanceof ApiError && e.code === 'session_ended') || !next) return
         if (m) await this.#saveMessage({ ...m, status: 'failed', error: human(e) })
         this.#emit()
       }
@@ -1308,25 +1317,34 @@ export class EngineImpl implements Engine {
     this.#emit()
   }
 
+  /**
+   * Marks the conversation's unread messages read here at once and queues
+   * the marks: the drainer tells the server (POST /api/messages/{id}/read)
+   * after the outbox, so a mark made offline goes when the connection returns.
+   */
   async markRead(conversationId: string): Promise<void> {
     const unread = [...this.#messages.values()].filter((m) => m.conversationId === conversationId && m.unread)
-    for (const m of unread) await this.#saveMessage({ ...m, unread: false })
-    if (unread.length) this.#emit()
-    try {
-      for (const m of unread) {
-        try {
-          await this.#api.request('POST', `/api/messages/${m.id}/read`)
-        } catch (e) {
-          if (!(e instanceof ApiError && e.status === 404)) throw e // gone meanwhile
-        }
+    if (!unread.length) return
+    for (const m of unread) await this.#saveMessage({ ...m, unread: false, readPending: true })
+    this.#emit()
+    this.#kick()
+  }
+
+  /** Sends the queued read marks; a retryable failure is thrown to the drainer's backoff. */
+  async #flushReads(): Promise<void> {
+    for (const m of [...this.#messages.values()]) {
+      if (!m.readPending) continue
+      try {
+        await this.#api.request('POST', `/api/messages/${m.id}/read`)
+      } catch (e) {
+        if (retryable(e) || (e instanceof ApiError && e.code === 'session_ended')) throw e
+        // 404: gone meanwhile; another refusal will not change on a retry
       }
-    } catch (e) {
-      for (const m of unread) {
-        const cur = this.#messages.get(m.id)
-        if (cur) await this.#saveMessage({ ...cur, unread: true })
+      const cur = this.#messages.get(m.id)
+      if (cur?.readPending) {
+        const { readPending: _, ...rest } = cur
+        await this.#saveMessage(rest)
       }
-      this.#emit()
-      throw asHuman(e)
     }
   }
 

@@ -35,8 +35,9 @@ export interface Attachment {
 /**
  * queued: written to the outbox (IndexedDB), waiting for the connection;
  * sending: posted, no answer yet; sent: acknowledged by the homeserver
- * (durable); delivered: the recipients' server holds it (same as sent while
- * there is no federation); read: every recipient marked it read; failed:
+ * (durable); delivered: in every recipient's homeserver mailbox (for
+ * recipients on the user's own server that is the acknowledgement itself;
+ * remote ones wait for federation); read: every recipient marked it read; failed:
  * refused for good (error says why, retry() tries again).
  */
 export type MessageStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
