@@ -140,16 +140,6 @@ async function drawPicture(page) {
       g.closePath()
       g.fill()
     }
-    // Snow on the far peaks.
-    g.fillStyle = 'rgba(255,255,255,0.55)'
-    for (const [x, y] of [[150, 196], [318, 188], [560, 200]]) {
-      g.beginPath()
-      g.moveTo(x - 14, y + 12)
-      g.lineTo(x, y)
-      g.lineTo(x + 14, y + 12)
-      g.closePath()
-      g.fill()
-    }
     // The lake, mirroring the sky, with the sun's path on the water.
     const lakeTop = 318
     const lake = g.createLinearGradient(0, lakeTop, 0, h)

@@ -195,6 +195,8 @@ export class EngineImpl implements Engine {
 
   // connection
   #closed = false
+  /** a logout or deletion is under way: the server closing the socket (4001/4003) is expected, not a reason to refresh */
+  #leaving = false
   #ws?: WebSocket
   #wake?: () => void
   #draining?: Promise<void>
@@ -543,7 +545,7 @@ export class EngineImpl implements Engine {
       ws.onclose = (ev: CloseEvent) => {
         if (this.#ws === ws) this.#ws = undefined
         void this.#events.then(async () => {
-          if (ev.code === 4001 || ev.code === 4003) {
+          if ((ev.code === 4001 || ev.code === 4003) && !this.#leaving && !this.#closed) {
             try {
               await this.#api.refreshAfter()
             } catch (e) {
@@ -1576,19 +1578,25 @@ export class EngineImpl implements Engine {
   }
 
   async logout(): Promise<void> {
+    this.#leaving = true
     try {
       await this.#api.request('POST', '/api/revoke', { body: {} })
     } catch (e) {
       // Offline or already ended: the device forgets the account anyway.
-      if (!(e instanceof ApiError)) throw asHuman(e)
+      if (!(e instanceof ApiError)) {
+        this.#leaving = false
+        throw asHuman(e)
+      }
     }
     await this.#wipe()
   }
 
   async logoutEverywhere(): Promise<void> {
+    this.#leaving = true
     try {
       await this.#api.request('POST', '/api/revoke', { body: { all: true } })
     } catch (e) {
+      this.#leaving = false
       throw asHuman(e)
     }
     await this.#wipe()
@@ -1599,8 +1607,10 @@ export class EngineImpl implements Engine {
       const cur = await this.#proveCurrent(password)
       cur.ed.fill(0)
       cur.rsa.fill(0)
+      this.#leaving = true
       await this.#api.request('DELETE', '/api/account', { body: { auth_key: toB64(cur.authKey) }, messages: { wrong_password: 'The password is wrong.' } })
     } catch (e) {
+      this.#leaving = false
       throw asHuman(e)
     }
     await this.#wipe()

@@ -45,7 +45,7 @@ export function LoginScreen({ auth, onEngine, notice }: { auth: Auth; onEngine: 
           autoFocus
           disabled={busy}
           slotProps={{
-            input: { endAdornment: server ? <InputAdornment position="end">@{server}</InputAdornment> : undefined },
+            input: { endAdornment: server ? <InputAdornment position="end">{`@${server}`}</InputAdornment> : undefined },
             htmlInput: { autoCapitalize: 'none', spellCheck: false },
           }}
         />

@@ -68,7 +68,7 @@ export function RegisterScreen({ auth, onEngine }: { auth: Auth; onEngine: (e: E
           error={!!usernameError}
           helperText={usernameError ?? (server ? `Your address will be ${username.trim() || 'name'}@${server}` : ' ')}
           slotProps={{
-            input: { endAdornment: server ? <InputAdornment position="end">@{server}</InputAdornment> : undefined },
+            input: { endAdornment: server ? <InputAdornment position="end">{`@${server}`}</InputAdornment> : undefined },
             htmlInput: { autoCapitalize: 'none', spellCheck: false },
           }}
         />

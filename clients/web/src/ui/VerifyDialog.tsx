@@ -188,7 +188,7 @@ export function VerifyDialog({ address, open, onClose }: { address: string; open
             <Box
               role="img"
               aria-label="Your safety code"
-              sx={{ bgcolor: '#fff', p: 0, borderRadius: 2, lineHeight: 0, flexShrink: 0, boxShadow: 1 }}
+              sx={{ bgcolor: '#fff', p: 0, borderRadius: 2, overflow: 'hidden', lineHeight: 0, flexShrink: 0, border: 1, borderColor: (t) => (t.palette.mode === 'light' ? 'divider' : 'transparent') }}
             >
               <QRCodeSVG value={info.qrPayload} size={248} marginSize={4} level="M" bgColor="#ffffff" fgColor="#000000" aria-hidden />
             </Box>

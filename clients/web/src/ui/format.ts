@@ -45,7 +45,7 @@ const sameDay = (a: Date, b: Date) =>
   a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() && a.getDate() === b.getDate()
 
 export function clockTime(t: number): string {
-  return new Date(t).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' })
+  return new Date(t).toLocaleTimeString(undefined, { hour: 'numeric', minute: '2-digit' })
 }
 
 /** The sidebar's time: the clock today, the weekday this week, the date before. */

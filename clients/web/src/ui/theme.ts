@@ -4,6 +4,9 @@ import { createTheme, type Theme } from '@mui/material/styles'
 
 export type ThemeMode = 'light' | 'dark'
 
+/** Dialogs and drawers in dark mode: a step above the paper (#171b23). */
+const overlayPaper = '#1e2431'
+
 export function makeTheme(mode: ThemeMode): Theme {
   const dark = mode === 'dark'
   return createTheme({
@@ -28,6 +31,11 @@ export function makeTheme(mode: ThemeMode): Theme {
       MuiButton: { defaultProps: { disableElevation: true }, styleOverrides: { root: { textTransform: 'none', fontWeight: 600 } } },
       MuiAppBar: { defaultProps: { elevation: 0 } },
       MuiTooltip: { defaultProps: { arrow: true } },
+      // Dark dialogs and drawers in the app's blue-grey, not MUI's grey elevation overlay.
+      ...(dark && {
+        MuiDialog: { styleOverrides: { paper: { backgroundImage: 'none', backgroundColor: overlayPaper } } },
+        MuiDrawer: { styleOverrides: { paper: { backgroundImage: 'none', backgroundColor: overlayPaper } } },
+      }),
     },
   })
 }

@@ -101,7 +101,7 @@ function Members({ c }: { c: Conversation }) {
               key={m.address}
               disableGutters
               secondaryAction={removable ? (
-                <IconButton edge="end" aria-label={`Remove ${m.address}`} disabled={busy !== null} onClick={() => run(`rm:${m.address}`, () => engine.removeMember(c.id, m.address), `${m.address} was removed.`)}>
+                <IconButton aria-label={`Remove ${m.address}`} disabled={busy !== null} onClick={() => run(`rm:${m.address}`, () => engine.removeMember(c.id, m.address), `${m.address} was removed.`)}>
                   {busy === `rm:${m.address}` ? <CircularProgress size={18} aria-hidden /> : <PersonRemoveIcon />}
                 </IconButton>
               ) : undefined}
