@@ -1,13 +1,34 @@
 /// <reference types="vitest/config" />
 import { fileURLToPath } from 'node:url'
-import { defineConfig } from 'vite'
+import { defineConfig, type Plugin } from 'vite'
 import react from '@vitejs/plugin-react'
 
 // spec/vectors lives at the repository root, two levels up.
 const vectors = fileURLToPath(new URL('../../spec/vectors', import.meta.url))
 
+/**
+ * Writes dist/precache.json, {"files": [...]}: every file of the build
+ * under /assets/ (all JavaScript chunks, the lazily loaded ones too, and
+ * any CSS or other asset; not the source maps). The service worker
+ * (public/sw.js) caches them all at install, so that a screen the user has
+ * not opened yet also opens offline.
+ */
+function precacheList(): Plugin {
+  return {
+    name: 'privateline-precache-list',
+    apply: 'build',
+    generateBundle(_options, bundle) {
+      const files = Object.keys(bundle)
+        .filter((f) => f.startsWith('assets/') && !f.endsWith('.map'))
+        .map((f) => '/' + f)
+        .sort()
+      this.emitFile({ type: 'asset', fileName: 'precache.json', source: JSON.stringify({ files }, null, 1) + '\n' })
+    },
+  }
+}
+
 export default defineConfig({
-  plugins: [react()],
+  plugins: [react(), precacheList()],
   resolve: { alias: { '@vectors': vectors } },
   build: { outDir: 'dist', emptyOutDir: true, sourcemap: true },
   test: {

@@ -5,13 +5,13 @@
 
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
-import { expectAccessible, startHomeserver, suite, webRoot } from './harness.mjs'
-import { waitUntil } from './users.mjs'
+import { expectAccessible, startHomeserver, suite, uniqueName, webRoot } from './harness.mjs'
+import { register, waitForMain, waitUntil } from './users.mjs'
 
 const e2e = suite()
 
@@ -29,6 +29,13 @@ async function expectAppShell(page, what) {
     .filter({ hasText: /\S/ })
     .waitFor({ timeout: 15_000 })
     .catch(() => assert.fail(`${what}: #root shows no text`))
+}
+
+/** Every file of the build under /assets/ (not the source maps), from the directory itself. */
+function buildAssets() {
+  return readdirSync(join(webRoot, 'assets'))
+    .filter((f) => !f.endsWith('.map'))
+    .map((f) => '/assets/' + f)
 }
 
 /** Waits until a service worker controls the page and is active. */
@@ -137,15 +144,34 @@ e2e('the service worker keeps the app shell: with the server gone and the browse
     for (const p of paths) {
       assert.ok(p === '/' || p === '/manifest.webmanifest' || /^\/(assets|icons)\//.test(p), `unexpected cached ${p}`)
     }
+    // Every chunk of the build is cached at install, the lazily loaded ones
+    // too, including some this page has never asked for (the app is split).
+    const assets = buildAssets()
+    for (const p of assets) assert.ok(paths.includes(p), `${p} (a file of the build) is not cached: ${paths}`)
+    const requested = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname))
+    const neverLoaded = assets.filter((p) => p.endsWith('.js') && !requested.includes(p) && !scripts.includes(p))
+    assert.ok(neverLoaded.length > 0, `every chunk was loaded by the sign-in page: ${assets}`)
+
+    // Signed in (a new account), which loads the signed-in screens' code…
+    await register(page, uniqueName('offline'))
 
     await server.stop()
     await context.setOffline(true)
     const res = await page.reload()
     assert.ok(res?.fromServiceWorker(), 'the reload was not answered by the service worker')
     await expectAppShell(page, 'offline reload')
-    // A route never visited opens too (it is the same index.html).
+    // …the stored session opens offline, on the main screen and on the
+    // account screen, a route this visit had not shown (lazily loaded code).
+    await waitForMain(page, 15_000)
+    await page.getByRole('status').filter({ hasText: 'Offline' }).waitFor({ timeout: 15_000 })
     await page.goto('/account')
     await expectAppShell(page, 'offline /account')
+    await page.getByRole('heading', { name: 'Account' }).waitFor({ timeout: 15_000 })
+    // The chunks the first visit never loaded come from the cache offline.
+    for (const p of neverLoaded) {
+      const r = await page.evaluate((p) => import(p).then(() => 'loaded', (e) => String(e)), p)
+      assert.equal(r, 'loaded', `${p} offline`)
+    }
     // …is not kept: offline it fails like any request without a network.
     const api = await page.evaluate(() => fetch('/api/keys/head').then((r) => `status ${r.status}`, () => 'network error'))
     assert.equal(api, 'network error')
@@ -168,11 +194,16 @@ e2e('after a new build is deployed, the service worker keeps the new shell and d
     assert.match(oldScript, /^\/assets\//)
     assert.ok(Object.values(await cachedPaths(page)).flat().includes(oldScript))
 
-    // The new build: the same code under a new content-hashed name.
+    // The new build: the same code under a new content-hashed name, in
+    // index.html and in the build's file list.
     const newScript = oldScript.replace(/^\/assets\//, '/assets/next-')
     renameSync(join(root, oldScript), join(root, newScript))
-    const index = join(root, 'index.html')
-    writeFileSync(index, readFileSync(index, 'utf8').replaceAll(oldScript, newScript))
+    for (const f of ['index.html', 'precache.json']) {
+      const file = join(root, f)
+      const text = readFileSync(file, 'utf8')
+      assert.ok(text.includes(oldScript), `${f} does not name ${oldScript}`)
+      writeFileSync(file, text.replaceAll(oldScript, newScript))
+    }
 
     await page.reload()
     await expectAppShell(page, 'the new build')

@@ -1,7 +1,10 @@
 // Measures the web client as users feel it, in Chromium against a real
 // homeserver, and prints:
 //   1. the initial JavaScript, gzipped: the scripts and module preloads
-//      dist/index.html references, each compressed with Node's zlib;
+//      dist/index.html references (what the browser fetches before the
+//      app can start; chunks the app imports lazily are not in it), each
+//      compressed with Node's zlib; and the total of every .js file of
+//      the build, for comparison (what the service worker caches);
 //   2. navigation → usable login form (the "Sign in" button enabled),
 //      median of N fresh profiles (cold: nothing cached), and of N reloads
 //      of one profile (warm: the service worker's cache);
@@ -21,7 +24,7 @@
 // screens and the engine; without them it prints item 1 and exits with
 // an error that says what is missing. CHROMIUM overrides the browser.
 
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
@@ -48,6 +51,18 @@ function initialJavaScript() {
   for (const m of html.matchAll(/<script[^>]*\ssrc="([^"]+\.js)"/g)) files.add(m[1])
   for (const m of html.matchAll(/<link[^>]*rel="modulepreload"[^>]*href="([^"]+\.js)"/g)) files.add(m[1])
   if (files.size === 0) throw new Error(`${webRoot}/index.html references no script`)
+  return { files: [...files], ...sizes([...files]) }
+}
+
+/** All the JavaScript of the build (dist/assets/*.js), gzipped file by file. */
+function allJavaScript() {
+  const files = readdirSync(join(webRoot, 'assets'))
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => '/assets/' + f)
+  return { files, ...sizes(files) }
+}
+
+function sizes(files) {
   let raw = 0
   let gz = 0
   for (const f of files) {
@@ -55,7 +70,7 @@ function initialJavaScript() {
     raw += b.length
     gz += gzipSync(b, { level: 9 }).length
   }
-  return { files: [...files], raw, gz }
+  return { raw, gz }
 }
 
 /**
@@ -118,6 +133,8 @@ let failed = false
 try {
   const js = initialJavaScript()
   console.log(`initial JavaScript: ${(js.gz / 1024).toFixed(1)} KiB gzipped (${(js.raw / 1024).toFixed(1)} KiB raw) in ${js.files.join(', ')}`)
+  const all = allJavaScript()
+  console.log(`all JavaScript of the build: ${(all.gz / 1024).toFixed(1)} KiB gzipped (${(all.raw / 1024).toFixed(1)} KiB raw) in ${all.files.length} files`)
 
   // 2. Navigation → usable login form.
   const cold = []

@@ -14,14 +14,18 @@
 //     the cache first, else the network (and then cached).
 //   - /manifest.webmanifest and /icons/…: the network, else the cache.
 //
-// The shell is fetched without credentials (it is the same for everyone).
-// On install it is cached whole (index.html last, so a cached index.html
-// never names a file that is not cached); the install fails, to be tried
-// again later, if any part cannot be fetched. When a navigation brings an
-// index.html other than the cached one (a new build), the shell is fetched
-// again and the files only the old build's index.html named are dropped.
-// Chunks that index.html does not name (dynamically imported ones) are
-// cached when the app first loads them.
+// The shell is index.html, the files it names, and every file of the
+// build under /assets/ as listed by /precache.json (written by the build,
+// see vite.config.ts): the chunks the app imports lazily (the signed-in
+// screens, the engine, the QR code reader) are cached at install too, so
+// the app opens offline on screens the first visit never showed. The shell
+// is fetched without credentials (it is the same for everyone). On install
+// it is cached whole (index.html last, so a cached index.html never names a
+// file that is not cached); the install fails, to be tried again later, if
+// any part cannot be fetched. When a navigation brings an index.html other
+// than the cached one (a new build: any change to a chunk changes the
+// entry's hash, so index.html too), the shell is fetched again and every
+// cached /assets/ file the new build does not list is dropped.
 //
 // SHELL_VERSION is the version of this file's cache layout: raise it when
 // the layout changes, and activate deletes the caches of other versions.
@@ -30,6 +34,7 @@ const SHELL_VERSION = 1
 const CACHE_PREFIX = 'privateline-shell-'
 const CACHE = CACHE_PREFIX + 'v' + SHELL_VERSION
 const INDEX = '/'
+const PRECACHE = '/precache.json'
 
 self.addEventListener('install', (event) => {
   event.waitUntil(
@@ -118,15 +123,19 @@ async function refreshIfChanged(fresh) {
 }
 
 /**
- * Caches index.html and every file of the shell it names; drops the
- * /assets/ files of an older index.html.
+ * Caches index.html, every file of the shell it names and every build file
+ * precache.json lists; drops the cached /assets/ files of older builds.
  */
 async function refreshShell(cache) {
-  const previous = await cache.match(INDEX, { ignoreVary: true })
-  const before = previous ? shellFiles(await previous.text()) : []
   const index = await fetch(INDEX, { cache: 'no-cache', credentials: 'omit' })
   if (!index.ok || !isHTML(index)) throw new Error(`the app shell (index.html) answered ${index.status}`)
-  const files = shellFiles(await index.clone().text())
+  const list = await fetch(PRECACHE, { cache: 'no-cache', credentials: 'omit' })
+  if (!list.ok || isHTML(list)) throw new Error(`the list of the app's files (${PRECACHE}) answered ${list.status}${list.ok ? ' with HTML (not in this build)' : ''}`)
+  const listed = (await list.json()).files
+  if (!Array.isArray(listed) || !listed.every((p) => typeof p === 'string' && p.startsWith('/assets/'))) {
+    throw new Error(`${PRECACHE} is not a list of /assets/ files`)
+  }
+  const files = [...new Set([...shellFiles(await index.clone().text()), ...listed])]
   await Promise.all(
     files.map(async (path) => {
       if (path.startsWith('/assets/') && (await cache.match(path, { ignoreVary: true }))) return
@@ -136,10 +145,11 @@ async function refreshShell(cache) {
     }),
   )
   await cache.put(INDEX, index)
-  // The older build's files. (Chunks it loaded lazily are named by no
-  // index.html; they stay until SHELL_VERSION changes.)
-  for (const path of before) {
-    if (path.startsWith('/assets/') && !files.includes(path)) await cache.delete(path)
+  // The older builds' files, those their index.html named and those their
+  // pages loaded lazily alike.
+  for (const req of await cache.keys()) {
+    const path = new URL(req.url).pathname
+    if (path.startsWith('/assets/') && !files.includes(path)) await cache.delete(req)
   }
 }
 

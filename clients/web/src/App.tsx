@@ -7,11 +7,23 @@ import { makeTheme, type ThemeMode } from './ui/theme'
 import { errorMessage } from './ui/errors'
 import { LoginScreen } from './ui/LoginScreen'
 import { RegisterScreen } from './ui/RegisterScreen'
-import { MainLayout } from './ui/MainLayout'
 import { EmptyChat } from './ui/EmptyChat'
-import { ChatScreen } from './ui/chat/ChatScreen'
-import { AccountScreen } from './ui/AccountScreen'
+import { Lazy, lazyNamed, whenIdle } from './ui/lazy'
 import { LogoMark } from './ui/Logo'
+
+// The signed-in screens are chunks of their own, so that the sign-in page
+// does not wait for them; they are fetched once the sign-in page is shown
+// (or at once after a stored session was restored).
+const loadMainLayout = () => import('./ui/MainLayout')
+const loadChat = () => import('./ui/chat/ChatScreen')
+const loadAccount = () => import('./ui/AccountScreen')
+const MainLayout = lazyNamed(() => loadMainLayout().then((m) => m.MainLayout))
+const ChatScreen = lazyNamed(() => loadChat().then((m) => m.ChatScreen))
+const AccountScreen = lazyNamed(() => loadAccount().then((m) => m.AccountScreen))
+
+function preloadScreens(): void {
+  for (const load of [loadMainLayout, loadChat, loadAccount]) load().catch(() => undefined)
+}
 
 // The theme choice (not a secret) is the only thing kept in localStorage.
 const themeKey = 'privateline.theme'
@@ -92,7 +104,19 @@ function Notifier({ children }: { children: ReactNode }) {
   )
 }
 
-function Routed({ auth }: { auth: Auth }) {
+function Opening() {
+  return (
+    <Box role="main" sx={{ minHeight: '100dvh', display: 'grid', placeItems: 'center' }}>
+      <Box sx={{ display: 'flex', flexDirection: 'column', alignItems: 'center', gap: 2 }}>
+        <LogoMark size={48} />
+        <CircularProgress aria-label="Opening PrivateLine" />
+        <Typography color="text.secondary">Opening PrivateLine…</Typography>
+      </Box>
+    </Box>
+  )
+}
+
+function Routed({ auth, preload }: { auth: Auth; preload?: () => void }) {
   const [engine, setEngine] = useState<Engine | null>(null)
   const [booting, setBooting] = useState(true)
   const [notice, setNotice] = useState<string | null>(null)
@@ -135,17 +159,17 @@ function Routed({ auth }: { auth: Auth }) {
     [navigate],
   )
 
-  if (booting) {
-    return (
-      <Box role="main" sx={{ minHeight: '100dvh', display: 'grid', placeItems: 'center' }}>
-        <Box sx={{ display: 'flex', flexDirection: 'column', alignItems: 'center', gap: 2 }}>
-          <LogoMark size={48} />
-          <CircularProgress aria-label="Opening PrivateLine" />
-          <Typography color="text.secondary">Opening PrivateLine…</Typography>
-        </Box>
-      </Box>
-    )
-  }
+  // Once the first screen is up: the rest of the app's code, while the
+  // user types (or reads).
+  useEffect(() => {
+    if (booting) return
+    whenIdle(() => {
+      preloadScreens()
+      preload?.()
+    })
+  }, [booting, preload])
+
+  if (booting) return <Opening />
 
   if (!engine) {
     return (
@@ -161,10 +185,30 @@ function Routed({ auth }: { auth: Auth }) {
     <EngineProvider engine={engine}>
       <DraftsContext.Provider value={drafts}>
         <Routes>
-          <Route element={<MainLayout onSignedOut={signedOut} />}>
+          <Route
+            element={
+              <Lazy fallback={<Opening />}>
+                <MainLayout onSignedOut={signedOut} />
+              </Lazy>
+            }
+          >
             <Route index element={<EmptyChat />} />
-            <Route path="chat/:id" element={<ChatScreen />} />
-            <Route path="account" element={<AccountScreen onSignedOut={signedOut} />} />
+            <Route
+              path="chat/:id"
+              element={
+                <Lazy>
+                  <ChatScreen />
+                </Lazy>
+              }
+            />
+            <Route
+              path="account"
+              element={
+                <Lazy>
+                  <AccountScreen onSignedOut={signedOut} />
+                </Lazy>
+              }
+            />
           </Route>
           <Route path="*" element={<Navigate to="/" replace />} />
         </Routes>
@@ -173,13 +217,17 @@ function Routed({ auth }: { auth: Auth }) {
   )
 }
 
-/** The whole client. `auth` is the engine's entry point (createAuth() in production). */
-export function App({ auth }: { auth: Auth }) {
+/**
+ * The whole client. `auth` is the engine's entry point (createAuth() in
+ * production); `preload`, if given, is called once the first screen is
+ * shown (main.tsx: start fetching the engine's code).
+ */
+export function App({ auth, preload }: { auth: Auth; preload?: () => void }) {
   return (
     <AppTheme>
       <Notifier>
         <BrowserRouter>
-          <Routed auth={auth} />
+          <Routed auth={auth} preload={preload} />
         </BrowserRouter>
       </Notifier>
     </AppTheme>

@@ -2,6 +2,7 @@
 // homeserver's API (spec/openapi.yaml), behind the Engine interface of
 // types.ts. The Go SDK (clients/go/client) is the reference for behaviour.
 import { ApiError, type ApiClient } from '../api/client'
+import { login as apiLogin } from '../api/account'
 import { derivePasswordKeys } from '../crypto/kdf'
 import { PrivateKeys, unwrapPrivateKeys, wrapPrivateKeys } from '../crypto/account'
 import { type KeyBundle, parseKeyBundle } from '../crypto/bundle'
@@ -1554,9 +1555,8 @@ export class EngineImpl implements Engine {
 
   /** Signs in again after the session ended (the keys must be this account's). */
   async resume(password: string): Promise<void> {
-    const { login } = await import('../api/account')
     try {
-      const acc = await login(this.#api, this.me.slice(0, this.me.lastIndexOf('@')), password)
+      const acc = await apiLogin(this.#api, this.me.slice(0, this.me.lastIndexOf('@')), password)
       if (acc.address !== this.me) throw new EngineError('That password is of another account.')
       this.#kek = acc.kek
       await this.#store.updateAccount({ kek: acc.kek, kdf: acc.params.kdf, iterations: acc.params.iterations, salt: new Uint8Array(acc.params.salt), nonce: acc.nonce, encryptedPrivateKey: acc.encryptedPrivateKey, bundle: new TextDecoder().decode(acc.bundle.json) })

@@ -4,7 +4,7 @@ import { type Account, login as apiLogin, register as apiRegister } from '../api
 import { equal, fromB64, toB64 } from '../crypto/bytes'
 import { checkHeadProgress, parseConsistency, parseTreeHead, verifyTreeHead } from '../crypto/directory'
 import { E2EEError } from '../crypto/errors'
-import { EngineImpl } from './engine'
+import type { EngineImpl } from './engine'
 import { EngineError, asHuman } from './errors'
 import { AccountStore, DeviceStore } from './store'
 import type { Auth, Engine, Progress } from './types'
@@ -36,6 +36,27 @@ export interface EngineAuth extends Auth {
   restore(): Promise<ClosableEngine | null>
   register(username: string, password: string, onProgress?: (p: Progress) => void): Promise<ClosableEngine>
   login(username: string, password: string, onProgress?: (p: Progress) => void): Promise<ClosableEngine>
+}
+
+// The engine proper (engine.ts with the message, group, attachment,
+// pinned-keys and safety-number code) is a chunk of its own: the sign-in
+// page needs only the KDF, the account keys and the API client, so the
+// engine loads while the password is derived, or at once for a stored
+// session. One promise per page; a failed load is tried again next time.
+let engineModule: Promise<typeof import('./engine')> | undefined
+function loadEngine(): Promise<typeof import('./engine')> {
+  engineModule ??= import('./engine').catch((e: unknown) => {
+    engineModule = undefined
+    const err = new EngineError('PrivateLine could not load all of its code. Check your connection and try again.', 'network')
+    ;(err as Error & { cause?: unknown }).cause = e
+    throw err
+  })
+  return engineModule
+}
+
+/** Starts loading the engine's code (no-op once loaded); sign-in works without calling it, only sooner with it. */
+export function preloadEngine(): void {
+  loadEngine().catch(() => undefined)
 }
 
 export function createAuth(o: AuthOptions = {}): EngineAuth {
@@ -82,7 +103,7 @@ export function createAuth(o: AuthOptions = {}): EngineAuth {
   }
 
   async function open(api: ApiClient, holder: { engine?: EngineImpl }, store: AccountStore, sessionEnded = false): Promise<EngineImpl> {
-    const d = await dev()
+    const [d, { EngineImpl }] = await Promise.all([dev(), loadEngine()])
     const address = store.account.address
     const e = await EngineImpl.start(
       {
@@ -116,6 +137,7 @@ export function createAuth(o: AuthOptions = {}): EngineAuth {
       const d = await dev()
       const address = await d.current()
       if (!address) return null
+      preloadEngine()
       const store = await AccountStore.open(ns, address)
       if (!store) {
         await d.setCurrent(undefined)
@@ -127,6 +149,7 @@ export function createAuth(o: AuthOptions = {}): EngineAuth {
     },
 
     async register(username, password, onProgress) {
+      preloadEngine()
       const name = await serverName()
       const holder: { engine?: EngineImpl } = {}
       const api = newApi(() => holder.engine?.sessionEndedByServer())
@@ -140,6 +163,7 @@ export function createAuth(o: AuthOptions = {}): EngineAuth {
     },
 
     async login(username, password, onProgress) {
+      preloadEngine()
       await serverName()
       const holder: { engine?: EngineImpl } = {}
       const api = newApi(() => holder.engine?.sessionEndedByServer())

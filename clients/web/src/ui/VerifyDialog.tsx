@@ -10,7 +10,7 @@ import type { SafetyInfo } from '../engine/types'
 import { useEngine, useEngineState } from './context'
 import { errorMessage } from './errors'
 import { FileButton } from './FileButton'
-import { cameraErrorMessage, decodeQrImage, decodeVideoFrame } from './qrScan'
+import { cameraErrorMessage, decodeQrImage, videoFrameDecoder } from './qrScan'
 
 /** Live camera preview that calls onCode with the first QR text it sees; stops the camera when unmounted. */
 export function CameraScanner({ onCode, onError }: { onCode: (text: string) => void; onError: (message: string) => void }) {
@@ -20,6 +20,7 @@ export function CameraScanner({ onCode, onError }: { onCode: (text: string) => v
 
   useEffect(() => {
     let stream: MediaStream | null = null
+    let decodeVideoFrame: ((video: HTMLVideoElement) => string | null) | undefined
     let frame = 0
     let stopped = false
     const stop = () => {
@@ -28,7 +29,7 @@ export function CameraScanner({ onCode, onError }: { onCode: (text: string) => v
       stream?.getTracks().forEach((t) => t.stop())
     }
     const tick = () => {
-      if (stopped || !video.current) return
+      if (stopped || !video.current || !decodeVideoFrame) return
       try {
         const text = decodeVideoFrame(video.current)
         if (text !== null && !done.current) {
@@ -46,6 +47,13 @@ export function CameraScanner({ onCode, onError }: { onCode: (text: string) => v
     }
     ;(async () => {
       if (!navigator.mediaDevices?.getUserMedia) throw new DOMException('no camera API', 'NotFoundError')
+      try {
+        decodeVideoFrame = await videoFrameDecoder()
+      } catch (err) {
+        if (!stopped) onError(errorMessage(err))
+        return
+      }
+      if (stopped) return
       stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: 'environment' }, audio: false })
       if (stopped) {
         stream.getTracks().forEach((t) => t.stop())

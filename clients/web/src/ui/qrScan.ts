@@ -1,9 +1,25 @@
 // Reading a QR code from an image file or a camera, with jsQR over canvas pixels.
-import jsQR from 'jsqr'
+// jsQR is large (about a third of the app's JavaScript before it was split),
+// so it is a chunk of its own, loaded on the first scan.
+type JsQR = typeof import('jsqr').default
+
+let decoder: Promise<JsQR> | undefined
+
+/** jsQR, loaded once; a human error (and another try next time) when its code cannot be fetched. */
+function loadDecoder(): Promise<JsQR> {
+  decoder ??= import('jsqr').then(
+    (m) => m.default,
+    () => {
+      decoder = undefined
+      throw new Error('The QR code reader could not be loaded. Check your connection and try again.')
+    },
+  )
+  return decoder
+}
 
 const maxSide = 1600
 
-function decodeCanvas(source: CanvasImageSource, width: number, height: number): string | null {
+function decodeCanvas(jsQR: JsQR, source: CanvasImageSource, width: number, height: number): string | null {
   const scale = Math.min(1, maxSide / Math.max(width, height))
   const w = Math.max(1, Math.round(width * scale))
   const h = Math.max(1, Math.round(height * scale))
@@ -35,16 +51,19 @@ function loadImage(file: Blob): Promise<HTMLImageElement> {
 
 /** The text of the QR code in an image file; a human error when there is none. */
 export async function decodeQrImage(file: Blob): Promise<string> {
-  const img = await loadImage(file)
-  const text = decodeCanvas(img, img.naturalWidth, img.naturalHeight)
+  const [jsQR, img] = await Promise.all([loadDecoder(), loadImage(file)])
+  const text = decodeCanvas(jsQR, img, img.naturalWidth, img.naturalHeight)
   if (text === null) throw new Error('No QR code was found in that image. Try a sharper picture with the whole code in it.')
   return text
 }
 
-/** One frame of a playing video: the QR text in it, or null. */
-export function decodeVideoFrame(video: HTMLVideoElement): string | null {
-  if (video.readyState < 2 || video.videoWidth === 0) return null
-  return decodeCanvas(video, video.videoWidth, video.videoHeight)
+/** Loads the reader, then gives a function that reads one frame of a playing video: the QR text in it, or null. */
+export async function videoFrameDecoder(): Promise<(video: HTMLVideoElement) => string | null> {
+  const jsQR = await loadDecoder()
+  return (video) => {
+    if (video.readyState < 2 || video.videoWidth === 0) return null
+    return decodeCanvas(jsQR, video, video.videoWidth, video.videoHeight)
+  }
 }
 
 /** A human sentence for a getUserMedia failure. */

@@ -9,10 +9,14 @@ import { NameAvatar } from '../Avatar'
 import { useEngine, useEngineState, useNotify } from '../context'
 import { errorMessage } from '../errors'
 import { durationLabel } from '../format'
-import { VerifyDialog } from '../VerifyDialog'
+import { Lazy, lazyNamed } from '../lazy'
 import { Composer } from './Composer'
 import { DetailsDrawer } from './DetailsDrawer'
 import { MessageList } from './MessageList'
+
+// The verify dialog carries the QR code writer (and, when scanning, the
+// reader): a chunk of its own, fetched when it is first opened.
+const VerifyDialog = lazyNamed(() => import('../VerifyDialog').then((m) => m.VerifyDialog))
 
 /** Calls markRead while the conversation is on screen, the page visible and focused, and something is unread. */
 function useMarkRead(c: Conversation | undefined) {
@@ -156,7 +160,11 @@ function ChatView({ c }: { c: Conversation }) {
           if (c.peer) setVerifying(c.peer)
         }}
       />
-      {verifying && <VerifyDialog address={verifying} open onClose={() => setVerifying(null)} />}
+      {verifying && (
+        <Lazy fallback={null}>
+          <VerifyDialog address={verifying} open onClose={() => setVerifying(null)} />
+        </Lazy>
+      )}
     </Box>
   )
 }
