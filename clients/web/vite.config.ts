@@ -30,7 +30,22 @@ function precacheList(): Plugin {
 export default defineConfig({
   plugins: [react(), precacheList()],
   resolve: { alias: { '@vectors': vectors } },
-  build: { outDir: 'dist', emptyOutDir: true, sourcemap: true },
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    sourcemap: true,
+    rollupOptions: {
+      output: {
+        // React itself in a chunk of its own (index.html preloads it next to
+        // the entry): it changes less often than the app, so a new build
+        // usually leaves it cached. Nothing else: a vendor chunk of MUI
+        // would pull the signed-in screens' components into the sign-in page.
+        manualChunks(id) {
+          if (/[\\/]node_modules[\\/](react|react-dom|scheduler)[\\/]/.test(id)) return 'react'
+        },
+      },
+    },
+  },
   test: {
     environment: 'node',
     include: ['test/**/*.test.ts', 'src/**/*.test.ts', 'src/**/*.test.tsx'],

@@ -1,5 +1,5 @@
 // Test-only: the App over the fake engine at a route.
-import { render, screen } from '@testing-library/react'
+import { render, screen, waitFor } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { App } from '../../App'
 import { FakeAuth, FakeEngine } from './fakeEngine'
@@ -25,6 +25,10 @@ export async function renderSignedIn(route = '/') {
   window.history.pushState(null, '', route)
   const view = render(<App auth={auth} />)
   await screen.findByRole('navigation', { name: 'Conversations' })
+  // The routed screen (chat, account) is a lazily loaded chunk: its spinner first.
+  await waitFor(() => {
+    if (screen.queryByRole('progressbar', { name: 'Loading' })) throw new Error('the screen is still loading')
+  })
   return { auth, engine, user, view }
 }
 
