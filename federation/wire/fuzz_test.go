@@ -1,0 +1,35 @@
+package wire
+
+import (
+	"testing"
+
+	"github.com/privateline/privateline/cjson"
+)
+
+// FuzzDecode feeds arbitrary bytes to the parser of Verify: it must never
+// panic, and whatever it accepts must encode back to exactly the same bytes
+// (so what is verified is what is stored and relayed).
+func FuzzDecode(f *testing.F) {
+	fx := newFixture(f)
+	tx := sampleTx(2)
+	f.Add(mustSign(f, tx, fx.ka))
+	f.Add(mustSign(f, &Receipt{Header: Header{Origin: srvB, Destination: srvA, TxnID: tx.TxnID, CreatedAt: 7},
+		Results: []Result{{tx.Entries[0].ID, Accepted, ""}, {tx.Entries[1].ID, Refused, "expired"}}}, fx.kb))
+	f.Add([]byte(`{"v":1}`))
+	f.Add([]byte(`{"type":"envelopes","v":2}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m, _, err := decode(raw, DefaultLimits())
+		if err != nil {
+			if ReasonOf(err) == "" {
+				t.Fatalf("decode error is not a refusal: %v", err)
+			}
+			return
+		}
+		body := m.body()
+		body["signature"] = b64.EncodeToString(m.header().Signature)
+		again, err := cjson.Marshal(body)
+		if err != nil || string(again) != string(raw) {
+			t.Fatalf("accepted %q, re-encodes to %q (%v)", raw, again, err)
+		}
+	})
+}

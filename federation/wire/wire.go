@@ -1,0 +1,459 @@
+// Package wire is the byte format of PrivateLine federation
+// (spec/federation.md §7–§10): the canonical encoding of transactions and
+// receipts, their signing by the origin server's identity key, and Verify,
+// the one function that decides whether bytes received from a peer are a
+// transaction or receipt this server accepts. Every federation entry point
+// calls Verify; nothing else parses federation frames.
+//
+// Replay protection needs storage and is the caller's (Replay, Dedupe),
+// after Verify and in the same synced commit as the entries.
+package wire
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/cjson"
+	"github.com/privateline/privateline/serverkey"
+)
+
+// Version is the protocol version of this package; ALPN is its TLS
+// application protocol (spec/federation.md §5).
+const (
+	Version = 1
+	ALPN    = "privateline-fed/1"
+)
+
+// Signature labels (spec/federation.md §3). The signed bytes are
+// UTF-8(label) ‖ 0x00 ‖ canonical JSON of the message without "signature".
+const (
+	LabelTransaction = "privateline/v1/federation-transaction"
+	LabelReceipt     = "privateline/v1/federation-receipt"
+)
+
+// Type is a message's "type" member.
+type Type string
+
+// The types this version implements. spec/federation.md §12 defines the
+// shapes of later types; Verify refuses them (unknown_type) until they are
+// implemented here.
+const (
+	TypeEnvelopes Type = "envelopes" // direct envelopes for users of the destination
+	TypeReceipt   Type = "receipt"   // the destination's answer to a transaction
+)
+
+// Limits are the caps Verify enforces (spec/federation.md §11).
+type Limits struct {
+	MaxFrame    int           // bytes of one frame's payload (a whole transaction or receipt)
+	MaxEntries  int           // entries of a transaction, results of a receipt
+	MaxEnvelope int           // decoded bytes of one envelope: the client API's limit
+	MaxSkew     time.Duration // freshness window either side of the receiver's clock
+}
+
+// The protocol's limits for version 1.
+const (
+	MaxFrame    = 4 << 20
+	MaxEntries  = 256
+	MaxEnvelope = 256 << 10 // = envelope.MaxSize, spec/e2ee.md §11
+	MaxSkew     = 5 * time.Minute
+)
+
+// DefaultLimits returns the limits of spec/federation.md §11.
+func DefaultLimits() Limits {
+	return Limits{MaxFrame: MaxFrame, MaxEntries: MaxEntries, MaxEnvelope: MaxEnvelope, MaxSkew: MaxSkew}
+}
+
+// Header holds the members every signed federation message has.
+type Header struct {
+	Origin      privateline.ServerName // the signer
+	Destination privateline.ServerName // the server it is for
+	TxnID       string                 // 32 lower-case hex digits
+	CreatedAt   int64                  // Unix ms, set by the signer
+	Signature   []byte                 // 64 bytes; set by Sign, checked by Verify
+}
+
+// Entry is one envelope of an "envelopes" transaction: the envelope's id
+// (its header "id") and the envelope exactly as the client sent it.
+type Entry struct {
+	ID       string
+	Envelope []byte
+}
+
+// Transaction is a signed batch from Origin to Destination.
+type Transaction struct {
+	Header
+	Type    Type
+	Entries []Entry
+}
+
+// Status is the outcome of one entry in a receipt.
+type Status string
+
+// The statuses of spec/federation.md §8.
+const (
+	Accepted  Status = "accepted"  // committed for its recipients
+	Duplicate Status = "duplicate" // committed earlier (same origin and envelope id)
+	Refused   Status = "refused"   // will never be accepted; Error says why
+)
+
+// Result is the destination's answer for one entry.
+type Result struct {
+	ID     string
+	Status Status
+	Error  string // only with Refused: an entry refusal code (spec §10.2)
+}
+
+// Receipt is the destination's signed answer to a transaction. Its Origin
+// is the signer, the transaction's destination; its Destination is the
+// transaction's origin; TxnID is the transaction's.
+type Receipt struct {
+	Header
+	Results []Result
+}
+
+// Message is a *Transaction or a *Receipt.
+type Message interface {
+	header() *Header
+	label() string
+	body() map[string]any
+}
+
+func (t *Transaction) header() *Header { return &t.Header }
+func (t *Transaction) label() string   { return LabelTransaction }
+func (t *Transaction) body() map[string]any {
+	entries := make([]any, len(t.Entries))
+	for i, e := range t.Entries {
+		entries[i] = map[string]any{"envelope": b64.EncodeToString(e.Envelope), "id": e.ID}
+	}
+	m := t.Header.members(t.Type)
+	m["entries"] = entries
+	return m
+}
+
+func (r *Receipt) header() *Header { return &r.Header }
+func (r *Receipt) label() string   { return LabelReceipt }
+func (r *Receipt) body() map[string]any {
+	results := make([]any, len(r.Results))
+	for i, x := range r.Results {
+		m := map[string]any{"id": x.ID, "status": string(x.Status)}
+		if x.Error != "" {
+			m["error"] = x.Error
+		}
+		results[i] = m
+	}
+	m := r.Header.members(TypeReceipt)
+	m["results"] = results
+	return m
+}
+
+func (h *Header) members(t Type) map[string]any {
+	return map[string]any{
+		"v":           int64(Version),
+		"type":        string(t),
+		"origin":      string(h.Origin),
+		"destination": string(h.Destination),
+		"txn_id":      h.TxnID,
+		"created_at":  h.CreatedAt,
+	}
+}
+
+var b64 = base64.StdEncoding.Strict()
+
+// signingInput is UTF-8(label) ‖ 0x00 ‖ canonical JSON of body (which has
+// no "signature" member).
+func signingInput(label string, body map[string]any) ([]byte, error) {
+	c, err := cjson.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	in := make([]byte, 0, len(label)+1+len(c))
+	in = append(append(append(in, label...), 0), c...)
+	return in, nil
+}
+
+// Sign signs m with the origin server's identity key, sets its Signature
+// and returns the frame payload: the canonical JSON of the signed message.
+// It refuses a message that a receiver would refuse for its shape (the
+// checks of Verify that need no peer, clock or key).
+func Sign(m Message, k *serverkey.PrivateKey) ([]byte, error) {
+	body := m.body()
+	in, err := signingInput(m.label(), body)
+	if err != nil {
+		return nil, fmt.Errorf("federation: sign: %w", err)
+	}
+	sig := k.Sign(in)
+	body["signature"] = b64.EncodeToString(sig)
+	raw, err := cjson.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("federation: sign: %w", err)
+	}
+	if _, _, err := decode(raw, Limits{MaxFrame: len(raw)}); err != nil {
+		return nil, fmt.Errorf("federation: sign: %w", err)
+	}
+	m.header().Signature = sig
+	return raw, nil
+}
+
+// Peer is the authenticated server at the other end of a link: the name
+// and key its TLS certificate was checked against (spec/federation.md §4).
+type Peer struct {
+	Name privateline.ServerName
+	Key  ed25519.PublicKey
+}
+
+// Verify checks that raw is a transaction or receipt from peer to me that
+// is acceptable at now, in this order, and returns it (*Transaction or
+// *Receipt); the first failing check names the *Refusal
+// (spec/federation.md §9):
+//
+//  1. size of raw > MaxFrame → too_large;
+//  2. not canonical JSON → malformed (not JSON, truncated) or non_canonical;
+//  3. "v" ≠ Version → unknown_version;
+//  4. "type" not implemented → unknown_type; then member shapes → malformed;
+//  5. "origin" ≠ peer.Name → wrong_origin;
+//  6. "destination" ≠ me → misaddressed;
+//  7. "created_at" outside now ± MaxSkew → stale / future;
+//  8. more than MaxEntries entries or results → too_many_entries; an
+//     envelope over MaxEnvelope → too_large;
+//  9. the signature under peer.Key → bad_signature.
+//
+// Replay (the same origin and txn id or envelope id again) is the caller's
+// check, after Verify: see Dedupe.
+func Verify(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim Limits) (Message, error) {
+	m, body, err := decode(raw, lim)
+	if err != nil {
+		return nil, err
+	}
+	h := m.header()
+	if h.Origin != peer.Name {
+		return nil, refuse(WrongOrigin, "origin %q is not the authenticated peer %q", h.Origin, peer.Name)
+	}
+	if h.Destination != me {
+		return nil, refuse(Misaddressed, "destination %q is not this server (%q)", h.Destination, me)
+	}
+	created := time.UnixMilli(h.CreatedAt)
+	if created.Before(now.Add(-lim.MaxSkew)) {
+		return nil, refuse(Stale, "created %v before now", now.Sub(created).Round(time.Millisecond))
+	}
+	if created.After(now.Add(lim.MaxSkew)) {
+		return nil, refuse(Future, "created %v after now", created.Sub(now).Round(time.Millisecond))
+	}
+	switch m := m.(type) {
+	case *Transaction:
+		if len(m.Entries) > lim.MaxEntries {
+			return nil, refuse(TooManyEntries, "%d entries, at most %d", len(m.Entries), lim.MaxEntries)
+		}
+		for i, e := range m.Entries {
+			if len(e.Envelope) > lim.MaxEnvelope {
+				return nil, refuse(TooLarge, "entry %d: envelope of %d bytes, at most %d", i, len(e.Envelope), lim.MaxEnvelope)
+			}
+		}
+	case *Receipt:
+		if len(m.Results) > lim.MaxEntries {
+			return nil, refuse(TooManyEntries, "%d results, at most %d", len(m.Results), lim.MaxEntries)
+		}
+	}
+	delete(body, "signature")
+	in, err := signingInput(m.label(), body)
+	if err != nil { // cannot happen: body re-encodes from a canonical parse
+		return nil, refuse(Malformed, "%v", err)
+	}
+	if len(peer.Key) != ed25519.PublicKeySize || !ed25519.Verify(peer.Key, in, h.Signature) {
+		return nil, refuse(BadSignature, "signature does not verify under %s's key", peer.Name)
+	}
+	return m, nil
+}
+
+// decode performs checks 1–4 of Verify and returns the message and its
+// parsed members.
+func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
+	if len(raw) > lim.MaxFrame {
+		return nil, nil, refuse(TooLarge, "%d bytes, at most %d", len(raw), lim.MaxFrame)
+	}
+	v, err := cjson.Parse(raw)
+	if err != nil {
+		return nil, nil, refuse(Malformed, "%v", err)
+	}
+	c, err := cjson.Marshal(v)
+	if err != nil || string(c) != string(raw) {
+		return nil, nil, refuse(NonCanonical, "not in canonical JSON form")
+	}
+	body, ok := v.(map[string]any)
+	if !ok {
+		return nil, nil, refuse(Malformed, "not a JSON object")
+	}
+	o := cjson.NewObject(body)
+	ver := o.Int("v", true, 0, cjson.MaxSafeInt)
+	if err := o.Err(); err != nil {
+		return nil, nil, refuse(Malformed, "%v", err)
+	}
+	if ver != Version {
+		return nil, nil, refuse(UnknownVersion, "version %d, this server speaks %d", ver, Version)
+	}
+	typ := Type(o.String("type", true))
+	if err := o.Err(); err != nil {
+		return nil, nil, refuse(Malformed, "%v", err)
+	}
+	var h Header
+	var m Message
+	switch typ {
+	case TypeEnvelopes:
+		t := &Transaction{Type: typ}
+		t.Entries = readEntries(o)
+		m = t
+	case TypeReceipt:
+		r := &Receipt{}
+		r.Results = readResults(o)
+		m = r
+	default:
+		return nil, nil, refuse(UnknownType, "type %q", typ)
+	}
+	h.Origin = serverName(o, "origin")
+	h.Destination = serverName(o, "destination")
+	h.TxnID = hexID(o, "txn_id")
+	h.CreatedAt = o.Int("created_at", true, 0, cjson.MaxSafeInt)
+	h.Signature = o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize)
+	if err := o.Done(false); err != nil {
+		return nil, nil, refuse(Malformed, "%v", err)
+	}
+	*m.header() = h
+	return m, body, nil
+}
+
+func serverName(o *cjson.Object, name string) privateline.ServerName {
+	s := o.String(name, true)
+	if o.Err() != nil {
+		return ""
+	}
+	n, err := privateline.ParseServerName(s)
+	if err != nil {
+		o.Fail(name, "a server name")
+	}
+	return n
+}
+
+// IsID reports whether s is an id of the protocol: 32 lower-case hex digits.
+func IsID(s string) bool {
+	if len(s) != 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func hexID(o *cjson.Object, name string) string {
+	s := o.String(name, true)
+	if o.Err() == nil && !IsID(s) {
+		o.Fail(name, "32 lower-case hex digits")
+	}
+	return s
+}
+
+// items reads a non-empty array member of objects with unique "id"s and
+// calls each for every element's reader.
+func items(o *cjson.Object, name string, each func(*cjson.Object)) {
+	a := o.Array(name, true)
+	if o.Err() != nil {
+		return
+	}
+	if len(a) == 0 {
+		o.Fail(name, "a non-empty array")
+		return
+	}
+	seen := make(map[string]bool, len(a))
+	for i, v := range a {
+		e := cjson.NewObject(v)
+		id := hexID(e, "id")
+		each(e)
+		if err := e.Done(false); err != nil {
+			o.Fail(fmt.Sprintf("%s[%d]", name, i), fmt.Sprintf("well formed (%v)", err))
+			return
+		}
+		if seen[id] {
+			o.Fail(fmt.Sprintf("%s[%d]", name, i), "an entry with an id not used before in the message")
+			return
+		}
+		seen[id] = true
+	}
+}
+
+func readEntries(o *cjson.Object) []Entry {
+	var es []Entry
+	items(o, "entries", func(e *cjson.Object) {
+		// The size cap is checked by Verify after addressing and freshness.
+		env := e.Bytes("envelope", true, 1, MaxFrame)
+		es = append(es, Entry{ID: e.String("id", true), Envelope: env})
+	})
+	return es
+}
+
+// isCode reports whether s is a refusal code: 1–32 of [a-z_].
+func isCode(s string) bool {
+	if len(s) < 1 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func readResults(o *cjson.Object) []Result {
+	var rs []Result
+	items(o, "results", func(e *cjson.Object) {
+		r := Result{ID: e.String("id", true), Status: Status(e.String("status", true))}
+		switch r.Status {
+		case Accepted, Duplicate:
+		case Refused:
+			r.Error = e.String("error", true)
+			if e.Err() == nil && !isCode(r.Error) {
+				e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
+			}
+		default:
+			e.Fail("status", `"accepted", "duplicate" or "refused"`)
+		}
+		rs = append(rs, r)
+	})
+	return rs
+}
+
+// NewTxnID returns a fresh transaction id: 16 random bytes as 32 lower-case
+// hex digits.
+func NewTxnID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Answers checks that r, already verified, is the receipt for tx, which
+// this server sent: the same txn id, the same two servers the other way
+// round, and one result per entry, in the entries' order
+// (spec/federation.md §8). Only then may the sender delete the entries.
+func (r *Receipt) Answers(tx *Transaction) error {
+	if r.TxnID != tx.TxnID || r.Origin != tx.Destination || r.Destination != tx.Origin {
+		return refuse(ReceiptMismatch, "receipt for %s→%s txn %s, sent %s→%s txn %s",
+			r.Destination, r.Origin, r.TxnID, tx.Origin, tx.Destination, tx.TxnID)
+	}
+	if len(r.Results) != len(tx.Entries) {
+		return refuse(ReceiptMismatch, "%d results for %d entries", len(r.Results), len(tx.Entries))
+	}
+	for i, e := range tx.Entries {
+		if r.Results[i].ID != e.ID {
+			return refuse(ReceiptMismatch, "result %d is for %s, entry %d is %s", i, r.Results[i].ID, i, e.ID)
+		}
+	}
+	return nil
+}
