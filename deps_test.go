@@ -34,9 +34,9 @@ var allowedImports = map[string][]string{
 	"federation": {"", "storage", "keydir", "serverkey", "cjson", "merkle", "keybundle", "keylog", "federation/wire"},
 	// The federation byte format and its one verification function.
 	"federation/wire": {"", "cjson", "serverkey"},
-	"push":       {"", "storage"},
-	"clientapi":  {"", "storage", "keydir", "federation", "push", "spec", "cjson", "keybundle", "keylog", "envelope"},
-	"homeserver": {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging", "serverkey"},
+	"push":            {"", "storage"},
+	"clientapi":       {"", "storage", "keydir", "federation", "push", "spec", "cjson", "keybundle", "keylog", "envelope"},
+	"homeserver":      {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging", "serverkey"},
 	// The client SDK; private-key code lives in clients/go/e2ee only.
 	"clients/go":      {"", "cjson", "merkle", "keybundle", "keylog"},
 	"cmd/homeserver":  {"homeserver"},
