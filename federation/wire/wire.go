@@ -457,3 +457,36 @@ func (r *Receipt) Answers(tx *Transaction) error {
 	}
 	return nil
 }
+
+// VerifyTransaction is Verify for the accepting side: a receipt where a
+// transaction is expected is refused as unknown_type.
+func VerifyTransaction(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim Limits) (*Transaction, error) {
+	m, err := Verify(raw, peer, me, now, lim)
+	if err != nil {
+		return nil, err
+	}
+	tx, ok := m.(*Transaction)
+	if !ok {
+		return nil, refuse(UnknownType, "a receipt where a transaction was expected")
+	}
+	return tx, nil
+}
+
+// VerifyReceipt is Verify for the sending side, followed by
+// Receipt.Answers(sent): a transaction where a receipt is expected is
+// refused as unknown_type, a receipt for another transaction as
+// receipt_mismatch.
+func VerifyReceipt(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim Limits, sent *Transaction) (*Receipt, error) {
+	m, err := Verify(raw, peer, me, now, lim)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := m.(*Receipt)
+	if !ok {
+		return nil, refuse(UnknownType, "a transaction where a receipt was expected")
+	}
+	if err := r.Answers(sent); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

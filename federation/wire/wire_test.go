@@ -393,3 +393,32 @@ func TestDedupe(t *testing.T) {
 		t.Fatalf("storage error: %v", err)
 	}
 }
+
+func TestWrongDirection(t *testing.T) {
+	f := newFixture(t)
+	tx := sampleTx(1)
+	txRaw := mustSign(t, tx, f.ka)
+	if _, err := VerifyTransaction(txRaw, f.peerA, srvB, now, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	// B's receipt, given to B's own transaction reader (a reflected frame).
+	r := &Receipt{Header: Header{Origin: srvA, Destination: srvB, TxnID: tx.TxnID, CreatedAt: now.UnixMilli()},
+		Results: []Result{{tx.Entries[0].ID, Accepted, ""}}}
+	rRaw := mustSign(t, r, f.ka)
+	if _, err := VerifyTransaction(rRaw, f.peerA, srvB, now, DefaultLimits()); ReasonOf(err) != UnknownType {
+		t.Fatalf("receipt as transaction: %v", err)
+	}
+	if _, err := VerifyReceipt(txRaw, f.peerA, srvB, now, DefaultLimits(), tx); ReasonOf(err) != UnknownType {
+		t.Fatalf("transaction as receipt: %v", err)
+	}
+	// The real answer: signed by B, for A, for tx.
+	ans := &Receipt{Header: Header{Origin: srvB, Destination: srvA, TxnID: tx.TxnID, CreatedAt: now.UnixMilli()},
+		Results: []Result{{tx.Entries[0].ID, Accepted, ""}}}
+	aRaw := mustSign(t, ans, f.kb)
+	if _, err := VerifyReceipt(aRaw, f.peerB, srvA, now, DefaultLimits(), tx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyReceipt(aRaw, f.peerB, srvA, now, DefaultLimits(), sampleTx(1)); ReasonOf(err) != ReceiptMismatch {
+		t.Fatalf("receipt for another transaction: %v", err)
+	}
+}
