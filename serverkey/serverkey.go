@@ -8,9 +8,12 @@
 package serverkey
 
 import (
+	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -61,6 +64,61 @@ func (k *PrivateKey) Sign(msg []byte) []byte { return ed25519.Sign(k.k, msg) }
 func Fingerprint(pub ed25519.PublicKey) string {
 	h := sha256.Sum256(pub)
 	return hex.EncodeToString(h[:8])
+}
+
+// TLSCertificate makes a self-signed X.509 certificate for this key from
+// template (the caller chooses names, validity and extensions) and returns
+// it as a tls.Certificate for the federation links. Its PrivateKey is a
+// crypto.Signer that signs TLS 1.3 CertificateVerify inputs only (RFC 8446
+// §4.4.3: 64 spaces, "TLS 1.3, server CertificateVerify" or "TLS 1.3, client
+// CertificateVerify", 0x00, transcript hash), so the certificate handed to
+// crypto/tls cannot be used to sign protocol messages; like PrivateKey it
+// never prints.
+func (k *PrivateKey) TLSCertificate(template *x509.Certificate) (tls.Certificate, error) {
+	der, err := x509.CreateCertificate(rand.Reader, template, template, k.Public(), k.k)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: tlsSigner{k.k}, Leaf: leaf}, nil
+}
+
+// tlsSigner is the private key as crypto/tls sees it.
+type tlsSigner struct{ k ed25519.PrivateKey }
+
+func (tlsSigner) String() string             { return redacted }
+func (tlsSigner) GoString() string           { return redacted }
+func (tlsSigner) Format(f fmt.State, _ rune) { io.WriteString(f, redacted) }
+func (tlsSigner) LogValue() slog.Value       { return slog.StringValue(redacted) }
+
+func (s tlsSigner) Public() crypto.PublicKey { return s.k.Public() }
+
+var tls13Contexts = [][]byte{
+	[]byte("TLS 1.3, server CertificateVerify\x00"),
+	[]byte("TLS 1.3, client CertificateVerify\x00"),
+}
+
+// ErrNotTLS is returned by the TLS signer for anything but a TLS 1.3
+// CertificateVerify input.
+var ErrNotTLS = errors.New("serverkey: the TLS key signs TLS 1.3 CertificateVerify inputs only")
+
+func (s tlsSigner) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts.HashFunc() != crypto.Hash(0) {
+		return nil, errors.New("serverkey: Ed25519 signs the message itself, not a hash")
+	}
+	const pad = 64
+	if len(msg) < pad || !bytes.Equal(msg[:pad], bytes.Repeat([]byte{' '}, pad)) {
+		return nil, ErrNotTLS
+	}
+	for _, c := range tls13Contexts {
+		if bytes.HasPrefix(msg[pad:], c) {
+			return ed25519.Sign(s.k, msg), nil
+		}
+	}
+	return nil, ErrNotTLS
 }
 
 const pemType = "PRIVATE KEY"

@@ -1,0 +1,117 @@
+package transport
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/cjson"
+)
+
+// KeyChangeLabel is the domain label of a key-change statement's signing
+// input.
+const KeyChangeLabel = "privateline/v1/server-key-change"
+
+// KeyChange is a statement by a homeserver that its identity key changed:
+// NewKey replaces OldKey for Server, signed by OldKey (see the package doc
+// for the bytes).
+type KeyChange struct {
+	Server    privateline.ServerName
+	OldKey    ed25519.PublicKey
+	NewKey    ed25519.PublicKey
+	Signature []byte
+}
+
+// Signer signs with a server's identity key (*serverkey.PrivateKey).
+type Signer interface {
+	Public() ed25519.PublicKey
+	Sign(msg []byte) []byte
+}
+
+var std64 = base64.StdEncoding
+
+// SigningInput returns UTF-8(KeyChangeLabel) ‖ 0x00 ‖ canonical JSON of
+// {"new_key": b64, "old_key": b64, "server": name}.
+func (c KeyChange) SigningInput() []byte {
+	body, err := cjson.Marshal(map[string]any{
+		"new_key": std64.EncodeToString(c.NewKey),
+		"old_key": std64.EncodeToString(c.OldKey),
+		"server":  string(c.Server),
+	})
+	if err != nil { // only strings: cannot happen
+		panic(err)
+	}
+	return append(append([]byte(KeyChangeLabel), 0), body...)
+}
+
+// NewKeyChange makes the statement that newKey replaces old's key for
+// server, signed by old.
+func NewKeyChange(server privateline.ServerName, old Signer, newKey ed25519.PublicKey) (KeyChange, error) {
+	c := KeyChange{Server: server, OldKey: old.Public(), NewKey: append(ed25519.PublicKey(nil), newKey...)}
+	if err := c.checkShape(); err != nil {
+		return KeyChange{}, err
+	}
+	c.Signature = old.Sign(c.SigningInput())
+	return c, nil
+}
+
+func (c KeyChange) checkShape() error {
+	if _, err := privateline.ParseServerName(string(c.Server)); err != nil {
+		return fmt.Errorf("key change: %w", err)
+	}
+	if len(c.OldKey) != ed25519.PublicKeySize || len(c.NewKey) != ed25519.PublicKeySize {
+		return errors.New("key change: keys must be 32-byte Ed25519 public keys")
+	}
+	if bytes.Equal(c.OldKey, c.NewKey) {
+		return errors.New("key change: the new key equals the old key")
+	}
+	return nil
+}
+
+// Verify checks the statement's shape and that OldKey signed it.
+func (c KeyChange) Verify() error {
+	if err := c.checkShape(); err != nil {
+		return err
+	}
+	if len(c.Signature) != ed25519.SignatureSize || !ed25519.Verify(c.OldKey, c.SigningInput(), c.Signature) {
+		return errors.New("key change: the old key's signature does not verify")
+	}
+	return nil
+}
+
+// Marshal returns the statement's canonical JSON: {"new_key", "old_key",
+// "server", "signature"}, keys and signature in standard base64.
+func (c KeyChange) Marshal() []byte {
+	b, err := cjson.Marshal(map[string]any{
+		"new_key":   std64.EncodeToString(c.NewKey),
+		"old_key":   std64.EncodeToString(c.OldKey),
+		"server":    string(c.Server),
+		"signature": std64.EncodeToString(c.Signature),
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// ParseKeyChange reads a statement written by Marshal: canonical JSON, no
+// other members. It does not verify the signature (Verify does).
+func ParseKeyChange(data []byte) (KeyChange, error) {
+	if err := cjson.Check(data); err != nil {
+		return KeyChange{}, fmt.Errorf("key change: %w", err)
+	}
+	o := cjson.ParseObject(data)
+	c := KeyChange{
+		Server:    privateline.ServerName(o.String("server", true)),
+		OldKey:    o.Bytes("old_key", true, ed25519.PublicKeySize, ed25519.PublicKeySize),
+		NewKey:    o.Bytes("new_key", true, ed25519.PublicKeySize, ed25519.PublicKeySize),
+		Signature: o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize),
+	}
+	if err := o.Done(false); err != nil {
+		return KeyChange{}, fmt.Errorf("key change: %w", err)
+	}
+	return c, c.checkShape()
+}
