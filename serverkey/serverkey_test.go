@@ -2,15 +2,21 @@ package serverkey
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestLoadOrCreate(t *testing.T) {
@@ -109,6 +115,41 @@ func TestNeverPrints(t *testing.T) {
 	for _, out := range []string{fmt.Sprint(k), fmt.Sprintf("%v %+v %#v %s %x", k, k, k, k, k), fmt.Sprintf("%#v", *k), string(j), logged.String()} {
 		if !strings.Contains(out, "REDACTED") || strings.Contains(out, fmt.Sprintf("%x", seed)) || bytes.Contains([]byte(out), seed) || bytes.Contains([]byte(out), der) {
 			t.Errorf("the private key printed: %s", out)
+		}
+	}
+}
+
+func TestTLSCertificateSignsOnlyTLS13(t *testing.T) {
+	k, err := Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "a.example"}, NotAfter: time.Now().Add(time.Hour)}
+	cert, err := k.TLSCertificate(tmpl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cert.Leaf.PublicKey.(ed25519.PublicKey).Equal(k.Public()) || cert.Leaf.CheckSignature(cert.Leaf.SignatureAlgorithm, cert.Leaf.RawTBSCertificate, cert.Leaf.Signature) != nil {
+		t.Fatal("the certificate is not self-signed by the identity key")
+	}
+	s := cert.PrivateKey.(crypto.Signer)
+	tlsMsg := append([]byte(strings.Repeat(" ", 64)+"TLS 1.3, client CertificateVerify\x00"), make([]byte, 32)...)
+	sig, err := s.Sign(nil, tlsMsg, crypto.Hash(0))
+	if err != nil || !ed25519.Verify(k.Public(), tlsMsg, sig) {
+		t.Fatalf("a TLS 1.3 CertificateVerify input: %v", err)
+	}
+	for _, msg := range [][]byte{
+		[]byte("privateline/v1/tree-head\x00{}"),
+		append([]byte(strings.Repeat(" ", 64)+"TLS 1.3, other\x00"), make([]byte, 32)...),
+		cert.Leaf.RawTBSCertificate,
+	} {
+		if _, err := s.Sign(nil, msg, crypto.Hash(0)); !errors.Is(err, ErrNotTLS) {
+			t.Errorf("signed %.30q: %v", msg, err)
+		}
+	}
+	for _, out := range []string{fmt.Sprint(cert), fmt.Sprintf("%#v", cert.PrivateKey)} {
+		if !strings.Contains(out, "REDACTED") {
+			t.Errorf("the TLS key printed: %.80s", out)
 		}
 	}
 }
