@@ -62,7 +62,7 @@
 //
 // Trust is an interface; Policy is the homeserver's: the deny list refuses,
 // a non-empty allow list refuses every other name, a configured peer's key
-// must be its configured key (or be reached from it by statements, logged),
+// must be its configured key (statements do not change it),
 // and, with a PinStore, an unknown name is pinned on first contact (a
 // warning in the log) and a later different key is refused unless
 // statements lead from the pinned key to it, which re-pins (a warning).
@@ -73,7 +73,7 @@
 // opener sends one frame and ends its direction (FIN); the acceptor answers
 // with one frame and FIN. A frame is a uint32 big-endian length and that
 // many bytes. A length over the receiver's MaxFrameSize is refused at once,
-// before any payload is read, with STOP_SENDING and RESET_STREAM code 0x2;
+// before any payload is read, with STOP_SENDING and RESET_STREAM code 0x110;
 // data after the frame with code 0x3; an abandoned exchange uses 0x1.
 // Unidirectional streams are not allowed. A connection closed normally uses
 // application error 0x0.

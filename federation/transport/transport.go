@@ -21,9 +21,9 @@ const ALPN = "privateline-fed/1"
 
 // Stream error codes (RESET_STREAM and STOP_SENDING).
 const (
-	CodeCancelled     quic.StreamErrorCode = 0x1 // the exchange was abandoned
-	CodeFrameTooLarge quic.StreamErrorCode = 0x2 // a frame's length is over the receiver's cap
-	CodeProtocol      quic.StreamErrorCode = 0x3 // not one frame followed by the end of the stream
+	CodeCancelled     quic.StreamErrorCode = 0x1   // the exchange was abandoned
+	CodeFrameTooLarge quic.StreamErrorCode = 0x110 // a frame's length is over the receiver's cap (spec/federation.md frame_too_large)
+	CodeProtocol      quic.StreamErrorCode = 0x3   // not one frame followed by the end of the stream
 )
 
 // CodeClosed is the application error code of a connection closed
@@ -47,10 +47,10 @@ type Limits struct {
 	// long (default 60 s); no keep-alives are sent.
 	IdleTimeout time.Duration
 	// MaxIncomingStreams is how many streams the peer may have open on a
-	// connection at once (default 16).
+	// connection at once (default 32).
 	MaxIncomingStreams int64
 	// MaxFrameSize is the largest frame payload accepted and sent
-	// (default 1 MiB).
+	// (default 4 MiB).
 	MaxFrameSize uint32
 }
 
@@ -58,8 +58,8 @@ type Limits struct {
 var DefaultLimits = Limits{
 	HandshakeTimeout:   10 * time.Second,
 	IdleTimeout:        60 * time.Second,
-	MaxIncomingStreams: 16,
-	MaxFrameSize:       1 << 20,
+	MaxIncomingStreams: 32,
+	MaxFrameSize:       4 << 20,
 }
 
 func (l Limits) withDefaults() Limits {

@@ -60,7 +60,8 @@ func (p *MemoryPins) SetPin(name privateline.ServerName, key ed25519.PublicKey) 
 // PolicyConfig configures a Policy.
 type PolicyConfig struct {
 	// Peers are the configured peers and their keys (FEDERATION_PEERS);
-	// the configured key is authoritative for its name.
+	// the configured key is authoritative for its name: another key is
+	// refused even with key-change statements (the operator updates it).
 	Peers map[privateline.ServerName]ed25519.PublicKey
 	// Pins, if not nil, enables trust on first use for names that are not
 	// configured: the first key seen is pinned, later keys must equal it.
@@ -132,11 +133,6 @@ func (p *Policy) Check(name privateline.ServerName, key ed25519.PublicKey, chang
 	fp := serverkey.Fingerprint(key)
 	if want, ok := p.peers[name]; ok {
 		if sameKey(key, want) {
-			return nil
-		}
-		if follows(name, want, key, changes) {
-			p.log.Warn("federation: a configured peer presented a new key signed by its configured key; update its configured key",
-				"peer", string(name), "configured", serverkey.Fingerprint(want), "new", fp)
 			return nil
 		}
 		return fmt.Errorf("%w: the key of %s (%s) is not its configured key (%s)", ErrUntrusted, name, fp, serverkey.Fingerprint(want))
