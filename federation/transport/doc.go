@@ -41,22 +41,22 @@
 // # Key-change statement
 //
 // A server whose identity key changed proves it with statements signed by
-// the old key:
+// the old key (spec/federation.md §2.2):
 //
-//	signing input = UTF-8("privateline/v1/server-key-change") ‖ 0x00 ‖
-//	    canonical JSON {"new_key": b64(new), "old_key": b64(old), "server": name}
+//	signing input = UTF-8("privateline/v1/federation-key-change") ‖ 0x00 ‖
+//	    canonical JSON {"created_at": ms, "new_key": b64(new), "old_key": b64(old), "server": name}
 //	signature = Ed25519(old private key, signing input)
 //
 // (b64 is standard base64 with padding; keys are the 32 raw public-key
-// bytes.) A statement is written as canonical JSON {"new_key", "old_key",
-// "server", "signature"} and travels in the server's certificate as a URI
-// SAN privateline-key-change:<base64url without padding of that JSON>, at
-// most 8 of them, forming a chain (each NewKey is the next OldKey, the last
-// NewKey the certificate's key). A peer that knows an older key follows
-// valid statements for the name from its key to the presented one. The
-// statement carries no time: it stays valid for anyone still holding the
-// old key. (A URI SAN rather than a private X.509 extension: the project
-// has no registered OID arc.)
+// bytes.) A statement is written as canonical JSON {"created_at",
+// "new_key", "old_key", "server", "signature"}. Besides the server
+// document and gossip (§2.1, §5.2), it travels in the server's certificate
+// as a URI SAN privateline-key-change:<base64url without padding of that
+// JSON> (§6.2), at most 8 of them, forming a chain (each NewKey is the next
+// OldKey, the last NewKey the certificate's key). A peer that knows an
+// older key follows valid statements for the name from its key to the
+// presented one. (A URI SAN rather than a private X.509 extension: the
+// project has no registered OID arc.)
 //
 // # Trust
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,7 +19,8 @@ func TestKeyChangeStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The signing input is the label, a zero byte and canonical JSON.
-	want := "privateline/v1/server-key-change\x00{\"new_key\":\"" + std64.EncodeToString(k2.Public()) +
+	want := "privateline/v1/federation-key-change\x00{\"created_at\":" + strconv.FormatInt(c.CreatedAt.UnixMilli(), 10) +
+		",\"new_key\":\"" + std64.EncodeToString(k2.Public()) +
 		"\",\"old_key\":\"" + std64.EncodeToString(k1.Public()) + "\",\"server\":\"a.example\"}"
 	if string(c.SigningInput()) != want {
 		t.Fatalf("signing input %q", c.SigningInput())

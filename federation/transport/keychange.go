@@ -6,20 +6,22 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/cjson"
 )
 
 // KeyChangeLabel is the domain label of a key-change statement's signing
-// input.
-const KeyChangeLabel = "privateline/v1/server-key-change"
+// input (spec/federation.md §2.2, §3).
+const KeyChangeLabel = "privateline/v1/federation-key-change"
 
 // KeyChange is a statement by a homeserver that its identity key changed:
 // NewKey replaces OldKey for Server, signed by OldKey (see the package doc
 // for the bytes).
 type KeyChange struct {
 	Server    privateline.ServerName
+	CreatedAt time.Time // when the statement was made; millisecond precision
 	OldKey    ed25519.PublicKey
 	NewKey    ed25519.PublicKey
 	Signature []byte
@@ -34,14 +36,15 @@ type Signer interface {
 var std64 = base64.StdEncoding
 
 // SigningInput returns UTF-8(KeyChangeLabel) ‖ 0x00 ‖ canonical JSON of
-// {"new_key": b64, "old_key": b64, "server": name}.
+// {"created_at": ms, "new_key": b64, "old_key": b64, "server": name}.
 func (c KeyChange) SigningInput() []byte {
 	body, err := cjson.Marshal(map[string]any{
-		"new_key": std64.EncodeToString(c.NewKey),
-		"old_key": std64.EncodeToString(c.OldKey),
-		"server":  string(c.Server),
+		"created_at": c.CreatedAt.UnixMilli(),
+		"new_key":    std64.EncodeToString(c.NewKey),
+		"old_key":    std64.EncodeToString(c.OldKey),
+		"server":     string(c.Server),
 	})
-	if err != nil { // only strings: cannot happen
+	if err != nil { // strings and a checked integer: cannot happen
 		panic(err)
 	}
 	return append(append([]byte(KeyChangeLabel), 0), body...)
@@ -50,7 +53,7 @@ func (c KeyChange) SigningInput() []byte {
 // NewKeyChange makes the statement that newKey replaces old's key for
 // server, signed by old.
 func NewKeyChange(server privateline.ServerName, old Signer, newKey ed25519.PublicKey) (KeyChange, error) {
-	c := KeyChange{Server: server, OldKey: old.Public(), NewKey: append(ed25519.PublicKey(nil), newKey...)}
+	c := KeyChange{Server: server, CreatedAt: time.UnixMilli(time.Now().UnixMilli()), OldKey: old.Public(), NewKey: append(ed25519.PublicKey(nil), newKey...)}
 	if err := c.checkShape(); err != nil {
 		return KeyChange{}, err
 	}
@@ -64,6 +67,9 @@ func (c KeyChange) checkShape() error {
 	}
 	if len(c.OldKey) != ed25519.PublicKeySize || len(c.NewKey) != ed25519.PublicKeySize {
 		return errors.New("key change: keys must be 32-byte Ed25519 public keys")
+	}
+	if ms := c.CreatedAt.UnixMilli(); ms < 0 || ms > cjson.MaxSafeInt {
+		return errors.New("key change: created_at is out of range")
 	}
 	if bytes.Equal(c.OldKey, c.NewKey) {
 		return errors.New("key change: the new key equals the old key")
@@ -82,14 +88,15 @@ func (c KeyChange) Verify() error {
 	return nil
 }
 
-// Marshal returns the statement's canonical JSON: {"new_key", "old_key",
-// "server", "signature"}, keys and signature in standard base64.
+// Marshal returns the statement's canonical JSON: {"created_at", "new_key",
+// "old_key", "server", "signature"}, keys and signature in standard base64.
 func (c KeyChange) Marshal() []byte {
 	b, err := cjson.Marshal(map[string]any{
-		"new_key":   std64.EncodeToString(c.NewKey),
-		"old_key":   std64.EncodeToString(c.OldKey),
-		"server":    string(c.Server),
-		"signature": std64.EncodeToString(c.Signature),
+		"created_at": c.CreatedAt.UnixMilli(),
+		"new_key":    std64.EncodeToString(c.NewKey),
+		"old_key":    std64.EncodeToString(c.OldKey),
+		"server":     string(c.Server),
+		"signature":  std64.EncodeToString(c.Signature),
 	})
 	if err != nil {
 		panic(err)
@@ -106,6 +113,7 @@ func ParseKeyChange(data []byte) (KeyChange, error) {
 	o := cjson.ParseObject(data)
 	c := KeyChange{
 		Server:    privateline.ServerName(o.String("server", true)),
+		CreatedAt: time.UnixMilli(o.Int("created_at", true, 0, cjson.MaxSafeInt)),
 		OldKey:    o.Bytes("old_key", true, ed25519.PublicKeySize, ed25519.PublicKeySize),
 		NewKey:    o.Bytes("new_key", true, ed25519.PublicKeySize, ed25519.PublicKeySize),
 		Signature: o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize),

@@ -19,11 +19,11 @@ import (
 // ALPN is the application protocol of federation links.
 const ALPN = "privateline-fed/1"
 
-// Stream error codes (RESET_STREAM and STOP_SENDING).
+// Stream error codes (RESET_STREAM and STOP_SENDING), spec/federation.md §10.3.
 const (
-	CodeCancelled     quic.StreamErrorCode = 0x1   // the exchange was abandoned
-	CodeFrameTooLarge quic.StreamErrorCode = 0x110 // a frame's length is over the receiver's cap (spec/federation.md frame_too_large)
-	CodeProtocol      quic.StreamErrorCode = 0x3   // not one frame followed by the end of the stream
+	CodeFrameTooLarge quic.StreamErrorCode = 0x110 // frame_too_large: a frame's length is over the receiver's cap
+	CodeCancelled     quic.StreamErrorCode = 0x113 // cancelled: the exchange was abandoned
+	CodeProtocol      quic.StreamErrorCode = 0x114 // malformed_frame: not one non-empty frame followed by the end of the stream
 )
 
 // CodeClosed is the application error code of a connection closed
@@ -287,8 +287,12 @@ type Stream struct {
 	max uint32
 }
 
-// Send writes p as the one frame of this side and ends this side.
+// Send writes p as the one frame of this side and ends this side. A frame
+// holds 1 to MaxFrameSize bytes (spec/federation.md §7.1).
 func (s *Stream) Send(p []byte) error {
+	if len(p) == 0 {
+		return fmt.Errorf("%w: an empty frame", ErrProtocol)
+	}
 	if uint64(len(p)) > uint64(s.max) {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, len(p), s.max)
 	}
@@ -303,7 +307,8 @@ func (s *Stream) Send(p []byte) error {
 
 // Receive reads the peer's one frame and the end of its direction. A
 // length over the cap is refused at once, before any of the payload is
-// read, and so is data after the frame; either cancels the exchange.
+// read, and so are an empty frame and data after the frame; each cancels
+// the exchange.
 func (s *Stream) Receive() ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(s.s, hdr[:]); err != nil {
@@ -313,6 +318,10 @@ func (s *Stream) Receive() ([]byte, error) {
 	if n > s.max {
 		s.abort(CodeFrameTooLarge)
 		return nil, fmt.Errorf("%w: the peer announced %d bytes, at most %d", ErrFrameTooLarge, n, s.max)
+	}
+	if n == 0 {
+		s.abort(CodeProtocol)
+		return nil, fmt.Errorf("%w: an empty frame", ErrProtocol)
 	}
 	p := make([]byte, n)
 	if _, err := io.ReadFull(s.s, p); err != nil {

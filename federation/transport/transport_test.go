@@ -103,7 +103,6 @@ func TestRoundTripBothWays(t *testing.T) {
 		{cb, ca, "a got ", []byte("hello from b")},
 		{ca, cb, "b got ", []byte("hello from a")},
 		{cb, ca, "a got ", big},
-		{cb, ca, "a got ", nil},
 	} {
 		done := respond(tc.to, tc.prefix)
 		got := ask(tc.from, tc.req)
@@ -365,6 +364,26 @@ func TestFrameOverCapRefusedUnread(t *testing.T) {
 	}
 	if err := st2.Send(make([]byte, max+1)); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("Send over the cap: %v", err)
+	}
+
+	// Send refuses an empty frame; a receiver refuses one announced.
+	if err := st2.Send(nil); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("Send of an empty frame: %v", err)
+	}
+	st3, err := d.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st3.s.Write(make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	st3.s.Close()
+	in3, err := c.AcceptStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in3.Receive(); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("an empty frame received: %v, want ErrProtocol", err)
 	}
 
 	// Exactly max bytes pass; data after the frame is refused.
