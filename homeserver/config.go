@@ -146,7 +146,10 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	}
 	p.strTo("LISTEN_ADDR", &c.ListenAddr)
 	p.strTo("DATA_DIR", &c.DataDir)
-	p.strTo("METRICS_ADDR", &c.MetricsAddr)
+	// Set but empty disables the metrics listener (unset keeps the default).
+	if v, ok := p.lookup("METRICS_ADDR"); ok {
+		c.MetricsAddr = strings.TrimSpace(v)
+	}
 	if v, ok := p.str("JWT_SECRET_KEY"); ok {
 		c.JWTSecret = privateline.Secret(v)
 	}

@@ -32,6 +32,25 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 }
 
+// An empty METRICS_ADDR turns the metrics listener off, as documented;
+// leaving it unset keeps the default.
+func TestMetricsAddrEmptyDisables(t *testing.T) {
+	c, err := LoadConfig(lookupMap(map[string]string{"METRICS_ADDR": ""}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsAddr != "" {
+		t.Fatalf("METRICS_ADDR= gives %q, want the listener off", c.MetricsAddr)
+	}
+	c, err = LoadConfig(lookupMap(map[string]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MetricsAddr != "127.0.0.1:9464" {
+		t.Fatalf("unset METRICS_ADDR gives %q", c.MetricsAddr)
+	}
+}
+
 func TestLoadConfigEveryVariable(t *testing.T) {
 	env := map[string]string{
 		"PRIVATELINE_ENV": "production", "SERVER_NAME": "chat.example.org", "LISTEN_ADDR": ":9000",
