@@ -35,19 +35,28 @@ type Signer interface {
 
 var std64 = base64.StdEncoding
 
-// SigningInput returns UTF-8(KeyChangeLabel) ‖ 0x00 ‖ canonical JSON of
-// {"created_at": ms, "new_key": b64, "old_key": b64, "server": name}.
-func (c KeyChange) SigningInput() []byte {
-	body, err := cjson.Marshal(map[string]any{
+// members are the statement's JSON members without the signature.
+func (c KeyChange) members() map[string]any {
+	return map[string]any{
 		"created_at": c.CreatedAt.UnixMilli(),
 		"new_key":    std64.EncodeToString(c.NewKey),
 		"old_key":    std64.EncodeToString(c.OldKey),
 		"server":     string(c.Server),
-	})
-	if err != nil { // strings and a checked integer: cannot happen
+	}
+}
+
+func mustMarshal(m map[string]any) []byte {
+	b, err := cjson.Marshal(m)
+	if err != nil { // strings and an integer: cannot happen
 		panic(err)
 	}
-	return append(append([]byte(KeyChangeLabel), 0), body...)
+	return b
+}
+
+// SigningInput returns UTF-8(KeyChangeLabel) ‖ 0x00 ‖ canonical JSON of
+// {"created_at": ms, "new_key": b64, "old_key": b64, "server": name}.
+func (c KeyChange) SigningInput() []byte {
+	return append(append([]byte(KeyChangeLabel), 0), mustMarshal(c.members())...)
 }
 
 // NewKeyChange makes the statement that newKey replaces old's key for
@@ -91,17 +100,9 @@ func (c KeyChange) Verify() error {
 // Marshal returns the statement's canonical JSON: {"created_at", "new_key",
 // "old_key", "server", "signature"}, keys and signature in standard base64.
 func (c KeyChange) Marshal() []byte {
-	b, err := cjson.Marshal(map[string]any{
-		"created_at": c.CreatedAt.UnixMilli(),
-		"new_key":    std64.EncodeToString(c.NewKey),
-		"old_key":    std64.EncodeToString(c.OldKey),
-		"server":     string(c.Server),
-		"signature":  std64.EncodeToString(c.Signature),
-	})
-	if err != nil {
-		panic(err)
-	}
-	return b
+	m := c.members()
+	m["signature"] = std64.EncodeToString(c.Signature)
+	return mustMarshal(m)
 }
 
 // ParseKeyChange reads a statement written by Marshal: canonical JSON, no
