@@ -1,4 +1,4 @@
-import { Box, Paper, Typography } from '@mui/material'
+import { Box, InputAdornment, Paper, TextField, Typography } from '@mui/material'
 import LockIcon from '@mui/icons-material/LockOutlined'
 import type { ReactNode } from 'react'
 import { Wordmark } from './Logo'
@@ -25,5 +25,32 @@ export function AuthLayout({ title, children }: { title: string; children: React
         <Typography variant="body2">Messages are end-to-end encrypted. Your password never leaves this device.</Typography>
       </Box>
     </Box>
+  )
+}
+
+/** The username field of the sign-in and sign-up forms, with "@server" after what is typed. */
+export function UsernameField(p: {
+  value: string
+  onChange: (v: string) => void
+  server: string | null | undefined
+  disabled: boolean
+  error?: boolean
+  helperText?: ReactNode
+}) {
+  return (
+    <TextField
+      label="Username"
+      value={p.value}
+      onChange={(e) => p.onChange(e.target.value)}
+      autoComplete="username"
+      autoFocus
+      disabled={p.disabled}
+      error={p.error}
+      helperText={p.helperText}
+      slotProps={{
+        input: { endAdornment: p.server ? <InputAdornment position="end">{`@${p.server}`}</InputAdornment> : undefined },
+        htmlInput: { autoCapitalize: 'none', spellCheck: false },
+      }}
+    />
   )
 }

@@ -1,8 +1,8 @@
-import { Alert, Box, Button, InputAdornment, Link, TextField, Typography } from '@mui/material'
+import { Alert, Box, Button, Link, TextField, Typography } from '@mui/material'
 import { useState, type FormEvent } from 'react'
 import { Link as RouterLink } from 'react-router-dom'
 import type { Auth, Engine, Progress } from '../engine/types'
-import { AuthLayout } from './AuthLayout'
+import { AuthLayout, UsernameField } from './AuthLayout'
 import { errorMessage } from './errors'
 import { ProgressSteps } from './progress'
 import { useServerName } from './RegisterScreen'
@@ -37,18 +37,7 @@ export function LoginScreen({ auth, onEngine, notice }: { auth: Auth; onEngine: 
       <Box component="form" noValidate onSubmit={submit} sx={{ display: 'flex', flexDirection: 'column', gap: 2 }}>
         {notice && !error && <Alert severity="info">{notice}</Alert>}
         {error && <Alert severity="error">{error}</Alert>}
-        <TextField
-          label="Username"
-          value={username}
-          onChange={(e) => setUsername(e.target.value)}
-          autoComplete="username"
-          autoFocus
-          disabled={busy}
-          slotProps={{
-            input: { endAdornment: server ? <InputAdornment position="end">{`@${server}`}</InputAdornment> : undefined },
-            htmlInput: { autoCapitalize: 'none', spellCheck: false },
-          }}
-        />
+        <UsernameField value={username} onChange={setUsername} server={server} disabled={busy} />
         <TextField
           label="Password"
           type="password"

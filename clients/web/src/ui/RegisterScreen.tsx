@@ -1,8 +1,8 @@
-import { Alert, Box, Button, InputAdornment, LinearProgress, Link, TextField, Typography } from '@mui/material'
+import { Alert, Box, Button, LinearProgress, Link, TextField, Typography } from '@mui/material'
 import { useEffect, useState, type FormEvent } from 'react'
 import { Link as RouterLink } from 'react-router-dom'
 import type { Auth, Engine, Progress } from '../engine/types'
-import { AuthLayout } from './AuthLayout'
+import { AuthLayout, UsernameField } from './AuthLayout'
 import { errorMessage } from './errors'
 import { minPasswordLength, passwordStrength } from './passwordStrength'
 import { ProgressSteps } from './progress'
@@ -58,19 +58,13 @@ export function RegisterScreen({ auth, onEngine }: { auth: Auth; onEngine: (e: E
     <AuthLayout title="Create your account">
       <Box component="form" noValidate onSubmit={submit} sx={{ display: 'flex', flexDirection: 'column', gap: 2 }}>
         {error && <Alert severity="error">{error}</Alert>}
-        <TextField
-          label="Username"
+        <UsernameField
           value={username}
-          onChange={(e) => setUsername(e.target.value)}
-          autoComplete="username"
-          autoFocus
+          onChange={setUsername}
+          server={server}
           disabled={busy}
           error={!!usernameError}
           helperText={usernameError ?? (server ? `Your address will be ${username.trim() || 'name'}@${server}` : ' ')}
-          slotProps={{
-            input: { endAdornment: server ? <InputAdornment position="end">{`@${server}`}</InputAdornment> : undefined },
-            htmlInput: { autoCapitalize: 'none', spellCheck: false },
-          }}
         />
         <Box>
           <TextField
