@@ -110,6 +110,9 @@ type Deps struct {
 	// Groups stores groups; nil uses Store if it is one, else the group
 	// routes answer 503.
 	Groups GroupStore
+	// Remote looks up other servers' users; nil: this server does not
+	// federate (their addresses are refused with 400).
+	Remote RemoteKeys
 }
 
 // API serves the client routes.
@@ -123,6 +126,7 @@ type API struct {
 	push      PushTokenStore
 	events    EventStore
 	grps      GroupStore
+	remote    RemoteKeys
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -155,7 +159,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	if cfg.Argon2Concurrency <= 0 {
 		cfg.Argon2Concurrency = runtime.NumCPU()
 	}
-	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, log: d.Log, now: d.Now, ready: d.Ready}
+	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, log: d.Log, now: d.Now, ready: d.Ready}
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}

@@ -1,8 +1,10 @@
 package clientapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -89,13 +91,77 @@ func (a *API) bodyLimit(r *http.Request) int64 {
 	return a.cfg.MaxBodyBytes
 }
 
-// getPublicKey answers an account's bundle with the directory's proofs.
+// RemoteKeys looks up users of other servers over federation
+// (spec/federation.md §12.5); the homeserver passes *federation.Service.
+type RemoteKeys interface {
+	// LookupRemote returns the other server's verified answer for address,
+	// with the consistency proof from since when since > 0. An unknown user
+	// is a NotExist error; an unreachable or refused server Unavailable.
+	LookupRemote(ctx context.Context, address privateline.Address, since uint64) (*keylog.Lookup, error)
+}
+
+// getPublicKey answers an account's bundle with the directory's proofs:
+// the parameter is a username of this server or an address of any server
+// (another server's answer is fetched over federation and passed on as
+// that server signed it). ?since=m adds the consistency proof from tree
+// size m to the answer's head (spec/e2ee.md §6.4).
 func (a *API) getPublicKey(w http.ResponseWriter, r *http.Request, c *call) error {
-	name, err := privateline.ParseUsername(c.params.ByName("username"))
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return invalid("malformed query string")
+	}
+	var since uint64
+	for k := range q {
+		if k != "since" {
+			return invalid("unknown query parameter " + strconv.Quote(k))
+		}
+		if since, err = treeSizeParam(q, "since"); err != nil {
+			return err
+		}
+		if since == 0 {
+			return invalid(`query parameter "since" must be a tree size of at least 1`)
+		}
+	}
+	param := c.params.ByName("username")
+	if strings.Contains(param, "@") {
+		addr := privateline.Address(param)
+		name, server, err := addr.Split()
+		if err != nil {
+			return invalid(privateline.MessageOf(err))
+		}
+		if server != a.cfg.ServerName {
+			return a.remotePublicKey(w, r, addr, since)
+		}
+		param = string(name)
+	}
+	name, err := privateline.ParseUsername(param)
 	if err != nil {
 		return invalid(privateline.MessageOf(err))
 	}
 	l, err := a.dir.Lookup(name)
+	if err != nil {
+		return err
+	}
+	if since > 0 {
+		if since > l.Head.TreeSize {
+			return invalid(fmt.Sprintf(`"since" (%d) is beyond the directory's log, which has %d entries`, since, l.Head.TreeSize))
+		}
+		cons, err := a.dir.Consistency(since, l.Head.TreeSize)
+		if err != nil {
+			return err
+		}
+		l.Since, l.Consistency = since, cons.Proof
+	}
+	writeJSON(w, http.StatusOK, l)
+	return nil
+}
+
+// remotePublicKey answers a lookup of another server's user.
+func (a *API) remotePublicKey(w http.ResponseWriter, r *http.Request, addr privateline.Address, since uint64) error {
+	if a.remote == nil {
+		return invalid(string(addr) + " is on another server, and this server does not federate")
+	}
+	l, err := a.remote.LookupRemote(r.Context(), addr, since)
 	if err != nil {
 		return err
 	}

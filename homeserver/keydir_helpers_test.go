@@ -134,7 +134,7 @@ func (c *dirClient) lookup(address privateline.Address) *keylog.Lookup {
 	if status != http.StatusOK {
 		c.t.Fatalf("GET /api/public_key/%s: %d %s", name, status, b)
 	}
-	l, err := keylog.ParseLookup(b)
+	l, err := keylog.ParseLookup(b, 0)
 	if err != nil {
 		c.t.Fatalf("parsing the lookup of %s: %v\n%s", address, err, b)
 	}

@@ -10,6 +10,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/cjson"
+	"github.com/privateline/privateline/clients/go/directory"
 	"github.com/privateline/privateline/clients/go/e2ee"
 	"github.com/privateline/privateline/homeserver"
 	"github.com/privateline/privateline/keybundle"
@@ -255,7 +258,7 @@ func TestKeyChangeConsistency(t *testing.T) {
 	body := keyChangeBody(t, alice, k2, "")
 	r := ts.do("PUT", "/api/keys", alice.Access, body)
 	expectHTTPStatus(t, r, http.StatusOK, "key change signed by the old key")
-	own, err := keylog.ParseLookup(r.Body)
+	own, err := keylog.ParseLookup(r.Body, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,7 +721,7 @@ func init() {
 	crossUserCases["GET /api/public_key/:username"] = func(t *testing.T, ts *testServer, alice, bob *account) {
 		r := ts.do("GET", "/api/public_key/"+alice.Username, bob.Access, nil)
 		expectHTTPStatus(t, r, http.StatusOK, "bob looks alice up")
-		if l, err := keylog.ParseLookup(r.Body); err != nil || l.Address != privateline.Address(alice.Username+"@hs.test") {
+		if l, err := keylog.ParseLookup(r.Body, 0); err != nil || l.Address != privateline.Address(alice.Username+"@hs.test") {
 			t.Fatalf("bob's lookup of alice: %v", err)
 		}
 	}
@@ -752,4 +755,64 @@ func init() {
 			t.Fatal("bob's write changed alice's pins")
 		}
 	}
+}
+
+// TestLookupByAddressAndSince: GET /api/public_key/ takes an address of
+// this server as well as a username, and ?since=m adds the consistency
+// proof from m, which a client verifies without asking for it; an address
+// of another server is refused while the server does not federate.
+func TestLookupByAddressAndSince(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, testConfig(t))
+	alice := ts.registerWithKeys("rotor", "alice")
+	bob := ts.registerWithKeys("watcher", "bob")
+	dir := newDirClient(t, ts.URL, bob.Access)
+	if _, err := dir.bundle(alice.Address); err != nil {
+		t.Fatal(err)
+	}
+	head1, _ := dir.v.LastHead("hs.test")
+	carol := ts.registerWithKeys("carol-pw", "carol")
+
+	status, b := dir.get(fmt.Sprintf("/api/public_key/%s?since=%d", carol.Address, head1.TreeSize))
+	if status != http.StatusOK {
+		t.Fatalf("lookup by address with since: %d %s", status, b)
+	}
+	l, err := keylog.ParseLookup(b, head1.TreeSize)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if l.Head.TreeSize <= head1.TreeSize || len(l.Consistency) == 0 {
+		t.Fatalf("answer's head %d after %d with %d proof hashes", l.Head.TreeSize, head1.TreeSize, len(l.Consistency))
+	}
+	// The proof in the answer is the one used: the client's own fetch fails.
+	offline := &dirClient{t: t, store: dir.store}
+	offline.v = directory.NewVerifier(dir.store, func(context.Context, privateline.ServerName, uint64, uint64) (*keylog.Consistency, error) {
+		return nil, errors.New("no consistency fetch expected")
+	})
+	if got, err := offline.v.VerifyLookup(context.Background(), carol.Address, l); err != nil || !got.Equal(carol.Keys.Bundle) {
+		t.Fatalf("verifying with the proof in the answer: %v", err)
+	}
+	// A tampered proof is a fork, for a client whose last head is head1.
+	l.Consistency[0][0] ^= 1
+	other := directory.NewVerifier(&directory.Memory{}, dir.consistency)
+	if err := other.VerifyHead(context.Background(), "hs.test", &keylog.HeadAnswer{Head: *head1, ServerKey: l.ServerKey}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.VerifyLookup(context.Background(), carol.Address, l); keybundle.ReasonOf(err) != keybundle.ErrLogFork {
+		t.Fatalf("a tampered consistency proof: %v, want log_fork", err)
+	}
+
+	carolName, _, _ := carol.Address.Split()
+	for _, c := range []struct{ path, what string }{
+		{"/api/public_key/" + string(carolName) + "?since=0", "since 0"},
+		{"/api/public_key/" + string(carolName) + "?since=x", "since not a number"},
+		{fmt.Sprintf("/api/public_key/%s?since=%d", carolName, l.Head.TreeSize+1), "since beyond the log"},
+		{"/api/public_key/" + string(carolName) + "?since=1&since=2", "since twice"},
+		{"/api/public_key/" + string(carolName) + "?from=1", "unknown parameter"},
+		{"/api/public_key/" + string(carolName) + "@Hs.test", "upper-case server"},
+		{"/api/public_key/" + string(carolName) + "@other.example", "another server without federation"},
+	} {
+		expectAPIError(t, ts.do("GET", c.path, bob.Access, nil), http.StatusBadRequest, "invalid_request", c.what)
+	}
+	expectAPIError(t, ts.do("GET", "/api/public_key/nobody@hs.test", bob.Access, nil), http.StatusNotFound, "not_found", "unknown address")
 }

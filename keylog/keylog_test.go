@@ -141,7 +141,7 @@ func TestLookupRoundTripAndVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := ParseLookup(wire)
+		back, err := ParseLookup(wire, 0)
 		if err != nil {
 			t.Fatalf("ParseLookup: %v\n%s", err, wire)
 		}
@@ -239,7 +239,7 @@ func FuzzParseLookup(f *testing.F) {
 	f.Add(wire)
 	f.Add([]byte(`{"address":"a@b","entry":{},"inclusion_proof":[],"key_bundle":{},"server_key":"","tree_head":{}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		lk, err := ParseLookup(data)
+		lk, err := ParseLookup(data, 0)
 		if err != nil {
 			if keybundle.ReasonOf(err) == "" {
 				t.Fatalf("refusal without a reason: %v", err)

@@ -18,10 +18,12 @@ const MaxProof = 128
 // /api/public_key/{username}, and PUT /api/keys for the caller):
 //
 //	{"address", "key_bundle": {...}, "entry": {...}, "inclusion_proof": [b64, ...],
-//	 "server_key": b64(32), "tree_head": {...}}
+//	 "server_key": b64(32), "tree_head": {...}, "consistency": [b64, ...] optional}
 //
 // server_key is the directory's Ed25519 public key, outside anything
-// signed: clients pin it on first use and refuse a change.
+// signed: clients pin it on first use and refuse a change. consistency,
+// present when the client asked with ?since=m (spec/e2ee.md §6.4), is the
+// proof from m to the head's size.
 type Lookup struct {
 	Address        privateline.Address
 	Bundle         *keybundle.KeyBundle
@@ -29,6 +31,9 @@ type Lookup struct {
 	InclusionProof []merkle.Hash
 	Head           TreeHead
 	ServerKey      ed25519.PublicKey
+	// Consistency is the proof from Since to Head.TreeSize when Since > 0.
+	Since       uint64
+	Consistency []merkle.Hash
 }
 
 func hashList(hs []merkle.Hash) []any {
@@ -69,20 +74,25 @@ func (l *Lookup) MarshalJSON() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cjson.Marshal(map[string]any{
+	m := map[string]any{
 		"address":         string(l.Address),
 		"key_bundle":      bundle,
 		"entry":           l.Entry.object(),
 		"inclusion_proof": hashList(l.InclusionProof),
 		"server_key":      b64.EncodeToString(l.ServerKey),
 		"tree_head":       l.Head.object(),
-	})
+	}
+	if l.Since > 0 {
+		m["consistency"] = hashList(l.Consistency)
+	}
+	return cjson.Marshal(m)
 }
 
 // ParseLookup reads a lookup answer and verifies the bundle's own
 // signature (keybundle.Parse); the directory's proofs are checked by
-// Verify.
-func ParseLookup(data []byte) (*Lookup, error) {
+// Verify. since is the tree size the client asked from (0: none): an answer
+// to ?since=m must carry "consistency", others must not.
+func ParseLookup(data []byte, since uint64) (*Lookup, error) {
 	const op = "keylog.ParseLookup"
 	o := cjson.ParseObject(data)
 	addr := privateline.Address(o.String("address", true))
@@ -91,6 +101,10 @@ func ParseLookup(data []byte) (*Lookup, error) {
 	proof := hashesFrom(o, "inclusion_proof")
 	key := o.Bytes("server_key", true, ed25519.PublicKeySize, ed25519.PublicKeySize)
 	hv := o.Object("tree_head", true)
+	var cons []merkle.Hash
+	if since > 0 {
+		cons = hashesFrom(o, "consistency")
+	}
 	if err := o.Done(false); err != nil {
 		return nil, malformed(op, "lookup: "+err.Error())
 	}
@@ -110,7 +124,7 @@ func ParseLookup(data []byte) (*Lookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Lookup{Address: addr, Bundle: b, Entry: *e, InclusionProof: proof, Head: *h, ServerKey: key}, nil
+	return &Lookup{Address: addr, Bundle: b, Entry: *e, InclusionProof: proof, Head: *h, ServerKey: key, Since: since, Consistency: cons}, nil
 }
 
 // Verify checks everything in the answer that needs no earlier state,

@@ -115,7 +115,7 @@ func TestVectors(t *testing.T) {
 					t.Fatalf("consistency %d→%d: %v", cp.From, cp.To, err)
 				}
 			case "lookup":
-				lk, err := ParseLookup([]byte(c["lookup"]))
+				lk, err := ParseLookup([]byte(c["lookup"]), 0)
 				if err == nil {
 					err = lk.Verify(sk.Public().(ed25519.PublicKey), server, privateline.Address(c["address"]))
 				}

@@ -122,21 +122,29 @@ func (s *Session) AddressOf(username string) (privateline.Address, error) {
 	return privateline.MakeAddress(name, server), nil
 }
 
-// PublicKey returns the key bundle of address, after verifying the
-// directory's answer (GET /api/public_key/{username}): see
-// directory.Verifier. Only users of this session's server can be looked
-// up until federation exists (other servers are Invalid). Pinning the
-// contact's identity key is the caller's next step (e2ee.Pins.Observe).
+// PublicKey returns the key bundle of address, on this session's server or
+// another one (the homeserver fetches it over federation), after verifying
+// the directory's answer (GET /api/public_key/{address}?since=): see
+// directory.Verifier; the answer of a remote server is checked against what
+// is pinned for that server. Pinning the contact's identity key is the
+// caller's next step (e2ee.Pins.Observe).
 func (s *Session) PublicKey(ctx context.Context, address privateline.Address) (*e2ee.KeyBundle, error) {
 	const op = "client.PublicKey"
-	name, server, err := address.Split()
+	_, server, err := address.Split()
 	if err != nil {
 		return nil, privateline.E(op, err)
 	}
-	if _, own, _ := s.address.Split(); server != own {
-		return nil, privateline.E(op, privateline.Invalid, "looking up users of another server ("+string(server)+") needs federation, which is not there yet")
+	var since uint64
+	if h, err := s.c.dir.LastHead(server); err != nil {
+		return nil, privateline.E(op, privateline.Unavailable, err)
+	} else if h != nil {
+		since = h.TreeSize
 	}
-	r, err := s.do(ctx, op, &request{method: http.MethodGet, path: "/api/public_key/" + string(name)})
+	rq := &request{method: http.MethodGet, path: "/api/public_key/" + string(address)}
+	if since > 0 {
+		rq.query = url.Values{"since": {strconv.FormatUint(since, 10)}}
+	}
+	r, err := s.do(ctx, op, rq)
 	if err != nil {
 		return nil, err
 	}
@@ -146,11 +154,11 @@ func (s *Session) PublicKey(ctx context.Context, address privateline.Address) (*
 		}
 		return nil, err
 	}
-	return s.verifyLookup(ctx, op, address, r.body)
+	return s.verifyLookup(ctx, op, address, r.body, since)
 }
 
-func (s *Session) verifyLookup(ctx context.Context, op string, address privateline.Address, body []byte) (*e2ee.KeyBundle, error) {
-	l, err := keylog.ParseLookup(body)
+func (s *Session) verifyLookup(ctx context.Context, op string, address privateline.Address, body []byte, since uint64) (*e2ee.KeyBundle, error) {
+	l, err := keylog.ParseLookup(body, since)
 	if err != nil {
 		return nil, privateline.E(op, err)
 	}
@@ -226,7 +234,7 @@ func (s *Session) ChangeKeys(ctx context.Context, next *e2ee.PrivateKeys) (*e2ee
 	s.wrapped.Nonce, s.wrapped.EncryptedPrivateKey = w.Nonce, w.Ciphertext
 	s.mu.Unlock()
 	s.changed()
-	got, err := s.verifyLookup(ctx, op, s.address, r.body)
+	got, err := s.verifyLookup(ctx, op, s.address, r.body, 0)
 	if err != nil {
 		return nb, privateline.E(op, "the keys were changed, but the directory's answer does not verify", err)
 	}

@@ -150,7 +150,11 @@ func (v *Verifier) VerifyLookup(ctx context.Context, address privateline.Address
 	if err := l.Verify(s.Key, server, address); err != nil {
 		return nil, err
 	}
-	if err := v.advanceLocked(ctx, server, s, &l.Head); err != nil {
+	var proof *keylog.Consistency
+	if l.Since > 0 {
+		proof = &keylog.Consistency{From: l.Since, To: l.Head.TreeSize, Proof: l.Consistency}
+	}
+	if err := v.advanceLocked(ctx, server, s, &l.Head, proof); err != nil {
 		return nil, err
 	}
 	return l.Bundle, nil
@@ -171,7 +175,7 @@ func (v *Verifier) VerifyHead(ctx context.Context, server privateline.ServerName
 	if err := a.Head.Verify(s.Key); err != nil {
 		return err
 	}
-	return v.advanceLocked(ctx, server, s, &a.Head)
+	return v.advanceLocked(ctx, server, s, &a.Head, nil)
 }
 
 // LastHead returns the last head verified for server, or nil.
@@ -205,8 +209,9 @@ func (v *Verifier) stateLocked(server privateline.ServerName, offered ed25519.Pu
 }
 
 // advanceLocked checks that h (already verified under s.Key) extends the
-// last head in s, and stores it.
-func (v *Verifier) advanceLocked(ctx context.Context, server privateline.ServerName, s *State, h *keylog.TreeHead) error {
+// last head in s, and stores it. proof, if it starts at the last head's
+// size, is used instead of fetching one (a lookup asked with ?since=).
+func (v *Verifier) advanceLocked(ctx context.Context, server privateline.ServerName, s *State, h *keylog.TreeHead, proof *keylog.Consistency) error {
 	const op = "directory.Verifier"
 	last := s.Head
 	switch {
@@ -223,9 +228,12 @@ func (v *Verifier) advanceLocked(ctx context.Context, server privateline.ServerN
 		}
 		// The same tree, signed again later: keep the fresher head.
 	default:
-		c, err := v.consistency(ctx, server, last.TreeSize, h.TreeSize)
-		if err != nil {
-			return privateline.E(op, privateline.Unavailable, "cannot fetch the directory's consistency proof", err)
+		c := proof
+		if c == nil || c.From != last.TreeSize {
+			var err error
+			if c, err = v.consistency(ctx, server, last.TreeSize, h.TreeSize); err != nil {
+				return privateline.E(op, privateline.Unavailable, "cannot fetch the directory's consistency proof", err)
+			}
 		}
 		if c.From != last.TreeSize || c.To != h.TreeSize {
 			return keybundle.Refuse(op, keybundle.ErrMalformed, "the consistency proof is for other tree sizes")
