@@ -14,7 +14,7 @@ import { type GroupKey, groupKeySigned, groupKeyView, groupSigned, messageKey, o
 import { openAttachment, sealAttachment } from '../src/crypto/attachment'
 import { digits, partyHash, qrPayload, safetyNumber, verifyQrPayload } from '../src/crypto/safety'
 import {
-  deleteCommitmentFromDigest, entrySigned, hashLeaf, keyCommitment, parseConsistency, parseLeaf, parseLookup, parseTreeHead,
+  acceptLookup, type ServerState, deleteCommitmentFromDigest, entrySigned, hashLeaf, keyCommitment, parseConsistency, parseLeaf, parseLookup, parseTreeHead,
   treeHeadSigned, verifyLookup, verifyTreeHead,
 } from '../src/crypto/directory'
 import { verifyConsistency } from '../src/crypto/merkle'
@@ -392,6 +392,29 @@ describe('spec/vectors', () => {
       }
       count(f)
     }
+  })
+
+  it('a lookup asked with ?since= carries the consistency proof the client uses (spec/e2ee.md §6.4)', async () => {
+    const cases = load('directory.json').cases
+    const byName = (n: string) => cases.find((c) => c.name === n)!
+    const head2 = parseTreeHead(parseBytes(te(byName('tree-head-2').tree_head)))
+    const proof = JSON.parse(byName('consistency-2-4').consistency).proof as string[]
+    const answer = (p: string[]) => JSON.stringify({ ...JSON.parse(byName('lookup-alice-after-change').lookup), consistency: p })
+    const address = byName('lookup-alice-after-change').address
+    const noFetch = async (): Promise<never> => {
+      throw new Error('the proof in the answer should have been used')
+    }
+    const state: ServerState = { serverKey: fromB64(cases.find((c) => c.kind === 'server_key')!.server_key_b64)!, lastHead: head2 }
+    await acceptLookup(await parseLookup(answer(proof), 2), 'example.org', address, state, noFetch)
+    expect(state.lastHead!.treeSize).toBe(4)
+
+    const tampered = [...proof]
+    tampered[0] = toB64(new Uint8Array(32))
+    const fresh: ServerState = { serverKey: state.serverKey, lastHead: head2 }
+    await expectRefusal(acceptLookup(await parseLookup(answer(tampered), 2), 'example.org', address, fresh, noFetch), 'log_fork', 'tampered proof')
+    expect(fresh.lastHead!.treeSize).toBe(2)
+    // An answer to ?since= without its proof is malformed.
+    await expectRefusal(parseLookup(byName('lookup-alice-after-change').lookup, 2), 'malformed', 'no consistency')
   })
 
   it('pinned.json', async () => {

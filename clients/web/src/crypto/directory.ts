@@ -135,10 +135,17 @@ export interface Lookup {
   inclusionProof: Bytes[]
   serverKey: Bytes
   head: TreeHead
+  /** Asked with ?since=: the tree size the proof starts from, and the proof to `head`. */
+  since?: number
+  consistency?: Bytes[]
 }
 
-/** Parses a GET /api/public_key answer; the bundle is verified (§6.4 step 1). */
-export async function parseLookup(data: Uint8Array | string): Promise<Lookup> {
+/**
+ * Parses a GET /api/public_key answer; the bundle is verified (§6.4 step 1).
+ * `since` is the tree size the client asked from (0: none); such an answer
+ * must carry its consistency proof.
+ */
+export async function parseLookup(data: Uint8Array | string, since = 0): Promise<Lookup> {
   const f = new Fields(parseJSON(data, 'lookup'))
   const address = f.str('address')
   const bv = f.object('key_bundle')
@@ -146,6 +153,7 @@ export async function parseLookup(data: Uint8Array | string): Promise<Lookup> {
   const proof = hashes(f, 'inclusion_proof')
   const serverKey = f.bytes('server_key', true, 32, 32)
   const hv = f.object('tree_head')
+  const consistency = since > 0 ? hashes(f, 'consistency') : undefined
   malformed('lookup', f.done(false))
   const bundle = await parseKeyBundle(encodeBytes(bv))
   const ef = new Fields(ev)
@@ -153,7 +161,9 @@ export async function parseLookup(data: Uint8Array | string): Promise<Lookup> {
   const salt = ef.bytes('salt', true, 32, 32)
   const signature = ef.bytes('signature', true, 64, 64)
   malformed('entry', ef.done(false))
-  return { address, bundle, entry: { leaf: parseLeaf(lv), salt, signature }, inclusionProof: proof, serverKey, head: parseTreeHead(hv) }
+  const l: Lookup = { address, bundle, entry: { leaf: parseLeaf(lv), salt, signature }, inclusionProof: proof, serverKey, head: parseTreeHead(hv) }
+  if (since > 0) Object.assign(l, { since, consistency })
+  return l
 }
 
 /** §6.4 step 5: the entry commits to the bundle and is signed by the server. */
@@ -203,7 +213,10 @@ export async function acceptLookup(
   if (state.serverKey !== undefined && !equal(state.serverKey, l.serverKey))
     throw new E2EEError('server_key_changed', `the directory of ${server} answered under another key`)
   await verifyLookup(l, l.serverKey, server, address)
-  await checkHeadProgress(l.head, state, fetchConsistency)
+  const given = l.since !== undefined && l.since === state.lastHead?.treeSize ? l : undefined
+  await checkHeadProgress(l.head, state, (from, to) =>
+    given && from === given.since && to === l.head.treeSize ? Promise.resolve({ from, to, proof: given.consistency! }) : fetchConsistency(from, to),
+  )
   state.serverKey = l.serverKey
   state.lastHead = l.head
   return l.bundle

@@ -187,6 +187,7 @@ export class EngineImpl implements Engine {
   #pinsVersion = 0
   #observed = new Map<string, Bytes>() // identity keys the directory served last
   #dir: ServerState = {}
+  #dirs = new Map<string, ServerState>() // other servers' directories
   #lastSeq = 0
   #groupKeys = new Map<string, Map<number, GroupKey>>()
   #groupLocks = new Map<string, Promise<void>>()
@@ -632,18 +633,29 @@ export class EngineImpl implements Engine {
       const b = this.#bundles.get(address)
       if (b) return b
     }
-    const at = address.lastIndexOf('@')
-    const server = address.slice(at + 1)
-    if (server !== this.#server) throw new EngineError(`${address} is on another server; that needs federation, which is not there yet.`)
-    const data = await this.#api.get<unknown>(`/api/public_key/${encodeURIComponent(address.slice(0, at))}`, {
-      messages: { not_found: `There is no user ${address}.` },
+    const server = address.slice(address.lastIndexOf('@') + 1)
+    const own = server === this.#server
+    // The other servers' directories are verified like our own, each against
+    // its own pinned key and last head (spec/e2ee.md §6.4).
+    const state: ServerState = own ? { ...this.#dir } : { ...(await this.#remoteDir(server)) }
+    const since = state.lastHead?.treeSize ?? 0
+    const data = await this.#api.get<unknown>(`/api/public_key/${encodeURIComponent(address)}${since > 0 ? `?since=${since}` : ''}`, {
+      messages: { not_found: `There is no user ${address}.`, unavailable: `${server} cannot be reached right now; try again later.` },
     })
-    const l = await parseLookup(JSON.stringify(data))
-    const state: ServerState = { ...this.#dir }
-    const b = await acceptLookup(l, this.#server, address, state, (from, to) => this.#consistency(from, to))
-    this.#dir = state
-    await this.#store.put('kv', 'directory', { serverKey: toB64(state.serverKey!), head: headJSON(state) })
-    await this.#device.setServer(this.#server, { serverKey: toB64(state.serverKey!), head: headJSON(state) })
+    const l = await parseLookup(JSON.stringify(data), since)
+    const b = await acceptLookup(l, server, address, state, (from, to) => {
+      if (!own) throw new EngineError(`${server}'s directory did not prove that its log extends the one seen before.`)
+      return this.#consistency(from, to)
+    })
+    const saved = { serverKey: toB64(state.serverKey!), head: headJSON(state) }
+    if (own) {
+      this.#dir = state
+      await this.#store.put('kv', 'directory', saved)
+      await this.#device.setServer(this.#server, saved)
+    } else {
+      this.#dirs.set(server, state)
+      await this.#store.put('kv', `directory:${server}`, saved)
+    }
     this.#bundles.set(address, b)
     const seen = this.#observed.get(address)
     if (!seen || !constantTimeEqual(seen, b.identityKey)) {
@@ -652,6 +664,17 @@ export class EngineImpl implements Engine {
       this.#emit()
     }
     return b
+  }
+
+  /** What this account verified of another server's directory. */
+  async #remoteDir(server: string): Promise<ServerState> {
+    let state = this.#dirs.get(server)
+    if (!state) {
+      const saved = await this.#store.get<{ serverKey: string; head?: unknown }>('kv', `directory:${server}`)
+      state = saved ? { serverKey: fromB64(saved.serverKey)!, lastHead: saved.head ? parseTreeHead(saved.head as never) : undefined } : {}
+      this.#dirs.set(server, state)
+    }
+    return state
   }
 
   async #consistency(from: number, to: number): Promise<Consistency> {
