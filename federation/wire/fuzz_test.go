@@ -14,7 +14,11 @@ func FuzzDecode(f *testing.F) {
 	tx := sampleTx(2)
 	f.Add(mustSign(f, tx, fx.ka))
 	f.Add(mustSign(f, &Receipt{Header: Header{Origin: srvB, Destination: srvA, TxnID: tx.TxnID, CreatedAt: 7},
-		Results: []Result{{tx.Entries[0].ID, Accepted, ""}, {tx.Entries[1].ID, Refused, "expired"}}}, fx.kb))
+		Results: []Result{{ID: tx.Entries[0].ID, Status: Accepted, Error: ""}, {ID: tx.Entries[1].ID, Status: Refused, Error: "expired"}}}, fx.kb))
+	kr := keyRequest(2)
+	f.Add(mustSign(f, kr, fx.ka))
+	f.Add(mustSign(f, &Receipt{Type: TypeKeyAnswer, Header: Header{Origin: srvB, Destination: srvA, TxnID: kr.TxnID, CreatedAt: 7},
+		Results: []Result{{ID: kr.Entries[0].ID, Lookup: []byte(`{"a":[1]}`), Consistency: [][]byte{make([]byte, 32)}}, {ID: kr.Entries[1].ID, Error: "unknown_user"}}}, fx.kb))
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`{"type":"envelopes","v":2}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {

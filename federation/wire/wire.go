@@ -34,6 +34,7 @@ const (
 const (
 	LabelTransaction = "privateline/v1/federation-transaction"
 	LabelReceipt     = "privateline/v1/federation-receipt"
+	LabelKeyAnswer   = "privateline/v1/federation-key-answer"
 )
 
 // Type is a message's "type" member.
@@ -43,9 +44,23 @@ type Type string
 // shapes of later types; Verify refuses them (unknown_type) until they are
 // implemented here.
 const (
-	TypeEnvelopes Type = "envelopes" // direct envelopes for users of the destination
-	TypeReceipt   Type = "receipt"   // the destination's answer to a transaction
+	TypeEnvelopes  Type = "envelopes"   // direct envelopes for users of the destination
+	TypeReceipt    Type = "receipt"     // the destination's answer to a transaction
+	TypeKeyRequest Type = "key_request" // key look-ups of the destination's users (§12.5)
+	TypeKeyAnswer  Type = "key_answer"  // the answer to a key_request
 )
+
+// MaxKeyRequests caps the entries of a key_request (spec/federation.md
+// §12.5).
+const MaxKeyRequests = 64
+
+// answerType is the type that answers a transaction of type t.
+func answerType(t Type) Type {
+	if t == TypeKeyRequest {
+		return TypeKeyAnswer
+	}
+	return TypeReceipt
+}
 
 // Limits are the caps Verify enforces (spec/federation.md §11).
 type Limits struct {
@@ -77,11 +92,16 @@ type Header struct {
 	Signature   []byte                 // 64 bytes; set by Sign, checked by Verify
 }
 
-// Entry is one envelope of an "envelopes" transaction: the envelope's id
-// (its header "id") and the envelope exactly as the client sent it.
+// Entry is one entry of a transaction. In "envelopes": the envelope's id
+// (its header "id") and the envelope exactly as the client sent it. In
+// "key_request": the address looked up and, if not zero, the tree size
+// the consistency proof is to start from.
 type Entry struct {
 	ID       string
 	Envelope []byte
+
+	Address privateline.Address
+	Since   uint64
 }
 
 // Transaction is a signed batch from Origin to Destination.
@@ -102,18 +122,37 @@ const (
 )
 
 // Result is the destination's answer for one entry.
+//
+// In a receipt: Status, and Error (an entry refusal code, spec §10.2) only
+// with Refused. In a key_answer: either Error ("unknown_user", "bad_since")
+// or Lookup, the canonical JSON of the client API's lookup answer, and,
+// when the entry asked with Since, Consistency, the proof from Since to
+// the lookup's tree size.
 type Result struct {
 	ID     string
 	Status Status
-	Error  string // only with Refused: an entry refusal code (spec §10.2)
+	Error  string
+
+	Lookup      []byte
+	Consistency [][]byte // 32-byte hashes; non-nil (maybe empty) only when asked
 }
 
-// Receipt is the destination's signed answer to a transaction. Its Origin
-// is the signer, the transaction's destination; its Destination is the
-// transaction's origin; TxnID is the transaction's.
+// Receipt is the destination's signed answer to a transaction: Type
+// "receipt" for "envelopes", "key_answer" for "key_request" (its zero
+// value is "receipt"). Its Origin is the signer, the transaction's
+// destination; its Destination is the transaction's origin; TxnID is the
+// transaction's.
 type Receipt struct {
 	Header
+	Type    Type
 	Results []Result
+}
+
+func (r *Receipt) typ() Type {
+	if r.Type == "" {
+		return TypeReceipt
+	}
+	return r.Type
 }
 
 // Message is a *Transaction or a *Receipt.
@@ -128,6 +167,14 @@ func (t *Transaction) label() string   { return LabelTransaction }
 func (t *Transaction) body() map[string]any {
 	entries := make([]any, len(t.Entries))
 	for i, e := range t.Entries {
+		if t.Type == TypeKeyRequest {
+			m := map[string]any{"address": string(e.Address), "id": e.ID}
+			if e.Since > 0 {
+				m["since"] = int64(e.Since)
+			}
+			entries[i] = m
+			continue
+		}
 		entries[i] = map[string]any{"envelope": b64.EncodeToString(e.Envelope), "id": e.ID}
 	}
 	m := t.Header.members(t.Type)
@@ -136,17 +183,40 @@ func (t *Transaction) body() map[string]any {
 }
 
 func (r *Receipt) header() *Header { return &r.Header }
-func (r *Receipt) label() string   { return LabelReceipt }
+func (r *Receipt) label() string {
+	if r.typ() == TypeKeyAnswer {
+		return LabelKeyAnswer
+	}
+	return LabelReceipt
+}
 func (r *Receipt) body() map[string]any {
 	results := make([]any, len(r.Results))
 	for i, x := range r.Results {
-		m := map[string]any{"id": x.ID, "status": string(x.Status)}
+		m := map[string]any{"id": x.ID}
+		if r.typ() == TypeReceipt {
+			m["status"] = string(x.Status)
+		}
 		if x.Error != "" {
 			m["error"] = x.Error
 		}
+		if x.Lookup != nil {
+			// Not canonical JSON here fails in Sign's own decode.
+			lv, err := cjson.Parse(x.Lookup)
+			if err != nil {
+				lv = string(x.Lookup)
+			}
+			m["lookup"] = lv
+		}
+		if x.Consistency != nil {
+			hs := make([]any, len(x.Consistency))
+			for j, h := range x.Consistency {
+				hs[j] = b64.EncodeToString(h)
+			}
+			m["consistency"] = hs
+		}
 		results[i] = m
 	}
-	m := r.Header.members(TypeReceipt)
+	m := r.Header.members(r.typ())
 	m["results"] = results
 	return m
 }
@@ -181,6 +251,9 @@ func signingInput(label string, body map[string]any) ([]byte, error) {
 // It refuses a message that a receiver would refuse for its shape (the
 // checks of Verify that need no peer, clock or key).
 func Sign(m Message, k *serverkey.PrivateKey) ([]byte, error) {
+	if r, ok := m.(*Receipt); ok {
+		r.Type = r.typ()
+	}
 	body := m.body()
 	in, err := signingInput(m.label(), body)
 	if err != nil {
@@ -245,8 +318,8 @@ func Verify(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim
 	}
 	switch m := m.(type) {
 	case *Transaction:
-		if len(m.Entries) > lim.MaxEntries {
-			return nil, refuse(TooManyEntries, "%d entries, at most %d", len(m.Entries), lim.MaxEntries)
+		if len(m.Entries) > lim.MaxEntries || m.Type == TypeKeyRequest && len(m.Entries) > MaxKeyRequests {
+			return nil, refuse(TooManyEntries, "%d entries", len(m.Entries))
 		}
 		for i, e := range m.Entries {
 			if len(e.Envelope) > lim.MaxEnvelope {
@@ -302,13 +375,13 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	var h Header
 	var m Message
 	switch typ {
-	case TypeEnvelopes:
+	case TypeEnvelopes, TypeKeyRequest:
 		t := &Transaction{Type: typ}
-		t.Entries = readEntries(o)
+		t.Entries = readEntries(o, typ)
 		m = t
-	case TypeReceipt:
-		r := &Receipt{}
-		r.Results = readResults(o)
+	case TypeReceipt, TypeKeyAnswer:
+		r := &Receipt{Type: typ}
+		r.Results = readResults(o, typ)
 		m = r
 	default:
 		return nil, nil, refuse(UnknownType, "type %q", typ)
@@ -386,9 +459,20 @@ func items(o *cjson.Object, name string, each func(*cjson.Object)) {
 	}
 }
 
-func readEntries(o *cjson.Object) []Entry {
+func readEntries(o *cjson.Object, t Type) []Entry {
 	var es []Entry
 	items(o, "entries", func(e *cjson.Object) {
+		if t == TypeKeyRequest {
+			x := Entry{ID: e.String("id", true), Address: privateline.Address(e.String("address", true))}
+			if e.Err() == nil {
+				if _, _, err := x.Address.Split(); err != nil {
+					e.Fail("address", "a user's address")
+				}
+			}
+			x.Since = uint64(e.Int("since", false, 1, cjson.MaxSafeInt))
+			es = append(es, x)
+			return
+		}
 		// The size cap is checked by Verify after addressing and freshness.
 		env := e.Bytes("envelope", true, 1, MaxFrame)
 		es = append(es, Entry{ID: e.String("id", true), Envelope: env})
@@ -409,9 +493,13 @@ func isCode(s string) bool {
 	return true
 }
 
-func readResults(o *cjson.Object) []Result {
+func readResults(o *cjson.Object, t Type) []Result {
 	var rs []Result
 	items(o, "results", func(e *cjson.Object) {
+		if t == TypeKeyAnswer {
+			rs = append(rs, readKeyResult(e))
+			return
+		}
 		r := Result{ID: e.String("id", true), Status: Status(e.String("status", true))}
 		switch r.Status {
 		case Accepted, Duplicate:
@@ -426,6 +514,42 @@ func readResults(o *cjson.Object) []Result {
 		rs = append(rs, r)
 	})
 	return rs
+}
+
+// readKeyResult reads one result of a key_answer: {"id", "error"} or
+// {"id", "lookup": {…}, "consistency": [b64, …] optional}. The lookup's own
+// members are the caller's to check (keylog.ParseLookup).
+func readKeyResult(e *cjson.Object) Result {
+	r := Result{ID: e.String("id", true)}
+	if e.Has("error") {
+		r.Error = e.String("error", true)
+		if e.Err() == nil && !isCode(r.Error) {
+			e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
+		}
+		return r
+	}
+	lv := e.Object("lookup", true)
+	if e.Err() == nil {
+		b, err := cjson.Marshal(lv)
+		if err != nil {
+			e.Fail("lookup", "an object")
+		}
+		r.Lookup = b
+	}
+	if e.Has("consistency") {
+		a := e.Array("consistency", true)
+		r.Consistency = make([][]byte, 0, len(a))
+		for _, v := range a {
+			s, ok := v.(string)
+			h, err := b64.DecodeString(s)
+			if !ok || err != nil || len(h) != 32 {
+				e.Fail("consistency", "an array of base64 SHA-256 hashes")
+				break
+			}
+			r.Consistency = append(r.Consistency, h)
+		}
+	}
+	return r
 }
 
 // NewTxnID returns a fresh transaction id: 16 random bytes as 32 lower-case
@@ -443,6 +567,9 @@ func NewTxnID() string {
 // round, and one result per entry, in the entries' order
 // (spec/federation.md §8). Only then may the sender delete the entries.
 func (r *Receipt) Answers(tx *Transaction) error {
+	if r.typ() != answerType(tx.Type) {
+		return refuse(ReceiptMismatch, "a %s does not answer a %s", r.typ(), tx.Type)
+	}
 	if r.TxnID != tx.TxnID || r.Origin != tx.Destination || r.Destination != tx.Origin {
 		return refuse(ReceiptMismatch, "receipt for %s→%s txn %s, sent %s→%s txn %s",
 			r.Destination, r.Origin, r.TxnID, tx.Origin, tx.Destination, tx.TxnID)

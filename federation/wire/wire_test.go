@@ -377,7 +377,7 @@ func TestDedupe(t *testing.T) {
 		t.Fatalf("envelope dedupe: %v", dup)
 	}
 	// The transaction was committed: its results come back.
-	results := []Result{{tx.Entries[0].ID, Accepted, ""}, {tx.Entries[1].ID, Duplicate, ""}, {tx.Entries[2].ID, Accepted, ""}}
+	results := []Result{{ID: tx.Entries[0].ID, Status: Accepted, Error: ""}, {ID: tx.Entries[1].ID, Status: Duplicate, Error: ""}, {ID: tx.Entries[2].ID, Status: Accepted, Error: ""}}
 	rp.txns[string(srvA)+" "+tx.TxnID] = results
 	if prior, _, err = Dedupe(tx, rp); err != nil || !reflect.DeepEqual(prior, results) {
 		t.Fatalf("repeat: %v %v", prior, err)
@@ -403,7 +403,7 @@ func TestWrongDirection(t *testing.T) {
 	}
 	// B's receipt, given to B's own transaction reader (a reflected frame).
 	r := &Receipt{Header: Header{Origin: srvA, Destination: srvB, TxnID: tx.TxnID, CreatedAt: now.UnixMilli()},
-		Results: []Result{{tx.Entries[0].ID, Accepted, ""}}}
+		Results: []Result{{ID: tx.Entries[0].ID, Status: Accepted, Error: ""}}}
 	rRaw := mustSign(t, r, f.ka)
 	if _, err := VerifyTransaction(rRaw, f.peerA, srvB, now, DefaultLimits()); ReasonOf(err) != UnknownType {
 		t.Fatalf("receipt as transaction: %v", err)
@@ -413,7 +413,7 @@ func TestWrongDirection(t *testing.T) {
 	}
 	// The real answer: signed by B, for A, for tx.
 	ans := &Receipt{Header: Header{Origin: srvB, Destination: srvA, TxnID: tx.TxnID, CreatedAt: now.UnixMilli()},
-		Results: []Result{{tx.Entries[0].ID, Accepted, ""}}}
+		Results: []Result{{ID: tx.Entries[0].ID, Status: Accepted, Error: ""}}}
 	aRaw := mustSign(t, ans, f.kb)
 	if _, err := VerifyReceipt(aRaw, f.peerB, srvA, now, DefaultLimits(), tx); err != nil {
 		t.Fatal(err)
@@ -421,4 +421,118 @@ func TestWrongDirection(t *testing.T) {
 	if _, err := VerifyReceipt(aRaw, f.peerB, srvA, now, DefaultLimits(), sampleTx(1)); ReasonOf(err) != ReceiptMismatch {
 		t.Fatalf("receipt for another transaction: %v", err)
 	}
+}
+
+func keyRequest(n int) *Transaction {
+	tx := &Transaction{Header: Header{Origin: srvA, Destination: srvB, TxnID: NewTxnID(), CreatedAt: now.UnixMilli()}, Type: TypeKeyRequest}
+	for i := range n {
+		e := Entry{ID: fmt.Sprintf("%032x", i+1), Address: privateline.Address(fmt.Sprintf("user%d@%s", i, srvB))}
+		if i%2 == 1 {
+			e.Since = uint64(i)
+		}
+		tx.Entries = append(tx.Entries, e)
+	}
+	return tx
+}
+
+// TestKeyRequestAndAnswer: the key look-up exchange of spec/federation.md
+// §12.5 round-trips, is answered only by a key_answer under its own label,
+// and its shapes are enforced.
+func TestKeyRequestAndAnswer(t *testing.T) {
+	f := newFixture(t)
+	lim := DefaultLimits()
+	tx := keyRequest(3)
+	raw := mustSign(t, tx, f.ka)
+	got, err := VerifyTransaction(raw, f.peerA, srvB, now, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, tx) {
+		t.Fatalf("round trip changed the request:\n got %+v\nwant %+v", got, tx)
+	}
+	if !strings.Contains(string(raw), `"since":1`) || strings.Contains(string(raw), `"since":0`) {
+		t.Fatalf("since is sent only when set: %s", raw)
+	}
+
+	lookup := []byte(`{"address":"user0@localhost:8449","tree_head":{"tree_size":3}}`)
+	ans := &Receipt{Type: TypeKeyAnswer, Header: Header{Origin: srvB, Destination: srvA, TxnID: tx.TxnID, CreatedAt: now.UnixMilli()},
+		Results: []Result{
+			{ID: tx.Entries[0].ID, Lookup: lookup},
+			{ID: tx.Entries[1].ID, Lookup: lookup, Consistency: [][]byte{bytes.Repeat([]byte{7}, 32)}},
+			{ID: tx.Entries[2].ID, Error: "unknown_user"},
+		}}
+	aRaw := mustSign(t, ans, f.kb)
+	back, err := VerifyReceipt(aRaw, f.peerB, srvA, now, lim, tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, ans) {
+		t.Fatalf("round trip changed the answer:\n got %+v\nwant %+v", back, ans)
+	}
+	// An empty proof (since = the head's size) stays present and empty.
+	ans.Results[1].Consistency = [][]byte{}
+	if back, err := VerifyReceipt(mustSign(t, ans, f.kb), f.peerB, srvA, now, lim, tx); err != nil || back.Results[1].Consistency == nil || back.Results[0].Consistency != nil {
+		t.Fatalf("empty proof: %v %+v", err, back)
+	}
+
+	// A receipt does not answer a key request, nor a key answer envelopes.
+	receipt := &Receipt{Header: ans.Header, Results: []Result{{ID: tx.Entries[0].ID, Status: Accepted}, {ID: tx.Entries[1].ID, Status: Accepted}, {ID: tx.Entries[2].ID, Status: Accepted}}}
+	if _, err := VerifyReceipt(mustSign(t, receipt, f.kb), f.peerB, srvA, now, lim, tx); ReasonOf(err) != ReceiptMismatch {
+		t.Fatalf("receipt for a key request: %v, want receipt_mismatch", err)
+	}
+	env := sampleTx(3)
+	env.TxnID = tx.TxnID
+	for i := range env.Entries {
+		env.Entries[i].ID = tx.Entries[i].ID
+	}
+	if _, err := VerifyReceipt(aRaw, f.peerB, srvA, now, lim, env); ReasonOf(err) != ReceiptMismatch {
+		t.Fatalf("key answer for envelopes: %v, want receipt_mismatch", err)
+	}
+	// A key answer's signature is under its own label.
+	body := ans.body()
+	if _, err := Verify(signMap(t, body, LabelReceipt, f.kb), f.peerB, srvA, now, lim); ReasonOf(err) != BadSignature {
+		t.Fatalf("key answer under the receipt label: %v, want bad_signature", err)
+	}
+
+	// Shapes and limits.
+	if _, err := VerifyTransaction(mustSign(t, keyRequest(MaxKeyRequests), f.ka), f.peerA, srvB, now, lim); err != nil {
+		t.Fatalf("%d entries: %v", MaxKeyRequests, err)
+	}
+	big := keyRequest(MaxKeyRequests + 1)
+	if _, err := VerifyTransaction(mustSign(t, big, f.ka), f.peerA, srvB, now, lim); ReasonOf(err) != TooManyEntries {
+		t.Fatalf("%d entries: %v, want too_many_entries", MaxKeyRequests+1, err)
+	}
+	for name, edit := range map[string]func(m map[string]any){
+		"address without server": func(m map[string]any) { entry(m, "entries", 0)["address"] = "user0" },
+		"upper-case address":     func(m map[string]any) { entry(m, "entries", 0)["address"] = "User0@localhost:8449" },
+		"since 0":                func(m map[string]any) { entry(m, "entries", 0)["since"] = int64(0) },
+		"an envelope member":     func(m map[string]any) { entry(m, "entries", 0)["envelope"] = "AA==" },
+	} {
+		body := tx.body()
+		edit(body)
+		if _, err := Verify(signMap(t, body, LabelTransaction, f.ka), f.peerA, srvB, now, lim); ReasonOf(err) != Malformed {
+			t.Errorf("%s: %v, want malformed", name, err)
+		}
+	}
+	for name, edit := range map[string]func(m map[string]any){
+		"error and lookup":   func(m map[string]any) { entry(m, "results", 0)["error"] = "unknown_user" },
+		"lookup not object":  func(m map[string]any) { entry(m, "results", 0)["lookup"] = "x" },
+		"short hash":         func(m map[string]any) { entry(m, "results", 1)["consistency"] = []any{"AAAA"} },
+		"a status":           func(m map[string]any) { entry(m, "results", 0)["status"] = "accepted" },
+		"neither":            func(m map[string]any) { delete(entry(m, "results", 0), "lookup") },
+		"bad error code":     func(m map[string]any) { entry(m, "results", 2)["error"] = "No User" },
+		"consistency string": func(m map[string]any) { entry(m, "results", 1)["consistency"] = "x" },
+	} {
+		ans.Results[1].Consistency = [][]byte{bytes.Repeat([]byte{7}, 32)}
+		body := ans.body()
+		edit(body)
+		if _, err := Verify(signMap(t, body, LabelKeyAnswer, f.kb), f.peerB, srvA, now, lim); ReasonOf(err) != Malformed {
+			t.Errorf("%s: %v, want malformed", name, err)
+		}
+	}
+}
+
+// entry returns element i of the array member name of a message body.
+func entry(m map[string]any, name string, i int) map[string]any {
+	return m[name].([]any)[i].(map[string]any)
 }
