@@ -222,53 +222,76 @@ var errNoEntry = privateline.E("keydir.Lookup", privateline.NotExist, "no such u
 // it, an inclusion proof and the current tree head. An unknown account, or
 // one without an entry, is NotExist.
 func (d *Directory) Lookup(name privateline.Username) (*keylog.Lookup, error) {
+	ls, err := d.Lookups([]privateline.Username{name})
+	if err != nil {
+		return nil, err
+	}
+	if ls[0] == nil {
+		return nil, errNoEntry
+	}
+	return ls[0], nil
+}
+
+// Lookups answers several accounts against ONE tree head (a federation
+// key request, spec/federation.md §12.5): element i is names[i]'s answer,
+// or nil for an unknown account or one without an entry.
+func (d *Directory) Lookups(names []privateline.Username) ([]*keylog.Lookup, error) {
 	const op = "keydir.Lookup"
-	u, err := d.store.UserByName(name)
-	if privateline.Is(privateline.NotExist, err) {
-		return nil, errNoEntry
-	} else if err != nil {
-		return nil, privateline.E(op, err)
+	out := make([]*keylog.Lookup, len(names))
+	index := make([]uint64, len(names))
+	for i, name := range names {
+		u, err := d.store.UserByName(name)
+		if privateline.Is(privateline.NotExist, err) {
+			continue
+		} else if err != nil {
+			return nil, privateline.E(op, err)
+		}
+		raw, err := d.store.UserKeyEntry(u.ID)
+		if privateline.Is(privateline.NotExist, err) {
+			continue
+		} else if err != nil {
+			return nil, privateline.E(op, err)
+		}
+		var rec entryRecord
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return nil, privateline.E(op, privateline.Internal, err)
+		}
+		b, err := keybundle.Parse(rec.Bundle)
+		if err != nil {
+			return nil, privateline.E(op, privateline.Internal, err)
+		}
+		leafData, sig, err := d.store.KeyLogLeaf(rec.Index)
+		if err != nil {
+			return nil, privateline.E(op, err)
+		}
+		leaf, err := keylog.ParseLeaf(leafData)
+		if err != nil {
+			return nil, privateline.E(op, privateline.Internal, err)
+		}
+		index[i] = rec.Index
+		out[i] = &keylog.Lookup{
+			Address:   b.Address,
+			Bundle:    b,
+			Entry:     keylog.Entry{Leaf: *leaf, Salt: rec.Salt, Signature: sig},
+			ServerKey: d.ServerKey(),
+		}
 	}
-	raw, err := d.store.UserKeyEntry(u.ID)
-	if privateline.Is(privateline.NotExist, err) {
-		return nil, errNoEntry
-	} else if err != nil {
-		return nil, privateline.E(op, err)
-	}
-	var rec entryRecord
-	if err := json.Unmarshal(raw, &rec); err != nil {
-		return nil, privateline.E(op, privateline.Internal, err)
-	}
-	b, err := keybundle.Parse(rec.Bundle)
-	if err != nil {
-		return nil, privateline.E(op, privateline.Internal, err)
-	}
-	leafData, sig, err := d.store.KeyLogLeaf(rec.Index)
-	if err != nil {
-		return nil, privateline.E(op, err)
-	}
-	leaf, err := keylog.ParseLeaf(leafData)
-	if err != nil {
-		return nil, privateline.E(op, privateline.Internal, err)
-	}
-	// The entry was committed with the size that covers it, so the head
-	// read now includes it.
+	// Each entry was committed with the size that covers it, so the head
+	// read now, after all of them, includes them all.
 	head, err := d.Head()
 	if err != nil {
 		return nil, err
 	}
-	proof, err := merkle.InclusionProof(d.store.KeyLogNodes(), rec.Index, head.TreeSize)
-	if err != nil {
-		return nil, privateline.E(op, privateline.Internal, err)
+	for i, l := range out {
+		if l == nil {
+			continue
+		}
+		if l.InclusionProof, err = merkle.InclusionProof(d.store.KeyLogNodes(), index[i], head.TreeSize); err != nil {
+			return nil, privateline.E(op, privateline.Internal, err)
+		}
+		l.Head = *head
 	}
-	return &keylog.Lookup{
-		Address:        b.Address,
-		Bundle:         b,
-		Entry:          keylog.Entry{Leaf: *leaf, Salt: rec.Salt, Signature: sig},
-		InclusionProof: proof,
-		Head:           *head,
-		ServerKey:      d.ServerKey(),
-	}, nil
+	return out, nil
 }
 
 // HeadRefresh is how long a signed head is reused while the log does not

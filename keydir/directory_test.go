@@ -299,3 +299,33 @@ func TestPinnedKeys(t *testing.T) {
 		t.Fatal(b, v, err)
 	}
 }
+
+// TestLookupsShareOneHead: a batch of lookups (a federation key request)
+// is answered against one tree head, each entry provably in it, with nil
+// for unknown accounts.
+func TestLookupsShareOneHead(t *testing.T) {
+	f := newFixture(t)
+	f.register(t, "alice")
+	f.register(t, "bob")
+	ls, err := f.dir.Lookups([]privateline.Username{"bob", "nobody", "alice", "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls[1] != nil {
+		t.Fatal("an unknown account has an answer")
+	}
+	for i, name := range []string{"bob", "", "alice", "bob"} {
+		if name == "" {
+			continue
+		}
+		if ls[i].Head != ls[0].Head {
+			t.Fatalf("answer %d has another head", i)
+		}
+		if err := ls[i].Verify(f.key.Public(), "example.org", privateline.Address(name+"@example.org")); err != nil {
+			t.Fatalf("answer %d (%s): %v", i, name, err)
+		}
+	}
+	if ls[0].Head.TreeSize != 2 || ls[2].Entry.Leaf.Index != 0 || ls[0].Entry.Leaf.Index != 1 {
+		t.Fatalf("head %d, alice at %d, bob at %d", ls[0].Head.TreeSize, ls[2].Entry.Leaf.Index, ls[0].Entry.Leaf.Index)
+	}
+}
