@@ -1,8 +1,11 @@
 package homeserver
 
 import (
+	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
+	"math"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -11,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/clientapi"
@@ -79,10 +83,48 @@ type Config struct {
 	RefreshTokenTTL time.Duration // REFRESH_TOKEN_DAYS, default 30 days
 	ShutdownTimeout time.Duration
 
+	// Federation (spec/federation.md). An empty FederationListenAddr turns
+	// federation off; the other settings are then checked but unused.
+	FederationListenAddr      string                   // FEDERATION_LISTEN_ADDR, UDP host:port of the QUIC listener
+	FederationAdvertiseAddr   string                   // FEDERATION_ADVERTISE_ADDR, host:port in the server document; "" = the listener's
+	FederationPeers           []FederationPeer         // FEDERATION_PEERS, spec/federation.md §5.1
+	FederationAllow           []privateline.ServerName // FEDERATION_ALLOW: if not empty, the only peers accepted
+	FederationDeny            []privateline.ServerName // FEDERATION_DENY: peers always refused (wins over allow)
+	FederationDeliveryTimeout time.Duration            // FEDERATION_DELIVERY_TIMEOUT, default 72h, < 7 days
+	FederationRatePerOrigin   float64                  // FEDERATION_RATE_PER_ORIGIN, transactions/s, default 200
+	FederationGossipAddr      string                   // FEDERATION_GOSSIP_ADDR, memberlist host:port; "" = no gossip
+	FederationSeeds           []string                 // FEDERATION_SEEDS, comma-separated host:port
+	FederationGossipKey       []byte                   // FEDERATION_GOSSIP_KEY, 16, 24 or 32 bytes, or nil
+
 	// Notices are messages about the configuration for the log at start-up
 	// (deprecated variables, ignored settings).
 	Notices []string
 }
+
+// FederationPeer is one static peer of FEDERATION_PEERS.
+type FederationPeer struct {
+	Name privateline.ServerName
+	Addr string            // the peer's QUIC address, host:port (IPv6 in brackets)
+	Key  ed25519.PublicKey // configured identity key; nil: pinned on first contact
+}
+
+// String is the peer's FEDERATION_PEERS entry.
+func (p FederationPeer) String() string {
+	s := string(p.Name) + "=" + p.Addr
+	if p.Key != nil {
+		s += "," + base64.StdEncoding.EncodeToString(p.Key)
+	}
+	return s
+}
+
+// Federation defaults and bounds (spec/federation.md §11, §13, §14).
+const (
+	DefaultFederationDeliveryTimeout = 72 * time.Hour
+	DefaultFederationRatePerOrigin   = 200
+	// federationReplayRetention is how long a receiver keeps replay records;
+	// the delivery timeout must be shorter (spec/federation.md §14).
+	federationReplayRetention = 7 * 24 * time.Hour
+)
 
 // Production reports whether PRIVATELINE_ENV=production.
 func (c *Config) Production() bool { return c.Env == "production" }
@@ -116,6 +158,9 @@ func Default() Config {
 		AccessTokenTTL:        15 * time.Minute,
 		RefreshTokenTTL:       30 * 24 * time.Hour,
 		ShutdownTimeout:       10 * time.Second,
+
+		FederationDeliveryTimeout: DefaultFederationDeliveryTimeout,
+		FederationRatePerOrigin:   DefaultFederationRatePerOrigin,
 	}
 }
 
@@ -236,6 +281,7 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	if p.intTo("REFRESH_TOKEN_DAYS", &days) {
 		c.RefreshTokenTTL = time.Duration(days) * 24 * time.Hour
 	}
+	p.federation(&c)
 	for _, legacy := range []string{"DATABASE_URI", "REDIS_URL"} {
 		if _, ok := p.str(legacy); ok {
 			c.Notices = append(c.Notices, legacy+" is set but is not used: the homeserver keeps everything in its embedded store in DATA_DIR, so no external database or Redis is needed; you can remove "+legacy)
@@ -339,7 +385,7 @@ func (c *Config) Validate() error {
 	if c.AccessTokenTTL <= 0 || c.RefreshTokenTTL < c.AccessTokenTTL {
 		return bad("REFRESH_TOKEN_DAYS", "must be at least 1")
 	}
-	return nil
+	return c.validateFederation(bad)
 }
 
 // parser reads typed variables and keeps the first error.
@@ -435,4 +481,246 @@ func (p *parser) key32(name, v string) privateline.Secret {
 		return nil
 	}
 	return k
+}
+
+// federation reads the FEDERATION_* variables. Syntax errors are reported
+// here with the offending entry; Validate checks the values.
+func (p *parser) federation(c *Config) {
+	p.strTo("FEDERATION_LISTEN_ADDR", &c.FederationListenAddr)
+	p.strTo("FEDERATION_ADVERTISE_ADDR", &c.FederationAdvertiseAddr)
+	if v, ok := p.str("FEDERATION_PEERS"); ok {
+		entries := strings.FieldsFunc(v, func(r rune) bool { return r == ';' || unicode.IsSpace(r) })
+		for _, e := range entries {
+			peer, msg := parsePeerEntry(e)
+			if msg != "" {
+				p.fail("FEDERATION_PEERS", fmt.Sprintf("entry %q %s", e, msg))
+				break
+			}
+			c.FederationPeers = append(c.FederationPeers, peer)
+		}
+	}
+	c.FederationAllow = p.serverNames("FEDERATION_ALLOW")
+	c.FederationDeny = p.serverNames("FEDERATION_DENY")
+	if v, ok := p.str("FEDERATION_DELIVERY_TIMEOUT"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			p.fail("FEDERATION_DELIVERY_TIMEOUT", "must be a duration such as 72h (less than 168h)")
+		}
+		c.FederationDeliveryTimeout = d
+	}
+	p.floatTo("FEDERATION_RATE_PER_ORIGIN", &c.FederationRatePerOrigin)
+	p.strTo("FEDERATION_GOSSIP_ADDR", &c.FederationGossipAddr)
+	if v, ok := p.str("FEDERATION_SEEDS"); ok {
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				c.FederationSeeds = append(c.FederationSeeds, s)
+			}
+		}
+	}
+	if v, ok := p.str("FEDERATION_GOSSIP_KEY"); ok {
+		k, err := decodeStd64(v)
+		if err != nil {
+			p.fail("FEDERATION_GOSSIP_KEY", "must be standard base64 (with padding) of 16, 24 or 32 bytes; "+secretHint)
+		} else {
+			c.FederationGossipKey = k
+		}
+	}
+
+	// Settings that are valid but have no effect are worth a word at start.
+	if c.FederationListenAddr == "" {
+		for _, name := range []string{"FEDERATION_ADVERTISE_ADDR", "FEDERATION_PEERS", "FEDERATION_ALLOW", "FEDERATION_DENY", "FEDERATION_GOSSIP_ADDR", "FEDERATION_SEEDS"} {
+			if _, ok := p.str(name); ok {
+				c.Notices = append(c.Notices, name+" is set but FEDERATION_LISTEN_ADDR is empty, so federation is off and "+name+" has no effect")
+			}
+		}
+	} else if c.FederationAdvertiseAddr == "" {
+		if host, _, err := net.SplitHostPort(c.FederationListenAddr); err == nil && unspecifiedHost(host) {
+			c.Notices = append(c.Notices, "FEDERATION_LISTEN_ADDR "+c.FederationListenAddr+" listens on every interface and FEDERATION_ADVERTISE_ADDR is empty: the server document will not tell peers a reachable address; set FEDERATION_ADVERTISE_ADDR to the public host:port")
+		}
+	}
+	if c.FederationGossipAddr == "" {
+		for _, name := range []string{"FEDERATION_SEEDS", "FEDERATION_GOSSIP_KEY"} {
+			if _, ok := p.str(name); ok && c.FederationListenAddr != "" {
+				c.Notices = append(c.Notices, name+" is set but FEDERATION_GOSSIP_ADDR is empty, so gossip is off and "+name+" has no effect")
+			}
+		}
+	}
+	denied := map[privateline.ServerName]bool{}
+	for _, n := range c.FederationDeny {
+		denied[n] = true
+	}
+	allowed := map[privateline.ServerName]bool{}
+	for _, n := range c.FederationAllow {
+		allowed[n] = true
+	}
+	for _, peer := range c.FederationPeers {
+		switch {
+		case denied[peer.Name]:
+			c.Notices = append(c.Notices, fmt.Sprintf("FEDERATION_PEERS names %s, which FEDERATION_DENY refuses: the deny list wins, no link is made with it", peer.Name))
+		case len(allowed) > 0 && !allowed[peer.Name]:
+			c.Notices = append(c.Notices, fmt.Sprintf("FEDERATION_PEERS names %s, which is not on FEDERATION_ALLOW: it is refused", peer.Name))
+		}
+	}
+}
+
+// parsePeerEntry parses one FEDERATION_PEERS entry, name=host:port[,key]
+// (spec/federation.md §5.1). The message says what is wrong, or is "".
+// Names and addresses are checked by Validate.
+func parsePeerEntry(e string) (FederationPeer, string) {
+	const syntax = "must be name=host:port or name=host:port,key (spec/federation.md §5.1), e.g. b.example=b.example:8448"
+	name, rest, ok := strings.Cut(e, "=")
+	if !ok || name == "" || rest == "" {
+		return FederationPeer{}, syntax
+	}
+	addr, key, hasKey := strings.Cut(rest, ",")
+	if addr == "" || (hasKey && key == "") || strings.Contains(key, ",") {
+		return FederationPeer{}, syntax
+	}
+	peer := FederationPeer{Name: privateline.ServerName(name), Addr: addr}
+	if hasKey {
+		k, err := decodeStd64(key)
+		if err != nil {
+			return FederationPeer{}, "has a key that is not standard base64 with padding (44 characters ending in =, as GET /api/keys/head shows it in server_key)"
+		}
+		if len(k) != ed25519.PublicKeySize {
+			return FederationPeer{}, fmt.Sprintf("has a key of %d bytes; an identity key is a 32-byte Ed25519 public key (44 base64 characters)", len(k))
+		}
+		peer.Key = k
+	}
+	return peer, ""
+}
+
+// decodeStd64 decodes standard base64 with padding, canonical only.
+func decodeStd64(s string) ([]byte, error) {
+	b, err := base64.StdEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if base64.StdEncoding.EncodeToString(b) != s {
+		return nil, fmt.Errorf("not canonical base64")
+	}
+	return b, nil
+}
+
+// serverNames reads a comma-separated list of server names; Validate
+// checks each.
+func (p *parser) serverNames(name string) []privateline.ServerName {
+	v, ok := p.str(name)
+	if !ok {
+		return nil
+	}
+	var out []privateline.ServerName
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, privateline.ServerName(s))
+		}
+	}
+	return out
+}
+
+// unspecifiedHost reports whether a listener on host listens on every
+// interface ("", 0.0.0.0, ::).
+func unspecifiedHost(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
+}
+
+// checkHostPort checks a host:port; listen allows an empty or unspecified
+// host and port 0 (a listener), otherwise the address must be dialable.
+func checkHostPort(addr string, listen bool) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "must be host:port (an IPv6 address in brackets, e.g. [2001:db8::1]:8448)"
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 || (n == 0 && !listen) {
+		return "has no valid port (1 to 65535)"
+	}
+	if strings.Contains(addr, "[") && !strings.Contains(host, ":") {
+		return "puts brackets around something that is not an IPv6 address"
+	}
+	if unspecifiedHost(host) {
+		if listen {
+			return ""
+		}
+		return "must name a host others can reach, not an empty or unspecified (0.0.0.0, ::) address"
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return "has a host that is neither an IP address nor a DNS name"
+		}
+	}
+	return ""
+}
+
+// validateFederation checks the FEDERATION_* settings (also when
+// federation is off, so that a mistake shows before it is switched on).
+func (c *Config) validateFederation(bad func(variable, msg string) error) error {
+	if c.FederationListenAddr != "" {
+		if msg := checkHostPort(c.FederationListenAddr, true); msg != "" {
+			return bad("FEDERATION_LISTEN_ADDR", fmt.Sprintf("%q %s; a UDP address such as 0.0.0.0:8448", c.FederationListenAddr, msg))
+		}
+	}
+	if c.FederationAdvertiseAddr != "" {
+		if msg := checkHostPort(c.FederationAdvertiseAddr, false); msg != "" {
+			return bad("FEDERATION_ADVERTISE_ADDR", fmt.Sprintf("%q %s; the address peers dial, such as chat.example.org:8448", c.FederationAdvertiseAddr, msg))
+		}
+	}
+	seen := map[privateline.ServerName]bool{}
+	for _, peer := range c.FederationPeers {
+		entry := peer.String()
+		if _, err := privateline.ParseServerName(string(peer.Name)); err != nil {
+			return bad("FEDERATION_PEERS", fmt.Sprintf("entry %q: %q is not a server name (lower-case host or host:port, e.g. b.example.org or localhost:8082)", entry, peer.Name))
+		}
+		if peer.Name == c.ServerName {
+			return bad("FEDERATION_PEERS", fmt.Sprintf("entry %q names this server (SERVER_NAME); list only other servers", entry))
+		}
+		if seen[peer.Name] {
+			return bad("FEDERATION_PEERS", fmt.Sprintf("entry %q: %s is listed twice", entry, peer.Name))
+		}
+		seen[peer.Name] = true
+		if msg := checkHostPort(peer.Addr, false); msg != "" {
+			return bad("FEDERATION_PEERS", fmt.Sprintf("entry %q: the address %q %s", entry, peer.Addr, msg))
+		}
+		if peer.Key != nil && len(peer.Key) != ed25519.PublicKeySize {
+			return bad("FEDERATION_PEERS", fmt.Sprintf("entry %q: the key must be a 32-byte Ed25519 public key", entry))
+		}
+	}
+	for _, l := range []struct {
+		variable string
+		names    []privateline.ServerName
+	}{{"FEDERATION_ALLOW", c.FederationAllow}, {"FEDERATION_DENY", c.FederationDeny}} {
+		for _, n := range l.names {
+			if _, err := privateline.ParseServerName(string(n)); err != nil {
+				return bad(l.variable, fmt.Sprintf("entry %q is not a server name (comma-separated lower-case names such as b.example.org, localhost:8082)", n))
+			}
+		}
+	}
+	if c.FederationDeliveryTimeout <= 0 || c.FederationDeliveryTimeout >= federationReplayRetention {
+		return bad("FEDERATION_DELIVERY_TIMEOUT", fmt.Sprintf("is %v; it must be more than 0 and less than 168h (7 days, how long receivers remember transactions); default 72h", c.FederationDeliveryTimeout))
+	}
+	if !(c.FederationRatePerOrigin > 0) || math.IsInf(c.FederationRatePerOrigin, 0) {
+		return bad("FEDERATION_RATE_PER_ORIGIN", "must be a positive number of transactions per second (default 200)")
+	}
+	if c.FederationGossipAddr != "" {
+		if msg := checkHostPort(c.FederationGossipAddr, true); msg != "" {
+			return bad("FEDERATION_GOSSIP_ADDR", fmt.Sprintf("%q %s; e.g. 0.0.0.0:7946", c.FederationGossipAddr, msg))
+		}
+	}
+	for _, s := range c.FederationSeeds {
+		if msg := checkHostPort(s, false); msg != "" {
+			return bad("FEDERATION_SEEDS", fmt.Sprintf("entry %q %s; comma-separated gossip addresses such as b.example.org:7946", s, msg))
+		}
+	}
+	if k := c.FederationGossipKey; k != nil && len(k) != 16 && len(k) != 24 && len(k) != 32 {
+		return bad("FEDERATION_GOSSIP_KEY", fmt.Sprintf("must be the base64 of 16, 24 or 32 bytes (it decodes to %d); %s", len(k), secretHint))
+	}
+	return nil
 }

@@ -240,3 +240,222 @@ func TestTrustedProxiesConfig(t *testing.T) {
 		t.Fatalf("bad entry: %v", err)
 	}
 }
+
+// Two identity keys in the b64 of FEDERATION_PEERS.
+var (
+	peerKeyB = bytes.Repeat([]byte{0xb}, 32)
+	peerKeyC = bytes.Repeat([]byte{0xc}, 32)
+	peerB64B = base64.StdEncoding.EncodeToString(peerKeyB)
+	peerB64C = base64.StdEncoding.EncodeToString(peerKeyC)
+)
+
+func TestFederationConfigDefaultsOff(t *testing.T) {
+	c, err := LoadConfig(lookupMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.FederationListenAddr != "" || c.FederationPeers != nil || c.FederationGossipAddr != "" || c.FederationGossipKey != nil {
+		t.Fatalf("federation is on by default: %+v", c)
+	}
+	if c.FederationDeliveryTimeout != 72*time.Hour || c.FederationRatePerOrigin != 200 {
+		t.Fatalf("federation defaults: timeout %v, rate %v", c.FederationDeliveryTimeout, c.FederationRatePerOrigin)
+	}
+	if len(c.Notices) != 0 {
+		t.Fatalf("notices without any setting: %q", c.Notices)
+	}
+}
+
+func TestLoadConfigFederation(t *testing.T) {
+	gossipKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{5}, 16))
+	env := map[string]string{
+		"SERVER_NAME":               "a.example.org",
+		"FEDERATION_LISTEN_ADDR":    "0.0.0.0:8448",
+		"FEDERATION_ADVERTISE_ADDR": "a.example.org:8448",
+		// §5.1: whitespace or ';' between entries, optional key, IPv6 in brackets.
+		"FEDERATION_PEERS": " b.example.org=b.example.org:8448," + peerB64B + ";localhost:8082=127.0.0.1:9082\n\t" +
+			"c.example.org=[2001:db8::c]:8448," + peerB64C + " ; ;",
+		"FEDERATION_ALLOW":            "b.example.org, c.example.org,localhost:8082",
+		"FEDERATION_DENY":             "evil.example",
+		"FEDERATION_DELIVERY_TIMEOUT": "36h30m",
+		"FEDERATION_RATE_PER_ORIGIN":  "12.5",
+		"FEDERATION_GOSSIP_ADDR":      "0.0.0.0:7946",
+		"FEDERATION_SEEDS":            "b.example.org:7946, [2001:db8::c]:7946",
+		"FEDERATION_GOSSIP_KEY":       gossipKey,
+	}
+	c, err := LoadConfig(lookupMap(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	want := []FederationPeer{
+		{Name: "b.example.org", Addr: "b.example.org:8448", Key: peerKeyB},
+		{Name: "localhost:8082", Addr: "127.0.0.1:9082"},
+		{Name: "c.example.org", Addr: "[2001:db8::c]:8448", Key: peerKeyC},
+	}
+	if len(c.FederationPeers) != len(want) {
+		t.Fatalf("peers: %v", c.FederationPeers)
+	}
+	for i, p := range c.FederationPeers {
+		if p.Name != want[i].Name || p.Addr != want[i].Addr || !bytes.Equal(p.Key, want[i].Key) || (p.Key == nil) != (want[i].Key == nil) {
+			t.Errorf("peer %d = %v, want %v", i, p, want[i])
+		}
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"listen", c.FederationListenAddr == "0.0.0.0:8448" && c.FederationAdvertiseAddr == "a.example.org:8448"},
+		{"allow", len(c.FederationAllow) == 3 && c.FederationAllow[1] == "c.example.org" && c.FederationAllow[2] == "localhost:8082"},
+		{"deny", len(c.FederationDeny) == 1 && c.FederationDeny[0] == "evil.example"},
+		{"timeout", c.FederationDeliveryTimeout == 36*time.Hour+30*time.Minute},
+		{"rate", c.FederationRatePerOrigin == 12.5},
+		{"gossip", c.FederationGossipAddr == "0.0.0.0:7946" && len(c.FederationSeeds) == 2 && c.FederationSeeds[1] == "[2001:db8::c]:7946"},
+		{"gossip key", bytes.Equal(c.FederationGossipKey, bytes.Repeat([]byte{5}, 16))},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			t.Errorf("%s not loaded: %+v", ch.name, c)
+		}
+	}
+	if len(c.Notices) != 0 {
+		t.Errorf("a consistent federation configuration gives notices: %q", c.Notices)
+	}
+	// A peer's String is its FEDERATION_PEERS entry.
+	if s := c.FederationPeers[0].String(); s != "b.example.org=b.example.org:8448,"+peerB64B {
+		t.Errorf("String() = %q", s)
+	}
+	for _, n := range []int{24, 32} {
+		c, err := LoadConfig(lookupMap(map[string]string{"FEDERATION_GOSSIP_KEY": base64.StdEncoding.EncodeToString(make([]byte, n))}))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			t.Errorf("gossip key of %d bytes: %v", n, err)
+		}
+	}
+}
+
+// Every federation mistake is refused with a message that names the
+// variable and the entry at fault.
+func TestFederationConfigErrors(t *testing.T) {
+	short := base64.StdEncoding.EncodeToString(make([]byte, 31))
+	for _, tc := range []struct {
+		value    string // FEDERATION_PEERS unless variable differs
+		variable string
+		mention  string // the entry or value the message must quote
+	}{
+		{"b.example", "FEDERATION_PEERS", `"b.example"`},
+		{"=b.example:8448", "FEDERATION_PEERS", `"=b.example:8448"`},
+		{"b.example=", "FEDERATION_PEERS", `"b.example="`},
+		{"b.example=,", "FEDERATION_PEERS", `"b.example=,"`},
+		{"b.example=b.example:8448,", "FEDERATION_PEERS", "must be name=host:port"},
+		{"b.example=b.example:8448," + peerB64B + "," + peerB64C, "FEDERATION_PEERS", "must be name=host:port"},
+		{"b.example=b.example:8448," + strings.TrimRight(peerB64B, "="), "FEDERATION_PEERS", "standard base64 with padding"},
+		{"b.example=b.example:8448," + base64.URLEncoding.EncodeToString(bytes.Repeat([]byte{0xfb}, 32)), "FEDERATION_PEERS", "standard base64 with padding"},
+		{"b.example=b.example:8448," + short, "FEDERATION_PEERS", "31 bytes"},
+		{"B.Example=b.example:8448", "FEDERATION_PEERS", `"B.Example"`},
+		{"b.example=b.example", "FEDERATION_PEERS", `"b.example"`},
+		{"b.example=b.example:0", "FEDERATION_PEERS", "port"},
+		{"b.example=b.example:99999", "FEDERATION_PEERS", "port"},
+		{"b.example=b.example:https", "FEDERATION_PEERS", "port"},
+		{"b.example=2001:db8::b:8448", "FEDERATION_PEERS", "brackets"},
+		{"b.example=[b.example]:8448", "FEDERATION_PEERS", "not an IPv6"},
+		{"b.example=0.0.0.0:8448", "FEDERATION_PEERS", "reach"},
+		{"b.example=:8448", "FEDERATION_PEERS", "reach"},
+		{"b.example=b_ex/ample:8448", "FEDERATION_PEERS", "neither an IP address nor a DNS name"},
+		{"a.example=a.example:8448", "FEDERATION_PEERS", "SERVER_NAME"},
+		{"b.example=b.example:8448;c.example=c.example:8448 b.example=10.0.0.2:8448", "FEDERATION_PEERS", "b.example is listed twice"},
+		{"8448", "FEDERATION_LISTEN_ADDR", `"8448"`},
+		{"0.0.0.0:http", "FEDERATION_LISTEN_ADDR", "port"},
+		{"0.0.0.0:8448", "FEDERATION_ADVERTISE_ADDR", "reach"},
+		{"a.example", "FEDERATION_ADVERTISE_ADDR", `"a.example"`},
+		{"b.example, Bad Name", "FEDERATION_ALLOW", `"Bad Name"`},
+		{"b.example,x@y", "FEDERATION_DENY", `"x@y"`},
+		{"3 days", "FEDERATION_DELIVERY_TIMEOUT", "72h"},
+		{"0s", "FEDERATION_DELIVERY_TIMEOUT", "more than 0"},
+		{"-1h", "FEDERATION_DELIVERY_TIMEOUT", "more than 0"},
+		{"168h", "FEDERATION_DELIVERY_TIMEOUT", "less than 168h"},
+		{"200/s", "FEDERATION_RATE_PER_ORIGIN", "number"},
+		{"0", "FEDERATION_RATE_PER_ORIGIN", "positive"},
+		{"NaN", "FEDERATION_RATE_PER_ORIGIN", "positive"},
+		{"+Inf", "FEDERATION_RATE_PER_ORIGIN", "positive"},
+		{"7946", "FEDERATION_GOSSIP_ADDR", `"7946"`},
+		{"b.example:7946,c.example", "FEDERATION_SEEDS", `"c.example"`},
+		{"b.example:7946,0.0.0.0:7946", "FEDERATION_SEEDS", `"0.0.0.0:7946"`},
+		{"not base64!", "FEDERATION_GOSSIP_KEY", "16, 24 or 32 bytes"},
+		{strings.TrimRight(key32, "="), "FEDERATION_GOSSIP_KEY", "with padding"},
+		{base64.StdEncoding.EncodeToString(make([]byte, 20)), "FEDERATION_GOSSIP_KEY", "decodes to 20"},
+	} {
+		variable := tc.variable
+		env := map[string]string{"SERVER_NAME": "a.example", "FEDERATION_LISTEN_ADDR": "0.0.0.0:8448", variable: tc.value}
+		c, err := LoadConfig(lookupMap(env))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err == nil {
+			t.Errorf("%s=%q accepted", variable, tc.value)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, variable) || !strings.Contains(msg, tc.mention) {
+			t.Errorf("%s=%q: error %q does not name %s and %s", variable, tc.value, msg, variable, tc.mention)
+		}
+		if strings.HasSuffix(variable, "_KEY") && !strings.Contains(msg, "openssl rand -base64 32") {
+			t.Errorf("%s=%q: error %q does not say how to make a key", variable, tc.value, msg)
+		}
+	}
+}
+
+// A Config built in code (not from the environment) is checked as well.
+func TestValidateFederationPeersInCode(t *testing.T) {
+	c := Default()
+	c.FederationPeers = []FederationPeer{{Name: "b.example", Addr: "b.example:8448", Key: make([]byte, 16)}}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "FEDERATION_PEERS") || !strings.Contains(err.Error(), "32-byte") {
+		t.Fatalf("short key: %v", err)
+	}
+	c.FederationPeers[0].Key = nil
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a peer without a key (pinned on first contact): %v", err)
+	}
+	c.FederationDeliveryTimeout = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "FEDERATION_DELIVERY_TIMEOUT") {
+		t.Fatalf("zero timeout: %v", err)
+	}
+}
+
+// Settings that do nothing, or that contradict each other without being
+// wrong, are reported as notices at start.
+func TestFederationConfigNotices(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want []string // substrings, one notice each; nil: no notice
+	}{
+		{map[string]string{"FEDERATION_PEERS": "b.example=b.example:8448"}, []string{"FEDERATION_PEERS is set but FEDERATION_LISTEN_ADDR is empty"}},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": "0.0.0.0:8448"}, []string{"FEDERATION_ADVERTISE_ADDR"}},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": ":8448"}, []string{"FEDERATION_ADVERTISE_ADDR"}},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448"}, nil},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_SEEDS": "b.example:7946"}, []string{"FEDERATION_SEEDS is set but FEDERATION_GOSSIP_ADDR is empty"}},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_PEERS": "b.example=b.example:8448", "FEDERATION_DENY": "b.example"}, []string{"b.example, which FEDERATION_DENY refuses"}},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_PEERS": "b.example=b.example:8448 c.example=c.example:8448", "FEDERATION_ALLOW": "c.example"}, []string{"b.example, which is not on FEDERATION_ALLOW"}},
+	} {
+		c, err := LoadConfig(lookupMap(tc.env))
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if len(c.Notices) != len(tc.want) {
+			t.Errorf("%v: notices %q, want %d", tc.env, c.Notices, len(tc.want))
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(c.Notices[i], w) {
+				t.Errorf("%v: notice %q does not say %q", tc.env, c.Notices[i], w)
+			}
+		}
+	}
+}
