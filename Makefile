@@ -4,7 +4,7 @@
 GO    ?= go
 SHELL := /bin/bash
 
-.PHONY: run build web test vet gotest webtest e2e fuzz-short clean
+.PHONY: run build web federation test vet gotest webtest e2e fuzz-short clean
 
 # The web client is built first and served at / (WEB_ROOT).
 run: web
@@ -14,6 +14,12 @@ run: web
 web:
 	@command -v npm >/dev/null || { echo "make web: npm is missing (need Node.js >= 20.19 and npm)"; exit 1; }
 	cd clients/web && { [ -d node_modules ] && [ node_modules -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
+
+# Three federated homeservers on loopback (localhost:8081, :8082, :8083; data
+# in data/federation/), for trying federation without Docker; Ctrl-C stops
+# them. See docs/federation.md.
+federation:
+	GO=$(GO) scripts/federation.sh
 
 build:
 	mkdir -p bin
