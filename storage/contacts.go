@@ -16,13 +16,17 @@ import (
 // can put a key_changed event in every contact's log in the same batch.
 // It names no address: only random user ids.
 
-// addContacts adds the missing contacts index entries of a delivery to
-// t's batch (most messages go between users who are contacts already, and
-// a read is cheaper than a write). The caller holds the stripes of the
-// sender and the recipients.
-func (t *mtxn) addContacts(dl *Delivery) error {
-	for _, r := range dl.Recipients {
-		for _, k := range [][]byte{tContact.key(dl.Sender.ID[:], r.ID[:]), tContact.key(r.ID[:], dl.Sender.ID[:])} {
+// addContacts adds the missing contacts index entries of a new envelope
+// to t's batch (most messages go between users who are contacts already,
+// and a read is cheaper than a write). A sender on another server (zero
+// id) has no entries. The caller holds the stripes of the sender and the
+// recipients.
+func (t *mtxn) addContacts(rec *envelopeRecord) error {
+	if rec.remoteSender() {
+		return nil
+	}
+	for _, r := range rec.Recipients {
+		for _, k := range [][]byte{tContact.key(rec.Sender.ID[:], r.ID[:]), tContact.key(r.ID[:], rec.Sender.ID[:])} {
 			if ok, err := t.d.exists(k); err != nil {
 				return err
 			} else if !ok {

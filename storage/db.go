@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -65,7 +66,16 @@ type DB struct {
 	stripes [numStripes]sync.Mutex
 
 	// notify receives committed events (events.go); set before serving.
-	notify      func([]UserEvent)
+	notify func([]UserEvent)
+	// outboxNotify hears of destinations with newly queued items
+	// (outbox.go); set before serving.
+	outboxNotify func(privateline.ServerName)
+	// destMu guards destLocks, one mutex per outbox destination
+	// (outbox.go; taken after stripes, before applyMu).
+	destMu    sync.Mutex
+	destLocks map[string]*sync.Mutex
+	// now is the clock of the outbox (tests override it).
+	now         func() time.Time
 	eventWindow int
 
 	// The commit pipeline (commit.go). applyMu orders applies; pubMu
@@ -134,7 +144,7 @@ func Open(o Options) (*DB, error) {
 	if err != nil {
 		return nil, privateline.E(op, privateline.Unavailable, err)
 	}
-	d := &DB{db: pdb, seal: s, nameKey: nameKey, log: log, eventWindow: EventWindow}
+	d := &DB{db: pdb, seal: s, nameKey: nameKey, log: log, eventWindow: EventWindow, now: time.Now}
 	if o.EventWindow > 0 {
 		d.eventWindow = o.EventWindow
 	}

@@ -45,6 +45,14 @@ const (
 	EventExpired      = "expired"       // a message expired
 	EventKeyChanged   = "key_changed"   // a contact's key changed
 	EventGroupChanged = "group_changed" // a group's members, roles or epoch changed
+
+	// Federation (outbox.go): a message's outbox entry for one destination
+	// server was answered accepted or duplicate in a verified receipt …
+	EventDelivered = "delivered"
+	// … or was refused in a receipt (Error: the entry refusal code) or not
+	// delivered within the delivery timeout (Error "timeout", Detail: the
+	// destination's last error).
+	EventDeliveryFailed = "delivery_failed"
 )
 
 // Event is one entry of a user's event log.
@@ -62,6 +70,10 @@ type Event struct {
 
 	Reader  int `json:"reader,omitempty"`  // read: 1 + the reader's index in the recipients
 	Subject *ID `json:"subject,omitempty"` // key_changed: whose key
+
+	Server privateline.ServerName `json:"server,omitempty"` // delivered, delivery_failed: the destination
+	Error  string                 `json:"error,omitempty"`  // delivery_failed: refusal code or "timeout"
+	Detail string                 `json:"detail,omitempty"` // delivery_failed: the last error (≤ 512 bytes)
 
 	// Filled when the event is published or read back, never stored:
 	By   privateline.Address  `json:"-"` // read: the reader

@@ -49,12 +49,20 @@ var (
 	tUserGroup       = table{'g', "user-group"}
 	tGroupKey        = table{'H', "group-key"}
 	tGroupWrap       = table{'h', "group-key-wrap"}
+	// Federation (outbox.go, inbound.go, peers.go).
+	tOutbox       = table{'O', "fed-outbox"}
+	tOutboxDest   = table{'D', "fed-outbox-destination"}
+	tReplayTxn    = table{'R', "fed-replay-txn"}
+	tReplayEnv    = table{'I', "fed-replay-envelope"}
+	tReplayByTime = table{'W', "fed-replay-by-time"}
+	tPeerPin      = table{'N', "fed-peer-pin"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
 	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent,
 	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken, tContact,
-	tGroup, tUserGroup, tGroupKey, tGroupWrap}
+	tGroup, tUserGroup, tGroupKey, tGroupWrap,
+	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

@@ -71,6 +71,12 @@ type Delivery struct {
 	ExpiresAt  time.Time   // zero: never
 	Files      []string    // the file ids the signed header lists
 
+	// Remote are the recipients on other servers (direct messages only):
+	// Deliver queues one outbox item per distinct server in the same
+	// batch (outbox.go), and the record keeps them, so the sender's
+	// conversation with each of them holds the sent copy.
+	Remote []privateline.Address
+
 	// Group, if set, makes it a group message: the recipients are the
 	// group's current members except the sender, who must be a member
 	// (else NotExist); Epoch must be the current one (else ErrStaleEpoch).
@@ -88,15 +94,36 @@ type envelopeRecord struct {
 	ReadBy     []privateline.Address `json:"read_by,omitempty"`
 	Files      []string              `json:"files,omitempty"` // file ids (files.go)
 	Group      string                `json:"group,omitempty"` // a group message's group id
+	// Remote: recipients on other servers (the sender's copy is in the
+	// conversation with each). OriginFiles: the file ids a message from
+	// another server lists, on its origin (not files of this server, so
+	// never referenced here).
+	Remote      []privateline.Address `json:"remote,omitempty"`
+	OriginFiles []string              `json:"origin_files,omitempty"`
 }
 
 func (r *envelopeRecord) expired(now time.Time) bool {
 	return r.ExpiresAt != 0 && now.UnixMilli() >= r.ExpiresAt
 }
 
+// participants are the local users of the message: its sender unless the
+// sender is on another server (zero ID), and its recipients except the
+// empty places of deleted group members. A zero ID is never a user.
 func (r *envelopeRecord) participants() []Recipient {
-	return append([]Recipient{r.Sender}, r.Recipients...)
+	ps := make([]Recipient, 0, 1+len(r.Recipients))
+	if !r.Sender.ID.IsZero() {
+		ps = append(ps, r.Sender)
+	}
+	for _, p := range r.Recipients {
+		if !p.ID.IsZero() {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
+
+// remoteSender reports whether the message came from another server.
+func (r *envelopeRecord) remoteSender() bool { return r.Sender.ID.IsZero() }
 
 // kindCounter is the unread counter of the message's kind: Groups for a
 // group message, Direct otherwise.
@@ -118,6 +145,9 @@ func (d *DB) convKeys(r *envelopeRecord, u ID) [][]byte {
 		var ks [][]byte
 		for _, p := range r.Recipients {
 			ks = append(ks, d.peerKey(p.Address))
+		}
+		for _, a := range r.Remote {
+			ks = append(ks, d.peerKey(a))
 		}
 		return ks
 	default:
@@ -317,6 +347,15 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	if err != nil {
 		return 0, false, privateline.E(op, err)
 	}
+	var dests []outboxDest
+	if len(dl.Remote) > 0 {
+		if dl.Group != "" {
+			return 0, false, privateline.E(op, privateline.Invalid, "a group message has no remote recipients")
+		}
+		if dests, err = d.outboxDests(dl.Remote); err != nil {
+			return 0, false, privateline.E(op, err)
+		}
+	}
 	parts := append([]Recipient{dl.Sender}, dl.Recipients...)
 	ids := [][]byte{mid}
 	for _, p := range parts {
@@ -358,6 +397,9 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 			return 0, false, ErrStaleEpoch
 		}
 	}
+	if dl.Sender.ID.IsZero() {
+		return 0, false, privateline.E(op, privateline.Invalid, "a local delivery needs its sender")
+	}
 	for _, p := range parts {
 		ok, err := d.userExists(p.ID)
 		if err != nil {
@@ -369,11 +411,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	}
 	t := d.newMtxn(nil)
 	t.release = unlock
-	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients, Group: dl.Group}
-	evType := EventMessage
-	if rec.Group != "" {
-		evType = EventGroupMessage
-	}
+	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients, Group: dl.Group, Remote: dl.Remote}
 	// Files (files.go): each listed file must be the sender's; the
 	// references are written in this batch.
 	if len(dl.Files) > 0 {
@@ -385,14 +423,53 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	}
 	if !dl.ExpiresAt.IsZero() {
 		rec.ExpiresAt = dl.ExpiresAt.UnixMilli()
-		d.setSealed(t.b, tExpiry.key(u64(uint64(rec.ExpiresAt)), mid), nil)
 	}
-	for i, p := range parts {
-		out := i == 0
-		n, err := t.event(p.ID, Event{Type: evType, ID: dl.MsgID, Group: rec.Group, Mail: &MailItem{Envelope: dl.Raw, Out: out}})
-		if err != nil {
+	if err := t.storeEnvelope(rec, dl.MsgID, mid); err != nil {
+		t.b.Close()
+		return 0, false, privateline.E(op, err)
+	}
+	if len(dests) > 0 {
+		// The outbox items (outbox.go): the destinations' locks are
+		// taken after the stripes and released with them once the batch
+		// is applied, so each destination's records are written in the
+		// order its sequence numbers were given out.
+		unlockDests := d.lockDests(dests)
+		defer unlockDests()
+		t.release = func() { unlockDests(); unlock() }
+		if err := t.queueEnvelope(dests, dl.MsgID); err != nil {
 			t.b.Close()
 			return 0, false, privateline.E(op, err)
+		}
+	}
+	if err := t.commit(); err != nil {
+		return 0, false, privateline.E(op, err)
+	}
+	d.outboxQueued(dests)
+	return rec.SenderSeq, false, nil
+}
+
+// storeEnvelope adds a new envelope to t's batch: the record, and for
+// each local participant (rec.participants: the sender's copy first, if
+// the sender is local) the next sequence number with its message event, the
+// mailbox entry and indexes and the unread counters; the expiry index and
+// the contacts index. rec.SenderSeq is set. The caller holds the stripes of
+// the message and of every participant and has checked the id. Deliver
+// (local senders) and ReceiveTransaction (senders on other servers) share
+// it.
+func (t *mtxn) storeEnvelope(rec *envelopeRecord, msgID string, mid []byte) error {
+	d := t.d
+	evType := EventMessage
+	if rec.Group != "" {
+		evType = EventGroupMessage
+	}
+	if rec.ExpiresAt != 0 {
+		d.setSealed(t.b, tExpiry.key(u64(uint64(rec.ExpiresAt)), mid), nil)
+	}
+	for i, p := range rec.participants() {
+		out := i == 0 && !rec.remoteSender()
+		n, err := t.event(p.ID, Event{Type: evType, ID: msgID, Group: rec.Group, Mail: &MailItem{Envelope: rec.Raw, Out: out}})
+		if err != nil {
+			return err
 		}
 		s := u64(n)
 		c, _ := t.counter(p.ID) // loaded by event
@@ -405,25 +482,16 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		for _, ck := range d.convKeys(rec, p.ID) {
 			d.setSealed(t.b, tConversation.key(p.ID[:], ck, s), nil)
 		}
-		if err := d.setJSON(t.b, tMailbox.key(p.ID[:], s), mailboxEntry{MsgID: dl.MsgID, Out: out}); err != nil {
-			t.b.Close()
-			return 0, false, privateline.E(op, err)
+		if err := d.setJSON(t.b, tMailbox.key(p.ID[:], s), mailboxEntry{MsgID: msgID, Out: out}); err != nil {
+			return err
 		}
 		d.setSealed(t.b, tMailboxByID.key(p.ID[:], mid), s)
 		d.setSealed(t.b, tParticipant.key(p.ID[:], mid), nil)
 	}
-	if err := t.addContacts(dl); err != nil {
-		t.b.Close()
-		return 0, false, privateline.E(op, err)
+	if err := t.addContacts(rec); err != nil {
+		return err
 	}
-	if err := d.setJSON(t.b, tEnvelope.key(mid), rec); err != nil {
-		t.b.Close()
-		return 0, false, privateline.E(op, err)
-	}
-	if err := t.commit(); err != nil {
-		return 0, false, privateline.E(op, err)
-	}
-	return rec.SenderSeq, false, nil
+	return d.setJSON(t.b, tEnvelope.key(mid), rec)
 }
 
 // liveSeq returns the sequence number of u's copy of message mid, or
@@ -551,6 +619,10 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 	t.release = unlock
 	if user == rec.Sender.ID {
 		err = t.removeMessage(rec, mid, EventDeleted)
+	} else if rec.remoteSender() && !d.othersHoldCopy(rec, mid, user) {
+		// A message from another server that no local user keeps any
+		// more goes entirely (its id is tombstoned, tombstones.go).
+		err = t.removeMessage(rec, mid, EventDeleted)
 	} else {
 		var me Recipient
 		for _, r := range rec.Recipients {
@@ -568,6 +640,20 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 		return privateline.E(op, err)
 	}
 	return nil
+}
+
+// othersHoldCopy reports whether a participant of rec other than user
+// has a live copy of message mid (errors count as yes: keep the message).
+func (d *DB) othersHoldCopy(rec *envelopeRecord, mid []byte, user ID) bool {
+	for _, p := range rec.participants() {
+		if p.ID == user {
+			continue
+		}
+		if _, err := d.liveSeq(p.ID, mid); !privateline.Is(privateline.NotExist, err) {
+			return true
+		}
+	}
+	return false
 }
 
 // MarkRead marks a recipient's copy of a message read, once: the unread
@@ -618,9 +704,10 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 	if err == nil {
 		err = d.setJSON(t.b, tEnvelope.key(mid), rec)
 	}
-	// The reader's other devices and the sender hear of it.
+	// The reader's other devices and the sender hear of it (a sender on
+	// another server, zero id, has no log here).
 	for _, u := range []ID{user, rec.Sender.ID} {
-		if err == nil {
+		if err == nil && !u.IsZero() {
 			_, err = t.event(u, Event{Type: EventRead, ID: msgID, Reader: reader, By: me})
 		}
 	}

@@ -17,7 +17,9 @@ import (
 //
 //	'x' msgID(16)                   sender hash (HMAC of the sender's id;
 //	                                omitted when the sender's account is
-//	                                being deleted) and time of removal
+//	                                being deleted) or, for a message from
+//	                                another server, a hash of its origin
+//	                                and bytes; and time of removal
 //	'y' removedAtMillis(8) msgID(16) expiry index, swept by SweepTombstones
 //
 // A tombstone changes under the stripe of its message id.
@@ -33,6 +35,10 @@ var ErrTombstoned = errors.New("storage: a message with this id was deleted")
 type tombstone struct {
 	Sender []byte `json:"sender,omitempty"` // HMAC(nameKey, "tombstone" 0x00 senderID)[:16]
 	At     int64  `json:"at"`               // ms
+	// Origin, for a message from another server: HMAC(nameKey,
+	// "tombstone-origin" 0x00 origin 0x00 SHA-256 of the envelope)[:16],
+	// so that the origin sending it again is told "duplicate" (inbound.go).
+	Origin []byte `json:"origin,omitempty"`
 }
 
 // tombstone adds the tombstone of a removed message to the batch.
@@ -42,7 +48,10 @@ func (t *mtxn) tombstone(rec *envelopeRecord, mid []byte) error {
 		now = time.Now()
 	}
 	ts := tombstone{At: now.UnixMilli()}
-	if rec.Sender.ID != t.gone {
+	switch {
+	case rec.remoteSender():
+		ts.Origin = t.d.originSum(rec.Sender.Address, rec.Sum)
+	case rec.Sender.ID != t.gone:
 		m := hmac.New(sha256.New, t.d.nameKey)
 		m.Write([]byte("tombstone\x00"))
 		m.Write(rec.Sender.ID[:])

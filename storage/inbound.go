@@ -1,0 +1,368 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"time"
+
+	"github.com/privateline/privateline"
+)
+
+// Inbound federation transactions (spec/federation.md §7.3, §13): direct
+// envelopes from users of other servers, stored for local recipients, and
+// the replay records that make retries harmless.
+//
+//	'R' origin(16) txn(16)   the results answered for origin's transaction
+//	                         (entry ids, statuses, codes) and when written
+//	'I' origin(16) msgID(16) origin's envelope was committed here; when
+//	'W' at(8) origin(16) txn(16)
+//	                         replay index by write time (ms): the ids of the
+//	                         'I' records written with that transaction, so
+//	                         SweepReplay deletes both kinds
+//
+// origin is HMAC(nameKey, "server" 0x00 name)[:16] (serverHash) and txn
+// HMAC(nameKey, "txn" 0x00 txn id)[:16]: no name appears in a key.
+//
+// A message from another server is an envelope record whose sender has
+// the zero id and the remote address: it has no sender copy, no sender
+// events, no contacts entries, and its OriginFiles are the origin's, never
+// files of this server. Everything that walks a record's users goes
+// through envelopeRecord.participants, which leaves the remote sender out.
+
+// Inbound entry statuses (spec/federation.md §8) and the refusal codes the
+// store decides (§10.2).
+const (
+	InboundAccepted  = "accepted"
+	InboundDuplicate = "duplicate"
+	InboundRefused   = "refused"
+
+	RefusedIDInUse           = "id_in_use"
+	RefusedUnknownRecipient  = "unknown_recipient"
+	RefusedExpired           = "expired"
+	RefusedMalformed         = "malformed"
+	RefusedWrongOrigin       = "wrong_origin"
+	RefusedNotForDestination = "not_for_destination"
+)
+
+// ErrTxnReused: a transaction id that origin used before for other
+// entries (wrapped in an Exist error; its text is the wire code).
+var ErrTxnReused = errors.New("txn_id_reused")
+
+// InboundEntry is one entry of a verified inbound transaction. The
+// caller has done the per-entry checks of spec §7.3 that need no lock;
+// Refused != "" carries that code.
+type InboundEntry struct {
+	ID         string
+	Raw        []byte              // the envelope bytes
+	From       privateline.Address // the remote sender (on origin)
+	Recipients []Recipient         // local recipients that exist
+	ExpiresAt  time.Time           // zero: never
+	Files      []string            // file ids the header lists (on origin; fetched later, not checked now)
+	Refused    string              // pre-decided refusal code, or ""
+}
+
+// InboundResult is the outcome of one entry.
+type InboundResult struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`          // "accepted", "duplicate", "refused"
+	Error  string `json:"error,omitempty"` // with "refused"
+}
+
+type replayTxn struct {
+	Results []InboundResult `json:"results"`
+	At      int64           `json:"at"` // ms
+}
+
+type replayEnv struct {
+	At int64 `json:"at"` // ms
+}
+
+type replayIndex struct {
+	Envelopes []string `json:"envelopes,omitempty"` // message ids of the 'I' records
+}
+
+func (d *DB) txnHash(txnID string) []byte {
+	m := hmac.New(sha256.New, d.nameKey)
+	m.Write([]byte("txn\x00"))
+	m.Write([]byte(txnID))
+	return m.Sum(nil)[:16]
+}
+
+// originSum identifies a message from another server in its tombstone:
+// its sender's server and its bytes' digest.
+func (d *DB) originSum(from privateline.Address, sum []byte) []byte {
+	_, srv, _ := from.Split()
+	return d.originSumOf(srv, sum)
+}
+
+func (d *DB) originSumOf(origin privateline.ServerName, sum []byte) []byte {
+	m := hmac.New(sha256.New, d.nameKey)
+	m.Write([]byte("tombstone-origin\x00"))
+	m.Write([]byte(origin))
+	m.Write([]byte{0})
+	m.Write(sum)
+	return m.Sum(nil)[:16]
+}
+
+// ReceiveTransaction commits origin's transaction txnID in one synced
+// batch: every acceptable entry (mailbox entries, events, counters,
+// conversation and expiry indexes as Deliver writes them for local
+// recipients; with a remote sender: no sender copy, no sender events) and
+// the replay records — (origin, txnID) → results and (origin, entry id) for
+// every accepted entry — with their write time now (SweepReplay).
+//
+// Per entry, in order: Refused is kept; (origin, id) seen → duplicate; a
+// local envelope or tombstone with that id → duplicate if it came from
+// origin with the same bytes, else refused id_in_use; an envelope expired
+// at now → refused expired; recipients that no longer exist are dropped,
+// none left → refused unknown_recipient. A recipient's sequence numbers
+// follow the entries' order.
+//
+// If (origin, txnID) was committed before, it commits nothing and returns
+// the stored results with replayed=true, or ErrTxnReused (kind Exist) when
+// their ids differ from the entries'. It returns once durable.
+func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, entries []InboundEntry, now time.Time) (results []InboundResult, replayed bool, err error) {
+	const op = "storage.ReceiveTransaction"
+	if origin == "" || txnID == "" || len(entries) == 0 {
+		return nil, false, privateline.E(op, privateline.Invalid, "a transaction needs an origin, a txn id and entries")
+	}
+	oh, th := d.serverHash(origin), d.txnHash(txnID)
+	rk := tReplayTxn.key(oh, th)
+	mids := make([][]byte, len(entries))
+	ids := [][]byte{th}
+	for i, e := range entries {
+		if mid, err := msgKeyID(e.ID); err == nil {
+			mids[i] = mid
+			ids = append(ids, mid)
+		}
+		for _, r := range e.Recipients {
+			ids = append(ids, r.ID[:])
+		}
+	}
+	unlock := d.lockStripes(ids...)
+	defer unlock()
+
+	var prior replayTxn
+	if err := d.getJSON(rk, &prior); err == nil {
+		same := len(prior.Results) == len(entries)
+		for i := 0; same && i < len(entries); i++ {
+			same = prior.Results[i].ID == entries[i].ID
+		}
+		if !same {
+			return nil, false, privateline.E(op, privateline.Exist, ErrTxnReused)
+		}
+		// The first commit may still be waiting for its sync.
+		if err := d.syncWAL(); err != nil {
+			return nil, false, privateline.E(op, err)
+		}
+		return prior.Results, true, nil
+	} else if !privateline.Is(privateline.NotExist, err) {
+		return nil, false, privateline.E(op, err)
+	}
+
+	t := d.newMtxn(nil)
+	t.release = unlock
+	t.now = now
+	at := now.UnixMilli()
+	var idx replayIndex
+	accepted := map[string]bool{}
+	results = make([]InboundResult, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		status, code, err := t.receiveEntry(origin, oh, e, mids[i], accepted, now)
+		if err != nil {
+			t.b.Close()
+			return nil, false, privateline.E(op, err)
+		}
+		results[i] = InboundResult{ID: e.ID, Status: status, Error: code}
+		if status == InboundAccepted {
+			accepted[e.ID] = true
+			idx.Envelopes = append(idx.Envelopes, e.ID)
+			if err := d.setJSON(t.b, tReplayEnv.key(oh, mids[i]), replayEnv{At: at}); err != nil {
+				t.b.Close()
+				return nil, false, privateline.E(op, err)
+			}
+		}
+	}
+	err = d.setJSON(t.b, rk, replayTxn{Results: results, At: at})
+	if err == nil {
+		err = d.setJSON(t.b, tReplayByTime.key(u64(uint64(at)), oh, th), idx)
+	}
+	if err != nil {
+		t.b.Close()
+		return nil, false, privateline.E(op, err)
+	}
+	if err := t.commit(); err != nil {
+		return nil, false, privateline.E(op, err)
+	}
+	return results, false, nil
+}
+
+// receiveEntry decides one entry and, if it is accepted, adds it to t.
+func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *InboundEntry, mid []byte, accepted map[string]bool, now time.Time) (status, code string, err error) {
+	d := t.d
+	refuse := func(c string) (string, string, error) { return InboundRefused, c, nil }
+	if e.Refused != "" {
+		return refuse(e.Refused)
+	}
+	if mid == nil {
+		return refuse(RefusedMalformed)
+	}
+	if _, srv, err := e.From.Split(); err != nil || srv != origin {
+		return refuse(RefusedWrongOrigin)
+	}
+	if accepted[e.ID] {
+		return InboundDuplicate, "", nil
+	}
+	if seen, err := d.exists(tReplayEnv.key(oh, mid)); err != nil {
+		return "", "", err
+	} else if seen {
+		return InboundDuplicate, "", nil
+	}
+	sum := sha256.Sum256(e.Raw)
+	if rec, err := d.envelope(mid); err == nil {
+		if _, srv, _ := rec.Sender.Address.Split(); rec.remoteSender() && srv == origin && bytes.Equal(rec.Sum, sum[:]) {
+			return InboundDuplicate, "", nil
+		}
+		return refuse(RefusedIDInUse)
+	} else if !privateline.Is(privateline.NotExist, err) {
+		return "", "", err
+	}
+	var ts tombstone
+	if err := d.getJSON(tTombstone.key(mid), &ts); err == nil {
+		if ts.Origin != nil && bytes.Equal(ts.Origin, d.originSumOf(origin, sum[:])) {
+			return InboundDuplicate, "", nil
+		}
+		return refuse(RefusedIDInUse)
+	} else if !privateline.Is(privateline.NotExist, err) {
+		return "", "", err
+	}
+	if !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now) {
+		return refuse(RefusedExpired)
+	}
+	var rcpts []Recipient
+	for _, r := range e.Recipients {
+		if r.ID.IsZero() || slices.ContainsFunc(rcpts, func(x Recipient) bool { return x.ID == r.ID }) {
+			continue
+		}
+		ok, err := d.userExists(r.ID)
+		if err != nil {
+			return "", "", err
+		}
+		if ok {
+			rcpts = append(rcpts, r)
+		}
+	}
+	if len(rcpts) == 0 {
+		return refuse(RefusedUnknownRecipient)
+	}
+	rec := &envelopeRecord{Raw: e.Raw, Sum: sum[:], Sender: Recipient{Address: e.From}, Recipients: rcpts, OriginFiles: e.Files}
+	if !e.ExpiresAt.IsZero() {
+		rec.ExpiresAt = e.ExpiresAt.UnixMilli()
+	}
+	if err := t.storeEnvelope(rec, e.ID, mid); err != nil {
+		return "", "", err
+	}
+	return InboundAccepted, "", nil
+}
+
+// TransactionResults returns the results committed for origin's
+// transaction txnID, and false if there are none.
+func (d *DB) TransactionResults(origin privateline.ServerName, txnID string) ([]InboundResult, bool, error) {
+	var r replayTxn
+	err := d.getJSON(tReplayTxn.key(d.serverHash(origin), d.txnHash(txnID)), &r)
+	if privateline.Is(privateline.NotExist, err) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, privateline.E("storage.TransactionResults", err)
+	}
+	return r.Results, true, nil
+}
+
+// SeenEnvelope reports whether origin's envelope id was committed (and its
+// replay record is still kept).
+func (d *DB) SeenEnvelope(origin privateline.ServerName, id string) (bool, error) {
+	mid, err := msgKeyID(id)
+	if err != nil {
+		return false, nil
+	}
+	ok, err := d.exists(tReplayEnv.key(d.serverHash(origin), mid))
+	if err != nil {
+		return false, privateline.E("storage.SeenEnvelope", err)
+	}
+	return ok, nil
+}
+
+// SweepReplay deletes the replay records written before cutoff and
+// returns how many transactions' records went.
+func (d *DB) SweepReplay(cutoff time.Time) (int, error) {
+	const op = "storage.SweepReplay"
+	upper := tReplayByTime.key(u64(uint64(cutoff.UnixMilli())))
+	total := 0
+	for {
+		type entry struct {
+			k   []byte
+			idx replayIndex
+		}
+		var batch []entry
+		err := d.scanKeys([]byte{tReplayByTime.prefix}, func(k, v []byte) error {
+			if bytes.Compare(k, upper) >= 0 || len(batch) >= maxSweep {
+				return errStop
+			}
+			if len(k) != 1+8+16+16 {
+				return nil
+			}
+			e := entry{k: slices.Clone(k)}
+			if err := d.getJSON(e.k, &e.idx); err != nil {
+				return err
+			}
+			batch = append(batch, e)
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return total, privateline.E(op, err)
+		}
+		if len(batch) == 0 {
+			return total, nil
+		}
+		b := d.db.NewBatch()
+		for _, e := range batch {
+			at := int64(binary.BigEndian.Uint64(e.k[1:9]))
+			oh, th := e.k[9:25], e.k[25:41]
+			var keys [][]byte
+			var rt replayTxn
+			if err := d.getJSON(tReplayTxn.key(oh, th), &rt); err == nil && rt.At == at {
+				keys = append(keys, tReplayTxn.key(oh, th))
+			}
+			for _, id := range e.idx.Envelopes {
+				mid, err := hex.DecodeString(id)
+				if err != nil || len(mid) != 16 {
+					continue
+				}
+				var re replayEnv
+				if err := d.getJSON(tReplayEnv.key(oh, mid), &re); err == nil && re.At == at {
+					keys = append(keys, tReplayEnv.key(oh, mid))
+				}
+			}
+			keys = append(keys, e.k)
+			for _, k := range keys {
+				if err := b.Delete(k, nil); err != nil {
+					b.Close()
+					return total, privateline.E(op, privateline.Internal, err)
+				}
+			}
+		}
+		if err := d.commit(b); err != nil {
+			return total, privateline.E(op, err)
+		}
+		total += len(batch)
+		if len(batch) < maxSweep {
+			return total, nil
+		}
+	}
+}

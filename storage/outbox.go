@@ -1,0 +1,698 @@
+package storage
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/privateline/privateline"
+)
+
+// Federation outbox (spec/federation.md §14): what this server must still
+// deliver to each other server, in order.
+//
+//	'O' dest(16) seq(8)   outbox item: type, entry id (for "envelopes" the
+//	                      message id) and time queued
+//	'D' dest(16) 'q'      the destination: its name, the last sequence
+//	                      number given out, the number of items queued
+//	                      (depth) and the newest queue time
+//	'D' dest(16) 'p'      the pending transaction: txn id, type and the
+//	                      sequence numbers of its items
+//	'D' dest(16) 'e'      the last error of a delivery attempt
+//
+// dest is HMAC(nameKey, "server" 0x00 name)[:16]: no server name appears
+// in a key.
+//
+// An "envelopes" item does not copy the envelope: its payload is the
+// envelope record's bytes (messages.go), read when a transaction is built.
+// So the envelope's bytes are stored once whatever the number of
+// destinations, and an item whose message has gone (deleted by its sender,
+// expired, gone with the sender's account) is dropped silently when it
+// reaches the head — the outbox never outlives the message it carries.
+//
+// # Locking
+//
+// Each destination has a mutex (destLock), taken after the stripes and
+// before the commit pipeline's applyMu; only Deliver holds more than one,
+// in ascending order of dest. Writers of a destination's records hold its
+// mutex until their batch is applied (not until durable: they wait for the
+// sync outside it), so every write reads the state the previous one left
+// and sequence numbers are written in the order they were given out.
+// Operations that put events in senders' logs (OutboxDone, OutboxExpire)
+// take the senders' stripes first, then the destination's mutex.
+
+// OutboxItem is one entry of a destination's outbox.
+type OutboxItem struct {
+	Seq      uint64
+	Type     string // "envelopes" (the wire type)
+	ID       string // entry id: the envelope id for "envelopes"
+	Payload  []byte // "envelopes": the envelope exactly as posted
+	QueuedAt time.Time
+}
+
+// OutboxTxn is a destination's pending transaction.
+type OutboxTxn struct {
+	TxnID string
+	Type  string
+	Items []OutboxItem // outbox order
+}
+
+// OutboxResult is a receipt's result for one item.
+type OutboxResult struct {
+	ID        string
+	Delivered bool   // accepted or duplicate
+	Error     string // refusal code when !Delivered
+}
+
+// OutboxEnvelopes is the type of direct envelope items.
+const OutboxEnvelopes = "envelopes"
+
+// maxDetail bounds the last error kept and put in timeout events.
+const maxDetail = 512
+
+type outboxDest struct {
+	name privateline.ServerName
+	h    []byte // serverHash(name)
+}
+
+type outboxRecord struct {
+	Type     string `json:"type"`
+	ID       string `json:"id"`
+	QueuedAt int64  `json:"queued_at"` // ms
+}
+
+type destState struct {
+	Name  privateline.ServerName `json:"name"`
+	Next  uint64                 `json:"next"`  // last sequence number given out
+	Depth int                    `json:"depth"` // items queued
+	Last  int64                  `json:"last"`  // ms: newest QueuedAt, so queue times never go back
+}
+
+type pendingTxn struct {
+	TxnID string   `json:"txn_id"`
+	Type  string   `json:"type"`
+	Seqs  []uint64 `json:"seqs"`
+	// Changed: items left it since it was handed out (OutboxExpire); the
+	// next OutboxNext gives what is left a new txn id, so one txn id never
+	// names two sets of entries.
+	Changed bool `json:"changed,omitempty"`
+}
+
+type destError struct {
+	Text string `json:"text"`
+}
+
+func (d *DB) serverHash(name privateline.ServerName) []byte {
+	m := hmac.New(sha256.New, d.nameKey)
+	m.Write([]byte("server\x00"))
+	m.Write([]byte(name))
+	return m.Sum(nil)[:16]
+}
+
+func stateKey(h []byte) []byte   { return tOutboxDest.key(h, []byte{'q'}) }
+func pendingKey(h []byte) []byte { return tOutboxDest.key(h, []byte{'p'}) }
+func errorKey(h []byte) []byte   { return tOutboxDest.key(h, []byte{'e'}) }
+
+// outboxDests returns the distinct servers of the addresses, in lock
+// order (ascending dest).
+func (d *DB) outboxDests(remote []privateline.Address) ([]outboxDest, error) {
+	var ds []outboxDest
+	for _, a := range remote {
+		_, srv, err := a.Split()
+		if err != nil {
+			return nil, privateline.E("storage.outboxDests", privateline.Invalid, err)
+		}
+		if !slices.ContainsFunc(ds, func(x outboxDest) bool { return x.name == srv }) {
+			ds = append(ds, outboxDest{name: srv, h: d.serverHash(srv)})
+		}
+	}
+	slices.SortFunc(ds, func(a, b outboxDest) int { return bytes.Compare(a.h, b.h) })
+	return ds, nil
+}
+
+func (d *DB) destLock(h []byte) *sync.Mutex {
+	d.destMu.Lock()
+	defer d.destMu.Unlock()
+	if d.destLocks == nil {
+		d.destLocks = map[string]*sync.Mutex{}
+	}
+	m := d.destLocks[string(h)]
+	if m == nil {
+		m = &sync.Mutex{}
+		d.destLocks[string(h)] = m
+	}
+	return m
+}
+
+// lockDests locks the destinations (in the given, ascending order) and
+// returns an idempotent unlock function.
+func (d *DB) lockDests(ds []outboxDest) func() {
+	var ms []*sync.Mutex
+	for _, x := range ds {
+		m := d.destLock(x.h)
+		m.Lock()
+		ms = append(ms, m)
+	}
+	locked := true
+	return func() {
+		if !locked {
+			return
+		}
+		locked = false
+		for _, m := range slices.Backward(ms) {
+			m.Unlock()
+		}
+	}
+}
+
+func (d *DB) destState(x outboxDest) (*destState, error) {
+	st := &destState{}
+	if err := d.getJSON(stateKey(x.h), st); privateline.Is(privateline.NotExist, err) {
+		st.Name = x.name
+	} else if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (d *DB) pendingTxn(h []byte) (*pendingTxn, error) {
+	var p pendingTxn
+	if err := d.getJSON(pendingKey(h), &p); privateline.Is(privateline.NotExist, err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// queueEnvelope adds an "envelopes" item for message msgID to each
+// destination's outbox in t's batch. The caller holds the destinations'
+// locks until the batch is applied.
+func (t *mtxn) queueEnvelope(ds []outboxDest, msgID string) error {
+	now := t.d.now().UnixMilli()
+	for _, x := range ds {
+		st, err := t.d.destState(x)
+		if err != nil {
+			return err
+		}
+		st.Next++
+		st.Depth++
+		st.Last = max(st.Last, now)
+		if err := t.d.setJSON(t.b, tOutbox.key(x.h, u64(st.Next)), outboxRecord{Type: OutboxEnvelopes, ID: msgID, QueuedAt: st.Last}); err != nil {
+			return err
+		}
+		if err := t.d.setJSON(t.b, stateKey(x.h), st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// outboxQueued tells the outbox notifier of destinations whose items are
+// durable.
+func (d *DB) outboxQueued(ds []outboxDest) {
+	if d.outboxNotify == nil {
+		return
+	}
+	for _, x := range ds {
+		d.outboxNotify(x.name)
+	}
+}
+
+// SetOutboxNotifier sets the function called with a destination once a
+// batch that queued items for it is durable; it is called without any of
+// the store's locks held and must not block. Call it before serving.
+func (d *DB) SetOutboxNotifier(fn func(privateline.ServerName)) { d.outboxNotify = fn }
+
+// item is an outbox item read with its payload; gone: its message has
+// gone or expired (the item is to be dropped silently).
+type item struct {
+	OutboxItem
+	sender ID
+	gone   bool
+}
+
+// loadItem reads the item at key k (nil, nil if there is none).
+func (d *DB) loadItem(k []byte, now time.Time) (*item, error) {
+	var r outboxRecord
+	if err := d.getJSON(k, &r); privateline.Is(privateline.NotExist, err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	it := &item{OutboxItem: OutboxItem{Seq: binary.BigEndian.Uint64(k[len(k)-8:]), Type: r.Type, ID: r.ID, QueuedAt: time.UnixMilli(r.QueuedAt)}}
+	switch r.Type {
+	case OutboxEnvelopes:
+		mid, err := msgKeyID(r.ID)
+		if err != nil {
+			return nil, privateline.E("storage.loadItem", privateline.Internal, err)
+		}
+		rec, err := d.envelope(mid)
+		if privateline.Is(privateline.NotExist, err) {
+			it.gone = true
+		} else if err != nil {
+			return nil, err
+		} else {
+			it.gone = rec.expired(now)
+			it.Payload, it.sender = rec.Raw, rec.Sender.ID
+		}
+	default:
+		return nil, privateline.E("storage.loadItem", privateline.Internal, "unknown outbox item type "+r.Type)
+	}
+	return it, nil
+}
+
+// scanItems calls fn with each item of dest in outbox order until fn
+// returns false.
+func (d *DB) scanItems(h []byte, now time.Time, fn func(*item) bool) error {
+	p := tOutbox.key(h)
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return privateline.E("storage.scanItems", privateline.Unavailable, err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		if len(k) != len(p)+8 {
+			continue
+		}
+		x, err := d.loadItem(slices.Clone(k), now)
+		if err != nil {
+			return err
+		}
+		if x != nil && !fn(x) {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// OutboxDestinations lists servers that have queued items (a pending
+// transaction's items are queued items too).
+func (d *DB) OutboxDestinations() ([]privateline.ServerName, error) {
+	depth, err := d.OutboxDepth()
+	if err != nil {
+		return nil, privateline.E("storage.OutboxDestinations", err)
+	}
+	var names []privateline.ServerName
+	for n, c := range depth {
+		if c > 0 {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// OutboxDepth returns the number of queued items of every destination
+// this server has queued items for (0 once delivered). It reads one
+// record per destination.
+func (d *DB) OutboxDepth() (map[privateline.ServerName]int, error) {
+	m := map[privateline.ServerName]int{}
+	err := d.scanKeys([]byte{tOutboxDest.prefix}, func(k, v []byte) error {
+		if len(k) != 1+16+1 || k[17] != 'q' {
+			return nil
+		}
+		pt, err := d.seal.open(k, v)
+		if err != nil {
+			return privateline.E(privateline.Internal, err)
+		}
+		var st destState
+		if err := json.Unmarshal(pt, &st); err != nil {
+			return privateline.E(privateline.Internal, err)
+		}
+		m[st.Name] = st.Depth
+		return nil
+	})
+	if err != nil {
+		return nil, privateline.E("storage.OutboxDepth", err)
+	}
+	return m, nil
+}
+
+// OutboxNext returns dest's pending transaction if one is recorded (the
+// same txn id and items; if items have left it since — their message
+// gone, or expired by OutboxExpire — what is left gets a new txn id, so
+// that a txn id never names two sets of entries); else it takes items from
+// the head: consecutive items of the first item's Type, at most maxItems
+// and with the sum of len(Payload) ≤ maxBytes (always at least one),
+// records them durably as the pending transaction under txnID = newID()
+// and returns it. Items whose message has gone or expired are removed
+// silently first (their sender saw it go). nil, nil when dest has nothing
+// queued.
+func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, newID func() string) (*OutboxTxn, error) {
+	const op = "storage.OutboxNext"
+	x := outboxDest{name: dest, h: d.serverHash(dest)}
+	unlock := d.lockDests([]outboxDest{x})
+	defer unlock()
+	now := d.now()
+	st, err := d.destState(x)
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	p, err := d.pendingTxn(x.h)
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	t := d.newMtxn(nil)
+	t.release = unlock
+	depth := st.Depth
+	dropped := map[uint64]bool{}
+	drop := func(seq uint64) {
+		if !dropped[seq] { // the scan below reads the store, not the batch
+			dropped[seq] = true
+			t.del(tOutbox.key(x.h, u64(seq)))
+			st.Depth--
+		}
+	}
+	var txn *OutboxTxn
+	if p != nil {
+		txn = &OutboxTxn{TxnID: p.TxnID, Type: p.Type}
+		changed := p.Changed
+		for _, seq := range p.Seqs {
+			it, err := d.loadItem(tOutbox.key(x.h, u64(seq)), now)
+			switch {
+			case err != nil:
+				t.b.Close()
+				return nil, privateline.E(op, err)
+			case it == nil:
+				changed = true
+			case it.gone:
+				drop(seq)
+				changed = true
+			default:
+				txn.Items = append(txn.Items, it.OutboxItem)
+			}
+		}
+		switch {
+		case len(txn.Items) == 0:
+			t.del(pendingKey(x.h))
+			txn = nil
+		case !changed:
+			t.b.Close()
+			unlock()
+			return txn, nil
+		default:
+			txn.TxnID = newID()
+		}
+	}
+	if txn == nil {
+		var bytes int
+		err := d.scanItems(x.h, now, func(it *item) bool {
+			if it.gone {
+				drop(it.Seq)
+				return true
+			}
+			if txn == nil {
+				txn = &OutboxTxn{Type: it.Type}
+			} else if it.Type != txn.Type || len(txn.Items) >= maxItems || bytes+len(it.Payload) > maxBytes {
+				return false
+			}
+			bytes += len(it.Payload)
+			txn.Items = append(txn.Items, it.OutboxItem)
+			return true
+		})
+		if err != nil {
+			t.b.Close()
+			return nil, privateline.E(op, err)
+		}
+		if txn != nil {
+			txn.TxnID = newID()
+		}
+	}
+	if txn != nil {
+		np := pendingTxn{TxnID: txn.TxnID, Type: txn.Type}
+		for _, it := range txn.Items {
+			np.Seqs = append(np.Seqs, it.Seq)
+		}
+		if err := d.setJSON(t.b, pendingKey(x.h), np); err != nil {
+			t.b.Close()
+			return nil, privateline.E(op, err)
+		}
+	}
+	if st.Depth != depth {
+		if err := d.setJSON(t.b, stateKey(x.h), st); err != nil {
+			t.b.Close()
+			return nil, privateline.E(op, err)
+		}
+	}
+	if t.b.Empty() {
+		t.b.Close()
+		return nil, nil
+	}
+	if err := t.commit(); err != nil {
+		return nil, privateline.E(op, err)
+	}
+	return txn, nil
+}
+
+// ErrNotPending: OutboxDone was given a txn id that is not the
+// destination's pending transaction (kind Exist).
+var ErrNotPending = errors.New("storage: not the pending transaction")
+
+// lockSenders locks the stripes of the senders of the items chosen by
+// pick (read under the destination's lock), then the destination: the
+// lock order is stripes first. fn runs under both locks with the
+// destination's state, pending transaction and the chosen items; it is
+// retried if the senders changed in between.
+func (d *DB) lockSenders(x outboxDest, pick func(st *destState, p *pendingTxn) ([]*item, error),
+	fn func(st *destState, p *pendingTxn, items []*item, unlock func()) error) error {
+	for {
+		dl := d.lockDests([]outboxDest{x})
+		st, err := d.destState(x)
+		var p *pendingTxn
+		if err == nil {
+			p, err = d.pendingTxn(x.h)
+		}
+		var items []*item
+		if err == nil {
+			items, err = pick(st, p)
+		}
+		dl()
+		if err != nil {
+			return err
+		}
+		held := map[ID]bool{}
+		var ids [][]byte
+		for _, it := range items {
+			if !it.sender.IsZero() && !held[it.sender] {
+				held[it.sender] = true
+				ids = append(ids, slices.Clone(it.sender[:]))
+			}
+		}
+		unlockStripes := d.lockStripes(ids...)
+		dl = d.lockDests([]outboxDest{x})
+		unlock := func() { dl(); unlockStripes() }
+		st, err = d.destState(x)
+		if err == nil {
+			p, err = d.pendingTxn(x.h)
+		}
+		if err == nil {
+			items, err = pick(st, p)
+		}
+		if err != nil {
+			unlock()
+			return err
+		}
+		if slices.ContainsFunc(items, func(it *item) bool { return !it.sender.IsZero() && !held[it.sender] }) {
+			unlock()
+			continue
+		}
+		err = fn(st, p, items, unlock)
+		unlock()
+		return err
+	}
+}
+
+// senderEvent puts ev in the log of the sender of it, if the sender is
+// still a user (the caller holds the sender's stripe).
+func (t *mtxn) senderEvent(it *item, ev Event) error {
+	if it.gone || it.sender.IsZero() {
+		return nil
+	}
+	ok, err := t.d.userExists(it.sender)
+	if err != nil || !ok {
+		return err
+	}
+	ev.ID = it.ID
+	_, err = t.event(it.sender, ev)
+	return err
+}
+
+// OutboxDone settles dest's pending transaction txnID with the receipt's
+// results (ids in the txn's order) in one synced batch: it deletes the
+// items named, clears the pending record and puts in each item's sender's
+// event log `delivered` or `delivery_failed` (Error: the result's code).
+// An item of the transaction without a result stays queued. A txnID that
+// is not the pending one changes nothing and returns an Exist error
+// (ErrNotPending).
+func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []OutboxResult) error {
+	const op = "storage.OutboxDone"
+	x := outboxDest{name: dest, h: d.serverHash(dest)}
+	now := d.now()
+	pick := func(_ *destState, p *pendingTxn) ([]*item, error) {
+		if p == nil || p.TxnID != txnID {
+			return nil, privateline.E(op, privateline.Exist, ErrNotPending)
+		}
+		var items []*item
+		for _, seq := range p.Seqs {
+			it, err := d.loadItem(tOutbox.key(x.h, u64(seq)), now)
+			if err != nil {
+				return nil, err
+			}
+			if it != nil {
+				items = append(items, it)
+			}
+		}
+		return items, nil
+	}
+	byID := map[string]OutboxResult{}
+	for _, r := range results {
+		byID[r.ID] = r
+	}
+	err := d.lockSenders(x, pick, func(st *destState, p *pendingTxn, items []*item, unlock func()) error {
+		t := d.newMtxn(nil)
+		t.release = unlock
+		t.now = now
+		for _, it := range items {
+			r, ok := byID[it.ID]
+			if !ok {
+				continue
+			}
+			t.del(tOutbox.key(x.h, u64(it.Seq)))
+			st.Depth--
+			ev := Event{Type: EventDelivered, Server: dest}
+			if !r.Delivered {
+				ev = Event{Type: EventDeliveryFailed, Server: dest, Error: r.Error}
+			}
+			if err := t.senderEvent(it, ev); err != nil {
+				t.b.Close()
+				return err
+			}
+		}
+		t.del(pendingKey(x.h))
+		if err := d.setJSON(t.b, stateKey(x.h), st); err != nil {
+			t.b.Close()
+			return err
+		}
+		return t.commit()
+	})
+	if err != nil {
+		return privateline.E(op, err)
+	}
+	return nil
+}
+
+// OutboxAttemptFailed records the last error of a delivery attempt to dest
+// (put in timeout events); not synced.
+func (d *DB) OutboxAttemptFailed(dest privateline.ServerName, errText string) error {
+	const op = "storage.OutboxAttemptFailed"
+	x := outboxDest{name: dest, h: d.serverHash(dest)}
+	unlock := d.lockDests([]outboxDest{x})
+	defer unlock()
+	b := d.db.NewBatch()
+	defer b.Close()
+	if err := d.setJSON(b, errorKey(x.h), destError{Text: truncateUTF8(errText, maxDetail)}); err != nil {
+		return privateline.E(op, err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return privateline.E(op, privateline.Unavailable, err)
+	}
+	return nil
+}
+
+// OutboxExpire removes every item of dest queued before cutoff (also from
+// the pending transaction, which is cleared if left empty), each with a
+// `delivery_failed` event for its sender, Error "timeout" and Detail the
+// destination's last error, in one synced batch; items whose message has
+// gone go silently. It returns how many items went.
+func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error) {
+	const op = "storage.OutboxExpire"
+	x := outboxDest{name: dest, h: d.serverHash(dest)}
+	now := d.now()
+	cut := cutoff.UnixMilli()
+	pick := func(*destState, *pendingTxn) ([]*item, error) {
+		var items []*item
+		// Queue times grow with sequence numbers (destState.Last).
+		err := d.scanItems(x.h, now, func(it *item) bool {
+			if it.QueuedAt.UnixMilli() >= cut {
+				return false
+			}
+			items = append(items, it)
+			return len(items) < maxSweep
+		})
+		return items, err
+	}
+	total := 0
+	for {
+		n := 0
+		err := d.lockSenders(x, pick, func(st *destState, p *pendingTxn, items []*item, unlock func()) error {
+			if len(items) == 0 {
+				return nil
+			}
+			var de destError
+			if err := d.getJSON(errorKey(x.h), &de); err != nil && !privateline.Is(privateline.NotExist, err) {
+				return err
+			}
+			t := d.newMtxn(nil)
+			t.release = unlock
+			t.now = now
+			for _, it := range items {
+				t.del(tOutbox.key(x.h, u64(it.Seq)))
+				st.Depth--
+				if p != nil {
+					if i := slices.Index(p.Seqs, it.Seq); i >= 0 {
+						p.Seqs = slices.Delete(p.Seqs, i, i+1)
+						p.Changed = true
+					}
+				}
+				if err := t.senderEvent(it, Event{Type: EventDeliveryFailed, Server: dest, Error: "timeout", Detail: de.Text}); err != nil {
+					t.b.Close()
+					return err
+				}
+			}
+			var err error
+			switch {
+			case p == nil:
+			case len(p.Seqs) == 0:
+				t.del(pendingKey(x.h))
+			default:
+				err = d.setJSON(t.b, pendingKey(x.h), p)
+			}
+			if err == nil {
+				err = d.setJSON(t.b, stateKey(x.h), st)
+			}
+			if err != nil {
+				t.b.Close()
+				return err
+			}
+			n = len(items)
+			return t.commit()
+		})
+		total += n
+		if err != nil {
+			return total, privateline.E(op, err)
+		}
+		if n < maxSweep {
+			return total, nil
+		}
+	}
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xc0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
