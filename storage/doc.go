@@ -68,6 +68,27 @@
 //	'H' group(16) epoch(8)             an epoch's group-key document without
 //	                                   "keys" (its signed part), and its digest
 //	'h' group(16) userID(16) epoch(8)  a member's own wrap of that epoch's key
+//	'O' server(16) seq(8)              federation outbox item: type, entry id
+//	                                   (the message id: the envelope's bytes
+//	                                   are read from 'E', never copied) and
+//	                                   time queued (outbox.go)
+//	'D' server(16) 'q'|'p'|'e'         outbox destination: name, last seq,
+//	                                   depth, newest queue time ('q'); the
+//	                                   pending transaction ('p'); the last
+//	                                   delivery error ('e')
+//	'R' server(16) txn(16)             inbound replay: results answered for
+//	                                   an origin's transaction (inbound.go)
+//	'I' server(16) msgID(16)           inbound replay: the origin's envelope
+//	                                   was committed
+//	'W' at(8) server(16) txn(16)       replay records by write time, for
+//	                                   SweepReplay
+//	'N' server(16)                     pinned identity key of a peer server
+//	                                   (peers.go)
+//
+// server is HMAC(nameKey, "server" 0x00 name)[:16] and txn HMAC(nameKey,
+// "txn" 0x00 txn id)[:16]: server names and txn ids never appear in keys.
+// A direct envelope from another server is an 'E' record whose sender has
+// the zero id; it has no sender copy, events or contacts here.
 //
 // # Sealing
 //

@@ -340,7 +340,9 @@ func (d *DB) exists(key []byte) (bool, error) {
 // id is the idempotency key: the same id with the same bytes from the same
 // sender returns the first delivery's sequence number and replay; other
 // content under a stored id is an Exist error. A recipient or sender that
-// no longer exists is a NotExist error.
+// no longer exists is a NotExist error. Remote recipients (direct messages
+// only) get one outbox item per server in the same batch (outbox.go); the
+// outbox notifier hears of them once the batch is durable.
 func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	const op = "storage.Deliver"
 	mid, err := msgKeyID(dl.MsgID)

@@ -86,6 +86,9 @@ type outboxRecord struct {
 	Type     string `json:"type"`
 	ID       string `json:"id"`
 	QueuedAt int64  `json:"queued_at"` // ms
+	// Payload of an item of another type than "envelopes" (later:
+	// read marks, deletes), which has no envelope record to read.
+	Payload []byte `json:"payload,omitempty"`
 }
 
 type destState struct {
@@ -264,7 +267,7 @@ func (d *DB) loadItem(k []byte, now time.Time) (*item, error) {
 			it.Payload, it.sender = rec.Raw, rec.Sender.ID
 		}
 	default:
-		return nil, privateline.E("storage.loadItem", privateline.Internal, "unknown outbox item type "+r.Type)
+		it.Payload = r.Payload
 	}
 	return it, nil
 }
