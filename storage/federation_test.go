@@ -463,12 +463,38 @@ func TestOutboxExpire(t *testing.T) {
 		if d, _ := e.db.OutboxDepth(); d[other] != 1 {
 			t.Errorf("depth %d, want 1", d[other])
 		}
-		// m6's message expires while pending: it leaves silently too.
-		if n, err := e.db.OutboxExpire(other, clock.Add(time.Hour)); err != nil || n != 1 {
+		if err := e.db.OutboxDone(other, txn.TxnID, []OutboxResult{{ID: m6, Delivered: true}}); err != nil {
+			t.Fatal(err)
+		}
+		// A pending transaction whose every message went: the next items
+		// go under a new txn id, counted once.
+		m7 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		m8 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		if txn, err = e.db.OutboxNext(other, 1, 1<<20, c.next); err != nil || !slices.Equal(itemIDs(txn), []string{m7}) {
+			t.Fatalf("m7: %v %v", itemIDs(txn), err)
+		}
+		if err := e.db.DeleteMessage(ann.ID, m7, clock); err != nil {
+			t.Fatal(err)
+		}
+		next, err := e.db.OutboxNext(other, 10, 1<<20, c.next)
+		if err != nil || !slices.Equal(itemIDs(next), []string{m8}) || next.TxnID == txn.TxnID {
+			t.Fatalf("after the pending message went: %+v %v", next, err)
+		}
+		if d, _ := e.db.OutboxDepth(); d[other] != 1 {
+			t.Errorf("depth %d, want 1", d[other])
+		}
+		// A message that expires while pending leaves silently when the
+		// delivery times out too; m8 gets its timeout event.
+		m9 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, clock.Add(time.Minute))
+		clock = clock.Add(2 * time.Minute)
+		if n, err := e.db.OutboxExpire(other, clock.Add(time.Hour)); err != nil || n != 2 {
 			t.Fatalf("expire: %d %v", n, err)
 		}
-		if evs := fedEvents(t, e.db, ann, seq); len(evs) != 1 || evs[0].ID != m6 {
-			t.Errorf("events after the silent removals: %+v", evs)
+		if evs := fedEvents(t, e.db, ann, seq); len(evs) != 2 || evs[0].ID != m6 || evs[0].Type != EventDelivered || evs[1].ID != m8 || evs[1].Error != "timeout" {
+			t.Errorf("events after the silent removals (m9 %s): %+v", m9[:4], evs)
+		}
+		if d, _ := e.db.OutboxDepth(); d[other] != 0 {
+			t.Errorf("depth %d, want 0", d[other])
 		}
 	})
 }
@@ -614,6 +640,12 @@ func TestReceiveTransaction(t *testing.T) {
 		if err != nil || !slices.Equal(statuses(res3), []string{"duplicate", "accepted", "duplicate", "duplicate"}) {
 			t.Fatalf("second txn: %v %v", statuses(res3), err)
 		}
+		// (origin, id) known: duplicate, whatever the bytes (spec §13).
+		changed := e1
+		changed.Raw = append(slices.Clone(e1.Raw), ' ')
+		if res, _, err := e.db.ReceiveTransaction(other, "t2b", []InboundEntry{changed}, now); err != nil || !slices.Equal(statuses(res), []string{"duplicate"}) {
+			t.Fatalf("known id, other bytes: %v %v", statuses(res), err)
+		}
 		if got := mailIDs(t, e.db, ann, rob); !slices.Equal(got, []string{e9.ID}) {
 			t.Errorf("ann's conversation with rob: %v", got)
 		}
@@ -632,8 +664,6 @@ func TestReceiveTransaction(t *testing.T) {
 		if _, err := e.db.SweepReplay(now.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		changed := e1
-		changed.Raw = append(slices.Clone(e1.Raw), ' ')
 		res5, _, err := e.db.ReceiveTransaction(other, "t3", []InboundEntry{e1, changed}, now)
 		if err != nil || !slices.Equal(statuses(res5), []string{"duplicate", "refused:id_in_use"}) {
 			t.Errorf("against the stored message: %v %v", statuses(res5), err)
@@ -838,15 +868,26 @@ func TestPeerPins(t *testing.T) {
 }
 
 // TestFederationDurability crashes the store (keeping only what was
-// synced) after the calls returned: what ReceiveTransaction answered, the
-// outbox items Deliver queued, the pending transaction, a settled receipt
-// and a pin are all there.
+// synced) right after each call returned: what ReceiveTransaction
+// answered, the outbox items Deliver queued, the pending transaction, a
+// settled receipt and a pin are each there.
 func TestFederationDurability(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	key := testKey()
 	db, err := Open(Options{Dir: "db", Key: key, fs: fs})
 	if err != nil {
 		t.Fatal(err)
+	}
+	defer db.Close()
+	// crashed opens a copy of the store as a crash now would leave it.
+	crashed := func() *DB {
+		t.Helper()
+		d, err := Open(Options{Dir: "db", Key: key, fs: fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
 	}
 	us := createUsers(t, db, "ann", "ben")
 	ann, ben := us[0], us[1]
@@ -859,54 +900,46 @@ func TestFederationDurability(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	db2 := crashed()
+	got, ok, err := db2.TransactionResults(other, "t1")
+	if err != nil || !ok || !slices.Equal(statuses(got), statuses(res)) {
+		t.Fatalf("results after the crash: %v %v %v", statuses(got), ok, err)
+	}
+	for _, u := range []*User{ann, ben} {
+		if items := mailIDs(t, db2, u, rob); len(items) != 20 {
+			t.Errorf("%s has %d of the 20 entries after the crash", u.Username, len(items))
+		}
+	}
+	checkMailboxes(t, db2, ann, ben)
+
 	m1 := sendRemote(t, db, ann, nil, []privateline.Address{rob}, time.Time{})
-	m2 := sendRemote(t, db, ann, nil, []privateline.Address{sue}, time.Time{})
+	if d, _ := crashed().OutboxDepth(); d[other] != 1 {
+		t.Errorf("queued item after the crash: depth %d", d[other])
+	}
 	var c ids
 	txn1, err := db.OutboxNext(other, 10, 1<<20, c.next)
 	if err != nil {
 		t.Fatal(err)
 	}
-	txn2, err := db.OutboxNext(third, 10, 1<<20, c.next)
-	if err != nil {
+	again, err := crashed().OutboxNext(other, 10, 1<<20, c.next)
+	if err != nil || again.TxnID != txn1.TxnID || !slices.Equal(itemIDs(again), []string{m1}) {
+		t.Errorf("pending txn after the crash: %+v %v", again, err)
+	}
+	if err := db.OutboxDone(other, txn1.TxnID, []OutboxResult{{ID: m1, Delivered: true}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.OutboxDone(third, txn2.TxnID, []OutboxResult{{ID: m2, Delivered: true}}); err != nil {
-		t.Fatal(err)
+	db3 := crashed()
+	if none, err := db3.OutboxNext(other, 10, 1<<20, c.next); none != nil || err != nil {
+		t.Errorf("settled txn came back: %+v %v", none, err)
+	}
+	if evs := fedEvents(t, db3, ann, 0); len(evs) != 1 || evs[0].ID != m1 {
+		t.Errorf("delivered event after the crash: %+v", evs)
 	}
 	pub, _, _ := ed25519.GenerateKey(rand.Reader)
 	if err := db.SetPeerPin(other, pub); err != nil {
 		t.Fatal(err)
 	}
-	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
-	db.Close()
-
-	db2, err := Open(Options{Dir: "db", Key: key, fs: crashed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
-	got, ok, err := db2.TransactionResults(other, "t1")
-	if err != nil || !ok || !slices.Equal(statuses(got), statuses(res)) {
-		t.Fatalf("results after the crash: %v %v %v", statuses(got), ok, err)
-	}
-	// ann also has her message to rob (m1).
-	for u, want := range map[*User]int{ann: 21, ben: 20} {
-		if items := mailIDs(t, db2, u, rob); len(items) != want {
-			t.Errorf("%s has %d items with rob after the crash, want %d", u.Username, len(items), want)
-		}
-	}
-	checkMailboxes(t, db2, ann, ben)
-	again, err := db2.OutboxNext(other, 10, 1<<20, c.next)
-	if err != nil || again.TxnID != txn1.TxnID || !slices.Equal(itemIDs(again), []string{m1}) {
-		t.Errorf("pending txn after the crash: %+v %v", again, err)
-	}
-	if none, err := db2.OutboxNext(third, 10, 1<<20, c.next); none != nil || err != nil {
-		t.Errorf("settled txn came back: %+v %v", none, err)
-	}
-	if evs := fedEvents(t, db2, ann, 0); len(evs) != 1 || evs[0].ID != m2 {
-		t.Errorf("delivered event after the crash: %+v", evs)
-	}
-	if k, err := db2.PeerPin(other); err != nil || !k.Equal(pub) {
+	if k, err := crashed().PeerPin(other); err != nil || !k.Equal(pub) {
 		t.Errorf("pin after the crash: %v", err)
 	}
 }
