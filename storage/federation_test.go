@@ -1026,3 +1026,43 @@ func BenchmarkReceiveTransaction(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*256)/b.Elapsed().Seconds(), "envelopes/s")
 }
+
+// BenchmarkDeliverLocal delivers local-only direct messages on disk from
+// parallel senders (the path Deliver had before federation).
+func BenchmarkDeliverLocal(b *testing.B) {
+	db, err := Open(Options{Dir: b.TempDir(), Key: testKey()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	var users []*User
+	for i := range 16 {
+		u := newUser(fmt.Sprint("user", i))
+		if err := db.CreateUser(u); err != nil {
+			b.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	raw := []byte(strings.Repeat("x", 1000))
+	var n sync.Mutex
+	next := 0
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		n.Lock()
+		w := next
+		next++
+		n.Unlock()
+		for i := 0; pb.Next(); i++ {
+			from, to := users[w%16], users[(w+i+1)%16]
+			if from == to {
+				to = users[(w+1)%16]
+			}
+			dl := &Delivery{MsgID: newMsgID(), Sender: rcpt(from), Recipients: []Recipient{rcpt(to)}, Raw: raw}
+			if _, _, err := db.Deliver(dl); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
