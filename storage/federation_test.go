@@ -1066,3 +1066,87 @@ func BenchmarkDeliverLocal(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestFederationConcurrency runs deliveries with remote recipients,
+// inbound transactions, a sender loop settling and expiring transactions
+// and deletions at once: nothing deadlocks, the mailboxes' invariants
+// hold and each destination's depth is the number of items queued.
+func TestFederationConcurrency(t *testing.T) {
+	db, err := Open(Options{InMemory: true, Key: testKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	us := createUsers(t, db, "ann", "ben", "cat", "dan")
+	const rounds = 60
+	var wg sync.WaitGroup
+	for i, u := range us {
+		wg.Go(func() {
+			for j := range rounds {
+				id := sendRemote(t, db, u, []*User{us[(i+1)%4]}, []privateline.Address{rob, sue}, time.Time{})
+				if j%5 == 0 {
+					if err := db.DeleteMessage(u.ID, id, time.Now()); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for j := range rounds / 2 {
+			var es []InboundEntry
+			for k := range 8 {
+				es = append(es, entry(rob, us[k%4], us[(k+j)%4]))
+			}
+			res, _, err := db.ReceiveTransaction(other, fmt.Sprint("in", j), es, time.Now())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for _, r := range res {
+				if r.Status != InboundAccepted {
+					t.Errorf("entry %s: %s %s", r.ID, r.Status, r.Error)
+				}
+			}
+			if err := db.MarkRead(us[0].ID, es[0].ID, time.Now()); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	for _, dest := range []privateline.ServerName{other, third} {
+		wg.Go(func() {
+			var c ids
+			for j := range rounds * 2 {
+				txn, err := db.OutboxNext(dest, 16, 1<<20, c.next)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if j%7 == 3 {
+					if _, err := db.OutboxExpire(dest, time.Now().Add(-time.Hour)); err != nil {
+						t.Error(err)
+					}
+				}
+				if txn == nil {
+					continue
+				}
+				var rs []OutboxResult
+				for _, it := range txn.Items {
+					rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
+				}
+				if err := db.OutboxDone(dest, txn.TxnID, rs); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkMailboxes(t, db, us...)
+	for _, dest := range []privateline.ServerName{other, third} {
+		n := 0
+		db.scanKeys(tOutbox.key(db.serverHash(dest)), func(k, v []byte) error { n++; return nil })
+		if d, _ := db.OutboxDepth(); d[dest] != n {
+			t.Errorf("%s: depth %d, %d items queued", dest, d[dest], n)
+		}
+	}
+}
