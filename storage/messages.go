@@ -50,8 +50,9 @@ import (
 // again under the locks, as lockMessage does); account deletion, which
 // touches any number of users, takes every stripe in order. DB.mu, when
 // needed (account deletion, key changes), is taken before any stripe; no
-// code takes DB.mu while holding a stripe. The pipeline's applyMu and
-// pubMu come after the stripes. Stripes are never one global lock:
+// code takes DB.mu while holding a stripe. The federation outbox's
+// per-destination mutexes (outbox.go) come after the stripes; the
+// pipeline's applyMu and pubMu come after both. Stripes are never one global lock:
 // deliveries between disjoint users proceed in parallel.
 
 const numStripes = 256

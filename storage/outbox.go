@@ -401,6 +401,10 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 		case !changed:
 			t.b.Close()
 			unlock()
+			// Recorded by an earlier call, which may still wait for its sync.
+			if err := d.syncWAL(); err != nil {
+				return nil, privateline.E(op, err)
+			}
 			return txn, nil
 		default:
 			txn.TxnID = newID()
