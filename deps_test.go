@@ -31,7 +31,7 @@ var allowedImports = map[string][]string{
 	"envelope":   {"", "cjson"},
 	"storage":    {"", "merkle"},
 	"keydir":     {"", "storage", "merkle", "keybundle", "keylog"},
-	"federation": {"", "storage", "keydir", "serverkey", "cjson", "merkle", "keybundle", "keylog", "federation/wire", "federation/transport"},
+	"federation": {"", "storage", "keydir", "serverkey", "cjson", "merkle", "keybundle", "keylog", "envelope", "federation/wire", "federation/transport"},
 	// The federation byte format and its one verification function.
 	"federation/wire": {"", "cjson", "serverkey"},
 	"push":            {"", "storage"},

@@ -1,0 +1,227 @@
+package federation
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/cjson"
+	"github.com/privateline/privateline/federation/transport"
+	"github.com/privateline/privateline/federation/wire"
+)
+
+// LabelServer is the signature label of the server document (spec §2.1).
+const LabelServer = "privateline/v1/federation-server"
+
+// DocumentPath is where a homeserver serves its server document.
+const DocumentPath = "/.well-known/privateline/server"
+
+// maxDocument bounds a fetched server document.
+const maxDocument = 64 << 10
+
+var std64 = base64.StdEncoding.Strict()
+
+// Document is a verified server document (spec §2.1).
+type Document struct {
+	Server     privateline.ServerName
+	Federation string // host:port of its QUIC listener
+	Key        ed25519.PublicKey
+	KeyChanges []transport.KeyChange // oldest first
+	CreatedAt  time.Time
+}
+
+// Document returns this server's signed server document: canonical JSON,
+// signed by the identity key when built (at Start, or at the first call
+// when AdvertiseAddr is set), with a created_at that never decreases.
+func (s *Service) Document() ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.documentLocked()
+}
+
+func (s *Service) documentLocked() ([]byte, error) {
+	const op = "federation.Document"
+	if s.doc != nil {
+		return bytes.Clone(s.doc), nil
+	}
+	addr := s.cfg.AdvertiseAddr
+	if addr == "" {
+		if s.ln == nil {
+			return nil, privateline.E(op, privateline.Unavailable, "the listener is not started and no advertised address is configured")
+		}
+		addr = s.ln.Addr().String()
+	}
+	ms := max(s.now().UnixMilli(), s.docAt)
+	body := map[string]any{
+		"created_at": ms,
+		"federation": addr,
+		"key":        std64.EncodeToString(s.cfg.Key.Public()),
+		"server":     string(s.cfg.Name),
+		"v":          int64(wire.Version),
+	}
+	in, err := documentInput(body)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Internal, err)
+	}
+	body["signature"] = std64.EncodeToString(s.cfg.Key.Sign(in))
+	raw, err := cjson.Marshal(body)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Internal, err)
+	}
+	s.doc, s.docAt = raw, ms
+	return bytes.Clone(raw), nil
+}
+
+// documentInput is UTF-8(LabelServer) ‖ 0x00 ‖ canonical JSON of body
+// (without "signature").
+func documentInput(body map[string]any) ([]byte, error) {
+	c, err := cjson.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return append(append([]byte(LabelServer), 0), c...), nil
+}
+
+// VerifyDocument checks a server document fetched for name (spec §2.1):
+// canonical JSON with exactly the members of §2.1, v = 1, server = name, a
+// "federation" host:port, the signature under "key", "key_changes" (if
+// any) a valid chain for name ending at "key", and, when known (a
+// configured or pinned key) is not nil, "key" equal to it or reached from
+// it by the chain.
+func VerifyDocument(raw []byte, name privateline.ServerName, known ed25519.PublicKey) (*Document, error) {
+	bad := func(format string, args ...any) error {
+		return privateline.E("federation.VerifyDocument", privateline.Invalid, fmt.Sprintf("server document of %s: "+format, append([]any{name}, args...)...))
+	}
+	if err := cjson.Check(raw); err != nil {
+		return nil, bad("%v", err)
+	}
+	v, _ := cjson.Parse(raw)
+	o := cjson.NewObject(v)
+	ver := o.Int("v", true, 0, cjson.MaxSafeInt)
+	d := &Document{
+		Server:     privateline.ServerName(o.String("server", true)),
+		Federation: o.String("federation", true),
+		Key:        o.Bytes("key", true, ed25519.PublicKeySize, ed25519.PublicKeySize),
+		CreatedAt:  time.UnixMilli(o.Int("created_at", true, 0, cjson.MaxSafeInt)),
+	}
+	sig := o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize)
+	changes := o.Array("key_changes", false)
+	if err := o.Done(false); err != nil {
+		return nil, bad("%v", err)
+	}
+	if ver != wire.Version {
+		return nil, bad("version %d", ver)
+	}
+	if d.Server != name {
+		return nil, bad("it names %q", d.Server)
+	}
+	if host, port, err := net.SplitHostPort(d.Federation); err != nil || host == "" || port == "" {
+		return nil, bad(`"federation" is not host:port`)
+	}
+	body := v.(map[string]any)
+	delete(body, "signature")
+	in, err := documentInput(body)
+	if err != nil || !ed25519.Verify(d.Key, in, sig) {
+		return nil, bad("the signature does not verify under its key")
+	}
+	if changes != nil && (len(changes) < 1 || len(changes) > 16) {
+		return nil, bad(`"key_changes" must hold 1 to 16 statements`)
+	}
+	for i, c := range changes {
+		b, err := cjson.Marshal(c)
+		if err != nil {
+			return nil, bad("key change %d: %v", i, err)
+		}
+		kc, err := transport.ParseKeyChange(b)
+		if err != nil {
+			return nil, bad("key change %d: %v", i, err)
+		}
+		if err := kc.Verify(); err != nil || kc.Server != name {
+			return nil, bad("key change %d does not verify for this server", i)
+		}
+		if i > 0 && !kc.OldKey.Equal(d.KeyChanges[i-1].NewKey) {
+			return nil, bad("key change %d does not follow the previous one", i)
+		}
+		d.KeyChanges = append(d.KeyChanges, kc)
+	}
+	if n := len(d.KeyChanges); n > 0 && !d.KeyChanges[n-1].NewKey.Equal(d.Key) {
+		return nil, bad("the last key change does not lead to its key")
+	}
+	if known != nil && !known.Equal(d.Key) {
+		reached := false
+		for _, kc := range d.KeyChanges {
+			reached = reached || kc.OldKey.Equal(known)
+		}
+		if !reached {
+			return nil, bad("its key is not the one known for it, and no key change leads from that one")
+		}
+	}
+	return d, nil
+}
+
+// documentURL is where name's server document is: https, or http for a
+// localhost or loopback name (development).
+func documentURL(name privateline.ServerName) string {
+	host := string(name)
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	scheme := "https"
+	if ip := net.ParseIP(host); host == "localhost" || strings.HasSuffix(host, ".localhost") || (ip != nil && ip.IsLoopback()) {
+		scheme = "http"
+	}
+	return scheme + "://" + string(name) + DocumentPath
+}
+
+// fetchDocument fetches and verifies name's server document, against the
+// key configured or pinned for it if there is one.
+func (s *Service) fetchDocument(ctx context.Context, name privateline.ServerName) (*Document, error) {
+	known := s.configuredKey(name)
+	if known == nil {
+		k, err := s.store.PeerPin(name)
+		if err != nil {
+			return nil, fmt.Errorf("reading the pin of %s: %w", name, err)
+		}
+		known = k
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, documentURL(name), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the server document of %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching the server document of %s: HTTP %d", name, resp.StatusCode)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxDocument+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching the server document of %s: %w", name, err)
+	}
+	if len(raw) > maxDocument {
+		return nil, fmt.Errorf("the server document of %s is over %d bytes", name, maxDocument)
+	}
+	return VerifyDocument(raw, name, known)
+}
+
+// configuredKey returns the key configured for name, or nil.
+func (s *Service) configuredKey(name privateline.ServerName) ed25519.PublicKey {
+	for _, p := range s.cfg.Peers {
+		if p.Name == name && p.Key != nil {
+			return p.Key
+		}
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package federation
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/privateline/privateline/federation/wire"
+)
+
+type metrics struct {
+	attempts       prometheus.Counter     // delivery attempts (transactions sent)
+	failures       *prometheus.CounterVec // failed attempts by reason
+	delivered      prometheus.Counter     // entries answered accepted or duplicate
+	refusedEntries *prometheus.CounterVec // entries a destination refused, by code
+	expired        prometheus.Counter     // entries dropped at the delivery timeout
+	latency        prometheus.Histogram   // queued → receipt, per delivered entry
+	transactions   *prometheus.CounterVec // transactions received: committed, replayed
+	entries        *prometheus.CounterVec // entries received by status
+	rejected       *prometheus.CounterVec // frames refused, by reason
+}
+
+func newMetrics(reg prometheus.Registerer, st Store) *metrics {
+	m := &metrics{
+		attempts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_federation_send_attempts_total",
+			Help: "Transactions sent to other servers (every attempt, retries included).",
+		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_send_failures_total",
+			Help: "Failed delivery attempts by reason (unreachable, link, a refusal code of the destination, …).",
+		}, []string{"reason"}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_federation_entries_delivered_total",
+			Help: "Outbox entries a destination answered accepted or duplicate in a verified receipt.",
+		}),
+		refusedEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_entries_refused_total",
+			Help: "Outbox entries a destination refused in a verified receipt, by code.",
+		}, []string{"code"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_federation_entries_expired_total",
+			Help: "Outbox entries dropped because they were not delivered within the delivery timeout.",
+		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "privateline_federation_delivery_latency_seconds",
+			Help:    "Time from queueing an entry to the receipt that delivered it.",
+			Buckets: []float64{.01, .05, .1, .5, 1, 5, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600},
+		}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_transactions_received_total",
+			Help: "Transactions received and answered with a receipt: committed, or replayed (answered again from the replay records).",
+		}, []string{"outcome"}),
+		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_entries_received_total",
+			Help: "Entries of committed transactions by status (accepted, duplicate, refused).",
+		}, []string{"status"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_rejected_frames_total",
+			Help: "Frames refused by reason (spec/federation.md §10.1 codes, frame errors, bad receipts).",
+		}, []string{"reason"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.attempts, m.failures, m.delivered, m.refusedEntries, m.expired, m.latency,
+			m.transactions, m.entries, m.rejected, depthCollector{st})
+	}
+	return m
+}
+
+// depthCollector reports the outbox depth per destination when scraped.
+type depthCollector struct{ st Store }
+
+var depthDesc = prometheus.NewDesc("privateline_federation_outbox_depth",
+	"Outbox entries queued per destination.", []string{"destination"}, nil)
+
+func (c depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc }
+
+func (c depthCollector) Collect(ch chan<- prometheus.Metric) {
+	depth, err := c.st.OutboxDepth()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(depthDesc, err)
+		return
+	}
+	for dest, n := range depth {
+		ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n), string(dest))
+	}
+}
+
+// knownCodes bounds the label values a peer can make us use.
+var knownCodes = map[string]bool{}
+
+func init() {
+	for _, c := range []string{
+		string(wire.TooLarge), string(wire.Malformed), string(wire.NonCanonical), string(wire.UnknownVersion),
+		string(wire.UnknownType), string(wire.WrongOrigin), string(wire.Misaddressed), string(wire.Stale),
+		string(wire.Future), string(wire.TooManyEntries), string(wire.BadSignature), string(wire.ReceiptMismatch),
+		string(wire.TxnReused), codeRateLimited, codeUnavailable, codeInternal,
+		entryIDMismatch, entryNotForDestination, entryUnknownRecipient, entryExpired, "unknown_file",
+		"unreachable", "link", "storage", "bad_receipt",
+	} {
+		knownCodes[c] = true
+	}
+}
+
+// labelCode returns code if this version knows it, else "other".
+func labelCode(code string) string {
+	if knownCodes[code] {
+		return code
+	}
+	return "other"
+}

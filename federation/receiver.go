@@ -1,0 +1,325 @@
+package federation
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/envelope"
+	"github.com/privateline/privateline/federation/transport"
+	"github.com/privateline/privateline/federation/wire"
+	"github.com/privateline/privateline/storage"
+)
+
+// Entry refusal codes of spec/federation.md §10.2 decided by the receiver
+// before the commit.
+const (
+	entryMalformed          = "malformed"
+	entryTooLarge           = "too_large"
+	entryIDMismatch         = "id_mismatch"
+	entryWrongOrigin        = "wrong_origin"
+	entryNotForDestination  = "not_for_destination"
+	entryUnknownRecipient   = "unknown_recipient"
+	entryExpired            = "expired"
+	frameReasonTooLarge     = "too_large"       // a frame length over the cap (the stream is reset)
+	frameReasonMalformed    = "malformed_frame" // an empty frame or data after it
+	frameReasonTimeout      = "frame_timeout"   // no whole frame in time
+	frameReasonStreamFailed = "stream_failed"   // the stream broke before a whole frame arrived
+)
+
+func (s *Service) acceptLoop(ln *transport.Listener) {
+	defer s.wg.Done()
+	for {
+		c, err := ln.Accept(s.ctx)
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.log.Error("federation: the listener stopped", "err", err)
+			}
+			return
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.inbound[c] = true
+		s.wg.Add(1)
+		// A fresh inbound connection from a destination we are backing off
+		// from: it is up again (spec §14).
+		if sd := s.senders[c.PeerName()]; sd != nil {
+			sd.poke(true)
+		}
+		s.mu.Unlock()
+		go s.serveConn(c)
+	}
+}
+
+func (s *Service) serveConn(c *transport.Conn) {
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.inbound, c)
+		s.mu.Unlock()
+		c.Close()
+	}()
+	for {
+		st, err := c.AcceptStream(s.ctx)
+		if err != nil {
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveStream(c, st)
+		}()
+	}
+}
+
+// serveStream answers one exchange: one transaction in, one receipt or
+// error frame out.
+func (s *Service) serveStream(c *transport.Conn, st *transport.Stream) {
+	origin := c.PeerName()
+	st.SetDeadline(time.Now().Add(ReadTimeout))
+	raw, err := st.Receive()
+	if err != nil {
+		reason := frameReasonStreamFailed
+		switch {
+		case errors.Is(err, transport.ErrFrameTooLarge):
+			reason = frameReasonTooLarge
+		case errors.Is(err, transport.ErrProtocol):
+			reason = frameReasonMalformed
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			reason = frameReasonTimeout
+		}
+		s.met.rejected.WithLabelValues(reason).Inc()
+		st.Cancel()
+		return
+	}
+	st.SetDeadline(time.Now().Add(replyTimeout))
+	answer := s.handle(c, raw)
+	if err := st.Send(answer); err != nil {
+		s.log.Debug("federation: answering a transaction", "origin", string(origin), "err", err)
+		st.Cancel()
+	}
+}
+
+// handle decides the answer to one frame from the peer of c.
+func (s *Service) handle(c *transport.Conn, raw []byte) []byte {
+	origin := c.PeerName()
+	now := s.now()
+	if !s.acquire(origin) {
+		return s.refuse(origin, codeRateLimited, "more than 32 exchanges in progress", time.Second)
+	}
+	defer s.release(origin)
+	if ok, after := s.allow(origin, now); !ok {
+		return s.refuse(origin, codeRateLimited, "over the per-origin transaction rate", after)
+	}
+	peer := wire.Peer{Name: origin, Key: c.PeerKey()}
+	tx, err := wire.VerifyTransaction(raw, peer, s.cfg.Name, now, wire.DefaultLimits())
+	if err != nil {
+		return s.refuse(origin, string(wire.ReasonOf(err)), err.Error(), 0)
+	}
+	prior, dup, err := wire.Dedupe(tx, replay{s.store})
+	if err != nil {
+		return s.storeFailure(origin, tx, err)
+	}
+	var results []wire.Result
+	if prior != nil { // a retry whose receipt was lost: the same answer, signed again
+		results = prior
+		s.met.transactions.WithLabelValues("replayed").Inc()
+	} else {
+		entries := make([]storage.InboundEntry, len(tx.Entries))
+		for i, e := range tx.Entries {
+			if dup[i] {
+				// Committed before (replay, spec §13): the store answers
+				// duplicate; the checks of §7.3 come after replay.
+				entries[i] = storage.InboundEntry{ID: e.ID, Raw: e.Envelope}
+				continue
+			}
+			entries[i], err = s.checkEntry(tx.Origin, e, now)
+			if err != nil {
+				return s.storeFailure(origin, tx, err)
+			}
+		}
+		stored, replayed, err := s.store.ReceiveTransaction(tx.Origin, tx.TxnID, entries, now)
+		if err != nil {
+			return s.storeFailure(origin, tx, err)
+		}
+		results = make([]wire.Result, len(stored))
+		for i, r := range stored {
+			results[i] = wire.Result{ID: r.ID, Status: wire.Status(r.Status), Error: r.Error}
+		}
+		if replayed {
+			s.met.transactions.WithLabelValues("replayed").Inc()
+		} else {
+			s.met.transactions.WithLabelValues("committed").Inc()
+			for _, r := range results {
+				s.met.entries.WithLabelValues(string(r.Status)).Inc()
+			}
+		}
+	}
+	rc := &wire.Receipt{
+		Header:  wire.Header{Origin: s.cfg.Name, Destination: tx.Origin, TxnID: tx.TxnID, CreatedAt: s.now().UnixMilli()},
+		Results: results,
+	}
+	if err := rc.Answers(tx); err != nil {
+		s.log.Error("federation: the store's results do not answer the transaction", "origin", string(origin), "txn", tx.TxnID, "err", err)
+		return s.refuse(origin, codeInternal, "the receiver's results do not match the transaction", 0)
+	}
+	out, err := wire.Sign(rc, s.cfg.Key)
+	if err != nil {
+		s.log.Error("federation: signing a receipt", "origin", string(origin), "txn", tx.TxnID, "err", err)
+		return s.refuse(origin, codeInternal, "the receiver could not sign its receipt", 0)
+	}
+	return out
+}
+
+// storeFailure answers a transaction the store could not take:
+// txn_id_reused if the store says so, else unavailable (retry).
+func (s *Service) storeFailure(origin privateline.ServerName, tx *wire.Transaction, err error) []byte {
+	if wire.ReasonOf(err) == wire.TxnReused || strings.Contains(err.Error(), string(wire.TxnReused)) {
+		return s.refuse(origin, string(wire.TxnReused), "txn "+tx.TxnID+" was committed with other entries", 0)
+	}
+	s.log.Error("federation: storing a transaction", "origin", string(origin), "txn", tx.TxnID, "err", err)
+	return s.refuse(origin, codeUnavailable, "the receiver cannot commit now", 0)
+}
+
+// refuse counts a rejected frame and returns its error frame.
+func (s *Service) refuse(origin privateline.ServerName, code, msg string, retryAfter time.Duration) []byte {
+	s.met.rejected.WithLabelValues(code).Inc()
+	s.log.Info("federation: refused a frame", "origin", string(origin), "reason", code, "detail", msg)
+	return errorFrame(code, msg, retryAfter)
+}
+
+// checkEntry performs the per-entry checks of spec §7.3 that need no lock:
+// the client API's shape and header checks, id, origin, destination,
+// recipients that exist, expiry. A refused entry comes back with its code
+// in Refused; err is a storage failure.
+func (s *Service) checkEntry(origin privateline.ServerName, e wire.Entry, now time.Time) (storage.InboundEntry, error) {
+	in := storage.InboundEntry{ID: e.ID, Raw: e.Envelope}
+	if !utf8.Valid(e.Envelope) || !json.Valid(e.Envelope) {
+		in.Refused = entryMalformed
+		return in, nil
+	}
+	h, err := envelope.Parse(e.Envelope)
+	if err != nil {
+		in.Refused = entryMalformed
+		if privateline.Is(privateline.TooLarge, err) {
+			in.Refused = entryTooLarge
+		}
+		return in, nil
+	}
+	in.From, in.ExpiresAt, in.Files = h.From, h.ExpiresAt, h.Files
+	if h.ID != e.ID {
+		in.Refused = entryIDMismatch
+		return in, nil
+	}
+	if _, server, err := h.From.Split(); err != nil || server != origin {
+		in.Refused = entryWrongOrigin
+		return in, nil
+	}
+	var local []privateline.Address
+	for _, to := range h.To {
+		if _, server, err := to.Split(); err == nil && server == s.cfg.Name {
+			local = append(local, to)
+		}
+	}
+	if len(local) == 0 {
+		in.Refused = entryNotForDestination
+		return in, nil
+	}
+	for _, to := range local {
+		name, _, _ := to.Split()
+		u, err := s.store.UserByName(name)
+		if privateline.Is(privateline.NotExist, err) {
+			continue
+		}
+		if err != nil {
+			return in, err
+		}
+		in.Recipients = append(in.Recipients, storage.Recipient{ID: u.ID, Address: to})
+	}
+	if len(in.Recipients) == 0 {
+		in.Refused = entryUnknownRecipient
+		return in, nil
+	}
+	if !h.ExpiresAt.IsZero() && !h.ExpiresAt.After(now) {
+		in.Refused = entryExpired
+	}
+	return in, nil
+}
+
+// replay reads the store's replay records (wire.Replay).
+type replay struct{ st Store }
+
+func (r replay) Seen(origin privateline.ServerName, txnID string) ([]wire.Result, bool, error) {
+	rs, ok, err := r.st.TransactionResults(origin, txnID)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	out := make([]wire.Result, len(rs))
+	for i, x := range rs {
+		out[i] = wire.Result{ID: x.ID, Status: wire.Status(x.Status), Error: x.Error}
+	}
+	return out, true, nil
+}
+
+func (r replay) SeenEnvelope(origin privateline.ServerName, id string) (bool, error) {
+	return r.st.SeenEnvelope(origin, id)
+}
+
+// acquire takes one of origin's concurrent exchange slots.
+func (s *Service) acquire(origin privateline.ServerName) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy[origin] >= MaxConcurrentPerOrigin {
+		return false
+	}
+	s.busy[origin]++
+	return true
+}
+
+func (s *Service) release(origin privateline.ServerName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy[origin]--; s.busy[origin] <= 0 {
+		delete(s.busy, origin)
+	}
+}
+
+// bucket is a token bucket: RatePerOrigin tokens a second, at most one
+// second's worth (and at least one) saved up.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// allow takes a token of origin's bucket at now, or says how long until
+// there is one.
+func (s *Service) allow(origin privateline.ServerName, now time.Time) (bool, time.Duration) {
+	rate := s.cfg.RatePerOrigin
+	burst := math.Max(1, rate)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.limiters[origin]
+	if b == nil {
+		b = &bucket{tokens: burst, last: now}
+		s.limiters[origin] = b
+	}
+	if el := now.Sub(b.last).Seconds(); el > 0 {
+		b.tokens = math.Min(burst, b.tokens+el*rate)
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration(math.Ceil((1 - b.tokens) / rate * float64(time.Second)))
+	return false, max(wait, time.Millisecond)
+}

@@ -1,0 +1,338 @@
+package federation
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/federation/transport"
+	"github.com/privateline/privateline/federation/wire"
+	"github.com/privateline/privateline/storage"
+)
+
+// sender delivers one destination's outbox (spec/federation.md §14): one
+// goroutine, at most one transaction in flight, outbox order, backoff after
+// failures, a cached link that is redialled when it breaks.
+type sender struct {
+	s     *Service
+	dest  privateline.ServerName
+	wake  chan bool   // capacity 1: an attempt is wanted
+	reset atomic.Bool // the next wake-up also resets the backoff
+
+	mu      sync.Mutex
+	conn    *transport.Conn // the link, nil until dialled
+	docAddr string          // address from the peer's server document
+}
+
+// poke asks for an attempt at once; reset also forgets the failures.
+func (sd *sender) poke(reset bool) {
+	if reset {
+		sd.reset.Store(true)
+	}
+	select {
+	case sd.wake <- true:
+	default:
+	}
+}
+
+// dropLink closes the cached link.
+func (sd *sender) dropLink() {
+	sd.mu.Lock()
+	c := sd.conn
+	sd.conn = nil
+	sd.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// backoff is the wait after attempt n (from 0) failed: d·u with
+// d = min(300 s, base·2ⁿ) and u the jitter in [0.5, 1) (spec §14).
+func backoff(base time.Duration, n int, u float64) time.Duration {
+	d := maxBackoff
+	if n < 30 {
+		if x := base << n; x < maxBackoff {
+			d = x
+		}
+	}
+	return time.Duration(float64(d) * u)
+}
+
+// permanentFailures is the failure count that puts the backoff at its cap.
+const permanentFailures = 30
+
+func (sd *sender) run() {
+	s := sd.s
+	defer s.wg.Done()
+	defer sd.dropLink()
+	n := 0          // failed attempts since the last success
+	wait := idle    // before the next step
+	for {
+		if wait != 0 {
+			var timer *time.Timer
+			var fire <-chan time.Time
+			if wait > 0 {
+				timer = time.NewTimer(wait)
+				fire = timer.C
+			}
+			select {
+			case <-s.ctx.Done():
+				if timer != nil {
+					timer.Stop()
+				}
+				return
+			case <-sd.wake:
+			case <-fire:
+			}
+			if timer != nil {
+				timer.Stop()
+			}
+		}
+		if sd.reset.Swap(false) {
+			n = 0
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		wait, n = sd.step(n)
+	}
+}
+
+// idle is the wait of a sender with nothing queued: until woken.
+const idle time.Duration = -1
+
+// outcome is the result of one attempt.
+type outcome struct {
+	err        error
+	reason     string        // for metrics: a wire reason, "unreachable", "link", "storage", …
+	permanent  bool          // the same bytes will never be accepted (spec §10.1)
+	skew       bool          // stale or future: re-sign and retry at once
+	retryAfter time.Duration // rate_limited: wait at least this
+}
+
+// step expires old items, sends the next transaction and returns how long
+// to wait before the next step and the new failure count.
+func (sd *sender) step(n int) (time.Duration, int) {
+	s := sd.s
+	if k, err := s.store.OutboxExpire(sd.dest, s.now().Add(-s.cfg.DeliveryTimeout)); err != nil {
+		s.log.Error("federation: expiring the outbox", "destination", string(sd.dest), "err", err)
+	} else if k > 0 {
+		s.met.expired.Add(float64(k))
+		s.log.Warn("federation: entries not delivered within the delivery timeout were dropped; their senders were told",
+			"destination", string(sd.dest), "entries", k)
+	}
+	txn, err := s.store.OutboxNext(sd.dest, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
+	if err != nil {
+		s.log.Error("federation: reading the outbox", "destination", string(sd.dest), "err", err)
+		return backoff(s.base, n, s.jitter()), n + 1
+	}
+	if txn == nil || len(txn.Items) == 0 {
+		return idle, 0
+	}
+	var o outcome
+	for try := 0; try < 2; try++ {
+		o = sd.attempt(txn)
+		if o.err == nil || !o.skew {
+			break
+		}
+	}
+	if o.err == nil {
+		return 0, 0 // the next transaction at once
+	}
+	if s.ctx.Err() != nil {
+		return idle, n
+	}
+	s.met.failures.WithLabelValues(labelCode(o.reason)).Inc()
+	detail := o.err.Error()
+	if len(detail) > 512 {
+		detail = truncate(detail, 512)
+	}
+	if err := s.store.OutboxAttemptFailed(sd.dest, detail); err != nil {
+		s.log.Error("federation: recording a failed attempt", "destination", string(sd.dest), "err", err)
+	}
+	if o.permanent {
+		n = max(n, permanentFailures)
+		s.log.Error("federation: the destination refuses this transaction permanently; retrying at the backoff cap until the delivery timeout",
+			"destination", string(sd.dest), "txn", txn.TxnID, "reason", o.reason, "err", o.err)
+	} else {
+		s.log.Warn("federation: delivery attempt failed", "destination", string(sd.dest), "txn", txn.TxnID,
+			"reason", o.reason, "attempt", n+1, "err", o.err)
+	}
+	d := backoff(s.base, n, s.jitter())
+	if o.retryAfter > d {
+		d = o.retryAfter
+	}
+	return max(d, time.Nanosecond), n + 1
+}
+
+// attempt sends txn once over the link and settles the outbox on a
+// receipt that answers it.
+func (sd *sender) attempt(txn *storage.OutboxTxn) outcome {
+	s := sd.s
+	s.met.attempts.Inc()
+	if txn.Type != string(wire.TypeEnvelopes) {
+		return outcome{err: fmt.Errorf("outbox items of type %q cannot be sent by this version", txn.Type), reason: "internal", permanent: true}
+	}
+	tx := &wire.Transaction{
+		Header: wire.Header{Origin: s.cfg.Name, Destination: sd.dest, TxnID: txn.TxnID, CreatedAt: s.now().UnixMilli()},
+		Type:   wire.TypeEnvelopes,
+	}
+	for _, it := range txn.Items {
+		tx.Entries = append(tx.Entries, wire.Entry{ID: it.ID, Envelope: it.Payload})
+	}
+	raw, err := wire.Sign(tx, s.cfg.Key)
+	if err != nil {
+		return outcome{err: err, reason: "internal", permanent: true}
+	}
+	if len(raw) > wire.MaxFrame {
+		return outcome{err: fmt.Errorf("transaction of %d bytes, over the frame cap", len(raw)), reason: "internal", permanent: true}
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, attemptTimeout)
+	defer cancel()
+	conn, err := sd.link(ctx)
+	if err != nil {
+		return outcome{err: err, reason: "unreachable"}
+	}
+	resp, err := exchange(ctx, conn, raw)
+	if err != nil {
+		sd.dropLink()
+		return outcome{err: err, reason: "link"}
+	}
+	if ef, ok := parseErrorFrame(resp); ok {
+		o := outcome{err: fmt.Errorf("refused by %s: %s: %s", sd.dest, ef.code, ef.message), reason: ef.code}
+		switch wire.Reason(ef.code) {
+		case wire.Stale, wire.Future:
+			o.skew = true
+		case codeRateLimited:
+			o.retryAfter = ef.retryAfter
+		case codeUnavailable, codeInternal:
+		default:
+			o.permanent = true
+		}
+		return o
+	}
+	peer := wire.Peer{Name: conn.PeerName(), Key: conn.PeerKey()}
+	rc, err := wire.VerifyReceipt(resp, peer, s.cfg.Name, s.now(), wire.DefaultLimits(), tx)
+	if err != nil {
+		r := string(wire.ReasonOf(err))
+		if r == "" {
+			r = "bad_receipt"
+		}
+		s.met.rejected.WithLabelValues(r).Inc()
+		return outcome{err: fmt.Errorf("receipt from %s: %w", sd.dest, err), reason: r, permanent: true}
+	}
+	results := make([]storage.OutboxResult, len(rc.Results))
+	for i, r := range rc.Results {
+		results[i] = storage.OutboxResult{ID: r.ID, Delivered: r.Status == wire.Accepted || r.Status == wire.Duplicate, Error: r.Error}
+	}
+	if err := s.store.OutboxDone(sd.dest, txn.TxnID, results); err != nil {
+		return outcome{err: fmt.Errorf("settling the outbox: %w", err), reason: "storage"}
+	}
+	now := s.now()
+	for i, it := range txn.Items {
+		if results[i].Delivered {
+			s.met.delivered.Inc()
+			s.met.latency.Observe(now.Sub(it.QueuedAt).Seconds())
+		} else {
+			s.met.refusedEntries.WithLabelValues(labelCode(results[i].Error)).Inc()
+		}
+	}
+	return outcome{}
+}
+
+// exchange sends one frame on a new stream of conn and returns the answer.
+func exchange(ctx context.Context, conn *transport.Conn, raw []byte) ([]byte, error) {
+	st, err := conn.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	deadline, _ := ctx.Deadline()
+	st.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, st.Cancel) // Close interrupts the exchange
+	defer stop()
+	if err := st.Send(raw); err != nil {
+		st.Cancel()
+		return nil, err
+	}
+	resp, err := st.Receive()
+	if err != nil {
+		st.Cancel()
+		return nil, err
+	}
+	return resp, nil
+}
+
+// link returns the cached connection to the destination, dialling it if
+// there is none or it closed.
+func (sd *sender) link(ctx context.Context) (*transport.Conn, error) {
+	s := sd.s
+	sd.mu.Lock()
+	c := sd.conn
+	sd.mu.Unlock()
+	if c != nil {
+		select {
+		case <-c.Done():
+			sd.dropLink()
+		default:
+			return c, nil
+		}
+	}
+	addr, err := sd.address(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, err = transport.Dial(ctx, sd.dest, addr, s.id, s.policy, s.lim)
+	if err != nil {
+		sd.mu.Lock()
+		sd.docAddr = "" // resolve again next time
+		sd.mu.Unlock()
+		return nil, fmt.Errorf("dialling %s at %s: %w", sd.dest, addr, err)
+	}
+	sd.mu.Lock()
+	defer sd.mu.Unlock()
+	if s.ctx.Err() != nil { // Close ran while dialling
+		c.Close()
+		return nil, errClosed
+	}
+	if sd.conn != nil {
+		sd.conn.Close()
+	}
+	sd.conn = c
+	return c, nil
+}
+
+// address is where the destination listens: configured or learnt
+// (SetPeerAddr), else the "federation" member of its server document.
+func (sd *sender) address(ctx context.Context) (string, error) {
+	if a := sd.s.addrOf(sd.dest); a != "" {
+		return a, nil
+	}
+	sd.mu.Lock()
+	a := sd.docAddr
+	sd.mu.Unlock()
+	if a != "" {
+		return a, nil
+	}
+	doc, err := sd.s.fetchDocument(ctx, sd.dest)
+	if err != nil {
+		return "", err
+	}
+	sd.mu.Lock()
+	sd.docAddr = doc.Federation
+	sd.mu.Unlock()
+	return doc.Federation, nil
+}
+
+// truncate cuts s to at most n bytes on a UTF-8 boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}

@@ -1,0 +1,347 @@
+// Package federation carries messages between homeservers
+// (spec/federation.md): a QUIC listener that receives signed transactions
+// from peers, stores their entries for local users and answers with signed
+// receipts; one sender per destination that delivers the durable outbox in
+// order, one transaction in flight, with backoff; and the server document.
+//
+// The byte format and its one verification function are federation/wire;
+// the authenticated links are federation/transport. Storage is the Store
+// interface (implemented by *storage.DB).
+package federation
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/federation/transport"
+	"github.com/privateline/privateline/federation/wire"
+	"github.com/privateline/privateline/serverkey"
+	"github.com/privateline/privateline/storage"
+)
+
+// Store is what the federation service needs from storage (FED2.md);
+// *storage.DB implements it.
+type Store interface {
+	// Outbox (the sender).
+	OutboxDestinations() ([]privateline.ServerName, error)
+	OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, newID func() string) (*storage.OutboxTxn, error)
+	OutboxDone(dest privateline.ServerName, txnID string, results []storage.OutboxResult) error
+	OutboxAttemptFailed(dest privateline.ServerName, errText string) error
+	OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error)
+	OutboxDepth() (map[privateline.ServerName]int, error)
+
+	// Inbound (the receiver).
+	ReceiveTransaction(origin privateline.ServerName, txnID string, entries []storage.InboundEntry, now time.Time) (results []storage.InboundResult, replayed bool, err error)
+	TransactionResults(origin privateline.ServerName, txnID string) ([]storage.InboundResult, bool, error)
+	SeenEnvelope(origin privateline.ServerName, id string) (bool, error)
+	UserByName(name privateline.Username) (*storage.User, error)
+
+	// Peer pins (trust on first contact).
+	PeerPin(name privateline.ServerName) (ed25519.PublicKey, error)
+	SetPeerPin(name privateline.ServerName, key ed25519.PublicKey) error
+}
+
+// Peer is a configured peer (FEDERATION_PEERS, spec §5.1).
+type Peer struct {
+	Name privateline.ServerName
+	Addr string            // host:port of its QUIC listener; "" = from its server document
+	Key  ed25519.PublicKey // nil: pin on first contact
+}
+
+// Config configures a Service.
+type Config struct {
+	Name            privateline.ServerName
+	Key             *serverkey.PrivateKey
+	ListenAddr      string // UDP host:port of the QUIC listener ("127.0.0.1:0" in tests)
+	AdvertiseAddr   string // host:port put in the server document; "" = the listener's address
+	Peers           []Peer
+	Allow, Deny     []privateline.ServerName
+	DeliveryTimeout time.Duration // default 72h
+	RatePerOrigin   float64       // transactions/s per origin, default 200
+	Log             *slog.Logger
+	Now             func() time.Time
+	Registry        prometheus.Registerer // metrics (nil: none)
+	HTTPClient      *http.Client          // fetching peers' server documents when no address is configured
+}
+
+// Defaults and fixed settings (spec/federation.md §6.4, §11, §14).
+const (
+	DefaultDeliveryTimeout = 72 * time.Hour
+	DefaultRatePerOrigin   = 200.0
+
+	// MaxConcurrentPerOrigin bounds the exchanges one origin may have in
+	// progress at once, over all its connections (spec §11).
+	MaxConcurrentPerOrigin = 32
+	// ReadTimeout is the time a peer has to send its frame after opening a
+	// stream (spec §6.4).
+	ReadTimeout = 30 * time.Second
+	// replyTimeout bounds the receiver's commit and answer.
+	replyTimeout = 30 * time.Second
+	// attemptTimeout bounds one delivery attempt after the link is up: the
+	// peer's read window, its synced commit and its answer.
+	attemptTimeout = 90 * time.Second
+	// maxBackoff and baseBackoff are the retry schedule of spec §14.
+	maxBackoff  = 300 * time.Second
+	baseBackoff = time.Second
+	// MaxTxnEntries is how many entries a transaction takes at most.
+	MaxTxnEntries = wire.MaxEntries
+	// MaxTxnPayload is the sum of envelope sizes one transaction takes at
+	// most, so that the signed frame stays within wire.MaxFrame: base64
+	// grows 3 bytes into 4 (plus padding), and each entry and the header
+	// add their members (at most ~64 bytes per entry, ~1 KiB of header with
+	// 255-byte server names). One largest envelope always fits.
+	MaxTxnPayload = (wire.MaxFrame - 1024 - MaxTxnEntries*64) / 4 * 3
+)
+
+// Service is a homeserver's federation: the listener, the senders and the
+// server document.
+type Service struct {
+	cfg    Config
+	store  Store
+	log    *slog.Logger
+	now    func() time.Time
+	id     *transport.Identity
+	policy *transport.Policy
+	lim    transport.Limits
+	met    *metrics
+	http   *http.Client
+
+	// Test hooks: jitter returns U in [0.5, 1); base is the first backoff.
+	jitter func() float64
+	base   time.Duration
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	ln       *transport.Listener
+	addrs    map[privateline.ServerName]string // configured or learnt addresses
+	senders  map[privateline.ServerName]*sender
+	inbound  map[*transport.Conn]bool
+	limiters map[privateline.ServerName]*bucket
+	busy     map[privateline.ServerName]int // exchanges in progress per origin
+	doc      []byte
+	docAt    int64 // created_at of doc, ms
+}
+
+// New checks cfg and returns a Service; Start makes it run.
+func New(cfg Config, store Store) (*Service, error) {
+	const op = "federation.New"
+	if _, err := privateline.ParseServerName(string(cfg.Name)); err != nil {
+		return nil, privateline.E(op, err)
+	}
+	if cfg.Key == nil {
+		return nil, privateline.E(op, privateline.Invalid, "no identity key")
+	}
+	if store == nil {
+		return nil, privateline.E(op, privateline.Invalid, "no store")
+	}
+	if cfg.DeliveryTimeout <= 0 {
+		cfg.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	if cfg.DeliveryTimeout >= 7*24*time.Hour {
+		return nil, privateline.E(op, privateline.Invalid, "the delivery timeout must be shorter than the 7-day replay retention")
+	}
+	if cfg.RatePerOrigin <= 0 {
+		cfg.RatePerOrigin = DefaultRatePerOrigin
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	id, err := transport.NewIdentity(cfg.Name, cfg.Key)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Invalid, err)
+	}
+	s := &Service{
+		cfg:      cfg,
+		store:    store,
+		log:      cfg.Log,
+		now:      cfg.Now,
+		id:       id,
+		http:     cfg.HTTPClient,
+		jitter:   func() float64 { return 0.5 + rand.Float64()/2 },
+		base:     baseBackoff,
+		addrs:    map[privateline.ServerName]string{},
+		senders:  map[privateline.ServerName]*sender{},
+		inbound:  map[*transport.Conn]bool{},
+		limiters: map[privateline.ServerName]*bucket{},
+		busy:     map[privateline.ServerName]int{},
+	}
+	keys := map[privateline.ServerName]ed25519.PublicKey{}
+	for _, p := range cfg.Peers {
+		if _, err := privateline.ParseServerName(string(p.Name)); err != nil {
+			return nil, privateline.E(op, err)
+		}
+		if p.Name == cfg.Name {
+			return nil, privateline.E(op, privateline.Invalid, fmt.Sprintf("peer %s is this server", p.Name))
+		}
+		if p.Addr != "" {
+			s.addrs[p.Name] = p.Addr
+		}
+		if p.Key != nil {
+			keys[p.Name] = p.Key
+		}
+	}
+	s.policy, err = transport.NewPolicy(transport.PolicyConfig{
+		Peers:  keys,
+		Pins:   pins{store},
+		Allow:  cfg.Allow,
+		Deny:   cfg.Deny,
+		Logger: cfg.Log,
+	})
+	if err != nil {
+		return nil, privateline.E(op, privateline.Invalid, err)
+	}
+	s.met = newMetrics(cfg.Registry, store)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// pins keeps first-contact pins in the Store (transport.PinStore).
+type pins struct{ st Store }
+
+func (p pins) Pin(name privateline.ServerName) (ed25519.PublicKey, error) { return p.st.PeerPin(name) }
+func (p pins) SetPin(name privateline.ServerName, key ed25519.PublicKey) error {
+	return p.st.SetPeerPin(name, key)
+}
+
+// Start binds the listener, starts the accept loop and a sender for every
+// destination with queued work.
+func (s *Service) Start() error {
+	const op = "federation.Start"
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started || s.closed {
+		return privateline.E(op, privateline.Invalid, "already started or closed")
+	}
+	ln, err := transport.Listen(s.cfg.ListenAddr, s.id, s.policy, s.lim)
+	if err != nil {
+		return privateline.E(op, privateline.Unavailable, err)
+	}
+	dests, err := s.store.OutboxDestinations()
+	if err != nil {
+		ln.Close()
+		return privateline.E(op, err)
+	}
+	s.ln = ln
+	s.started = true
+	if _, err := s.documentLocked(); err != nil {
+		ln.Close()
+		return privateline.E(op, err)
+	}
+	s.wg.Add(1)
+	go s.acceptLoop(ln)
+	for _, d := range dests {
+		s.senderLocked(d).poke(false)
+	}
+	s.log.Info("federation: listening", "addr", ln.Addr().String(), "server", string(s.cfg.Name),
+		"key", serverkey.Fingerprint(s.cfg.Key.Public()), "destinations", len(dests))
+	return nil
+}
+
+// Addr returns the listener's UDP address ("" before Start).
+func (s *Service) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// Wake tells the sender for dest that it has new work (the storage's outbox
+// notifier calls it): it resets the backoff and attempts a delivery at once.
+func (s *Service) Wake(dest privateline.ServerName) {
+	if dest == s.cfg.Name {
+		return
+	}
+	if _, err := privateline.ParseServerName(string(dest)); err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started || s.closed {
+		return
+	}
+	s.senderLocked(dest).poke(true)
+}
+
+// SetPeerAddr sets the QUIC address of a peer learnt after New (tests,
+// gossip). The peer's sender drops its link and uses the new address at
+// its next attempt.
+func (s *Service) SetPeerAddr(name privateline.ServerName, addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addrs[name] = addr
+	if sd := s.senders[name]; sd != nil {
+		sd.dropLink()
+	}
+}
+
+// Close stops the senders and the listener, closes every link and waits
+// for the service's goroutines. Queued and pending work stays in the
+// outbox for the next start.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.cancel()
+	ln := s.ln
+	for c := range s.inbound {
+		c.Close()
+	}
+	for _, sd := range s.senders {
+		sd.dropLink()
+	}
+	s.mu.Unlock()
+	var err error
+	if ln != nil {
+		err = ln.Close()
+	}
+	s.wg.Wait()
+	return err
+}
+
+// senderLocked returns dest's sender, starting it if needed. s.mu is held.
+func (s *Service) senderLocked(dest privateline.ServerName) *sender {
+	sd := s.senders[dest]
+	if sd == nil {
+		sd = &sender{s: s, dest: dest, wake: make(chan bool, 1)}
+		s.senders[dest] = sd
+		s.wg.Add(1)
+		go sd.run()
+	}
+	return sd
+}
+
+// addrOf returns the configured or learnt address of dest, if any.
+func (s *Service) addrOf(dest privateline.ServerName) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[dest]
+}
+
+// errClosed is returned by operations interrupted by Close.
+var errClosed = errors.New("federation: the service is closed")
