@@ -68,8 +68,8 @@ func (sd *sender) run() {
 	s := sd.s
 	defer s.wg.Done()
 	defer sd.dropLink()
-	n := 0          // failed attempts since the last success
-	wait := idle    // before the next step
+	n := 0       // failed attempts since the last success
+	wait := idle // before the next step
 	for {
 		if wait != 0 {
 			var timer *time.Timer

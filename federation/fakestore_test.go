@@ -1,0 +1,324 @@
+package federation
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/storage"
+)
+
+// fakeStore is an in-memory Store that keeps FED2.md's contract: the
+// pending transaction is recorded before it is returned and survives
+// restarts of the service (the store outlives it), OutboxDone settles only
+// the pending txn, ReceiveTransaction commits entries and replay records
+// together and answers a committed (origin, txn id) from its records.
+type fakeStore struct {
+	mu sync.Mutex
+
+	users map[privateline.Username]*storage.User
+
+	// Outbox.
+	seq     uint64
+	outbox  map[privateline.ServerName][]storage.OutboxItem
+	pending map[privateline.ServerName]*storage.OutboxTxn
+	lastErr map[privateline.ServerName]string
+	events  []outEvent
+	txnIDs  []string    // every txn id OutboxNext recorded
+	expires []time.Time // cutoffs OutboxExpire was called with
+	notify  func(privateline.ServerName)
+
+	// Inbound.
+	txns     map[[2]string][]storage.InboundResult
+	seen     map[[2]string]bool
+	mailbox  []stored // accepted entries in commit order
+	received []string // txn ids ReceiveTransaction was called with
+	// failAfterCommit > 0: ReceiveTransaction commits, then fails (a crash
+	// between commit and receipt), that many times.
+	failAfterCommit int
+	// gate, if not nil, is received from inside ReceiveTransaction before
+	// it commits (the test holds the receiver there).
+	gate    chan struct{}
+	entered chan struct{} // closed-over signal: ReceiveTransaction was entered
+
+	pins map[privateline.ServerName]ed25519.PublicKey
+}
+
+// outEvent is an event the outbox put in a local sender's log.
+type outEvent struct {
+	Type   string // storage.EventDelivered / EventDeliveryFailed
+	ID     string
+	Server privateline.ServerName
+	Error  string
+	Detail string
+}
+
+// stored is an entry committed for local recipients.
+type stored struct {
+	Origin privateline.ServerName
+	Txn    string
+	Entry  storage.InboundEntry
+}
+
+func newFakeStore(users ...privateline.Username) *fakeStore {
+	f := &fakeStore{
+		users:   map[privateline.Username]*storage.User{},
+		outbox:  map[privateline.ServerName][]storage.OutboxItem{},
+		pending: map[privateline.ServerName]*storage.OutboxTxn{},
+		lastErr: map[privateline.ServerName]string{},
+		txns:    map[[2]string][]storage.InboundResult{},
+		seen:    map[[2]string]bool{},
+		pins:    map[privateline.ServerName]ed25519.PublicKey{},
+	}
+	for _, u := range users {
+		var id storage.ID
+		rand.Read(id[:])
+		f.users[u] = &storage.User{ID: id, Username: u}
+	}
+	return f
+}
+
+// queue appends an envelope for dest to the outbox, as Deliver would, and
+// calls the notifier after the "commit".
+func (f *fakeStore) queue(dest privateline.ServerName, id string, payload []byte, at time.Time) {
+	f.mu.Lock()
+	f.seq++
+	f.outbox[dest] = append(f.outbox[dest], storage.OutboxItem{Seq: f.seq, Type: "envelopes", ID: id, Payload: payload, QueuedAt: at})
+	fn := f.notify
+	f.mu.Unlock()
+	if fn != nil {
+		fn(dest)
+	}
+}
+
+func (f *fakeStore) setNotifier(fn func(privateline.ServerName)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.notify = fn
+}
+
+func (f *fakeStore) OutboxDestinations() ([]privateline.ServerName, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []privateline.ServerName
+	for d, items := range f.outbox {
+		if len(items) > 0 || f.pending[d] != nil {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeStore) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, newID func() string) (*storage.OutboxTxn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	queued := f.outbox[dest]
+	if p := f.pending[dest]; p != nil {
+		var left []storage.OutboxItem
+		for _, it := range p.Items {
+			if slices.ContainsFunc(queued, func(q storage.OutboxItem) bool { return q.Seq == it.Seq }) {
+				left = append(left, it)
+			}
+		}
+		if len(left) > 0 {
+			return &storage.OutboxTxn{TxnID: p.TxnID, Type: p.Type, Items: left}, nil
+		}
+		delete(f.pending, dest)
+	}
+	if len(queued) == 0 {
+		return nil, nil
+	}
+	t := &storage.OutboxTxn{TxnID: newID(), Type: queued[0].Type}
+	size := 0
+	for _, it := range queued {
+		if it.Type != t.Type || len(t.Items) == maxItems || (len(t.Items) > 0 && size+len(it.Payload) > maxBytes) {
+			break
+		}
+		size += len(it.Payload)
+		t.Items = append(t.Items, it)
+	}
+	f.pending[dest] = t
+	f.txnIDs = append(f.txnIDs, t.TxnID)
+	return &storage.OutboxTxn{TxnID: t.TxnID, Type: t.Type, Items: slices.Clone(t.Items)}, nil
+}
+
+var errConflict = privateline.E("fakeStore", privateline.Exist, "not the pending transaction")
+
+func (f *fakeStore) OutboxDone(dest privateline.ServerName, txnID string, results []storage.OutboxResult) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.pending[dest]
+	if p == nil || p.TxnID != txnID {
+		return errConflict
+	}
+	for _, r := range results {
+		i := slices.IndexFunc(f.outbox[dest], func(q storage.OutboxItem) bool { return q.ID == r.ID })
+		if i < 0 {
+			continue
+		}
+		f.outbox[dest] = slices.Delete(f.outbox[dest], i, i+1)
+		if r.Delivered {
+			f.events = append(f.events, outEvent{Type: "delivered", ID: r.ID, Server: dest})
+		} else {
+			f.events = append(f.events, outEvent{Type: "delivery_failed", ID: r.ID, Server: dest, Error: r.Error})
+		}
+	}
+	delete(f.pending, dest)
+	return nil
+}
+
+func (f *fakeStore) OutboxAttemptFailed(dest privateline.ServerName, errText string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastErr[dest] = errText
+	return nil
+}
+
+func (f *fakeStore) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.expires = append(f.expires, cutoff)
+	n := 0
+	var keep []storage.OutboxItem
+	for _, it := range f.outbox[dest] {
+		if it.QueuedAt.Before(cutoff) {
+			n++
+			f.events = append(f.events, outEvent{Type: "delivery_failed", ID: it.ID, Server: dest, Error: "timeout", Detail: f.lastErr[dest]})
+			continue
+		}
+		keep = append(keep, it)
+	}
+	f.outbox[dest] = keep
+	if p := f.pending[dest]; p != nil {
+		p.Items = slices.DeleteFunc(p.Items, func(it storage.OutboxItem) bool { return it.QueuedAt.Before(cutoff) })
+		if len(p.Items) == 0 {
+			delete(f.pending, dest)
+		}
+	}
+	return n, nil
+}
+
+func (f *fakeStore) OutboxDepth() (map[privateline.ServerName]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := map[privateline.ServerName]int{}
+	for d, items := range f.outbox {
+		if len(items) > 0 {
+			m[d] = len(items)
+		}
+	}
+	return m, nil
+}
+
+func (f *fakeStore) ReceiveTransaction(origin privateline.ServerName, txnID string, entries []storage.InboundEntry, now time.Time) ([]storage.InboundResult, bool, error) {
+	f.mu.Lock()
+	entered, gate := f.entered, f.gate
+	f.mu.Unlock()
+	if entered != nil {
+		entered <- struct{}{}
+	}
+	if gate != nil {
+		<-gate
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.received = append(f.received, txnID)
+	if prior, ok := f.txns[[2]string{string(origin), txnID}]; ok {
+		same := len(prior) == len(entries)
+		for i := 0; same && i < len(prior); i++ {
+			same = prior[i].ID == entries[i].ID
+		}
+		if !same {
+			return nil, false, privateline.E("fakeStore", privateline.Exist, "txn_id_reused")
+		}
+		return slices.Clone(prior), true, nil
+	}
+	results := make([]storage.InboundResult, len(entries))
+	for i, e := range entries {
+		k := [2]string{string(origin), e.ID}
+		switch {
+		case e.Refused != "":
+			results[i] = storage.InboundResult{ID: e.ID, Status: "refused", Error: e.Refused}
+		case f.seen[k]:
+			results[i] = storage.InboundResult{ID: e.ID, Status: "duplicate"}
+		case len(e.Recipients) == 0:
+			results[i] = storage.InboundResult{ID: e.ID, Status: "refused", Error: "unknown_recipient"}
+		default:
+			f.seen[k] = true
+			f.mailbox = append(f.mailbox, stored{Origin: origin, Txn: txnID, Entry: e})
+			results[i] = storage.InboundResult{ID: e.ID, Status: "accepted"}
+		}
+	}
+	f.txns[[2]string{string(origin), txnID}] = results
+	if f.failAfterCommit > 0 {
+		f.failAfterCommit--
+		return nil, false, errors.New("fakeStore: crashed after the commit")
+	}
+	return slices.Clone(results), false, nil
+}
+
+func (f *fakeStore) TransactionResults(origin privateline.ServerName, txnID string) ([]storage.InboundResult, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.txns[[2]string{string(origin), txnID}]
+	return slices.Clone(r), ok, nil
+}
+
+func (f *fakeStore) SeenEnvelope(origin privateline.ServerName, id string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[[2]string{string(origin), id}], nil
+}
+
+func (f *fakeStore) UserByName(name privateline.Username) (*storage.User, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	u := f.users[name]
+	if u == nil {
+		return nil, privateline.E("fakeStore.UserByName", privateline.NotExist, "no such user")
+	}
+	return u, nil
+}
+
+func (f *fakeStore) PeerPin(name privateline.ServerName) (ed25519.PublicKey, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.pins[name], nil
+}
+
+func (f *fakeStore) SetPeerPin(name privateline.ServerName, key ed25519.PublicKey) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pins[name] = slices.Clone(key)
+	return nil
+}
+
+// Snapshots for assertions.
+
+func (f *fakeStore) depth(dest privateline.ServerName) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.outbox[dest])
+}
+
+func (f *fakeStore) eventList() []outEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events)
+}
+
+func (f *fakeStore) mail() []stored {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.mailbox)
+}
+
+func (f *fakeStore) lastError(dest privateline.ServerName) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lastErr[dest]
+}
