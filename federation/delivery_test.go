@@ -124,9 +124,8 @@ func TestReceiverRestart(t *testing.T) {
 func TestRetryAfterCommitWithoutReceipt(t *testing.T) {
 	a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
 	b.st.failAfterCommit = 1
+	ids := queueTo(t, a, "alice", nameB, "bob", 3) // before the start: one transaction
 	pair(t, a, b, nil, nil)
-
-	ids := queueTo(t, a, "alice", nameB, "bob", 3)
 	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
 	if len(a.st.txnIDs) != 1 {
 		t.Fatalf("A made %d transactions, want 1 (retried under the same id)", len(a.st.txnIDs))

@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -48,6 +50,14 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// noHTTP keeps tests off the network: server documents are fetched only
+// where a test serves one.
+type noHTTP struct{}
+
+func (noHTTP) RoundTrip(r *http.Request) (*http.Response, error) {
+	return nil, fmt.Errorf("no HTTP in this test (%s)", r.URL)
+}
+
 // node is one homeserver's federation in a test.
 type node struct {
 	name privateline.ServerName
@@ -62,7 +72,8 @@ type node struct {
 func (n *node) start(t *testing.T, peers []Peer, mod func(*Config)) {
 	t.Helper()
 	n.reg = prometheus.NewRegistry()
-	cfg := Config{Name: n.name, Key: n.key, ListenAddr: "127.0.0.1:0", Peers: peers, Log: quiet, Registry: n.reg}
+	cfg := Config{Name: n.name, Key: n.key, ListenAddr: "127.0.0.1:0", Peers: peers, Log: quiet, Registry: n.reg,
+		HTTPClient: &http.Client{Transport: noHTTP{}}}
 	if mod != nil {
 		mod(&cfg)
 	}
