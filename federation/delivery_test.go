@@ -127,11 +127,11 @@ func TestRetryAfterCommitWithoutReceipt(t *testing.T) {
 	ids := queueTo(t, a, "alice", nameB, "bob", 3) // before the start: one transaction
 	pair(t, a, b, nil, nil)
 	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
-	if len(a.st.txnIDs) != 1 {
-		t.Fatalf("A made %d transactions, want 1 (retried under the same id)", len(a.st.txnIDs))
+	if len(a.st.madeTxns()) != 1 {
+		t.Fatalf("A made %d transactions, want 1 (retried under the same id)", len(a.st.madeTxns()))
 	}
-	if got := b.st.received; !slices.Equal(got, []string{a.st.txnIDs[0]}) {
-		t.Fatalf("B's store committed %v, want only %s (the retry answered from the replay records)", got, a.st.txnIDs[0])
+	if got := b.st.receivedTxns(); !slices.Equal(got, []string{a.st.madeTxns()[0]}) {
+		t.Fatalf("B's store committed %v, want only %s (the retry answered from the replay records)", got, a.st.madeTxns()[0])
 	}
 	if got := mailIDs(b.st); !slices.Equal(got, ids) {
 		t.Fatalf("B stored %v, want %v once", got, ids)

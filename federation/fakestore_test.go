@@ -322,3 +322,15 @@ func (f *fakeStore) lastError(dest privateline.ServerName) string {
 	defer f.mu.Unlock()
 	return f.lastErr[dest]
 }
+
+func (f *fakeStore) receivedTxns() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.received)
+}
+
+func (f *fakeStore) madeTxns() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.txnIDs)
+}

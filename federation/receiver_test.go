@@ -1,0 +1,164 @@
+package federation
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/federation/wire"
+	"github.com/privateline/privateline/internal/fakeclock"
+)
+
+// goodEntry is an envelope from alice@A for bob@B.
+func goodEntry(t *testing.T, now time.Time) wire.Entry {
+	id := newID()
+	return wire.Entry{ID: id, Envelope: env(t, id, addr("alice", nameA), []privateline.Address{addr("bob", nameB)}, now, time.Time{})}
+}
+
+func wantRefusal(t *testing.T, resp []byte, code string) errFrame {
+	t.Helper()
+	ef, ok := parseErrorFrame(resp)
+	if !ok {
+		t.Fatalf("answer %.200q is not an error frame, want %s", resp, code)
+	}
+	if ef.code != code {
+		t.Fatalf("refused with %s (%s), want %s", ef.code, ef.message, code)
+	}
+	return ef
+}
+
+func wantReceipt(t *testing.T, resp []byte, b *node, tx *wire.Transaction) *wire.Receipt {
+	t.Helper()
+	rc, err := wire.VerifyReceipt(resp, wire.Peer{Name: b.name, Key: b.key.Public()}, tx.Origin, time.Now(), wire.DefaultLimits(), tx)
+	if err != nil {
+		t.Fatalf("answer %.200q: %v", resp, err)
+	}
+	return rc
+}
+
+// Frames a peer implementation could send that B must refuse, each with
+// its code, storing nothing.
+func TestRefusedFrames(t *testing.T) {
+	b := newNode(t, nameB, "bob")
+	ka := newKey(t)
+	b.start(t, []Peer{{Name: nameA, Key: ka.Public()}}, nil)
+	c := dialRaw(t, nameA, ka, b)
+	now := time.Now()
+
+	valid := sign(t, txn(nameA, nameB, now, goodEntry(t, now)), ka)
+	many := txn(nameA, nameB, now)
+	for range 257 {
+		many.Entries = append(many.Entries, goodEntry(t, now))
+	}
+	receipt := &wire.Receipt{Header: wire.Header{Origin: nameA, Destination: nameB, TxnID: newID(), CreatedAt: now.UnixMilli()},
+		Results: []wire.Result{{ID: newID(), Status: wire.Accepted}}}
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		code  string
+	}{
+		{"forged", sign(t, txn(nameA, nameB, now, goodEntry(t, now)), newKey(t)), "bad_signature"},
+		{"misaddressed", sign(t, txn(nameA, nameC, now, goodEntry(t, now)), ka), "misaddressed"},
+		{"wrong origin", sign(t, txn(nameC, nameB, now, goodEntry(t, now)), ka), "wrong_origin"},
+		{"stale", sign(t, txn(nameA, nameB, now.Add(-6*time.Minute), goodEntry(t, now)), ka), "stale"},
+		{"future", sign(t, txn(nameA, nameB, now.Add(6*time.Minute), goodEntry(t, now)), ka), "future"},
+		{"oversized envelope", sign(t, txn(nameA, nameB, now, wire.Entry{ID: newID(), Envelope: make([]byte, wire.MaxEnvelope+1)}), ka), "too_large"},
+		{"too many entries", sign(t, many, ka), "too_many_entries"},
+		{"non-canonical", append(slices.Clone(valid), ' '), "non_canonical"},
+		{"not JSON", []byte("hello"), "malformed"},
+		{"a receipt", sign(t, receipt, ka), "unknown_type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantRefusal(t, ask(t, c, tc.frame), tc.code)
+			if n := counter(b.svc.met.rejected, tc.code); n != 1 {
+				t.Fatalf("rejected{%s} = %v, want 1", tc.code, n)
+			}
+		})
+	}
+	if m := b.st.mail(); len(m) != 0 || len(b.st.receivedTxns()) != 0 {
+		t.Fatalf("B stored %+v from refused frames", m)
+	}
+	// Control: the valid one is accepted on the same link.
+	wantRefusalNot(t, ask(t, c, valid))
+	if len(b.st.mail()) != 1 {
+		t.Fatal("the valid transaction was not stored")
+	}
+}
+
+func wantRefusalNot(t *testing.T, resp []byte) {
+	t.Helper()
+	if ef, ok := parseErrorFrame(resp); ok {
+		t.Fatalf("refused: %s: %s", ef.code, ef.message)
+	}
+}
+
+// Replay (spec §13): a retried txn id gets the stored results, re-signed;
+// the same txn id with other entries is txn_id_reused; an envelope id seen
+// before is a duplicate under any txn id.
+func TestReplay(t *testing.T) {
+	b := newNode(t, nameB, "bob")
+	ka := newKey(t)
+	b.start(t, []Peer{{Name: nameA, Key: ka.Public()}}, nil)
+	c := dialRaw(t, nameA, ka, b)
+	now := time.Now()
+
+	e1, e2 := goodEntry(t, now), goodEntry(t, now)
+	tx := txn(nameA, nameB, now, e1, e2)
+	rc := wantReceipt(t, ask(t, c, sign(t, tx, ka)), b, tx)
+	for _, r := range rc.Results {
+		if r.Status != wire.Accepted {
+			t.Fatalf("results %+v", rc.Results)
+		}
+	}
+
+	// The same transaction again, re-signed later: the stored results.
+	tx.CreatedAt++
+	rc2 := wantReceipt(t, ask(t, c, sign(t, tx, ka)), b, tx)
+	if !slices.Equal(rc2.Results, rc.Results) || rc2.CreatedAt < rc.CreatedAt {
+		t.Fatalf("replayed results %+v, want %+v", rc2.Results, rc.Results)
+	}
+
+	// The same txn id with other entries.
+	other := &wire.Transaction{Header: tx.Header, Type: tx.Type, Entries: []wire.Entry{goodEntry(t, now)}}
+	wantRefusal(t, ask(t, c, sign(t, other, ka)), "txn_id_reused")
+
+	// A new txn id with an old envelope and a new one.
+	e3 := goodEntry(t, now)
+	tx3 := txn(nameA, nameB, now, e1, e3)
+	rc3 := wantReceipt(t, ask(t, c, sign(t, tx3, ka)), b, tx3)
+	if rc3.Results[0].Status != wire.Duplicate || rc3.Results[1].Status != wire.Accepted {
+		t.Fatalf("results %+v, want duplicate, accepted", rc3.Results)
+	}
+	if got := mailIDs(b.st); !slices.Equal(got, []string{e1.ID, e2.ID, e3.ID}) {
+		t.Fatalf("B stored %v", got)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	clock := fakeclock.New(time.Now())
+	b := newNode(t, nameB, "bob")
+	ka := newKey(t)
+	b.start(t, []Peer{{Name: nameA, Key: ka.Public()}}, func(c *Config) {
+		c.RatePerOrigin = 1
+		c.Now = clock.Now
+	})
+	c := dialRaw(t, nameA, ka, b)
+	send := func() []byte {
+		return ask(t, c, sign(t, txn(nameA, nameB, clock.Now(), goodEntry(t, clock.Now())), ka))
+	}
+	wantRefusalNot(t, send())
+	ef := wantRefusal(t, send(), "rate_limited")
+	if ef.retryAfter != time.Second {
+		t.Fatalf("retry_after %v, want 1s", ef.retryAfter)
+	}
+	clock.Advance(500 * time.Millisecond)
+	if ef := wantRefusal(t, send(), "rate_limited"); ef.retryAfter != 500*time.Millisecond {
+		t.Fatalf("retry_after %v, want 500ms", ef.retryAfter)
+	}
+	clock.Advance(500 * time.Millisecond)
+	wantRefusalNot(t, send())
+	if n := len(b.st.mail()); n != 2 {
+		t.Fatalf("B stored %d entries, want 2", n)
+	}
+}
