@@ -65,6 +65,7 @@ type node struct {
 	st   *fakeStore
 	svc  *Service
 	reg  *prometheus.Registry
+	base time.Duration // first backoff; 0: 5 ms
 }
 
 // start makes and starts a Service for n with fast retries (base 5 ms,
@@ -82,6 +83,9 @@ func (n *node) start(t *testing.T, peers []Peer, mod func(*Config)) {
 		t.Fatal(err)
 	}
 	svc.base = 5 * time.Millisecond
+	if n.base != 0 {
+		svc.base = n.base
+	}
 	svc.jitter = func() float64 { return 0.5 }
 	svc.lim = testLimits
 	n.st.setNotifier(svc.Wake)
