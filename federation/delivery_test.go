@@ -254,3 +254,25 @@ func TestBackoffSchedule(t *testing.T) {
 		}
 	}
 }
+
+// An idle sender ends; new work starts a new one.
+func TestIdleSenderEnds(t *testing.T) {
+	old := idleExit
+	idleExit = 20 * time.Millisecond
+	defer func() { idleExit = old }()
+	a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
+	pair(t, a, b, nil, nil)
+	senders := func() int {
+		a.svc.mu.Lock()
+		defer a.svc.mu.Unlock()
+		return len(a.svc.senders)
+	}
+	first := queueTo(t, a, "alice", nameB, "bob", 1)
+	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
+	waitFor(t, "the idle sender to end", func() bool { return senders() == 0 })
+	second := queueTo(t, a, "alice", nameB, "bob", 1)
+	waitFor(t, "delivery by a new sender", func() bool { return a.st.depth(nameB) == 0 })
+	if got := mailIDs(b.st); !slices.Equal(got, append(first, second...)) {
+		t.Fatalf("stored %v", got)
+	}
+}

@@ -72,23 +72,21 @@ func (sd *sender) run() {
 	wait := idle // before the next step
 	for {
 		if wait != 0 {
-			var timer *time.Timer
-			var fire <-chan time.Time
-			if wait > 0 {
-				timer = time.NewTimer(wait)
-				fire = timer.C
+			d := wait
+			if wait == idle {
+				d = idleExit
 			}
+			timer := time.NewTimer(d)
 			select {
 			case <-s.ctx.Done():
-				if timer != nil {
-					timer.Stop()
-				}
+				timer.Stop()
 				return
 			case <-sd.wake:
-			case <-fire:
-			}
-			if timer != nil {
 				timer.Stop()
+			case <-timer.C:
+				if wait == idle && sd.retire() {
+					return
+				}
 			}
 		}
 		if sd.reset.Swap(false) {
@@ -101,8 +99,26 @@ func (sd *sender) run() {
 	}
 }
 
-// idle is the wait of a sender with nothing queued: until woken.
+// idle is the wait of a sender with nothing queued: until woken, or
+// idleExit, after which the sender ends (and its link closes).
 const idle time.Duration = -1
+
+// idleExit is how long a sender with nothing to send keeps its goroutine
+// and link; Wake starts a new one.
+var idleExit = 2 * time.Minute
+
+// retire removes an idle sender from the service unless a wake-up is
+// pending; Wake and SetPeerAddr hold s.mu, so none is lost.
+func (sd *sender) retire() bool {
+	s := sd.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(sd.wake) > 0 || s.senders[sd.dest] != sd {
+		return false
+	}
+	delete(s.senders, sd.dest)
+	return true
+}
 
 // outcome is the result of one attempt.
 type outcome struct {
