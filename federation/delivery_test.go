@@ -257,10 +257,8 @@ func TestBackoffSchedule(t *testing.T) {
 
 // An idle sender ends; new work starts a new one.
 func TestIdleSenderEnds(t *testing.T) {
-	old := idleExit
-	idleExit = 20 * time.Millisecond
-	defer func() { idleExit = old }()
 	a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
+	a.idle = 20 * time.Millisecond
 	pair(t, a, b, nil, nil)
 	senders := func() int {
 		a.svc.mu.Lock()

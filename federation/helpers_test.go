@@ -66,6 +66,7 @@ type node struct {
 	svc  *Service
 	reg  *prometheus.Registry
 	base time.Duration // first backoff; 0: 5 ms
+	idle time.Duration // idle sender lifetime; 0: idleExit
 }
 
 // start makes and starts a Service for n with fast retries (base 5 ms,
@@ -85,6 +86,9 @@ func (n *node) start(t *testing.T, peers []Peer, mod func(*Config)) {
 	svc.base = 5 * time.Millisecond
 	if n.base != 0 {
 		svc.base = n.base
+	}
+	if n.idle != 0 {
+		svc.idleAfter = n.idle
 	}
 	svc.jitter = func() float64 { return 0.5 }
 	svc.lim = testLimits

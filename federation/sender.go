@@ -74,7 +74,7 @@ func (sd *sender) run() {
 		if wait != 0 {
 			d := wait
 			if wait == idle {
-				d = idleExit
+				d = s.idleAfter
 			}
 			timer := time.NewTimer(d)
 			select {
@@ -105,7 +105,7 @@ const idle time.Duration = -1
 
 // idleExit is how long a sender with nothing to send keeps its goroutine
 // and link; Wake starts a new one.
-var idleExit = 2 * time.Minute
+const idleExit = 2 * time.Minute
 
 // retire removes an idle sender from the service unless a wake-up is
 // pending; Wake and SetPeerAddr hold s.mu, so none is lost.

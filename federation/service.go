@@ -116,9 +116,11 @@ type Service struct {
 	met    *metrics
 	http   *http.Client
 
-	// Test hooks: jitter returns U in [0.5, 1); base is the first backoff.
-	jitter func() float64
-	base   time.Duration
+	// Test hooks: jitter returns U in [0.5, 1); base is the first backoff;
+	// idleAfter is how long an idle sender lives.
+	jitter    func() float64
+	base      time.Duration
+	idleAfter time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -172,19 +174,20 @@ func New(cfg Config, store Store) (*Service, error) {
 		return nil, privateline.E(op, privateline.Invalid, err)
 	}
 	s := &Service{
-		cfg:      cfg,
-		store:    store,
-		log:      cfg.Log,
-		now:      cfg.Now,
-		id:       id,
-		http:     cfg.HTTPClient,
-		jitter:   func() float64 { return 0.5 + rand.Float64()/2 },
-		base:     baseBackoff,
-		addrs:    map[privateline.ServerName]string{},
-		senders:  map[privateline.ServerName]*sender{},
-		inbound:  map[*transport.Conn]bool{},
-		limiters: map[privateline.ServerName]*bucket{},
-		busy:     map[privateline.ServerName]int{},
+		cfg:       cfg,
+		store:     store,
+		log:       cfg.Log,
+		now:       cfg.Now,
+		id:        id,
+		http:      cfg.HTTPClient,
+		jitter:    func() float64 { return 0.5 + rand.Float64()/2 },
+		base:      baseBackoff,
+		idleAfter: idleExit,
+		addrs:     map[privateline.ServerName]string{},
+		senders:   map[privateline.ServerName]*sender{},
+		inbound:   map[*transport.Conn]bool{},
+		limiters:  map[privateline.ServerName]*bucket{},
+		busy:      map[privateline.ServerName]int{},
 	}
 	keys := map[privateline.ServerName]ed25519.PublicKey{}
 	for _, p := range cfg.Peers {
