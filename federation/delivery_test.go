@@ -2,6 +2,7 @@ package federation
 
 import (
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,13 +79,16 @@ func TestReceiptOnlyAfterCommit(t *testing.T) {
 	gate, entered := make(chan struct{}), make(chan struct{}, 1)
 	b.st.gate, b.st.entered = gate, entered
 	pair(t, a, b, nil, nil)
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the services close, if the test fails
 
 	ids := queueTo(t, a, "alice", nameB, "bob", 1)
 	<-entered // B's store is inside ReceiveTransaction, before its commit
 	if a.st.depth(nameB) != 1 || len(a.st.eventList()) != 0 {
 		t.Fatalf("A settled its outbox before B committed: depth %d, events %v", a.st.depth(nameB), a.st.eventList())
 	}
-	close(gate)
+	open()
 	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
 	if got := delivered(a.st, "delivered"); !slices.Equal(got, ids) || !slices.Equal(mailIDs(b.st), ids) {
 		t.Fatalf("delivered %v, stored %v, want %v", got, mailIDs(b.st), ids)
@@ -273,4 +277,23 @@ func TestIdleSenderEnds(t *testing.T) {
 	if got := mailIDs(b.st); !slices.Equal(got, append(first, second...)) {
 		t.Fatalf("stored %v", got)
 	}
+}
+
+// Wake resets the backoff: the failure count starts again.
+func TestWakeResetsBackoff(t *testing.T) {
+	a := newNode(t, nameA, "alice")
+	a.start(t, nil, nil) // c.test has no address and no reachable document: every attempt fails at once
+	queueTo(t, a, "alice", nameC, "carol", 1)
+	fails := func() int64 {
+		a.svc.mu.Lock()
+		sd := a.svc.senders[nameC]
+		a.svc.mu.Unlock()
+		if sd == nil {
+			return 0
+		}
+		return sd.fails.Load()
+	}
+	waitFor(t, "five failures", func() bool { return fails() >= 5 })
+	a.svc.Wake(nameC)
+	waitFor(t, "the failure count to start again", func() bool { return fails() < 5 })
 }

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -36,6 +37,15 @@ func TestDocument(t *testing.T) {
 	d, err := VerifyDocument(raw, nameA, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The signature, checked independently of VerifyDocument.
+	v, _ := cjson.Parse(raw)
+	m := v.(map[string]any)
+	sig, _ := std64.DecodeString(m["signature"].(string))
+	delete(m, "signature")
+	unsigned, _ := cjson.Marshal(m)
+	if !ed25519.Verify(a.key.Public(), append([]byte("privateline/v1/federation-server\x00"), unsigned...), sig) {
+		t.Fatal("the signature is not over the federation-server label and the document without its signature")
 	}
 	if d.Server != nameA || d.Federation != a.svc.Addr() || !d.Key.Equal(a.key.Public()) {
 		t.Fatalf("document %+v", d)

@@ -19,8 +19,9 @@ import (
 type sender struct {
 	s     *Service
 	dest  privateline.ServerName
-	wake  chan bool   // capacity 1: an attempt is wanted
-	reset atomic.Bool // the next wake-up also resets the backoff
+	wake  chan bool    // capacity 1: an attempt is wanted
+	reset atomic.Bool  // the next wake-up also resets the backoff
+	fails atomic.Int64 // failed attempts since the last success (tests read it)
 
 	mu      sync.Mutex
 	conn    *transport.Conn // the link, nil until dialled
@@ -96,6 +97,7 @@ func (sd *sender) run() {
 			return
 		}
 		wait, n = sd.step(n)
+		sd.fails.Store(int64(n))
 	}
 }
 
