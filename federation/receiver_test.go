@@ -162,3 +162,60 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("B stored %d entries, want 2", n)
 	}
 }
+
+// More than MaxConcurrentPerOrigin exchanges in progress: rate_limited.
+func TestConcurrencyLimit(t *testing.T) {
+	b := newNode(t, nameB, "bob")
+	ka := newKey(t)
+	b.start(t, []Peer{{Name: nameA, Key: ka.Public()}}, nil)
+	c := dialRaw(t, nameA, ka, b)
+	for range MaxConcurrentPerOrigin {
+		if !b.svc.acquire(nameA) {
+			t.Fatal("a slot under the limit was refused")
+		}
+	}
+	now := time.Now()
+	wantRefusal(t, ask(t, c, sign(t, txn(nameA, nameB, now, goodEntry(t, now)), ka)), "rate_limited")
+	b.svc.release(nameA)
+	wantRefusalNot(t, ask(t, c, sign(t, txn(nameA, nameB, now, goodEntry(t, now)), ka)))
+}
+
+// The registry shows the outbox depth per destination on scrape and the
+// counters.
+func TestMetrics(t *testing.T) {
+	a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
+	queueTo(t, a, "alice", nameC, "carol", 2) // c.test is unreachable
+	pair(t, a, b, nil, nil)
+	queueTo(t, a, "alice", nameB, "bob", 1)
+	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
+	fams, err := a.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, f := range fams {
+		found[f.GetName()] = true
+		if f.GetName() == "privateline_federation_outbox_depth" {
+			if len(f.Metric) != 1 || f.Metric[0].GetLabel()[0].GetValue() != string(nameC) || f.Metric[0].GetGauge().GetValue() != 2 {
+				t.Fatalf("outbox depth %v, want c.test = 2", f.Metric)
+			}
+		}
+		if f.GetName() == "privateline_federation_delivery_latency_seconds" && f.Metric[0].GetHistogram().GetSampleCount() != 1 {
+			t.Fatalf("latency samples %d, want 1", f.Metric[0].GetHistogram().GetSampleCount())
+		}
+	}
+	for _, n := range []string{"privateline_federation_outbox_depth", "privateline_federation_send_attempts_total",
+		"privateline_federation_entries_delivered_total", "privateline_federation_delivery_latency_seconds",
+		"privateline_federation_send_failures_total"} {
+		if !found[n] {
+			t.Errorf("metric %s not registered", n)
+		}
+	}
+	bf, _ := b.reg.Gather()
+	for _, f := range bf {
+		if f.GetName() == "privateline_federation_transactions_received_total" {
+			return
+		}
+	}
+	t.Error("B has no transactions_received metric")
+}
