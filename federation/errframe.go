@@ -44,7 +44,8 @@ type errFrame struct {
 }
 
 // parseErrorFrame reads an answer that is an error frame; ok is false for
-// anything else (a receipt, or bytes that are neither).
+// anything else (a receipt, or bytes that are neither). Members a later
+// version may add are ignored.
 func parseErrorFrame(raw []byte) (errFrame, bool) {
 	v, err := cjson.Parse(raw)
 	if err != nil {
@@ -57,7 +58,7 @@ func parseErrorFrame(raw []byte) (errFrame, bool) {
 	ef := errFrame{code: o.String("error", true), message: o.String("message", false)}
 	ms := o.Int("retry_after", false, 0, cjson.MaxSafeInt)
 	ver := o.Int("v", true, 0, cjson.MaxSafeInt)
-	if o.Done(false) != nil || ver != wire.Version || !isCode(ef.code) {
+	if o.Done(true) != nil || ver != wire.Version || !isCode(ef.code) {
 		return errFrame{}, false
 	}
 	ef.message = truncate(ef.message, maxMessage)

@@ -1,8 +1,10 @@
 package federation
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"strings"
@@ -193,7 +195,11 @@ func (s *Service) storeFailure(origin privateline.ServerName, tx *wire.Transacti
 // refuse counts a rejected frame and returns its error frame.
 func (s *Service) refuse(origin privateline.ServerName, code, msg string, retryAfter time.Duration) []byte {
 	s.met.rejected.WithLabelValues(code).Inc()
-	s.log.Info("federation: refused a frame", "origin", string(origin), "reason", code, "detail", msg)
+	level := slog.LevelInfo
+	if code == codeRateLimited {
+		level = slog.LevelDebug // a busy peer, not news
+	}
+	s.log.Log(context.Background(), level, "federation: refused a frame", "origin", string(origin), "reason", code, "detail", msg)
 	return errorFrame(code, msg, retryAfter)
 }
 
