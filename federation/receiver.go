@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"os"
@@ -127,6 +128,13 @@ func (s *Service) handle(c *transport.Conn, raw []byte) []byte {
 	if err != nil {
 		return s.refuse(origin, string(wire.ReasonOf(err)), err.Error(), 0)
 	}
+	switch tx.Type {
+	case wire.TypeEnvelopes:
+	case wire.TypeKeyRequest:
+		return s.answerKeys(tx)
+	default:
+		return s.refuse(origin, string(wire.UnknownType), fmt.Sprintf("this server does not take %q transactions", tx.Type), 0)
+	}
 	prior, dup, err := wire.Dedupe(tx, replay{s.store})
 	if err != nil {
 		return s.storeFailure(origin, tx, err)
@@ -182,10 +190,35 @@ func (s *Service) handle(c *transport.Conn, raw []byte) []byte {
 	return out
 }
 
+// answerKeys answers a verified key_request (spec §12.5) from the key
+// directory: a signed key_answer, nothing stored or replayed.
+func (s *Service) answerKeys(tx *wire.Transaction) []byte {
+	if s.cfg.Keys == nil {
+		return s.refuse(tx.Origin, string(wire.UnknownType), "this server does not answer key requests", 0)
+	}
+	results, err := answerKeyRequest(tx, s.cfg.Keys, s.cfg.Name)
+	if err != nil {
+		s.log.Error("federation: answering a key request", "origin", string(tx.Origin), "txn", tx.TxnID, "err", err)
+		return s.refuse(tx.Origin, codeUnavailable, "the key directory cannot answer now", 0)
+	}
+	s.met.transactions.WithLabelValues("key_request").Inc()
+	ans := &wire.Receipt{
+		Header:  wire.Header{Origin: s.cfg.Name, Destination: tx.Origin, TxnID: tx.TxnID, CreatedAt: s.now().UnixMilli()},
+		Type:    wire.TypeKeyAnswer,
+		Results: results,
+	}
+	out, err := wire.Sign(ans, s.cfg.Key)
+	if err != nil {
+		s.log.Error("federation: signing a key answer", "origin", string(tx.Origin), "txn", tx.TxnID, "err", err)
+		return s.refuse(tx.Origin, codeInternal, "the receiver could not sign its answer", 0)
+	}
+	return out
+}
+
 // storeFailure answers a transaction the store could not take:
 // txn_id_reused if the store says so, else unavailable (retry).
 func (s *Service) storeFailure(origin privateline.ServerName, tx *wire.Transaction, err error) []byte {
-	if wire.ReasonOf(err) == wire.TxnReused || strings.Contains(err.Error(), string(wire.TxnReused)) {
+	if wire.ReasonOf(err) == wire.TxnReused || errors.Is(err, storage.ErrTxnReused) || strings.Contains(err.Error(), string(wire.TxnReused)) {
 		return s.refuse(origin, string(wire.TxnReused), "txn "+tx.TxnID+" was committed with other entries", 0)
 	}
 	s.log.Error("federation: storing a transaction", "origin", string(origin), "txn", tx.TxnID, "err", err)

@@ -51,6 +51,8 @@ type Store interface {
 	SetPeerPin(name privateline.ServerName, key ed25519.PublicKey) error
 }
 
+var _ Store = (*storage.DB)(nil)
+
 // Peer is a configured peer (FEDERATION_PEERS, spec §5.1).
 type Peer struct {
 	Name privateline.ServerName
@@ -72,6 +74,10 @@ type Config struct {
 	Now             func() time.Time
 	Registry        prometheus.Registerer // metrics (nil: none)
 	HTTPClient      *http.Client          // fetching peers' server documents when no address is configured
+	// Keys, if not nil, answers peers' key_request transactions (spec
+	// §12.5) from the key directory (*keydir.Directory); nil refuses them
+	// as unknown_type.
+	Keys KeyDirectory
 }
 
 // Defaults and fixed settings (spec/federation.md §6.4, §11, §14).

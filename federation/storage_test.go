@@ -1,0 +1,104 @@
+package federation
+
+import (
+	"testing"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/envelope"
+	"github.com/privateline/privateline/storage"
+)
+
+// realNode is a node on a real (in-memory) storage.DB.
+type realNode struct {
+	node
+	db *storage.DB
+}
+
+func newRealNode(t *testing.T, name privateline.ServerName, users ...string) (*realNode, map[string]storage.ID) {
+	t.Helper()
+	db, err := storage.Open(storage.Options{Dir: string(name), InMemory: true, Key: make(privateline.Secret, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ids := map[string]storage.ID{}
+	for _, u := range users {
+		user := &storage.User{ID: storage.NewID(), Username: privateline.Username(u), KDF: storage.KDF{Name: "pbkdf2-sha256", Iterations: 600000}}
+		if err := db.CreateUser(user); err != nil {
+			t.Fatal(err)
+		}
+		ids[u] = user.ID
+	}
+	return &realNode{node: node{name: name, key: newKey(t)}, db: db}, ids
+}
+
+func (n *realNode) start(t *testing.T, peers []Peer) {
+	t.Helper()
+	svc, err := New(Config{Name: n.name, Key: n.key, ListenAddr: "127.0.0.1:0", Peers: peers, Log: quiet}, n.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.base, svc.jitter, svc.lim = 5*time.Millisecond, func() float64 { return 0.5 }, testLimits
+	n.db.SetOutboxNotifier(svc.Wake)
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.svc = svc
+	t.Cleanup(func() { svc.Close() })
+}
+
+// The service on storage.DB: a message alice@A → bob@B is delivered,
+// bob's mailbox has it, alice gets "delivered", A's outbox is empty.
+func TestOverStorage(t *testing.T) {
+	a, aid := newRealNode(t, nameA, "alice")
+	b, bid := newRealNode(t, nameB, "bob")
+	a.start(t, []Peer{{Name: nameB, Key: b.key.Public()}})
+	b.start(t, []Peer{{Name: nameA, Key: a.key.Public()}})
+	a.svc.SetPeerAddr(nameB, b.svc.Addr())
+	b.svc.SetPeerAddr(nameA, a.svc.Addr())
+
+	alice, bob := addr("alice", nameA), addr("bob", nameB)
+	var ids []string
+	for range 3 {
+		id := newID()
+		raw := env(t, id, alice, []privateline.Address{bob}, time.Now(), time.Time{})
+		if _, _, err := a.db.Deliver(&storage.Delivery{MsgID: id, Raw: raw, Sender: storage.Recipient{ID: aid["alice"], Address: alice}, Remote: []privateline.Address{bob}}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	waitFor(t, "delivery", func() bool {
+		d, err := a.db.OutboxDepth()
+		return err == nil && d[nameB] == 0
+	})
+	items, err := b.db.Mailbox(bid["bob"], storage.MailQuery{HasAfter: true, Limit: 10, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 3 {
+		t.Fatalf("bob has %d messages, want 3", len(items))
+	}
+	for i, it := range items {
+		h, err := envelope.Parse(it.Envelope)
+		if err != nil || h.ID != ids[i] || it.Out {
+			t.Fatalf("item %d: %v, %v; want %s in order", i, h, err, ids[i])
+		}
+	}
+	evs, err := a.db.EventsAfter(aid["alice"], 0, 100, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range evs {
+		if e.Type == storage.EventDelivered {
+			if e.Server != nameB {
+				t.Fatalf("delivered event for %s", e.Server)
+			}
+			got = append(got, e.ID)
+		}
+	}
+	if len(got) != 3 || got[0] != ids[0] || got[2] != ids[2] {
+		t.Fatalf("alice's delivered events %v, want %v", got, ids)
+	}
+}
