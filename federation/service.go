@@ -238,30 +238,41 @@ func (p pins) SetPin(name privateline.ServerName, key ed25519.PublicKey) error {
 func (s *Service) Start() error {
 	const op = "federation.Start"
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.started || s.closed {
+		s.mu.Unlock()
 		return privateline.E(op, privateline.Invalid, "already started or closed")
 	}
 	ln, err := transport.Listen(s.cfg.ListenAddr, s.id, s.policy, s.lim)
 	if err != nil {
+		s.mu.Unlock()
 		return privateline.E(op, privateline.Unavailable, err)
 	}
-	dests, err := s.store.OutboxDestinations()
-	if err != nil {
-		ln.Close()
-		return privateline.E(op, err)
-	}
 	s.ln = ln
-	s.started = true
 	if _, err := s.documentLocked(); err != nil {
+		s.ln = nil
+		s.mu.Unlock()
 		ln.Close()
 		return privateline.E(op, err)
 	}
+	// From here Wake starts senders; the destinations read below include
+	// every item queued before, so none is missed.
+	s.started = true
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
-	for _, d := range dests {
-		s.senderLocked(d).poke(false)
+	s.mu.Unlock()
+
+	dests, err := s.store.OutboxDestinations() // without s.mu: the store may call Wake
+	if err != nil {
+		s.Close()
+		return privateline.E(op, err)
 	}
+	s.mu.Lock()
+	if !s.closed {
+		for _, d := range dests {
+			s.senderLocked(d).poke(false)
+		}
+	}
+	s.mu.Unlock()
 	s.log.Info("federation: listening", "addr", ln.Addr().String(), "server", string(s.cfg.Name),
 		"key", serverkey.Fingerprint(s.cfg.Key.Public()), "destinations", len(dests))
 	return nil
