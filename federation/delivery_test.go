@@ -2,11 +2,13 @@ package federation
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/envelope"
 	"github.com/privateline/privateline/internal/fakeclock"
 )
 
@@ -296,4 +298,89 @@ func TestWakeResetsBackoff(t *testing.T) {
 	waitFor(t, "five failures", func() bool { return fails() >= 5 })
 	a.svc.Wake(nameC)
 	waitFor(t, "the failure count to start again", func() bool { return fails() < 5 })
+}
+
+// Three servers, each sending to the other two at once: every message
+// arrives once, in order per (origin, destination).
+func TestThreeServers(t *testing.T) {
+	nodes := []*node{newNode(t, nameA, "alice"), newNode(t, nameB, "bob"), newNode(t, nameC, "carol")}
+	users := map[privateline.ServerName]string{nameA: "alice", nameB: "bob", nameC: "carol"}
+	for _, n := range nodes {
+		var peers []Peer
+		for _, o := range nodes {
+			if o != n {
+				peers = append(peers, Peer{Name: o.name, Key: o.key.Public()})
+			}
+		}
+		n.start(t, peers, nil)
+	}
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o != n {
+				n.svc.SetPeerAddr(o.name, o.svc.Addr())
+			}
+		}
+	}
+	sent := map[[2]privateline.ServerName][]string{}
+	for i := range 4 {
+		for _, n := range nodes {
+			for _, o := range nodes {
+				if o != n {
+					k := [2]privateline.ServerName{n.name, o.name}
+					sent[k] = append(sent[k], queueTo(t, n, users[n.name], o.name, users[o.name], 1+i%2)...)
+				}
+			}
+		}
+	}
+	for _, n := range nodes {
+		for _, o := range nodes {
+			if o != n {
+				waitFor(t, "delivery", func() bool { return n.st.depth(o.name) == 0 })
+			}
+		}
+	}
+	for _, o := range nodes {
+		got := map[privateline.ServerName][]string{}
+		for _, m := range o.st.mail() {
+			got[m.Origin] = append(got[m.Origin], m.Entry.ID)
+		}
+		for _, n := range nodes {
+			if n != o && !slices.Equal(got[n.name], sent[[2]privateline.ServerName{n.name, o.name}]) {
+				t.Fatalf("%s stored from %s %v, want %v", o.name, n.name, got[n.name], sent[[2]privateline.ServerName{n.name, o.name}])
+			}
+		}
+	}
+}
+
+// Envelopes too large to share one frame are split over transactions
+// that each fit in a frame.
+func TestLargeEnvelopesSplit(t *testing.T) {
+	a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
+	var ids []string
+	for range 14 { // 3.6 MB: more than one transaction takes
+		id := newID()
+		raw := bigEnv(t, id, addr("alice", nameA), addr("bob", nameB))
+		a.st.queue(nameB, id, raw, time.Now())
+		ids = append(ids, id)
+	}
+	pair(t, a, b, nil, nil)
+	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
+	if got := mailIDs(b.st); !slices.Equal(got, ids) {
+		t.Fatalf("stored %d of %d, in order: %v", len(got), len(ids), slices.Equal(got, ids[:len(got)]))
+	}
+	if n := len(a.st.madeTxns()); n < 2 {
+		t.Fatalf("%d transactions for 14 envelopes of ~250 KiB, want ≥ 2", n)
+	}
+}
+
+// bigEnv is a valid envelope of nearly envelope.MaxSize bytes.
+func bigEnv(t *testing.T, id string, from, to privateline.Address) []byte {
+	t.Helper()
+	small := env(t, id, from, []privateline.Address{to}, time.Now(), time.Time{})
+	pad := strings.Repeat("A", envelope.MaxSize-len(small)-64)
+	raw := strings.Replace(string(small), `"nonce":"AAAA"`, `"nonce":"AAAA`+pad+`"`, 1)
+	if _, err := envelope.Parse([]byte(raw)); err != nil || len(raw) < envelope.MaxSize-200 {
+		t.Fatalf("big envelope of %d bytes: %v", len(raw), err)
+	}
+	return []byte(raw)
 }
