@@ -113,6 +113,9 @@ type Deps struct {
 	// Remote looks up other servers' users; nil: this server does not
 	// federate (their addresses are refused with 400).
 	Remote RemoteKeys
+	// ServerDocument returns the signed federation server document
+	// (spec/federation.md §2.1); nil: this server does not federate.
+	ServerDocument func() ([]byte, error)
 }
 
 // API serves the client routes.
@@ -127,6 +130,7 @@ type API struct {
 	events    EventStore
 	grps      GroupStore
 	remote    RemoteKeys
+	serverDoc func() ([]byte, error)
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -159,7 +163,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	if cfg.Argon2Concurrency <= 0 {
 		cfg.Argon2Concurrency = runtime.NumCPU()
 	}
-	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, log: d.Log, now: d.Now, ready: d.Ready}
+	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, log: d.Log, now: d.Now, ready: d.Ready}
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}

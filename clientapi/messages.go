@@ -99,14 +99,21 @@ func (a *API) sendEnvelope(user storage.ID, body []byte) (*sent, error) {
 	return a.acceptEnvelope(user, body, envelope.Parse, a.routeDirect)
 }
 
-// routeDirect fills in a direct message's recipients (local users that
-// exist) and bounds its expiry by the strictest participant's retention.
+// routeDirect fills in a direct message's recipients — local users that
+// exist, and users of other servers, whose servers get it through the
+// federation outbox — and bounds its expiry by the strictest retention of
+// the participants this server knows.
 func (a *API) routeDirect(h *envelope.Header, d *storage.Delivery, u *storage.User, now time.Time) error {
-	var rusers []*storage.User // for the retention rules (retention.go)
+	var rusers []*storage.User // for the retention rules (retention.go); nil for remote users
 	for _, to := range h.To {
 		name, server, _ := to.Split() // checked by envelope.Parse
 		if server != a.cfg.ServerName {
-			return invalid(fmt.Sprintf("%s is on another server; remote delivery arrives with federation", to))
+			if a.remote == nil {
+				return invalid(fmt.Sprintf("%s is on another server, and this server does not federate", to))
+			}
+			d.Remote = append(d.Remote, to)
+			rusers = append(rusers, nil)
+			continue
 		}
 		ru, err := a.store.UserByName(name)
 		if privateline.Is(privateline.NotExist, err) {

@@ -79,6 +79,9 @@ func (a *API) effectiveExpiry(sender *storage.User, from privateline.Address, rc
 			return time.Time{}, err
 		}
 		limit(d)
+		if r == nil {
+			continue // a user of another server: their own retention is not known here
+		}
 		if d, err = a.retentionFor(r, from); err != nil {
 			return time.Time{}, err
 		}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/julienschmidt/httprouter"
+	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/spec"
 )
 
@@ -36,6 +37,7 @@ func (a *API) routeDefs() []routeDef {
 	return []routeDef{
 		pub("GET", "/healthz", a.healthz),
 		pub("GET", "/readyz", a.readyz),
+		pub("GET", "/.well-known/privateline/server", a.serverDocument),
 		pub("GET", "/api/openapi.yaml", a.openapi),
 		pub("POST", "/api/prelogin", a.prelogin),
 		pub("POST", "/api/register", a.register),
@@ -133,6 +135,23 @@ func (a *API) wrap(d routeDef) httprouter.Handle {
 
 func (a *API) healthz(w http.ResponseWriter, r *http.Request, _ *call) error {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// serverDocument answers the signed server document of
+// spec/federation.md §2.1, or 404 when the server does not federate.
+func (a *API) serverDocument(w http.ResponseWriter, r *http.Request, _ *call) error {
+	if a.serverDoc == nil {
+		return privateline.E("clientapi.serverDocument", privateline.NotExist, "this server does not federate")
+	}
+	doc, err := a.serverDoc()
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	w.Write(doc)
 	return nil
 }
 

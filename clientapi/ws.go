@@ -216,11 +216,19 @@ type wsEvent struct {
 	By      privateline.Address `json:"by,omitempty"`      // read
 	Address privateline.Address `json:"address,omitempty"` // key_changed
 	Group   string              `json:"group,omitempty"`   // group_message, group_changed
+	// delivered, delivery_failed: the destination server, the refusal
+	// code and the last error.
+	Server privateline.ServerName `json:"server,omitempty"`
+	Error  string                 `json:"error,omitempty"`
+	Detail string                 `json:"detail,omitempty"`
 }
 
 // eventFrame is the frame of a logged event; addresses are made here.
 func (a *API) eventFrame(ev *storage.Event) wsEvent {
-	f := wsEvent{Type: ev.Type, Seq: ev.Seq, ID: ev.ID, By: ev.By, Group: ev.Group}
+	f := wsEvent{Type: ev.Type, Seq: ev.Seq, ID: ev.ID, By: ev.By, Group: ev.Group, Server: ev.Server}
+	if ev.Type == storage.EventDeliveryFailed {
+		f.Error, f.Detail = ev.Error, ev.Detail
+	}
 	if ev.Mail != nil {
 		m := newMailItem(ev.Mail)
 		f.Message = &m

@@ -114,7 +114,7 @@ func TestReceiverRestart(t *testing.T) {
 
 	b.start(t, []Peer{{Name: nameA, Key: a.key.Public()}}, nil)
 	a.svc.SetPeerAddr(nameB, b.svc.Addr())
-	a.svc.Wake(nameB)
+	a.svc.Retry(nameB)
 	waitFor(t, "delivery after the restart", func() bool { return a.st.depth(nameB) == 0 })
 	want := append(first, more...)
 	if got := mailIDs(b.st); !slices.Equal(got, want) {
@@ -224,7 +224,7 @@ func TestDeliveryTimeout(t *testing.T) {
 		t.Fatal("the entry left the outbox before the timeout")
 	}
 	clock.Advance(time.Hour + time.Second)
-	a.svc.Wake(nameB)
+	a.svc.Retry(nameB)
 	waitFor(t, "the timeout", func() bool { return a.st.depth(nameB) == 0 })
 	evs := a.st.eventList()
 	if len(evs) != 1 || evs[0].Type != "delivery_failed" || evs[0].ID != id || evs[0].Error != "timeout" || evs[0].Detail == "" {
@@ -281,8 +281,8 @@ func TestIdleSenderEnds(t *testing.T) {
 	}
 }
 
-// Wake resets the backoff: the failure count starts again.
-func TestWakeResetsBackoff(t *testing.T) {
+// Retry resets the backoff: the failure count starts again; new work (Wake) does not.
+func TestRetryResetsBackoff(t *testing.T) {
 	a := newNode(t, nameA, "alice")
 	a.start(t, nil, nil) // c.test has no address and no reachable document: every attempt fails at once
 	queueTo(t, a, "alice", nameC, "carol", 1)
@@ -296,7 +296,16 @@ func TestWakeResetsBackoff(t *testing.T) {
 		return sd.fails.Load()
 	}
 	waitFor(t, "five failures", func() bool { return fails() >= 5 })
+	// New work while backing off: the count goes on.
+	before := fails()
 	a.svc.Wake(nameC)
+	queueTo(t, a, "alice", nameC, "carol", 1)
+	low := before
+	waitFor(t, "two more failures", func() bool { f := fails(); low = min(low, f); return f >= before+2 })
+	if low < before {
+		t.Fatalf("new work reset the failure count (%d → %d)", before, low)
+	}
+	a.svc.Retry(nameC)
 	waitFor(t, "the failure count to start again", func() bool { return fails() < 5 })
 }
 

@@ -45,7 +45,9 @@ type fakeStore struct {
 	gate    chan struct{}
 	entered chan struct{} // closed-over signal: ReceiveTransaction was entered
 
-	pins map[privateline.ServerName]ed25519.PublicKey
+	pins    map[privateline.ServerName]ed25519.PublicKey
+	heads   map[privateline.ServerName][]byte
+	lookups map[privateline.Address][]byte
 }
 
 // outEvent is an event the outbox put in a local sender's log.
@@ -294,6 +296,45 @@ func (f *fakeStore) SetPeerPin(name privateline.ServerName, key ed25519.PublicKe
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.pins[name] = slices.Clone(key)
+	return nil
+}
+
+func (f *fakeStore) PeerDirectoryHead(name privateline.ServerName) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.heads[name]), nil
+}
+
+func (f *fakeStore) SetPeerDirectoryHead(name privateline.ServerName, head []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.heads == nil {
+		f.heads = map[privateline.ServerName][]byte{}
+	}
+	f.heads[name] = slices.Clone(head)
+	return nil
+}
+
+func (f *fakeStore) RemoteLookup(a privateline.Address) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.lookups[a]), nil
+}
+
+func (f *fakeStore) SetRemoteLookup(a privateline.Address, l []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lookups == nil {
+		f.lookups = map[privateline.Address][]byte{}
+	}
+	f.lookups[a] = slices.Clone(l)
+	return nil
+}
+
+func (f *fakeStore) DeleteRemoteLookup(a privateline.Address) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.lookups, a)
 	return nil
 }
 

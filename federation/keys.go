@@ -1,7 +1,9 @@
 package federation
 
 import (
+	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 
 	"github.com/privateline/privateline"
@@ -152,4 +154,140 @@ func verifyKeyAnswer(peer wire.Peer, req *wire.Transaction, ans *wire.Receipt, l
 
 func sameHead(a, b *keylog.TreeHead) bool {
 	return a.Server == b.Server && a.TreeSize == b.TreeSize && a.RootHash == b.RootHash && a.Timestamp == b.Timestamp
+}
+
+// LookupRemote looks address, a user of another server, up in that
+// server's key directory over federation (spec/federation.md §12.5) and
+// returns the verified answer, with the consistency proof from since
+// (the client's last verified size, 0: none) so the client can check it
+// itself. The last verified answer is kept: while the server cannot be
+// reached it is answered again if the client's since allows (its own
+// head, or none), so users can keep writing to that server's users (the
+// outbox delivers later). An unknown user is NotExist; a server that
+// cannot be reached, or whose answer does not verify, is Unavailable.
+func (s *Service) LookupRemote(ctx context.Context, address privateline.Address, since uint64) (*keylog.Lookup, error) {
+	const op = "federation.LookupRemote"
+	_, server, err := address.Split()
+	if err != nil {
+		return nil, privateline.E(op, err)
+	}
+	if server == s.cfg.Name {
+		return nil, privateline.E(op, privateline.Invalid, "a user of this server")
+	}
+	l, err := s.lookupRemote(ctx, address, server, since)
+	switch {
+	case err == nil:
+		kept := *l
+		kept.Since, kept.Consistency = 0, nil
+		if raw, err := kept.MarshalJSON(); err != nil {
+			return nil, privateline.E(op, privateline.Internal, err)
+		} else if err := s.store.SetRemoteLookup(address, raw); err != nil {
+			return nil, privateline.E(op, err)
+		}
+		return l, nil
+	case privateline.Is(privateline.NotExist, err):
+		if err := s.store.DeleteRemoteLookup(address); err != nil {
+			return nil, privateline.E(op, err)
+		}
+		return nil, err
+	case errors.Is(err, errUnreachable):
+		raw, cerr := s.store.RemoteLookup(address)
+		if cerr != nil || raw == nil {
+			return nil, err
+		}
+		kept, cerr := keylog.ParseLookup(raw, 0)
+		if cerr != nil || since != 0 && since != kept.Head.TreeSize {
+			return nil, err
+		}
+		if since != 0 {
+			kept.Since, kept.Consistency = since, []merkle.Hash{}
+		}
+		s.log.Info("federation: answering a key look-up from the last verified answer", "peer", string(server), "err", err)
+		return kept, nil
+	}
+	return nil, err
+}
+
+// errUnreachable marks look-ups that failed because the peer could not be
+// reached or refused to answer (not because its answer was wrong).
+var errUnreachable = errors.New("federation: the server cannot be reached")
+
+// lookupRemote asks server for address; see LookupRemote.
+func (s *Service) lookupRemote(ctx context.Context, address privateline.Address, server privateline.ServerName, since uint64) (*keylog.Lookup, error) {
+	const op = "federation.LookupRemote"
+	s.mu.Lock()
+	if !s.started || s.closed {
+		s.mu.Unlock()
+		return nil, privateline.E(op, privateline.Unavailable, "federation is not running")
+	}
+	sd := s.senderLocked(server)
+	s.mu.Unlock()
+
+	var last *keylog.TreeHead
+	if raw, err := s.store.PeerDirectoryHead(server); err != nil {
+		return nil, privateline.E(op, err)
+	} else if raw != nil {
+		if last, err = keylog.ParseTreeHead(raw); err != nil {
+			return nil, privateline.E(op, privateline.Internal, err)
+		}
+	}
+	own := wire.Entry{ID: wire.NewTxnID(), Address: address}
+	if last != nil {
+		own.Since = last.TreeSize
+	}
+	req := &wire.Transaction{Type: wire.TypeKeyRequest, Entries: []wire.Entry{own},
+		Header: wire.Header{Origin: s.cfg.Name, Destination: server, TxnID: wire.NewTxnID(), CreatedAt: s.now().UnixMilli()}}
+	client := 0 // the entry whose proof the client gets
+	if since > 0 && since != own.Since {
+		req.Entries = append(req.Entries, wire.Entry{ID: wire.NewTxnID(), Address: address, Since: since})
+		client = 1
+	}
+	raw, err := wire.Sign(req, s.cfg.Key)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Internal, err)
+	}
+	if sd.down() {
+		return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("%s could not be reached moments ago", server), errUnreachable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	conn, err := sd.link(ctx)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("%s cannot be reached", server), fmt.Errorf("%w: %w", errUnreachable, err))
+	}
+	resp, err := exchange(ctx, conn, raw)
+	if err != nil {
+		sd.dropLink()
+		return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("%s did not answer", server), fmt.Errorf("%w: %w", errUnreachable, err))
+	}
+	if ef, ok := parseErrorFrame(resp); ok {
+		return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("%s refused the key look-up (%s)", server, ef.code), errUnreachable)
+	}
+	peer := wire.Peer{Name: server, Key: conn.PeerKey()}
+	ans, err := wire.VerifyReceipt(resp, peer, s.cfg.Name, s.now(), wire.DefaultLimits(), req)
+	if err == nil {
+		var out []keyAnswer
+		var head *keylog.TreeHead
+		if out, head, err = verifyKeyAnswer(peer, req, ans, last); err == nil {
+			if head != nil && head != last {
+				hj, err := head.MarshalJSON()
+				if err != nil {
+					return nil, privateline.E(op, privateline.Internal, err)
+				}
+				if err := s.store.SetPeerDirectoryHead(server, hj); err != nil {
+					return nil, privateline.E(op, err)
+				}
+			}
+			l := out[client].Lookup
+			if l == nil {
+				return nil, privateline.E(op, privateline.NotExist, "no such user: "+string(address))
+			}
+			if since == 0 {
+				l.Since, l.Consistency = 0, nil
+			}
+			return l, nil
+		}
+	}
+	s.log.Warn("federation: a key answer does not verify", "peer", string(server), "address", string(address), "err", err)
+	return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("the key directory of %s answered with something that does not verify", server), err)
 }

@@ -22,6 +22,10 @@ type sender struct {
 	wake  chan bool    // capacity 1: an attempt is wanted
 	reset atomic.Bool  // the next wake-up also resets the backoff
 	fails atomic.Int64 // failed attempts since the last success (tests read it)
+	// downUntil (Unix ms) is set when dialling failed: until then key
+	// look-ups do not wait for another handshake timeout but answer from
+	// what was verified before. A wake-up with reset clears it.
+	downUntil atomic.Int64
 
 	mu      sync.Mutex
 	conn    *transport.Conn // the link, nil until dialled
@@ -32,6 +36,7 @@ type sender struct {
 func (sd *sender) poke(reset bool) {
 	if reset {
 		sd.reset.Store(true)
+		sd.downUntil.Store(0)
 	}
 	select {
 	case sd.wake <- true:
@@ -78,15 +83,24 @@ func (sd *sender) run() {
 				d = s.idleAfter
 			}
 			timer := time.NewTimer(d)
-			select {
-			case <-s.ctx.Done():
-				timer.Stop()
-				return
-			case <-sd.wake:
-				timer.Stop()
-			case <-timer.C:
-				if wait == idle && sd.retire() {
+		waiting:
+			for {
+				select {
+				case <-s.ctx.Done():
+					timer.Stop()
 					return
+				case <-sd.wake:
+					// New work ends an idle wait; only a reset (the
+					// destination is back) cuts a backoff short.
+					if wait == idle || sd.reset.Load() {
+						timer.Stop()
+						break waiting
+					}
+				case <-timer.C:
+					if wait == idle && sd.retire() {
+						return
+					}
+					break waiting
 				}
 			}
 		}
@@ -100,6 +114,13 @@ func (sd *sender) run() {
 		sd.fails.Store(int64(n))
 	}
 }
+
+// downHold is how long after a failed dial key look-ups answer from what
+// was verified before instead of dialling again.
+const downHold = 30 * time.Second
+
+// down reports that dialling failed moments ago.
+func (sd *sender) down() bool { return sd.s.now().UnixMilli() < sd.downUntil.Load() }
 
 // idle is the wait of a sender with nothing queued: until woken, or
 // idleExit, after which the sender ends (and its link closes).
@@ -307,8 +328,10 @@ func (sd *sender) link(ctx context.Context) (*transport.Conn, error) {
 		sd.mu.Lock()
 		sd.docAddr = "" // resolve again next time
 		sd.mu.Unlock()
+		sd.downUntil.Store(s.now().Add(downHold).UnixMilli())
 		return nil, fmt.Errorf("dialling %s at %s: %w", sd.dest, addr, err)
 	}
+	sd.downUntil.Store(0)
 	sd.mu.Lock()
 	defer sd.mu.Unlock()
 	if s.ctx.Err() != nil { // Close ran while dialling

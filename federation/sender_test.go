@@ -105,7 +105,7 @@ func receiptFor(t *testing.T, tx *wire.Transaction, k *serverkey.PrivateKey) []b
 // retries at once after stale; every attempt carries the same txn id.
 func TestSenderReactions(t *testing.T) {
 	a := newNode(t, nameA, "alice")
-	a.base = time.Hour // only Wake and the stale retry make attempts
+	a.base = time.Hour // only Retry and the stale retry make attempts
 	var r *fakeReceiver
 	r = newFakeReceiver(t, nameB, nameA, a.key.Public(), func(i int, tx *wire.Transaction) []byte {
 		switch i {
@@ -131,12 +131,12 @@ func TestSenderReactions(t *testing.T) {
 	if a.st.depth(nameB) != 2 || len(a.st.eventList()) != 0 {
 		t.Fatal("a mismatched receipt settled the outbox")
 	}
-	a.svc.Wake(nameB)
+	a.svc.Retry(nameB)
 	waitFor(t, "the forged receipt", func() bool { return strings.Contains(a.st.lastError(nameB), "bad_signature") })
 	if a.st.depth(nameB) != 2 || len(a.st.eventList()) != 0 {
 		t.Fatal("a receipt signed by another key settled the outbox")
 	}
-	a.svc.Wake(nameB)
+	a.svc.Retry(nameB)
 	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
 	if got := delivered(a.st, "delivered"); len(got) != 2 || got[0] != ids[0] || got[1] != ids[1] {
 		t.Fatalf("delivered %v, want %v", got, ids)

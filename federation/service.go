@@ -49,6 +49,15 @@ type Store interface {
 	// Peer pins (trust on first contact).
 	PeerPin(name privateline.ServerName) (ed25519.PublicKey, error)
 	SetPeerPin(name privateline.ServerName, key ed25519.PublicKey) error
+
+	// Key look-ups: the last verified head of each peer's key directory,
+	// and the last verified answer per remote user (served again while
+	// their server cannot be reached).
+	PeerDirectoryHead(name privateline.ServerName) ([]byte, error)
+	SetPeerDirectoryHead(name privateline.ServerName, head []byte) error
+	RemoteLookup(a privateline.Address) ([]byte, error)
+	SetRemoteLookup(a privateline.Address, lookup []byte) error
+	DeleteRemoteLookup(a privateline.Address) error
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -84,6 +93,9 @@ type Config struct {
 const (
 	DefaultDeliveryTimeout = 72 * time.Hour
 	DefaultRatePerOrigin   = 200.0
+	// ReplayRetention is how long a receiver keeps its replay records
+	// (spec §13); the delivery timeout must be shorter.
+	ReplayRetention = 7 * 24 * time.Hour
 
 	// MaxConcurrentPerOrigin bounds the exchanges one origin may have in
 	// progress at once, over all its connections (spec §11).
@@ -160,7 +172,7 @@ func New(cfg Config, store Store) (*Service, error) {
 	if cfg.DeliveryTimeout <= 0 {
 		cfg.DeliveryTimeout = DefaultDeliveryTimeout
 	}
-	if cfg.DeliveryTimeout >= 7*24*time.Hour {
+	if cfg.DeliveryTimeout >= ReplayRetention {
 		return nil, privateline.E(op, privateline.Invalid, "the delivery timeout must be shorter than the 7-day replay retention")
 	}
 	if cfg.RatePerOrigin <= 0 {
@@ -289,8 +301,16 @@ func (s *Service) Addr() string {
 }
 
 // Wake tells the sender for dest that it has new work (the storage's outbox
-// notifier calls it): it resets the backoff and attempts a delivery at once.
-func (s *Service) Wake(dest privateline.ServerName) {
+// notifier calls it): an idle sender attempts a delivery at once; one that
+// is backing off after failures keeps its backoff (spec §14), so new
+// messages to a server that is down do not make attempts more frequent.
+func (s *Service) Wake(dest privateline.ServerName) { s.wake(dest, false) }
+
+// Retry tells the sender for dest that the destination is back (an
+// operator, a test, gossip): it resets the backoff and attempts at once.
+func (s *Service) Retry(dest privateline.ServerName) { s.wake(dest, true) }
+
+func (s *Service) wake(dest privateline.ServerName, reset bool) {
 	if dest == s.cfg.Name {
 		return
 	}
@@ -302,18 +322,19 @@ func (s *Service) Wake(dest privateline.ServerName) {
 	if !s.started || s.closed {
 		return
 	}
-	s.senderLocked(dest).poke(true)
+	s.senderLocked(dest).poke(reset)
 }
 
 // SetPeerAddr sets the QUIC address of a peer learnt after New (tests,
-// gossip). The peer's sender drops its link and uses the new address at
-// its next attempt.
+// gossip). The peer's sender drops its link and, with the backoff reset,
+// tries the new address at once: a peer that moved is a peer come back.
 func (s *Service) SetPeerAddr(name privateline.ServerName, addr string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.addrs[name] = addr
 	if sd := s.senders[name]; sd != nil {
 		sd.dropLink()
+		sd.poke(true)
 	}
 }
 

@@ -538,6 +538,9 @@ func (p *parser) federation(c *Config) {
 			c.Notices = append(c.Notices, "FEDERATION_LISTEN_ADDR "+c.FederationListenAddr+" listens on every interface and FEDERATION_ADVERTISE_ADDR is empty: the server document will not tell peers a reachable address; set FEDERATION_ADVERTISE_ADDR to the public host:port")
 		}
 	}
+	if c.FederationGossipAddr != "" && c.FederationListenAddr != "" {
+		c.Notices = append(c.Notices, "FEDERATION_GOSSIP_ADDR is set, but gossip discovery is not in this version yet: peers are found through FEDERATION_PEERS and their server documents")
+	}
 	if c.FederationGossipAddr == "" {
 		for _, name := range []string{"FEDERATION_SEEDS", "FEDERATION_GOSSIP_KEY"} {
 			if _, ok := p.str(name); ok && c.FederationListenAddr != "" {

@@ -363,6 +363,15 @@ func TestContractResponses(t *testing.T) {
 		c.send(t, ts, specAccepts, 200, apiReq("GET", "/healthz", nil))
 		c.send(t, ts, specAccepts, 200, apiReq("GET", "/readyz", nil))
 		c.send(t, ts, specAccepts, 200, apiReq("GET", "/api/openapi.yaml", nil))
+		// The federation server document: only a federating server has one.
+		c.send(t, ts, specAccepts, 404, apiReq("GET", "/.well-known/privateline/server", nil))
+		fcfg := testConfig(t)
+		fcfg.FederationListenAddr = "127.0.0.1:0"
+		fed := startServer(t, fcfg)
+		r := c.send(t, fed, specAccepts, 200, apiReq("GET", "/.well-known/privateline/server", nil))
+		if m := r.json(t); m["server"] != "hs.test" || m["federation"] != fed.srv.FederationAddr() {
+			t.Errorf("server document %v", m)
+		}
 	})
 
 	t.Run("prelogin", func(t *testing.T) {

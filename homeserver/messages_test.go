@@ -193,12 +193,12 @@ func TestMessagesSendReceive(t *testing.T) {
 	theft := sealFor(t, carol, []*e2ee.KeyBundle{bob.Keys.Bundle}, "x", func(d *e2ee.Draft) { d.ID = m.ID() })
 	expectAPIError(t, ts.send(carol, theft), http.StatusConflict, "conflict", "another sender reusing an id")
 
-	// The header must be the caller's, for local users, not expired.
+	// The header must be the caller's, for local users (or remote ones where the server federates), not expired.
 	expectAPIError(t, ts.send(bob, sealTo(t, alice, carol, "forged")), http.StatusForbidden, "forbidden", "posting another user's envelope")
 	remote := newTestKeys(t, "someone@elsewhere.test", "carol", time.Now())
 	r = ts.send(alice, sealFor(t, alice, []*e2ee.KeyBundle{remote.Bundle}, "far", nil))
 	expectAPIError(t, r, http.StatusBadRequest, "invalid_request", "a remote recipient")
-	if !strings.Contains(r.errorMessage(t), "federation") {
+	if !strings.Contains(r.errorMessage(t), "does not federate") {
 		t.Errorf("remote recipient refused with %q", r.errorMessage(t))
 	}
 	ghost := newTestKeys(t, privateline.Address(uniqueName("ghost")+"@hs.test"), "carol", time.Now())

@@ -196,7 +196,7 @@ func TestSDKRegisterVerifyAndExchange(t *testing.T) {
 	if _, err := carolC.Register(ctx, client.RegisterParams{Username: aliceU.name, Password: "x", Keys: mustKeys(t, alice)}); !privateline.Is(privateline.Exist, err) {
 		t.Fatalf("registering a taken name: %v, want Exist", err)
 	}
-	// A user on another server cannot be looked up yet; an unknown one is NotExist.
+	// A user on another server cannot be looked up without federation; an unknown one is NotExist.
 	if _, err := alice.PublicKey(ctx, "bob@elsewhere.test"); !privateline.Is(privateline.Invalid, err) {
 		t.Fatalf("lookup on another server: %v", err)
 	}

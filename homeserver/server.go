@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/clientapi"
+	"github.com/privateline/privateline/federation"
 	"github.com/privateline/privateline/keydir"
 	"github.com/privateline/privateline/serverkey"
 	"github.com/privateline/privateline/storage"
@@ -45,6 +47,7 @@ type Server struct {
 	identity *serverkey.PrivateKey
 	dir      *keydir.Directory
 	api      *clientapi.API
+	fed      *federation.Service // nil: federation is off
 	registry *prometheus.Registry
 
 	shuttingDown atomic.Bool
@@ -98,6 +101,25 @@ func New(cfg Config, o Options) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, now: now, db: db, identity: identity, registry: prometheus.NewRegistry(), done: make(chan struct{})}
 	s.dir = keydir.New(cfg.ServerName, db, identity, now)
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storageCollector{db})
+	deps := clientapi.Deps{
+		Store:    db,
+		Log:      log.With("component", "clientapi"),
+		Now:      now,
+		Registry: s.registry,
+		Ready:    func() bool { return !s.shuttingDown.Load() },
+
+		Directory: s.dir,
+		Messages:  db,
+		Events:    db,
+		Groups:    db,
+	}
+	if cfg.FederationListenAddr != "" {
+		if s.fed, err = federation.New(federationConfig(cfg, identity, s.dir, log, now, s.registry), db); err != nil {
+			db.Close()
+			return nil, err
+		}
+		deps.Remote, deps.ServerDocument = s.fed, s.fed.Document
+	}
 	s.api, err = clientapi.New(clientapi.Config{
 		ServerName:            cfg.ServerName,
 		JWTSecret:             cfg.JWTSecret,
@@ -124,25 +146,57 @@ func New(cfg Config, o Options) (*Server, error) {
 		WSQueueLimit:          cfg.WSQueueLimit,
 		AccessTokenTTL:        cfg.AccessTokenTTL,
 		RefreshTokenTTL:       cfg.RefreshTokenTTL,
-	}, clientapi.Deps{
-		Store:    db,
-		Log:      log.With("component", "clientapi"),
-		Now:      now,
-		Registry: s.registry,
-		Ready:    func() bool { return !s.shuttingDown.Load() },
-
-		Directory: s.dir,
-		Messages:  db,
-		Events:    db,
-		Groups:    db,
-	})
+	}, deps)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	// Committed events go to the WebSockets (clientapi's hub).
+	// Committed events go to the WebSockets (clientapi's hub), committed
+	// outbox items to their destination's federation sender.
 	db.SetNotifier(s.api.Notify)
+	if s.fed != nil {
+		db.SetOutboxNotifier(s.fed.Wake)
+	}
 	return s, nil
+}
+
+// federationConfig is the federation part of cfg.
+func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directory, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) federation.Config {
+	fc := federation.Config{
+		Name:            cfg.ServerName,
+		Key:             key,
+		ListenAddr:      cfg.FederationListenAddr,
+		AdvertiseAddr:   cfg.FederationAdvertiseAddr,
+		Allow:           cfg.FederationAllow,
+		Deny:            cfg.FederationDeny,
+		DeliveryTimeout: cfg.FederationDeliveryTimeout,
+		RatePerOrigin:   cfg.FederationRatePerOrigin,
+		Log:             log.With("component", "federation"),
+		Now:             now,
+		Registry:        reg,
+		Keys:            dir,
+	}
+	for _, p := range cfg.FederationPeers {
+		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})
+	}
+	return fc
+}
+
+// FederationAddr is the UDP address of the federation listener (after
+// Start), or "" when federation is off.
+func (s *Server) FederationAddr() string {
+	if s.fed == nil {
+		return ""
+	}
+	return s.fed.Addr()
+}
+
+// SetPeerAddr tells federation where a peer listens (tests that start
+// servers on port 0 before they know each other's addresses).
+func (s *Server) SetPeerAddr(name privateline.ServerName, addr string) {
+	if s.fed != nil {
+		s.fed.SetPeerAddr(name, addr)
+	}
 }
 
 // Handler is the client API handler (for tests that serve it themselves).
@@ -162,6 +216,15 @@ func (s *Server) Start() error {
 		if s.mln, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
 			s.ln.Close()
 			return fmt.Errorf("METRICS_ADDR %s: %w", s.cfg.MetricsAddr, err)
+		}
+	}
+	if s.fed != nil {
+		if err := s.fed.Start(); err != nil {
+			s.ln.Close()
+			if s.mln != nil {
+				s.mln.Close()
+			}
+			return fmt.Errorf("FEDERATION_LISTEN_ADDR %s: %w", s.cfg.FederationListenAddr, err)
 		}
 	}
 	s.http = &http.Server{
@@ -188,7 +251,8 @@ func (s *Server) Start() error {
 		defer close(s.done)
 		s.sweep(ctx)
 	}()
-	s.log.Info("homeserver started", "server_name", string(s.cfg.ServerName), "addr", s.ln.Addr().String(), "metrics_addr", s.MetricsAddr(), "env", s.cfg.Env)
+	s.log.Info("homeserver started", "server_name", string(s.cfg.ServerName), "addr", s.ln.Addr().String(), "metrics_addr", s.MetricsAddr(),
+		"federation_addr", s.FederationAddr(), "env", s.cfg.Env)
 	return nil
 }
 
@@ -260,6 +324,11 @@ func (s *Server) sweepMessages() int {
 	} else if t > 0 {
 		s.log.Debug("swept tombstones", "count", t)
 	}
+	if r, err := s.db.SweepReplay(now.Add(-federation.ReplayRetention)); err != nil {
+		s.log.Error("federation replay sweep failed", "err", err)
+	} else if r > 0 {
+		s.log.Debug("swept federation replay records", "count", r)
+	}
 	return n
 }
 
@@ -285,8 +354,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 		<-s.done
 	}
 	// Hijacked WebSockets are not the HTTP server's: close them and wait
-	// until none reads the store.
+	// until none reads the store. Federation stops before the store closes;
+	// its unsent work stays in the outbox.
 	s.api.CloseSockets()
+	if s.fed != nil {
+		errs = append(errs, s.fed.Close())
+	}
 	errs = append(errs, s.db.Close())
 	s.log.Info("homeserver stopped")
 	return errors.Join(errs...)

@@ -16,17 +16,31 @@ import (
 
 // wsFrame is any frame the server sends.
 type wsFrame struct {
-	Type    string    `json:"type"`
-	Seq     uint64    `json:"seq"`
-	ID      string    `json:"id"`
-	By      string    `json:"by"`
-	Address string    `json:"address"`
-	Group   string    `json:"group"`
-	Message *mailItem `json:"message"`
-	Error   *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+	Type    string        `json:"type"`
+	Seq     uint64        `json:"seq"`
+	ID      string        `json:"id"`
+	By      string        `json:"by"`
+	Address string        `json:"address"`
+	Group   string        `json:"group"`
+	Message *mailItem     `json:"message"`
+	Error   *wsFrameError `json:"error"`
+	Server  string        `json:"server"` // delivered, delivery_failed
+	Detail  string        `json:"detail"` // delivery_failed
+}
+
+// wsFrameError is an error frame's {"code", "message"}, or the refusal
+// code string of a delivery_failed event (Code then, Message empty).
+type wsFrameError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *wsFrameError) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &e.Code)
+	}
+	type plain wsFrameError
+	return json.Unmarshal(b, (*plain)(e))
 }
 
 // wsTestConn is one socket of a test.

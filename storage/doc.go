@@ -84,6 +84,12 @@
 //	                                   SweepReplay
 //	'N' server(16)                     pinned identity key of a peer server
 //	                                   (peers.go)
+//	'B' server(16)                     the last tree head of a peer's key
+//	                                   directory this server verified
+//	                                   (peers.go)
+//	'A' HMAC(nameKey, address)[:16]    the last verified directory answer
+//	                                   for a user of another server
+//	                                   (peers.go)
 //
 // server is HMAC(nameKey, "server" 0x00 name)[:16] and txn HMAC(nameKey,
 // "txn" 0x00 txn id)[:16]: server names and txn ids never appear in keys.

@@ -858,6 +858,44 @@ func TestPeerPins(t *testing.T) {
 		if k, _ := e.db.PeerPin(third); k != nil {
 			t.Errorf("third has %x", k)
 		}
+		// The peer's last verified directory head, kept apart from the pin.
+		if h, err := e.db.PeerDirectoryHead(other); h != nil || err != nil {
+			t.Fatalf("no head: %q %v", h, err)
+		}
+		if err := e.db.SetPeerDirectoryHead(other, []byte(`{"tree_size":3}`)); err != nil {
+			t.Fatal(err)
+		}
+		e.reopen()
+		if h, err := e.db.PeerDirectoryHead(other); err != nil || string(h) != `{"tree_size":3}` {
+			t.Errorf("head after reopen: %q %v", h, err)
+		}
+		if h, _ := e.db.PeerDirectoryHead(third); h != nil {
+			t.Errorf("third has a head %q", h)
+		}
+		if k, err := e.db.PeerPin(other); err != nil || !k.Equal(pub) {
+			t.Errorf("the head changed the pin: %x %v", k, err)
+		}
+		// The last verified answer for a remote user.
+		const bob = privateline.Address("bob@" + string(other))
+		if l, err := e.db.RemoteLookup(bob); l != nil || err != nil {
+			t.Fatalf("no lookup: %q %v", l, err)
+		}
+		if err := e.db.SetRemoteLookup(bob, []byte(`{"address":"bob"}`)); err != nil {
+			t.Fatal(err)
+		}
+		e.reopen()
+		if l, err := e.db.RemoteLookup(bob); err != nil || string(l) != `{"address":"bob"}` {
+			t.Errorf("lookup after reopen: %q %v", l, err)
+		}
+		if l, _ := e.db.RemoteLookup(privateline.Address("carol@" + string(other))); l != nil {
+			t.Errorf("carol has %q", l)
+		}
+		if err := e.db.DeleteRemoteLookup(bob); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := e.db.RemoteLookup(bob); l != nil || err != nil {
+			t.Errorf("after delete: %q %v", l, err)
+		}
 		e.db.scanKeys(nil, func(k, _ []byte) error {
 			if bytes.Contains(k, []byte(other)) {
 				t.Errorf("server name in key %q", k)

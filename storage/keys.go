@@ -56,13 +56,15 @@ var (
 	tReplayEnv    = table{'I', "fed-replay-envelope"}
 	tReplayByTime = table{'W', "fed-replay-by-time"}
 	tPeerPin      = table{'N', "fed-peer-pin"}
+	tPeerHead     = table{'B', "fed-peer-directory-head"}
+	tRemoteLookup = table{'A', "fed-remote-lookup"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
 	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent,
 	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken, tContact,
 	tGroup, tUserGroup, tGroupKey, tGroupWrap,
-	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin}
+	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin, tPeerHead, tRemoteLookup}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

@@ -41,6 +41,13 @@ const (
 	EventExpired      = "expired"       // ID expired
 	EventKeyChanged   = "key_changed"   // Address, a contact, has new keys
 	EventGroupChanged = "group_changed" // Group changed: Info is it now, or Removed
+	// EventDelivered: this account's message ID reached Server, the
+	// homeserver of some of its recipients.
+	EventDelivered = "delivered"
+	// EventDeliveryFailed: this account's message ID will not reach its
+	// recipients on Server: Error is the refusal code or "timeout",
+	// Detail the last error seen.
+	EventDeliveryFailed = "delivery_failed"
 	// EventReady: connected and caught up; Seq is the last number seen.
 	EventReady = "ready"
 	// EventReset: the server no longer had the events after the last one
@@ -60,6 +67,10 @@ type Event struct {
 	By      privateline.Address // read
 	Address privateline.Address // key_changed
 	Group   string              // group_message, group_changed
+	// Server, Error, Detail: delivered and delivery_failed.
+	Server privateline.ServerName
+	Error  string
+	Detail string
 	// Info is, for group_changed, the group as the server shows it when
 	// the event is delivered (a replayed event gets the current state,
 	// which may be newer); nil when Removed.
@@ -85,13 +96,16 @@ type ListenOptions struct {
 
 // wsFrame is a frame from the server.
 type wsFrame struct {
-	Type    string              `json:"type"`
-	Seq     uint64              `json:"seq"`
-	Message *mailItem           `json:"message"`
-	ID      string              `json:"id"`
-	By      privateline.Address `json:"by"`
-	Address privateline.Address `json:"address"`
-	Group   string              `json:"group"`
+	Type    string                 `json:"type"`
+	Seq     uint64                 `json:"seq"`
+	Message *mailItem              `json:"message"`
+	ID      string                 `json:"id"`
+	By      privateline.Address    `json:"by"`
+	Address privateline.Address    `json:"address"`
+	Group   string                 `json:"group"`
+	Server  privateline.ServerName `json:"server"`
+	Error   json.RawMessage        `json:"error"` // a string in delivery_failed, an object in "error" answers
+	Detail  string                 `json:"detail"`
 }
 
 // handlerError carries the handler's error out of Listen unchanged.
@@ -251,7 +265,10 @@ func (l *listener) connect(ctx context.Context) (ready bool, err error) {
 			if f.Seq <= l.last {
 				continue // seen before this connection
 			}
-			ev := &Event{Type: f.Type, Seq: f.Seq, ID: f.ID, By: f.By, Address: f.Address, Group: f.Group}
+			ev := &Event{Type: f.Type, Seq: f.Seq, ID: f.ID, By: f.By, Address: f.Address, Group: f.Group, Server: f.Server, Detail: f.Detail}
+			if f.Type == EventDeliveryFailed {
+				json.Unmarshal(f.Error, &ev.Error) // a code; anything else is shown as missing
+			}
 			if err := l.fill(ctx, ev, f.Message); err != nil {
 				return ready, err
 			}

@@ -47,6 +47,8 @@ interface MessageRecord extends ChatMessage {
   readPending?: boolean
   /** who must read it for 'read' (outgoing) */
   recipients?: string[]
+  /** other homeservers that accepted it for their users (outgoing) */
+  deliveredTo?: string[]
   /** an envelope that could not be opened yet (sender's key changed), to retry */
   envelope?: unknown
   seq?: number
@@ -118,6 +120,9 @@ interface Frame {
   address?: string
   group?: string
   message?: MailItem
+  server?: string
+  error?: string | { code: string; message: string }
+  detail?: string
 }
 
 export interface EngineDeps {
@@ -603,6 +608,10 @@ export class EngineImpl implements Engine {
       case 'key_changed':
         if (f.address) await this.#recheck(f.address)
         break
+      case 'delivered':
+      case 'delivery_failed':
+        if (f.id && f.server) await this.#onDelivery(f)
+        break
       case 'group_changed':
         if (f.group) await this.#groupChanged(f.group)
         break
@@ -835,7 +844,23 @@ export class EngineImpl implements Engine {
     if (!m.outgoing || m.status === 'failed' || m.status === 'queued' || m.status === 'sending') return
     const need = m.recipients ?? []
     if (need.length > 0 && need.every((a) => m.readBy.includes(a))) m.status = 'read'
-    else m.status = need.length > 0 && need.every((a) => serverOf(a) === serverOf(this.me)) ? 'delivered' : 'sent'
+    else m.status = need.length > 0 && need.every((a) => serverOf(a) === serverOf(this.me) || m.deliveredTo?.includes(serverOf(a))) ? 'delivered' : 'sent'
+  }
+
+  /** Another homeserver accepted or refused one of our messages for its users. */
+  async #onDelivery(f: Frame): Promise<void> {
+    const m = this.#messages.get(f.id!)
+    if (!m || !m.outgoing) return
+    const next: MessageRecord = { ...m }
+    if (f.type === 'delivered') {
+      next.deliveredTo = [...new Set([...(m.deliveredTo ?? []), f.server!])]
+      this.#statusFromReads(next)
+    } else {
+      next.status = 'failed'
+      next.error = deliveryFailure(f.server!, typeof f.error === 'string' ? f.error : '', f.detail)
+    }
+    await this.#saveMessage(next)
+    this.#emit()
   }
 
   async #updateReadState(m: MessageRecord, it: MailItem): Promise<void> {
@@ -1657,6 +1682,20 @@ function headJSON(s: ServerState): unknown {
   const h = s.lastHead
   if (!h) return undefined
   return { root_hash: toB64(h.rootHash), server: h.server, signature: toB64(h.signature), timestamp: h.timestamp, tree_size: h.treeSize }
+}
+
+/** Why another homeserver did not take a message, as a sentence. */
+function deliveryFailure(server: string, code: string, detail?: string): string {
+  switch (code) {
+    case 'unknown_recipient':
+      return `Not delivered: ${server} has no such user.`
+    case 'expired':
+      return `Not delivered: the message expired before ${server} could take it.`
+    case 'timeout':
+      return `Not delivered: ${server} could not be reached for too long${detail ? ` (${detail})` : ''}. Write it again later.`
+    default:
+      return `Not delivered: ${server} refused the message${code ? ` (${code})` : ''}.`
+  }
 }
 
 /** The header's conversation id of a direct conversation, the same on both sides: the Go SDK's ConversationID. */

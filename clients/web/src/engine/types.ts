@@ -37,7 +37,7 @@ export interface Attachment {
  * sending: posted, no answer yet; sent: acknowledged by the homeserver
  * (durable); delivered: in every recipient's homeserver mailbox (for
  * recipients on the user's own server that is the acknowledgement itself;
- * remote ones wait for federation); read: every recipient marked it read; failed:
+ * remote ones when their homeserver accepted it); read: every recipient marked it read; failed:
  * refused for good (error says why, retry() tries again).
  */
 export type MessageStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
