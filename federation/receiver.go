@@ -129,7 +129,7 @@ func (s *Service) handle(c *transport.Conn, raw []byte) []byte {
 		return s.refuse(origin, string(wire.ReasonOf(err)), err.Error(), 0)
 	}
 	switch tx.Type {
-	case wire.TypeEnvelopes:
+	case wire.TypeEnvelopes, wire.TypeReadMarks, wire.TypeDeletes:
 	case wire.TypeKeyRequest:
 		return s.answerKeys(tx)
 	default:
@@ -146,6 +146,12 @@ func (s *Service) handle(c *transport.Conn, raw []byte) []byte {
 	} else {
 		entries := make([]storage.InboundEntry, len(tx.Entries))
 		for i, e := range tx.Entries {
+			if tx.Type != wire.TypeEnvelopes {
+				// Read marks and deletes: the store checks them against
+				// the message they name (spec §12.2, §12.3).
+				entries[i] = storage.InboundEntry{Kind: string(tx.Type), ID: e.ID, Message: e.Message, Reader: e.Reader, From: e.From, At: time.UnixMilli(e.At)}
+				continue
+			}
 			if dup[i] {
 				// Committed before (replay, spec §13): the store answers
 				// duplicate; the checks of §7.3 come after replay.

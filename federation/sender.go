@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -212,15 +213,16 @@ func (sd *sender) step(n int) (time.Duration, int) {
 func (sd *sender) attempt(txn *storage.OutboxTxn) outcome {
 	s := sd.s
 	s.met.attempts.Inc()
-	if txn.Type != string(wire.TypeEnvelopes) {
-		return outcome{err: fmt.Errorf("outbox items of type %q cannot be sent by this version", txn.Type), reason: "internal", permanent: true}
-	}
 	tx := &wire.Transaction{
 		Header: wire.Header{Origin: s.cfg.Name, Destination: sd.dest, TxnID: txn.TxnID, CreatedAt: s.now().UnixMilli()},
-		Type:   wire.TypeEnvelopes,
+		Type:   wire.Type(txn.Type),
 	}
 	for _, it := range txn.Items {
-		tx.Entries = append(tx.Entries, wire.Entry{ID: it.ID, Envelope: it.Payload})
+		e, err := outboxEntry(txn.Type, it)
+		if err != nil {
+			return outcome{err: err, reason: "internal", permanent: true}
+		}
+		tx.Entries = append(tx.Entries, e)
 	}
 	raw, err := wire.Sign(tx, s.cfg.Key)
 	if err != nil {
@@ -376,4 +378,25 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// outboxEntry is the wire entry of an outbox item of type typ.
+func outboxEntry(typ string, it storage.OutboxItem) (wire.Entry, error) {
+	switch typ {
+	case storage.OutboxEnvelopes:
+		return wire.Entry{ID: it.ID, Envelope: it.Payload}, nil
+	case storage.OutboxReadMarks:
+		var p storage.ReadMarkPayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return wire.Entry{}, fmt.Errorf("outbox read mark %s: %w", it.ID, err)
+		}
+		return wire.Entry{ID: it.ID, Message: p.Message, Reader: p.Reader, At: p.ReadAt}, nil
+	case storage.OutboxDeletes:
+		var p storage.DeletePayload
+		if err := json.Unmarshal(it.Payload, &p); err != nil {
+			return wire.Entry{}, fmt.Errorf("outbox delete %s: %w", it.ID, err)
+		}
+		return wire.Entry{ID: it.ID, Message: p.Message, From: p.From, At: p.DeletedAt}, nil
+	}
+	return wire.Entry{}, fmt.Errorf("outbox items of type %q cannot be sent by this version", typ)
 }

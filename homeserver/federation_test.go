@@ -135,6 +135,38 @@ func TestFederationDirectMessagesAndKeys(t *testing.T) {
 		}
 	}
 
+	// Read receipts cross servers both ways.
+	ctx := context.Background()
+	if err := bob.MarkRead(ctx, hello.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ev := aliceEv.next(client.EventRead); ev.ID != hello.ID || ev.By != bob.Address() {
+		t.Fatalf("alice's read event: %+v", ev)
+	}
+	if err := alice.MarkRead(ctx, reply.ID); err != nil {
+		t.Fatal(err)
+	}
+	ev = bobEv.next(client.EventRead)
+	if ev.ID == hello.ID && ev.By == bob.Address() { // his own read, told to his devices
+		ev = bobEv.next(client.EventRead)
+	}
+	if ev.ID != reply.ID || ev.By != alice.Address() {
+		t.Fatalf("bob's read event: %+v", ev)
+	}
+	if items := mustMessages(t, alice, client.MessagesQuery{With: bob.Address()}); len(items[1].ReadBy) != 1 || items[1].ReadBy[0] != bob.Address() {
+		t.Fatalf("alice's copy of hello read by %v", items[1].ReadBy)
+	}
+	// A delete for everyone reaches bob's server.
+	if err := alice.Delete(ctx, hello.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ev := bobEv.next(client.EventDeleted); ev.ID != hello.ID {
+		t.Fatalf("bob's deleted event: %+v", ev)
+	}
+	if items := mustMessages(t, bob, client.MessagesQuery{With: alice.Address()}); len(items) != 1 || items[0].ID != reply.ID {
+		t.Fatalf("bob's conversation after the delete: %+v", items)
+	}
+
 	// One message to users of two other servers and of its own.
 	alice2 := sdkRegister(t, a, sdkClient(t, a, nil), "falice2", "").login(t)
 	res, err := alice.Send(context.Background(), []privateline.Address{bob.Address(), carol.Address(), alice2.Address()}, text("to everyone"), client.SendOptions{})

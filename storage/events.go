@@ -68,7 +68,7 @@ type Event struct {
 	ID    string `json:"id,omitempty"`    // message id
 	Group string `json:"group,omitempty"` // group id
 
-	Reader  int `json:"reader,omitempty"`  // read: 1 + the reader's index in the recipients
+	Reader  int `json:"reader,omitempty"`  // read: 1 + the reader's index in the recipients, local then remote
 	Subject *ID `json:"subject,omitempty"` // key_changed: whose key
 
 	Server privateline.ServerName `json:"server,omitempty"` // delivered, delivery_failed: the destination
@@ -212,10 +212,15 @@ func (d *DB) fillEvent(user ID, ev *Event, now time.Time) (bool, error) {
 		} else if err != nil {
 			return false, err
 		}
-		if ev.Reader < 1 || ev.Reader > len(rec.Recipients) {
+		// Reader counts the local recipients, then the remote ones.
+		switch n := len(rec.Recipients); {
+		case ev.Reader >= 1 && ev.Reader <= n:
+			ev.By = rec.Recipients[ev.Reader-1].Address
+		case ev.Reader > n && ev.Reader <= n+len(rec.Remote):
+			ev.By = rec.Remote[ev.Reader-n-1]
+		default:
 			return false, privateline.E("storage.fillEvent", privateline.Internal, "read event without its reader")
 		}
-		ev.By = rec.Recipients[ev.Reader-1].Address
 		if ev.By == "" {
 			return false, nil // the reader's account was deleted
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -480,14 +481,16 @@ func TestOutboxExpire(t *testing.T) {
 		if err != nil || !slices.Equal(itemIDs(next), []string{m8}) || next.TxnID == txn.TxnID {
 			t.Fatalf("after the pending message went: %+v %v", next, err)
 		}
-		if d, _ := e.db.OutboxDepth(); d[other] != 1 {
-			t.Errorf("depth %d, want 1", d[other])
+		// m7 may have reached rob's server: its delete is queued after m8.
+		if d, _ := e.db.OutboxDepth(); d[other] != 2 {
+			t.Errorf("depth %d, want 2 (m8 and m7's delete)", d[other])
 		}
 		// A message that expires while pending leaves silently when the
-		// delivery times out too; m8 gets its timeout event.
+		// delivery times out too; m8 gets its timeout event (the delete
+		// none: it has no sender to tell).
 		m9 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, clock.Add(time.Minute))
 		clock = clock.Add(2 * time.Minute)
-		if n, err := e.db.OutboxExpire(other, clock.Add(time.Hour)); err != nil || n != 2 {
+		if n, err := e.db.OutboxExpire(other, clock.Add(time.Hour)); err != nil || n != 3 {
 			t.Fatalf("expire: %d %v", n, err)
 		}
 		if evs := fedEvents(t, e.db, ann, seq); len(evs) != 2 || evs[0].ID != m6 || evs[0].Type != EventDelivered || evs[1].ID != m8 || evs[1].Error != "timeout" {
@@ -1186,4 +1189,165 @@ func TestFederationConcurrency(t *testing.T) {
 			t.Errorf("%s: depth %d, %d items queued", dest, d[dest], n)
 		}
 	}
+}
+
+// TestReadMarksAndDeletesAcrossServers: a local reader of a remote
+// sender's message and a local sender deleting for everyone queue
+// read_marks and deletes items for the other servers; the other way round,
+// received read marks reach the local sender's log with the remote reader,
+// and received deletes remove the local copies — each only from the
+// origin that may send it, once.
+func TestReadMarksAndDeletesAcrossServers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		us := createUsers(t, e.db, "ann", "ben")
+		ann, ben := us[0], us[1]
+		now := time.Now()
+		var c ids
+
+		// ben reads rob's message: a read mark for other.example.
+		in := entry(rob, ben)
+		if _, _, err := e.db.ReceiveTransaction(other, "in1", []InboundEntry{in}, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.MarkRead(ben.ID, in.ID, now); err != nil {
+			t.Fatal(err)
+		}
+		txn, err := e.db.OutboxNext(other, 10, 1<<20, c.next)
+		if err != nil || txn == nil || txn.Type != OutboxReadMarks || len(txn.Items) != 1 {
+			t.Fatalf("outbox after the read: %+v %v", txn, err)
+		}
+		var mark ReadMarkPayload
+		if err := json.Unmarshal(txn.Items[0].Payload, &mark); err != nil || mark.Message != in.ID || mark.Reader != rcpt(ben).Address || mark.ReadAt != now.UnixMilli() {
+			t.Fatalf("read mark payload %s (%v)", txn.Items[0].Payload, err)
+		}
+		if err := e.db.OutboxDone(other, txn.TxnID, []OutboxResult{{ID: txn.Items[0].ID, Delivered: true}}); err != nil {
+			t.Fatal(err)
+		}
+		if len(fedEvents(t, e.db, ben, 0)) != 0 {
+			t.Fatal("a delivered read mark made a delivered event")
+		}
+		// Marking again queues nothing.
+		if err := e.db.MarkRead(ben.ID, in.ID, now); err != nil {
+			t.Fatal(err)
+		}
+		if txn, _ := e.db.OutboxNext(other, 10, 1<<20, c.next); txn != nil {
+			t.Fatalf("a second read queued %+v", txn)
+		}
+
+		// ann's message to rob, rita and sue: read marks come back.
+		out := sendRemote(t, e.db, ann, nil, []privateline.Address{rob, rita, sue}, time.Time{})
+		seq := lastSeq(t, e.db, ann)
+		rm := func(reader privateline.Address, msg string) InboundEntry {
+			return InboundEntry{Kind: OutboxReadMarks, ID: newMsgID(), Message: msg, Reader: reader, At: now}
+		}
+		robMark := rm(rob, out)
+		marks := []InboundEntry{robMark, rm(rita, out), rm(sue, out), rm(rob, newMsgID()), rm("bob@other.example", out), rm(rob, in.ID), robMark}
+		res, _, err := e.db.ReceiveTransaction(other, "marks", marks, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"accepted", "accepted", "refused:wrong_origin", "accepted", "refused:not_for_destination", "refused:not_for_destination", "duplicate"}
+		if !slices.Equal(statuses(res), want) {
+			t.Fatalf("read mark results %v, want %v", statuses(res), want)
+		}
+		evs, err := e.db.EventsAfter(ann.ID, seq, 100, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var by []privateline.Address
+		for _, ev := range evs {
+			if ev.Type == EventRead && ev.ID == out {
+				by = append(by, ev.By)
+			}
+		}
+		if !slices.Equal(by, []privateline.Address{rob, rita}) {
+			t.Fatalf("ann's read events name %v", by)
+		}
+		if r, err := e.db.envelope(mustID(t, out)); err != nil || !slices.Equal(r.ReadBy, []privateline.Address{rob, rita}) {
+			t.Fatalf("record read by %v (%v)", r.ReadBy, err)
+		}
+		items, _ := e.db.Mailbox(ann.ID, MailQuery{With: rob, Limit: 10, Now: now})
+		if len(items) != 1 || !slices.Equal(items[0].ReadBy, []privateline.Address{rob, rita}) {
+			t.Fatalf("ann's copy read by %+v", items)
+		}
+		// The same mark id again (a new transaction after a lost receipt): duplicate.
+		if res, _, _ := e.db.ReceiveTransaction(other, "marks2", []InboundEntry{robMark}, now); !slices.Equal(statuses(res), []string{"duplicate"}) {
+			t.Fatalf("replayed mark: %v", statuses(res))
+		}
+
+		// ann deletes her message for everyone: a delete for each server
+		// it went to; one it never left for (a new message) needs none.
+		for _, srv := range []privateline.ServerName{other, third} {
+			txn, err := e.db.OutboxNext(srv, 10, 1<<20, c.next)
+			if err != nil || txn == nil || !slices.Contains(itemIDs(txn), out) {
+				t.Fatalf("%s's outbox before the delete: %+v %v", srv, txn, err)
+			}
+			var rs []OutboxResult
+			for _, it := range txn.Items {
+				rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
+			}
+			if err := e.db.OutboxDone(srv, txn.TxnID, rs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		unsent := sendRemote(t, e.db, ann, nil, []privateline.Address{sue}, time.Time{})
+		if err := e.db.DeleteMessage(ann.ID, unsent, now); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := e.db.OutboxDepth(); d[third] != 1 {
+			t.Fatalf("third's depth %d after deleting a message never sent there, want 1 (its dropped item)", d[third])
+		}
+		if txn, _ := e.db.OutboxNext(third, 10, 1<<20, c.next); txn != nil {
+			t.Fatalf("a delete of a message never sent: %+v", txn)
+		}
+		if err := e.db.DeleteMessage(ann.ID, out, now); err != nil {
+			t.Fatal(err)
+		}
+		for _, srv := range []privateline.ServerName{other, third} {
+			txn, err := e.db.OutboxNext(srv, 10, 1<<20, c.next)
+			if err != nil || txn == nil {
+				t.Fatalf("%s's outbox: %+v %v", srv, txn, err)
+			}
+			last := txn.Items[0]
+			var del DeletePayload
+			if txn.Type != OutboxDeletes || len(txn.Items) != 1 || json.Unmarshal(last.Payload, &del) != nil || del.Message != out || del.From != rcpt(ann).Address {
+				t.Fatalf("%s's outbox %+v, payload %s", srv, txn, last.Payload)
+			}
+		}
+
+		// rob deletes his message: ben's copy goes; nobody else may delete it.
+		in2 := entry(rob, ben)
+		if _, _, err := e.db.ReceiveTransaction(other, "in2", []InboundEntry{in2}, now); err != nil {
+			t.Fatal(err)
+		}
+		del := func(from privateline.Address, msg string) InboundEntry {
+			return InboundEntry{Kind: OutboxDeletes, ID: newMsgID(), Message: msg, From: from, At: now}
+		}
+		mine := local(t, e.db, ann, ben)
+		bSeq := lastSeq(t, e.db, ben)
+		res, _, err = e.db.ReceiveTransaction(other, "dels", []InboundEntry{del(rita, in2.ID), del(rob, mine), del(rob, in2.ID), del(rob, in2.ID)}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"refused:wrong_origin", "refused:wrong_origin", "accepted", "accepted"}; !slices.Equal(statuses(res), want) {
+			t.Fatalf("delete results %v, want %v", statuses(res), want)
+		}
+		if ids := mailIDs(t, e.db, ben, rob); slices.Contains(ids, in2.ID) {
+			t.Fatalf("ben still has the deleted message: %v", ids)
+		}
+		evs, _ = e.db.EventsAfter(ben.ID, bSeq, 100, now)
+		if len(evs) != 1 || evs[0].Type != EventDeleted || evs[0].ID != in2.ID {
+			t.Fatalf("ben's events after the delete: %+v", evs)
+		}
+		// The deleted id cannot come back.
+		if res, _, _ := e.db.ReceiveTransaction(other, "again", []InboundEntry{in2}, now); res[0].Status == InboundAccepted {
+			t.Fatalf("the deleted message was accepted again: %v", statuses(res))
+		}
+	})
+}
+
+// local sends a message between two local users and returns its id.
+func local(t *testing.T, d *DB, from, to *User) string {
+	t.Helper()
+	return sendRemote(t, d, from, []*User{to}, nil, time.Time{})
 }

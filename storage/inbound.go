@@ -56,7 +56,12 @@ var ErrTxnReused = errors.New("txn_id_reused")
 // InboundEntry is one entry of a verified inbound transaction. The
 // caller has done the per-entry checks of spec §7.3 that need no lock;
 // Refused != "" carries that code.
+//
+// Kind is the transaction's type: "envelopes" (or ""), "read_marks"
+// (Reader read Message at At, spec §12.2) or "deletes" (From deleted
+// Message at At, §12.3); ID is the entry's id in every kind.
 type InboundEntry struct {
+	Kind       string
 	ID         string
 	Raw        []byte              // the envelope bytes
 	From       privateline.Address // the remote sender (on origin)
@@ -64,6 +69,10 @@ type InboundEntry struct {
 	ExpiresAt  time.Time           // zero: never
 	Files      []string            // file ids the header lists (on origin; fetched later, not checked now)
 	Refused    string              // pre-decided refusal code, or ""
+
+	Message string              // read_marks, deletes: the envelope's id
+	Reader  privateline.Address // read_marks: the reader (on origin)
+	At      time.Time           // read_marks: read at; deletes: deleted at
 }
 
 // InboundResult is the outcome of one entry.
@@ -143,6 +152,19 @@ func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, ent
 		for _, r := range e.Recipients {
 			ids = append(ids, r.ID[:])
 		}
+		// A read mark or delete changes a stored message and its
+		// participants' logs: their stripes too (the participants of a
+		// record never grow, so reading it before locking is enough).
+		if e.Kind == OutboxReadMarks || e.Kind == OutboxDeletes {
+			if mid, err := msgKeyID(e.Message); err == nil {
+				ids = append(ids, mid)
+				if rec, err := d.envelope(mid); err == nil {
+					for _, p := range rec.participants() {
+						ids = append(ids, p.ID[:])
+					}
+				}
+			}
+		}
 	}
 	unlock := d.lockStripes(ids...)
 	defer unlock()
@@ -171,10 +193,19 @@ func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, ent
 	at := now.UnixMilli()
 	var idx replayIndex
 	accepted := map[string]bool{}
+	recs := map[string]*envelopeRecord{} // messages changed by this transaction (nil: removed)
 	results = make([]InboundResult, len(entries))
 	for i := range entries {
 		e := &entries[i]
-		status, code, err := t.receiveEntry(origin, oh, e, mids[i], accepted, now)
+		var status, code string
+		switch e.Kind {
+		case "", OutboxEnvelopes:
+			status, code, err = t.receiveEntry(origin, oh, e, mids[i], accepted, now)
+		case OutboxReadMarks, OutboxDeletes:
+			status, code, err = t.receiveChange(origin, oh, e, mids[i], accepted, recs, now)
+		default:
+			status, code = InboundRefused, RefusedMalformed
+		}
 		if err != nil {
 			t.b.Close()
 			return nil, false, privateline.E(op, err)
@@ -207,6 +238,13 @@ func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, ent
 func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *InboundEntry, mid []byte, accepted map[string]bool, now time.Time) (status, code string, err error) {
 	d := t.d
 	refuse := func(c string) (string, string, error) { return InboundRefused, c, nil }
+	// Replay first (spec §13): a committed entry is a duplicate whatever
+	// the checks would say now (the caller skips them for it).
+	if mid != nil {
+		if dup, err := t.seen(oh, e.ID, mid, accepted); err != nil || dup {
+			return InboundDuplicate, "", err
+		}
+	}
 	if e.Refused != "" {
 		return refuse(e.Refused)
 	}
@@ -215,14 +253,6 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 	}
 	if _, srv, err := e.From.Split(); err != nil || srv != origin {
 		return refuse(RefusedWrongOrigin)
-	}
-	if accepted[e.ID] {
-		return InboundDuplicate, "", nil
-	}
-	if seen, err := d.exists(tReplayEnv.key(oh, mid)); err != nil {
-		return "", "", err
-	} else if seen {
-		return InboundDuplicate, "", nil
 	}
 	sum := sha256.Sum256(e.Raw)
 	if rec, err := d.envelope(mid); err == nil {
@@ -266,6 +296,85 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 		rec.ExpiresAt = e.ExpiresAt.UnixMilli()
 	}
 	if err := t.storeEnvelope(rec, e.ID, mid); err != nil {
+		return "", "", err
+	}
+	return InboundAccepted, "", nil
+}
+
+// seen reports that origin's entry id was committed, earlier in this
+// transaction or before.
+func (t *mtxn) seen(oh []byte, id string, mid []byte, accepted map[string]bool) (bool, error) {
+	if accepted[id] {
+		return true, nil
+	}
+	return t.d.exists(tReplayEnv.key(oh, mid))
+}
+
+// receiveChange decides one read mark or delete and, if it is accepted,
+// applies it in t. recs holds the messages this transaction changed.
+// A mark or delete of a message that is no longer here is accepted and
+// changes nothing: the message went (its sender deleted it, it expired).
+func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *InboundEntry, mid []byte, accepted map[string]bool, recs map[string]*envelopeRecord, now time.Time) (status, code string, err error) {
+	d := t.d
+	refuse := func(c string) (string, string, error) { return InboundRefused, c, nil }
+	if mid != nil {
+		if dup, err := t.seen(oh, e.ID, mid, accepted); err != nil || dup {
+			return InboundDuplicate, "", err
+		}
+	}
+	if e.Refused != "" {
+		return refuse(e.Refused)
+	}
+	if mid == nil {
+		return refuse(RefusedMalformed)
+	}
+	who := e.Reader
+	if e.Kind == OutboxDeletes {
+		who = e.From
+	}
+	if _, srv, err := who.Split(); err != nil || srv != origin {
+		return refuse(RefusedWrongOrigin)
+	}
+	mmid, err := msgKeyID(e.Message)
+	if err != nil {
+		return refuse(RefusedMalformed)
+	}
+	rec, ok := recs[e.Message]
+	if !ok {
+		if rec, err = d.envelope(mmid); privateline.Is(privateline.NotExist, err) {
+			rec = nil
+		} else if err != nil {
+			return "", "", err
+		}
+		recs[e.Message] = rec
+	}
+	if rec == nil || rec.expired(now) {
+		return InboundAccepted, "", nil
+	}
+	if e.Kind == OutboxDeletes {
+		// Only the sender deletes for everyone, and only through its server.
+		if !rec.remoteSender() || rec.Sender.Address != e.From {
+			return refuse(RefusedWrongOrigin)
+		}
+		if err := t.removeMessage(rec, mmid, EventDeleted); err != nil {
+			return "", "", err
+		}
+		recs[e.Message] = nil
+		return InboundAccepted, "", nil
+	}
+	// A read mark: of a message a user of this server sent to the reader.
+	j := slices.Index(rec.Remote, e.Reader)
+	if rec.remoteSender() || j < 0 {
+		return refuse(RefusedNotForDestination)
+	}
+	if slices.Contains(rec.ReadBy, e.Reader) {
+		return InboundAccepted, "", nil
+	}
+	rec.ReadBy = append(rec.ReadBy, e.Reader)
+	if err := d.setJSON(t.b, tEnvelope.key(mmid), rec); err != nil {
+		return "", "", err
+	}
+	if _, err := t.event(rec.Sender.ID, Event{Type: EventRead, ID: e.Message, Reader: len(rec.Recipients) + 1 + j, By: e.Reader}); err != nil {
 		return "", "", err
 	}
 	return InboundAccepted, "", nil

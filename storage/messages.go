@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -620,8 +621,26 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 	t := d.newMtxn(nil)
 	t.now = now
 	t.release = unlock
+	var dests []outboxDest
 	if user == rec.Sender.ID {
 		err = t.removeMessage(rec, mid, EventDeleted)
+		// Recipients on other servers: their servers delete it too
+		// (spec/federation.md §12.3), queued in this batch.
+		// Servers the envelope never left for need nothing: its item goes
+		// silently with the message.
+		if err == nil && len(rec.Remote) > 0 {
+			if dests, err = d.outboxDests(rec.Remote); err == nil {
+				unlockDests := d.lockDests(dests)
+				defer unlockDests()
+				t.release = func() { unlockDests(); unlock() }
+				var unsent map[string]bool
+				if unsent, err = d.unsentTo(dests, msgID); err == nil {
+					dests = slices.DeleteFunc(dests, func(x outboxDest) bool { return unsent[string(x.h)] })
+					payload, _ := json.Marshal(DeletePayload{Message: msgID, From: rec.Sender.Address, DeletedAt: now.UnixMilli()})
+					err = t.queueItems(dests, OutboxDeletes, NewID().String(), payload)
+				}
+			}
+		}
 	} else if rec.remoteSender() && !d.othersHoldCopy(rec, mid, user) {
 		// A message from another server that no local user keeps any
 		// more goes entirely (its id is tombstoned, tombstones.go).
@@ -642,6 +661,7 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 	if err := t.commit(); err != nil {
 		return privateline.E(op, err)
 	}
+	d.outboxQueued(dests)
 	return nil
 }
 
@@ -698,6 +718,23 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 	}
 	t := d.newMtxn(nil)
 	t.release = unlock
+	// A sender on another server hears of it through the outbox
+	// (spec/federation.md §12.2), in this batch.
+	var dests []outboxDest
+	if rec.remoteSender() {
+		if dests, err = d.outboxDests([]privateline.Address{rec.Sender.Address}); err != nil {
+			t.b.Close()
+			return privateline.E(op, err)
+		}
+		unlockDests := d.lockDests(dests)
+		defer unlockDests()
+		t.release = func() { unlockDests(); unlock() }
+		payload, _ := json.Marshal(ReadMarkPayload{Message: msgID, Reader: me, ReadAt: now.UnixMilli()})
+		if err := t.queueItems(dests, OutboxReadMarks, NewID().String(), payload); err != nil {
+			t.b.Close()
+			return privateline.E(op, err)
+		}
+	}
 	c, err := t.counter(user)
 	if err == nil {
 		c.Unread--
@@ -721,6 +758,7 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 	if err := t.commit(); err != nil {
 		return privateline.E(op, err)
 	}
+	d.outboxQueued(dests)
 	return nil
 }
 

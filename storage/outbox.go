@@ -71,8 +71,28 @@ type OutboxResult struct {
 	Error     string // refusal code when !Delivered
 }
 
-// OutboxEnvelopes is the type of direct envelope items.
-const OutboxEnvelopes = "envelopes"
+// Outbox item types: the wire types of spec/federation.md.
+const (
+	OutboxEnvelopes = "envelopes"  // direct envelopes; the payload is the envelope
+	OutboxReadMarks = "read_marks" // a local user read a message from the destination's user: ReadMarkPayload
+	OutboxDeletes   = "deletes"    // a local sender deleted a message for everyone: DeletePayload
+)
+
+// ReadMarkPayload is an OutboxReadMarks item's payload (JSON): reader, a
+// user of this server, read message, sent by a user of the destination.
+type ReadMarkPayload struct {
+	Message string              `json:"message"`
+	Reader  privateline.Address `json:"reader"`
+	ReadAt  int64               `json:"read_at"` // ms
+}
+
+// DeletePayload is an OutboxDeletes item's payload (JSON): From, a user of
+// this server, deleted their message for everyone.
+type DeletePayload struct {
+	Message   string              `json:"message"`
+	From      privateline.Address `json:"from"`
+	DeletedAt int64               `json:"deleted_at"` // ms
+}
 
 // maxDetail bounds the last error kept and put in timeout events.
 const maxDetail = 512
@@ -199,6 +219,13 @@ func (d *DB) pendingTxn(h []byte) (*pendingTxn, error) {
 // destination's outbox in t's batch. The caller holds the destinations'
 // locks until the batch is applied.
 func (t *mtxn) queueEnvelope(ds []outboxDest, msgID string) error {
+	return t.queueItems(ds, OutboxEnvelopes, msgID, nil)
+}
+
+// queueItems adds an item of type typ (id, payload) to each destination's
+// outbox in t's batch, under the destinations' locks held by the caller
+// until the batch is applied.
+func (t *mtxn) queueItems(ds []outboxDest, typ, id string, payload []byte) error {
 	now := t.d.now().UnixMilli()
 	for _, x := range ds {
 		st, err := t.d.destState(x)
@@ -208,7 +235,7 @@ func (t *mtxn) queueEnvelope(ds []outboxDest, msgID string) error {
 		st.Next++
 		st.Depth++
 		st.Last = max(st.Last, now)
-		if err := t.d.setJSON(t.b, tOutbox.key(x.h, u64(st.Next)), outboxRecord{Type: OutboxEnvelopes, ID: msgID, QueuedAt: st.Last}); err != nil {
+		if err := t.d.setJSON(t.b, tOutbox.key(x.h, u64(st.Next)), outboxRecord{Type: typ, ID: id, QueuedAt: st.Last, Payload: payload}); err != nil {
 			return err
 		}
 		if err := t.d.setJSON(t.b, stateKey(x.h), st); err != nil {
@@ -216,6 +243,41 @@ func (t *mtxn) queueEnvelope(ds []outboxDest, msgID string) error {
 		}
 	}
 	return nil
+}
+
+// unsentTo returns the destinations of ds whose outbox still holds message
+// msgID's envelope item outside a pending transaction: it was never
+// handed to them, and goes silently with the message. The caller holds
+// the destinations' locks.
+func (d *DB) unsentTo(ds []outboxDest, msgID string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, x := range ds {
+		p, err := d.pendingTxn(x.h)
+		if err != nil {
+			return nil, err
+		}
+		prefix := tOutbox.key(x.h)
+		err = d.scanKeys(prefix, func(k, v []byte) error {
+			if len(k) != len(prefix)+8 {
+				return nil
+			}
+			var r outboxRecord
+			if err := d.getJSON(k, &r); err != nil {
+				return err
+			}
+			if r.Type == OutboxEnvelopes && r.ID == msgID {
+				if p == nil || !slices.Contains(p.Seqs, binary.BigEndian.Uint64(k[len(prefix):])) {
+					out[string(x.h)] = true
+				}
+				return errStop
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // outboxQueued tells the outbox notifier of destinations whose items are

@@ -19,6 +19,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add(mustSign(f, kr, fx.ka))
 	f.Add(mustSign(f, &Receipt{Type: TypeKeyAnswer, Header: Header{Origin: srvB, Destination: srvA, TxnID: kr.TxnID, CreatedAt: 7},
 		Results: []Result{{ID: kr.Entries[0].ID, Lookup: []byte(`{"a":[1]}`), Consistency: [][]byte{make([]byte, 32)}}, {ID: kr.Entries[1].ID, Error: "unknown_user"}}}, fx.kb))
+	for _, typ := range []Type{TypeReadMarks, TypeDeletes} {
+		f.Add(mustSign(f, &Transaction{Type: typ, Header: Header{Origin: srvA, Destination: srvB, TxnID: NewTxnID(), CreatedAt: 7},
+			Entries: []Entry{{ID: NewTxnID(), Message: NewTxnID(), Reader: "rob@a.example", From: "rob@a.example", At: 9}}}, fx.ka))
+	}
 	f.Add([]byte(`{"v":1}`))
 	f.Add([]byte(`{"type":"envelopes","v":2}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {

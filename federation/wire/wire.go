@@ -48,6 +48,8 @@ const (
 	TypeReceipt    Type = "receipt"     // the destination's answer to a transaction
 	TypeKeyRequest Type = "key_request" // key look-ups of the destination's users (§12.5)
 	TypeKeyAnswer  Type = "key_answer"  // the answer to a key_request
+	TypeReadMarks  Type = "read_marks"  // origin's users read messages of destination's users (§12.2)
+	TypeDeletes    Type = "deletes"     // origin's users deleted their messages for everyone (§12.3)
 )
 
 // MaxKeyRequests caps the entries of a key_request (spec/federation.md
@@ -95,13 +97,19 @@ type Header struct {
 // Entry is one entry of a transaction. In "envelopes": the envelope's id
 // (its header "id") and the envelope exactly as the client sent it. In
 // "key_request": the address looked up and, if not zero, the tree size
-// the consistency proof is to start from.
+// the consistency proof is to start from. In "read_marks": Reader read
+// Message at At; in "deletes": From deleted Message at At (Unix ms).
 type Entry struct {
 	ID       string
 	Envelope []byte
 
 	Address privateline.Address
 	Since   uint64
+
+	Message string
+	Reader  privateline.Address
+	From    privateline.Address
+	At      int64
 }
 
 // Transaction is a signed batch from Origin to Destination.
@@ -167,6 +175,14 @@ func (t *Transaction) label() string   { return LabelTransaction }
 func (t *Transaction) body() map[string]any {
 	entries := make([]any, len(t.Entries))
 	for i, e := range t.Entries {
+		switch t.Type {
+		case TypeReadMarks:
+			entries[i] = map[string]any{"id": e.ID, "message": e.Message, "read_at": e.At, "reader": string(e.Reader)}
+			continue
+		case TypeDeletes:
+			entries[i] = map[string]any{"deleted_at": e.At, "from": string(e.From), "id": e.ID, "message": e.Message}
+			continue
+		}
 		if t.Type == TypeKeyRequest {
 			m := map[string]any{"address": string(e.Address), "id": e.ID}
 			if e.Since > 0 {
@@ -375,7 +391,7 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	var h Header
 	var m Message
 	switch typ {
-	case TypeEnvelopes, TypeKeyRequest:
+	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes:
 		t := &Transaction{Type: typ}
 		t.Entries = readEntries(o, typ)
 		m = t
@@ -462,13 +478,18 @@ func items(o *cjson.Object, name string, each func(*cjson.Object)) {
 func readEntries(o *cjson.Object, t Type) []Entry {
 	var es []Entry
 	items(o, "entries", func(e *cjson.Object) {
+		switch t {
+		case TypeReadMarks:
+			es = append(es, Entry{ID: e.String("id", true), Message: hexID(e, "message"),
+				At: e.Int("read_at", true, 0, cjson.MaxSafeInt), Reader: address(e, "reader")})
+			return
+		case TypeDeletes:
+			es = append(es, Entry{ID: e.String("id", true), Message: hexID(e, "message"),
+				At: e.Int("deleted_at", true, 0, cjson.MaxSafeInt), From: address(e, "from")})
+			return
+		}
 		if t == TypeKeyRequest {
-			x := Entry{ID: e.String("id", true), Address: privateline.Address(e.String("address", true))}
-			if e.Err() == nil {
-				if _, _, err := x.Address.Split(); err != nil {
-					e.Fail("address", "a user's address")
-				}
-			}
+			x := Entry{ID: e.String("id", true), Address: address(e, "address")}
 			x.Since = uint64(e.Int("since", false, 1, cjson.MaxSafeInt))
 			es = append(es, x)
 			return
@@ -478,6 +499,17 @@ func readEntries(o *cjson.Object, t Type) []Entry {
 		es = append(es, Entry{ID: e.String("id", true), Envelope: env})
 	})
 	return es
+}
+
+// address reads a member that must be a user's address.
+func address(o *cjson.Object, name string) privateline.Address {
+	a := privateline.Address(o.String(name, true))
+	if o.Err() == nil {
+		if _, _, err := a.Split(); err != nil {
+			o.Fail(name, "a user's address")
+		}
+	}
+	return a
 }
 
 // isCode reports whether s is a refusal code: 1–32 of [a-z_].

@@ -536,3 +536,53 @@ func TestKeyRequestAndAnswer(t *testing.T) {
 func entry(m map[string]any, name string, i int) map[string]any {
 	return m[name].([]any)[i].(map[string]any)
 }
+
+// TestReadMarksAndDeletes: the entries of spec/federation.md §12.2 and
+// §12.3 round-trip, answered by ordinary receipts, and their shapes are
+// enforced.
+func TestReadMarksAndDeletes(t *testing.T) {
+	f := newFixture(t)
+	lim := DefaultLimits()
+	for _, tc := range []struct {
+		typ   Type
+		entry Entry
+		bad   map[string]func(map[string]any)
+	}{
+		{TypeReadMarks, Entry{ID: fmt.Sprintf("%032x", 1), Message: fmt.Sprintf("%032x", 2), Reader: "rob@a.example", At: now.UnixMilli()},
+			map[string]func(map[string]any){
+				"no reader":        func(m map[string]any) { delete(m, "reader") },
+				"reader not user":  func(m map[string]any) { m["reader"] = "a.example" },
+				"message not id":   func(m map[string]any) { m["message"] = "x" },
+				"negative time":    func(m map[string]any) { m["read_at"] = int64(-1) },
+				"a deletes member": func(m map[string]any) { m["from"] = "rob@a.example" },
+				"conversation":     func(m map[string]any) { m["conversation"] = "c" },
+			}},
+		{TypeDeletes, Entry{ID: fmt.Sprintf("%032x", 1), Message: fmt.Sprintf("%032x", 2), From: "rob@a.example", At: now.UnixMilli()},
+			map[string]func(map[string]any){
+				"no from":           func(m map[string]any) { delete(m, "from") },
+				"no deleted_at":     func(m map[string]any) { delete(m, "deleted_at") },
+				"an envelope":       func(m map[string]any) { m["envelope"] = "AA==" },
+				"upper-case sender": func(m map[string]any) { m["from"] = "Rob@a.example" },
+			}},
+	} {
+		tx := &Transaction{Header: Header{Origin: srvA, Destination: srvB, TxnID: NewTxnID(), CreatedAt: now.UnixMilli()}, Type: tc.typ, Entries: []Entry{tc.entry}}
+		got, err := VerifyTransaction(mustSign(t, tx, f.ka), f.peerA, srvB, now, lim)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.typ, err)
+		}
+		if !reflect.DeepEqual(got, tx) {
+			t.Fatalf("%s round trip:\n got %+v\nwant %+v", tc.typ, got, tx)
+		}
+		r := &Receipt{Header: Header{Origin: srvB, Destination: srvA, TxnID: tx.TxnID, CreatedAt: now.UnixMilli()}, Results: []Result{{ID: tc.entry.ID, Status: Accepted}}}
+		if _, err := VerifyReceipt(mustSign(t, r, f.kb), f.peerB, srvA, now, lim, tx); err != nil {
+			t.Fatalf("%s receipt: %v", tc.typ, err)
+		}
+		for name, edit := range tc.bad {
+			body := tx.body()
+			edit(entry(body, "entries", 0))
+			if _, err := Verify(signMap(t, body, LabelTransaction, f.ka), f.peerA, srvB, now, lim); ReasonOf(err) != Malformed {
+				t.Errorf("%s, %s: %v, want malformed", tc.typ, name, err)
+			}
+		}
+	}
+}
