@@ -233,8 +233,13 @@ func (a *API) eventFrame(ev *storage.Event) wsEvent {
 		m := newMailItem(ev.Mail)
 		f.Message = &m
 	}
-	if ev.Type == storage.EventKeyChanged && ev.Name != "" {
-		f.Address = privateline.MakeAddress(ev.Name, a.cfg.ServerName)
+	if ev.Type == storage.EventKeyChanged {
+		switch {
+		case ev.Remote != "":
+			f.Address = ev.Remote
+		case ev.Name != "":
+			f.Address = privateline.MakeAddress(ev.Name, a.cfg.ServerName)
+		}
 	}
 	return f
 }

@@ -45,9 +45,10 @@ type fakeStore struct {
 	gate    chan struct{}
 	entered chan struct{} // closed-over signal: ReceiveTransaction was entered
 
-	pins    map[privateline.ServerName]ed25519.PublicKey
-	heads   map[privateline.ServerName][]byte
-	lookups map[privateline.Address][]byte
+	pins       map[privateline.ServerName]ed25519.PublicKey
+	heads      map[privateline.ServerName][]byte
+	lookups    map[privateline.Address][]byte
+	keyChanged []privateline.Address
 }
 
 // outEvent is an event the outbox put in a local sender's log.
@@ -336,6 +337,13 @@ func (f *fakeStore) DeleteRemoteLookup(a privateline.Address) error {
 	defer f.mu.Unlock()
 	delete(f.lookups, a)
 	return nil
+}
+
+func (f *fakeStore) RemoteKeyChanged(a privateline.Address) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keyChanged = append(f.keyChanged, a)
+	return 1, nil
 }
 
 // Snapshots for assertions.

@@ -177,11 +177,7 @@ func (s *Service) LookupRemote(ctx context.Context, address privateline.Address,
 	l, err := s.lookupRemote(ctx, address, server, since)
 	switch {
 	case err == nil:
-		kept := *l
-		kept.Since, kept.Consistency = 0, nil
-		if raw, err := kept.MarshalJSON(); err != nil {
-			return nil, privateline.E(op, privateline.Internal, err)
-		} else if err := s.store.SetRemoteLookup(address, raw); err != nil {
+		if err := s.keep(address, l); err != nil {
 			return nil, privateline.E(op, err)
 		}
 		return l, nil
@@ -206,6 +202,36 @@ func (s *Service) LookupRemote(ctx context.Context, address privateline.Address,
 		return kept, nil
 	}
 	return nil, err
+}
+
+// keep stores l, verified, as the last answer for address, and tells the
+// local contacts of address when its bundle is not the one kept before.
+func (s *Service) keep(address privateline.Address, l *keylog.Lookup) error {
+	prev, err := s.store.RemoteLookup(address)
+	if err != nil {
+		return err
+	}
+	kept := *l
+	kept.Since, kept.Consistency = 0, nil
+	raw, err := kept.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetRemoteLookup(address, raw); err != nil {
+		return err
+	}
+	if prev == nil {
+		return nil
+	}
+	if old, err := keylog.ParseLookup(prev, 0); err == nil && old.Bundle.Equal(l.Bundle) {
+		return nil
+	}
+	n, err := s.store.RemoteKeyChanged(address)
+	if err != nil {
+		return err
+	}
+	s.log.Info("federation: a remote user's keys changed; their contacts here are told", "address", string(address), "contacts", n)
+	return nil
 }
 
 // errUnreachable marks look-ups that failed because the peer could not be

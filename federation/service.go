@@ -58,6 +58,8 @@ type Store interface {
 	RemoteLookup(a privateline.Address) ([]byte, error)
 	SetRemoteLookup(a privateline.Address, lookup []byte) error
 	DeleteRemoteLookup(a privateline.Address) error
+	// RemoteKeyChanged tells the local contacts of a that a's keys changed.
+	RemoteKeyChanged(a privateline.Address) (int, error)
 }
 
 var _ Store = (*storage.DB)(nil)

@@ -189,6 +189,18 @@ func TestFederationDirectMessagesAndKeys(t *testing.T) {
 		t.Fatalf("delivered to %v", servers2)
 	}
 
+	// bob changes keys: the next look-up through a.test sees it, and a.test
+	// tells bob's contacts there.
+	if _, err := bob.ChangeKeys(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLookup(t, alice2, bob.Address()); !mustKeys(t, bob).Matches(got) {
+		t.Fatal("the look-up after bob's key change gave other keys than his new ones")
+	}
+	if ev := aliceEv.next(client.EventKeyChanged); ev.Address != bob.Address() {
+		t.Fatalf("alice's key_changed event: %+v", ev)
+	}
+
 	// A user that does not exist on the other server: the sender hears of
 	// it (a raw client: the SDK looks recipients up before sending).
 	sender := a.registerWithKeys("fsender", "alice")

@@ -15,6 +15,17 @@ import (
 // reverse ones. The index exists so that a key change (UpdateUserKeys)
 // can put a key_changed event in every contact's log in the same batch.
 // It names no address: only random user ids.
+//
+// Remote contacts (users of other servers):
+//
+//	'U' remote(16) userID(16)   the local user exchanged a direct message
+//	                            with the remote user
+//	'Z' userID(16) remote(16)   the same entry by local user
+//
+// remote is addressHash(address) (peers.go). Deliver and inbound
+// envelopes write them; when a verified look-up shows a remote user's new
+// keys (federation), RemoteKeyChanged puts a key_changed event naming the
+// address in each local contact's log.
 
 // addContacts adds the missing contacts index entries of a new envelope
 // to t's batch (most messages go between users who are contacts already,
@@ -23,7 +34,17 @@ import (
 // recipients.
 func (t *mtxn) addContacts(rec *envelopeRecord) error {
 	if rec.remoteSender() {
+		for _, r := range rec.Recipients {
+			if err := t.addRemoteContact(r.ID, rec.Sender.Address); err != nil {
+				return err
+			}
+		}
 		return nil
+	}
+	for _, a := range rec.Remote {
+		if err := t.addRemoteContact(rec.Sender.ID, a); err != nil {
+			return err
+		}
 	}
 	for _, r := range rec.Recipients {
 		for _, k := range [][]byte{tContact.key(rec.Sender.ID[:], r.ID[:]), tContact.key(r.ID[:], rec.Sender.ID[:])} {
@@ -123,5 +144,90 @@ func (d *DB) deleteContactsLocked(t *mtxn, user ID) error {
 		t.del(tContact.key(c[:], user[:]))
 	}
 	p := tContact.key(user[:])
-	return t.b.DeleteRange(p, prefixEnd(p), nil)
+	if err := t.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+		return err
+	}
+	// Remote contacts: the entries by remote user, then the user's own.
+	rp := tRemoteContactByUser.key(user[:])
+	err = d.scanKeys(rp, func(k, _ []byte) error {
+		if len(k) == len(rp)+16 {
+			t.del(tRemoteContact.key(k[len(rp):], user[:]))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return t.b.DeleteRange(rp, prefixEnd(rp), nil)
+}
+
+// addRemoteContact records that local user u and remote user a exchanged
+// a direct message, if not yet recorded. The caller holds u's stripe.
+func (t *mtxn) addRemoteContact(u ID, a privateline.Address) error {
+	h := t.d.addressHash(a)
+	k := tRemoteContact.key(h, u[:])
+	if ok, err := t.d.exists(k); err != nil || ok {
+		return err
+	}
+	t.d.setSealed(t.b, k, nil)
+	t.d.setSealed(t.b, tRemoteContactByUser.key(u[:], h), nil)
+	return nil
+}
+
+// RemoteKeyChanged puts a key_changed event naming a, a user of another
+// server whose keys a verified look-up showed changed, in the log of every
+// local user who exchanged a direct message with a, and returns how many.
+func (d *DB) RemoteKeyChanged(a privateline.Address) (int, error) {
+	const op = "storage.RemoteKeyChanged"
+	prefix := tRemoteContact.key(d.addressHash(a))
+	var users []ID
+	collect := func() ([]ID, error) {
+		var out []ID
+		err := d.scanKeys(prefix, func(k, _ []byte) error {
+			if len(k) == len(prefix)+16 {
+				var id ID
+				copy(id[:], k[len(prefix):])
+				out = append(out, id)
+			}
+			return nil
+		})
+		return out, err
+	}
+	users, err := collect()
+	if err != nil {
+		return 0, privateline.E(op, err)
+	}
+	if len(users) == 0 {
+		return 0, nil
+	}
+	var ids [][]byte
+	held := map[int]bool{}
+	for _, u := range users {
+		ids = append(ids, u[:])
+		held[stripeOf(u[:])] = true
+	}
+	unlock := d.lockStripes(ids...)
+	defer unlock()
+	// Under the locks: only those still there (account deletion removes
+	// entries under every stripe).
+	if users, err = collect(); err != nil {
+		return 0, privateline.E(op, err)
+	}
+	t := d.newMtxn(nil)
+	t.release = unlock
+	n := 0
+	for _, u := range users {
+		if !held[stripeOf(u[:])] {
+			continue // a contact added meanwhile, under a stripe not held: its next look-up shows the new keys
+		}
+		if _, err := t.event(u, Event{Type: EventKeyChanged, Remote: a}); err != nil {
+			t.b.Close()
+			return 0, privateline.E(op, err)
+		}
+		n++
+	}
+	if err := t.commit(); err != nil {
+		return 0, privateline.E(op, err)
+	}
+	return n, nil
 }

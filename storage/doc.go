@@ -90,6 +90,11 @@
 //	'A' HMAC(nameKey, address)[:16]    the last verified directory answer
 //	                                   for a user of another server
 //	                                   (peers.go)
+//	'U' remote(16) userID(16)          remote contacts: the local user and the
+//	                                   user of another server exchanged a
+//	                                   direct message (contacts.go)
+//	'Z' userID(16) remote(16)          the same, by local user (for account
+//	                                   deletion)
 //
 // server is HMAC(nameKey, "server" 0x00 name)[:16] and txn HMAC(nameKey,
 // "txn" 0x00 txn id)[:16]: server names and txn ids never appear in keys.

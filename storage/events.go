@@ -69,7 +69,10 @@ type Event struct {
 	Group string `json:"group,omitempty"` // group id
 
 	Reader  int `json:"reader,omitempty"`  // read: 1 + the reader's index in the recipients, local then remote
-	Subject *ID `json:"subject,omitempty"` // key_changed: whose key
+	Subject *ID `json:"subject,omitempty"` // key_changed: whose key (a local user)
+	// Remote is, for key_changed, the user of another server whose key
+	// changed (instead of Subject): the user's own contact's address.
+	Remote privateline.Address `json:"remote,omitempty"`
 
 	Server privateline.ServerName `json:"server,omitempty"` // delivered, delivery_failed: the destination
 	Error  string                 `json:"error,omitempty"`  // delivery_failed: refusal code or "timeout"
@@ -225,6 +228,9 @@ func (d *DB) fillEvent(user ID, ev *Event, now time.Time) (bool, error) {
 			return false, nil // the reader's account was deleted
 		}
 	case EventKeyChanged:
+		if ev.Remote != "" {
+			return true, nil
+		}
 		if ev.Subject == nil {
 			return false, privateline.E("storage.fillEvent", privateline.Internal, "key_changed event without its subject")
 		}

@@ -1351,3 +1351,50 @@ func local(t *testing.T, d *DB, from, to *User) string {
 	t.Helper()
 	return sendRemote(t, d, from, []*User{to}, nil, time.Time{})
 }
+
+// TestRemoteContacts: direct messages with users of other servers, both
+// ways, make them contacts; their key change reaches exactly those local
+// users, naming the address; account deletion leaves no entry.
+func TestRemoteContacts(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		us := createUsers(t, e.db, "ann", "ben", "cat")
+		ann, ben, cat := us[0], us[1], us[2]
+		now := time.Now()
+		sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{}) // once is enough
+		if _, _, err := e.db.ReceiveTransaction(other, "t", []InboundEntry{entry(rob, ben), entry(rita, cat)}, now); err != nil {
+			t.Fatal(err)
+		}
+		seqs := map[ID]uint64{ann.ID: lastSeq(t, e.db, ann), ben.ID: lastSeq(t, e.db, ben), cat.ID: lastSeq(t, e.db, cat)}
+		n, err := e.db.RemoteKeyChanged(rob)
+		if err != nil || n != 2 {
+			t.Fatalf("RemoteKeyChanged(rob) = %d, %v; want ann and ben", n, err)
+		}
+		for _, u := range us {
+			evs, err := e.db.EventsAfter(u.ID, seqs[u.ID], 10, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := u != cat
+			if got := len(evs) == 1 && evs[0].Type == EventKeyChanged && evs[0].Remote == rob; got != want || (!want && len(evs) != 0) {
+				t.Errorf("%s's events %+v", u.Username, evs)
+			}
+		}
+		if n, err := e.db.RemoteKeyChanged(sue); err != nil || n != 0 {
+			t.Fatalf("a stranger's key change told %d (%v)", n, err)
+		}
+		// Account deletion removes both directions.
+		if err := e.db.DeleteUser(ann.ID); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := e.db.RemoteKeyChanged(rob); n != 1 {
+			t.Fatalf("after ann's deletion, %d contacts of rob", n)
+		}
+		e.db.scanKeys(nil, func(k, _ []byte) error {
+			if (k[0] == tRemoteContact.prefix || k[0] == tRemoteContactByUser.prefix) && bytes.Contains(k, ann.ID[:]) {
+				t.Errorf("a remote contact entry of the deleted account: %x", k)
+			}
+			return nil
+		})
+	})
+}

@@ -58,13 +58,17 @@ var (
 	tPeerPin      = table{'N', "fed-peer-pin"}
 	tPeerHead     = table{'B', "fed-peer-directory-head"}
 	tRemoteLookup = table{'A', "fed-remote-lookup"}
+	// Remote contacts (contacts.go).
+	tRemoteContact       = table{'U', "remote-contact"}
+	tRemoteContactByUser = table{'Z', "remote-contact-by-user"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
 	tEnvelope, tMailbox, tMailboxByID, tConversation, tCounters, tExpiry, tParticipant, tEvent,
 	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken, tContact,
 	tGroup, tUserGroup, tGroupKey, tGroupWrap,
-	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin, tPeerHead, tRemoteLookup}
+	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin, tPeerHead, tRemoteLookup,
+	tRemoteContact, tRemoteContactByUser}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1
