@@ -96,7 +96,7 @@ func (a *API) localMember(addr privateline.Address) (storage.GroupMember, error)
 		return storage.GroupMember{}, invalid(fmt.Sprintf("%q is not an address", addr))
 	}
 	if server != a.cfg.ServerName {
-		return storage.GroupMember{}, invalid(fmt.Sprintf("%s is on another server; remote members arrive with federation", addr))
+		return storage.GroupMember{}, invalid(fmt.Sprintf("%s is on another server; groups with members on other servers are not supported yet", addr))
 	}
 	u, err := a.store.UserByName(name)
 	if privateline.Is(privateline.NotExist, err) {
