@@ -180,12 +180,6 @@ func TestRefusedEntries(t *testing.T) {
 	add("not_for_destination", env(t, id, addr("alice", nameA), []privateline.Address{addr("dave", nameC)}, now, time.Time{}), id)
 	add("id_mismatch", env(t, newID(), addr("alice", nameA), []privateline.Address{addr("bob", nameB)}, now, time.Time{}), newID())
 	add("malformed", []byte(`{"header":{}}`), newID())
-	// A duplicate member, which parsers may read differently: the valid
-	// envelope with "nonce" twice.
-	id = newID()
-	dupRaw := env(t, id, addr("alice", nameA), []privateline.Address{addr("bob", nameB)}, now, time.Time{})
-	dupRaw = append([]byte(`{"nonce":"AAAA",`), dupRaw[1:]...)
-	add("malformed", dupRaw, id)
 	add("", env(t, good, addr("alice", nameA), []privateline.Address{addr("bob", nameB), addr("carol", nameB), addr("dave", nameC)}, now, time.Time{}), good)
 	for _, c := range cases {
 		a.st.queue(nameB, c.id, c.raw, now)
