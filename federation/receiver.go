@@ -2,6 +2,7 @@ package federation
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/cjson"
 	"github.com/privateline/privateline/envelope"
 	"github.com/privateline/privateline/federation/transport"
 	"github.com/privateline/privateline/federation/wire"
@@ -248,14 +248,7 @@ func (s *Service) refuse(origin privateline.ServerName, code, msg string, retryA
 // in Refused; err is a storage failure.
 func (s *Service) checkEntry(origin privateline.ServerName, e wire.Entry, now time.Time) (storage.InboundEntry, error) {
 	in := storage.InboundEntry{ID: e.ID, Raw: e.Envelope}
-	// As strict as the client API's shape check, and stricter: no
-	// duplicate names (which parsers may read differently), no floats or
-	// unsafe integers, bounded depth (cjson).
-	if !utf8.Valid(e.Envelope) {
-		in.Refused = entryMalformed
-		return in, nil
-	}
-	if _, err := cjson.Parse(e.Envelope); err != nil {
+	if !utf8.Valid(e.Envelope) || !json.Valid(e.Envelope) {
 		in.Refused = entryMalformed
 		return in, nil
 	}
