@@ -44,8 +44,14 @@ type Limits struct {
 	// HandshakeTimeout bounds the QUIC/TLS handshake (default 10 s).
 	HandshakeTimeout time.Duration
 	// IdleTimeout closes a connection with no incoming packets for that
-	// long (default 60 s); no keep-alives are sent.
+	// long (default 60 s).
 	IdleTimeout time.Duration
+	// KeepAlive is how often the dialling side (a sender, whose link
+	// lives while it has work) pings an otherwise quiet connection, so a
+	// peer that vanished is noticed within the idle timeout and a live
+	// link is not closed (default 15 s, spec/federation.md §6.4; at most
+	// half the idle timeout; negative: none). The accepting side sends none.
+	KeepAlive time.Duration
 	// MaxIncomingStreams is how many streams the peer may have open on a
 	// connection at once (default 32).
 	MaxIncomingStreams int64
@@ -58,6 +64,7 @@ type Limits struct {
 var DefaultLimits = Limits{
 	HandshakeTimeout:   10 * time.Second,
 	IdleTimeout:        60 * time.Second,
+	KeepAlive:          15 * time.Second,
 	MaxIncomingStreams: 32,
 	MaxFrameSize:       4 << 20,
 }
@@ -68,6 +75,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.IdleTimeout <= 0 {
 		l.IdleTimeout = DefaultLimits.IdleTimeout
+	}
+	if l.KeepAlive == 0 {
+		l.KeepAlive = DefaultLimits.KeepAlive
 	}
 	if l.MaxIncomingStreams <= 0 {
 		l.MaxIncomingStreams = DefaultLimits.MaxIncomingStreams
@@ -218,7 +228,11 @@ func Dial(ctx context.Context, name privateline.ServerName, addr string, id *Ide
 	}
 	ctx, cancel := context.WithTimeout(ctx, lim.HandshakeTimeout)
 	defer cancel()
-	qc, err := quic.DialAddr(ctx, addr, tc, lim.quicConfig())
+	qcfg := lim.quicConfig()
+	if lim.KeepAlive > 0 {
+		qcfg.KeepAlivePeriod = lim.KeepAlive
+	}
+	qc, err := quic.DialAddr(ctx, addr, tc, qcfg)
 	if err != nil {
 		return nil, err
 	}

@@ -456,7 +456,7 @@ func TestMaxIncomingStreams(t *testing.T) {
 }
 
 func TestIdleTimeoutCloses(t *testing.T) {
-	idle := Limits{IdleTimeout: 300 * time.Millisecond}
+	idle := Limits{IdleTimeout: 300 * time.Millisecond, KeepAlive: -1}
 	d, c := pair(t, idle, idle)
 	for _, conn := range []*Conn{d, c} {
 		select {
@@ -471,6 +471,23 @@ func TestIdleTimeoutCloses(t *testing.T) {
 	}
 	if _, err := d.OpenStream(testCtx(t)); err == nil {
 		t.Fatal("a stream opened on a closed connection")
+	}
+}
+
+// TestKeepAlive: the dialling side's pings keep a quiet link open past the
+// idle timeout (a sender's link lives while it has work).
+func TestKeepAlive(t *testing.T) {
+	idle := Limits{IdleTimeout: 300 * time.Millisecond}
+	d, c := pair(t, idle, idle)
+	select {
+	case <-d.Done():
+		t.Fatalf("the link closed within 1.5 s: %v", d.Err())
+	case <-c.Done():
+		t.Fatalf("the link closed within 1.5 s: %v", c.Err())
+	case <-time.After(1500 * time.Millisecond): // five idle timeouts
+	}
+	if _, err := d.OpenStream(testCtx(t)); err != nil {
+		t.Fatalf("a stream after the quiet time: %v", err)
 	}
 }
 
