@@ -58,23 +58,10 @@ func parseErrorFrame(raw []byte) (errFrame, bool) {
 	ef := errFrame{code: o.String("error", true), message: o.String("message", false)}
 	ms := o.Int("retry_after", false, 0, cjson.MaxSafeInt)
 	ver := o.Int("v", true, 0, cjson.MaxSafeInt)
-	if o.Done(true) != nil || ver != wire.Version || !isCode(ef.code) {
+	if o.Done(true) != nil || ver != wire.Version || !wire.IsCode(ef.code) {
 		return errFrame{}, false
 	}
 	ef.message = truncate(ef.message, maxMessage)
 	ef.retryAfter = time.Duration(min(ms, int64(maxBackoff/time.Millisecond))) * time.Millisecond
 	return ef, true
-}
-
-// isCode reports whether s is a refusal code: 1–32 of [a-z_].
-func isCode(s string) bool {
-	if len(s) < 1 || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -238,18 +238,8 @@ func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, ent
 func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *InboundEntry, mid []byte, accepted map[string]bool, now time.Time) (status, code string, err error) {
 	d := t.d
 	refuse := func(c string) (string, string, error) { return InboundRefused, c, nil }
-	// Replay first (spec §13): a committed entry is a duplicate whatever
-	// the checks would say now (the caller skips them for it).
-	if mid != nil {
-		if dup, err := t.seen(oh, e.ID, mid, accepted); err != nil || dup {
-			return InboundDuplicate, "", err
-		}
-	}
-	if e.Refused != "" {
-		return refuse(e.Refused)
-	}
-	if mid == nil {
-		return refuse(RefusedMalformed)
+	if status, code, err := t.triage(oh, e, mid, accepted); status != "" || err != nil {
+		return status, code, err
 	}
 	if _, srv, err := e.From.Split(); err != nil || srv != origin {
 		return refuse(RefusedWrongOrigin)
@@ -301,13 +291,26 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 	return InboundAccepted, "", nil
 }
 
-// seen reports that origin's entry id was committed, earlier in this
-// transaction or before.
-func (t *mtxn) seen(oh []byte, id string, mid []byte, accepted map[string]bool) (bool, error) {
-	if accepted[id] {
-		return true, nil
+// triage is how every inbound entry starts: replay first (spec §13: a
+// committed entry is a duplicate whatever the checks would say now, and
+// the caller skips them for it), then the caller's refusal, then the id's
+// shape. An empty status: go on.
+func (t *mtxn) triage(oh []byte, e *InboundEntry, mid []byte, accepted map[string]bool) (status, code string, err error) {
+	if mid != nil {
+		if accepted[e.ID] {
+			return InboundDuplicate, "", nil
+		}
+		if seen, err := t.d.exists(tReplayEnv.key(oh, mid)); err != nil || seen {
+			return InboundDuplicate, "", err
+		}
 	}
-	return t.d.exists(tReplayEnv.key(oh, mid))
+	if e.Refused != "" {
+		return InboundRefused, e.Refused, nil
+	}
+	if mid == nil {
+		return InboundRefused, RefusedMalformed, nil
+	}
+	return "", "", nil
 }
 
 // receiveChange decides one read mark or delete and, if it is accepted,
@@ -317,16 +320,8 @@ func (t *mtxn) seen(oh []byte, id string, mid []byte, accepted map[string]bool) 
 func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *InboundEntry, mid []byte, accepted map[string]bool, recs map[string]*envelopeRecord, now time.Time) (status, code string, err error) {
 	d := t.d
 	refuse := func(c string) (string, string, error) { return InboundRefused, c, nil }
-	if mid != nil {
-		if dup, err := t.seen(oh, e.ID, mid, accepted); err != nil || dup {
-			return InboundDuplicate, "", err
-		}
-	}
-	if e.Refused != "" {
-		return refuse(e.Refused)
-	}
-	if mid == nil {
-		return refuse(RefusedMalformed)
+	if status, code, err := t.triage(oh, e, mid, accepted); status != "" || err != nil {
+		return status, code, err
 	}
 	who := e.Reader
 	if e.Kind == OutboxDeletes {

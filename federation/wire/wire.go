@@ -512,8 +512,9 @@ func address(o *cjson.Object, name string) privateline.Address {
 	return a
 }
 
-// isCode reports whether s is a refusal code: 1–32 of [a-z_].
-func isCode(s string) bool {
+// IsCode reports whether s is a refusal code: 1–32 of [a-z_]
+// (spec/federation.md §10).
+func IsCode(s string) bool {
 	if len(s) < 1 || len(s) > 32 {
 		return false
 	}
@@ -537,7 +538,7 @@ func readResults(o *cjson.Object, t Type) []Result {
 		case Accepted, Duplicate:
 		case Refused:
 			r.Error = e.String("error", true)
-			if e.Err() == nil && !isCode(r.Error) {
+			if e.Err() == nil && !IsCode(r.Error) {
 				e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
 			}
 		default:
@@ -555,7 +556,7 @@ func readKeyResult(e *cjson.Object) Result {
 	r := Result{ID: e.String("id", true)}
 	if e.Has("error") {
 		r.Error = e.String("error", true)
-		if e.Err() == nil && !isCode(r.Error) {
+		if e.Err() == nil && !IsCode(r.Error) {
 			e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
 		}
 		return r
