@@ -57,7 +57,7 @@ async function freePort(kind) {
  * first contact). The ports are chosen before the start because each
  * server's peer list names the other's.
  */
-async function startPair() {
+async function startPair(env = {}) {
   const http = [await freePort('tcp'), await freePort('tcp')]
   const udp = [await freePort('udp'), await freePort('udp')]
   const names = http.map((p) => `localhost:${p}`)
@@ -75,6 +75,7 @@ async function startPair() {
             // A message the other server refuses or never takes is
             // reported within the test, not after three days.
             FEDERATION_DELIVERY_TIMEOUT: '2m',
+            ...env,
           },
         }),
       )
@@ -96,10 +97,15 @@ after(async () => {
   for (const s of shared.servers) await s.stop()
 })
 
-/** A test with a World per server (users of server i are made with worlds[i]). */
-function e2e(name, fn, { timeout = 120_000 } = {}) {
+/**
+ * A test with a World per server (users of server i are made with
+ * worlds[i]); with pairEnv, on a pair of servers of its own started with
+ * that environment (and stopped after the test).
+ */
+function e2e(name, fn, { timeout = 120_000, pairEnv } = {}) {
   test(name, { timeout }, async (t) => {
-    const worlds = shared.servers.map((s) => new World(shared.browser, s, t))
+    const own = pairEnv ? await startPair(pairEnv) : null
+    const worlds = (own ?? shared.servers).map((s) => new World(shared.browser, s, t))
     try {
       await fn(worlds)
       for (const w of worlds) w.assertNoPageErrors()
@@ -111,6 +117,7 @@ function e2e(name, fn, { timeout = 120_000 } = {}) {
       throw err
     } finally {
       for (const w of worlds) await w.close()
+      for (const s of own ?? []) await s.stop()
     }
   })
 }
@@ -249,6 +256,24 @@ e2e(
     await expectMessage(alice.page, 'Got your text, not the picture', REMOTE_TIMEOUT)
   },
   slow,
+)
+
+e2e(
+  'a message to a homeserver that stays down is marked "Failed" with a sentence saying why',
+  async (worlds) => {
+    const { alice, bob } = await connected(worlds)
+    // Bob's server goes away for longer than FEDERATION_DELIVERY_TIMEOUT.
+    await worlds[1].close()
+    await worlds[1].server.stop()
+    await send(alice.page, 'Anyone there?')
+    const failed = message(alice.page, 'Anyone there?')
+    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
+    const server2 = bob.address.split('@')[1]
+    await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
+    // The earlier message stays delivered.
+    await expectStatus(alice.page, `Hello ${bob.username}, from the other server`, 'Delivered')
+  },
+  { timeout: 240_000, pairEnv: { FEDERATION_DELIVERY_TIMEOUT: '5s' } },
 )
 
 e2e(
