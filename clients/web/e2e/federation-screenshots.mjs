@@ -52,8 +52,10 @@ try {
   await expectMessage(alice, 'Hello Alice, got it on my own server.', REMOTE)
   await expectStatus(bob, 'Hello Alice, got it on my own server.', 'Delivered', REMOTE)
   await send(alice, 'Each of us keeps our keys on our own homeserver.')
-  await expectStatus(alice, 'Each of us keeps our keys on our own homeserver.', 'Delivered', REMOTE)
   await expectMessage(bob, 'Each of us keeps our keys on our own homeserver.', REMOTE)
+  // Both have the chat open: the last messages are read across servers.
+  await expectStatus(alice, 'Each of us keeps our keys on our own homeserver.', 'Read', REMOTE)
+  await expectStatus(bob, 'Hello Alice, got it on my own server.', 'Read', REMOTE)
 
   await alice.screenshot({ path: join(out, 'federation-alice.png') })
   await bob.screenshot({ path: join(out, 'federation-bob.png') })

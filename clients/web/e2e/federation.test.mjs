@@ -1,12 +1,12 @@
 // Federation as users see it: two real homeservers federated over QUIC on
 // loopback, alice on the first and bob on the second, each in a Chromium
 // context of their own served by their own server. They chat both ways in
-// real time, see "Delivered" when the other server has stored a message,
-// verify each other by QR code across servers, a picture (files do not
-// cross servers yet) arrives as a sentence rather than a crash, and the
-// privateline CLI on the second server talks to a browser user on the
-// first. Read marks do not cross servers yet and are not asserted.
-
+// real time, see "Delivered" when the other server has stored a message
+// and "Read" when the other has read it, verify each other by QR code
+// across servers; a picture (files do not cross servers yet) arrives as a
+// sentence rather than a crash; a message to a server that stays down ends
+// "Failed" with the reason; and the privateline CLI on the second server
+// talks to a browser user on the first.
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import dgram from 'node:dgram'
@@ -149,7 +149,7 @@ async function openVerify(page, peer) {
 }
 
 e2e(
-  'users on two homeservers chat both ways in real time and see "Delivered"',
+  'users on two homeservers chat both ways in real time and see "Delivered" and "Read"',
   async (worlds) => {
     const [w1, w2] = worlds
     const alice = await newUser(w1, 'alice')
@@ -168,6 +168,8 @@ e2e(
     await link.click()
     await chatHeading(bob.page, alice.address).waitFor()
     await expectMessage(bob.page, 'Hi Bob, across servers')
+    // Bob has read it: his read mark crosses back to alice's screen.
+    await expectStatus(alice.page, 'Hi Bob, across servers', 'Read', REMOTE_TIMEOUT)
 
     // And back, while both have the chat open.
     await send(bob.page, 'Hi Alice, Bob here')
@@ -177,6 +179,9 @@ e2e(
     await expectMessage(bob.page, 'Second from Alice', REMOTE_TIMEOUT)
     await send(bob.page, 'Second from Bob')
     await expectMessage(alice.page, 'Second from Bob', REMOTE_TIMEOUT)
+    // Each has the chat open: both last messages are read, across servers.
+    await expectStatus(bob.page, 'Second from Bob', 'Read', REMOTE_TIMEOUT)
+    await expectStatus(alice.page, 'Second from Alice', 'Read', REMOTE_TIMEOUT)
 
     // In order on both screens.
     for (const page of [alice.page, bob.page]) {
