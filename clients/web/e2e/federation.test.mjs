@@ -29,6 +29,7 @@ import {
   register,
   send,
   startChat,
+  waitUntil,
 } from './users.mjs'
 
 /** A cross-server message: a key look-up over the link and a transaction each way. */
@@ -277,6 +278,20 @@ e2e(
     await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
     // The earlier message stays delivered.
     await expectStatus(alice.page, `Hello ${bob.username}, from the other server`, 'Delivered')
+
+    // Retry sends the text again as a new message in its place (the
+    // server still cannot be reached, so it fails again the same way).
+    await failed.getByRole('button', { name: 'Retry' }).click()
+    await waitUntil(
+      async () =>
+        (await message(alice.page, 'Anyone there?').count()) === 1 &&
+        (await failed.getByLabel('Failed', { exact: true }).count()) === 0 &&
+        (await alice.page.getByText('could not be reached for too long').count()) === 0,
+      { what: 'the retried message to be on its way, in place of the failed one' },
+    )
+    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
+    await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
+    assert.equal(await message(alice.page, 'Anyone there?').count(), 1, 'the failed message and its retry both on screen')
   },
   { timeout: 240_000, pairEnv: { FEDERATION_DELIVERY_TIMEOUT: '5s' } },
 )
