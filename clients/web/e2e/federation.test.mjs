@@ -265,7 +265,7 @@ e2e(
 )
 
 e2e(
-  'a message to a homeserver that stays down is marked "Failed" with a sentence saying why',
+  'a message to a homeserver that stays down is marked "Failed" with a sentence saying why, and Retry sends it again',
   async (worlds) => {
     const { alice, bob } = await connected(worlds)
     // Bob's server goes away for longer than FEDERATION_DELIVERY_TIMEOUT.
@@ -276,8 +276,8 @@ e2e(
     await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
     const server2 = bob.address.split('@')[1]
     await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
-    // The earlier message stays delivered.
-    await expectStatus(alice.page, `Hello ${bob.username}, from the other server`, 'Delivered')
+    // The earlier message, which bob read, stays read.
+    await expectStatus(alice.page, `Hello ${bob.username}, from the other server`, 'Read')
 
     // Retry sends the text again as a new message in its place (the
     // server still cannot be reached, so it fails again the same way).
