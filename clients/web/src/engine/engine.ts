@@ -18,7 +18,7 @@ import { openAttachment as openBlob, sealAttachment } from '../crypto/attachment
 import { type Pin, type Pins, encodePins, mergePins, openPins, sealPins } from '../crypto/pinned'
 import { random, sha256 } from '../crypto/primitives'
 import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verifyQrPayload } from '../crypto/safety'
-import { EngineError, asHuman, human, retryable } from './errors'
+import { EngineError, asHuman, human, remoteFileMissing, retryable } from './errors'
 import { metaEpoch, openMeta, sealMeta } from './meta'
 import { AccountStore, type DeviceStore } from './store'
 import type {
@@ -49,6 +49,8 @@ interface MessageRecord extends ChatMessage {
   recipients?: string[]
   /** other homeservers that accepted it for their users (outgoing) */
   deliveredTo?: string[]
+  /** our server took it, another refused it or could not be reached (delivery_failed) */
+  deliveryFailed?: boolean
   /** an envelope that could not be opened yet (sender's key changed), to retry */
   envelope?: unknown
   seq?: number
@@ -857,6 +859,7 @@ export class EngineImpl implements Engine {
       this.#statusFromReads(next)
     } else {
       next.status = 'failed'
+      next.deliveryFailed = true
       next.error = deliveryFailure(f.server!, typeof f.error === 'string' ? f.error : '', f.detail)
     }
     await this.#saveMessage(next)
@@ -1223,6 +1226,19 @@ export class EngineImpl implements Engine {
     const m = this.#messages.get(messageId)
     if (!m || !m.outgoing || m.status !== 'failed') return
     const ob = await this.#store.get<OutboxRecord>('outbox', messageId)
+    if (!ob && m.deliveryFailed && m.text !== '' && (m.refs?.length ?? 0) === 0) {
+      // Our server took it, another did not: its id is spent, so the text
+      // goes again as a new message, which takes this one's place.
+      const opts = m.expiresAt !== undefined ? { expiresInSeconds: Math.max(1, Math.round((m.expiresAt - m.sentAt) / 1000)) } : {}
+      await this.send(m.conversationId, m.text, opts)
+      try {
+        await this.#api.request('DELETE', `/api/messages/${messageId}`)
+      } catch {
+        // gone already, or the server is unreachable: the copy here goes all the same
+      }
+      await this.#forget(messageId)
+      return
+    }
     if (!ob) throw new EngineError('This message can no longer be sent again; write it anew.')
     delete ob.envelope // sealed again: the refusal may have been about the keys
     await this.#store.put('outbox', messageId, ob)
@@ -1429,6 +1445,8 @@ export class EngineImpl implements Engine {
       const data = await openBlob(r.data, refFromJSON(ref))
       return new Blob([data], { type: ref.mime })
     } catch (e) {
+      // A file of another server's user stays on that server for now.
+      if (e instanceof ApiError && e.status === 404 && !m.outgoing && serverOf(m.sender) !== this.#server) throw remoteFileMissing(m.sender)
       throw asHuman(e)
     }
   }
@@ -1692,7 +1710,7 @@ function deliveryFailure(server: string, code: string, detail?: string): string 
     case 'expired':
       return `Not delivered: the message expired before ${server} could take it.`
     case 'timeout':
-      return `Not delivered: ${server} could not be reached for too long${detail ? ` (${detail})` : ''}. Write it again later.`
+      return `Not delivered: ${server} could not be reached for too long${detail ? ` (${detail})` : ''}. Retry when it is back.`
     default:
       return `Not delivered: ${server} refused the message${code ? ` (${code})` : ''}.`
   }

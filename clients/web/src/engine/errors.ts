@@ -55,3 +55,16 @@ export function retryable(e: unknown): boolean {
   if (!(e instanceof ApiError)) return false
   return e.code === 'network' || e.status === 429 || e.status >= 500
 }
+
+/**
+ * A file of a message from another homeserver that this one does not hold:
+ * files do not cross servers yet (spec/federation.md §12.4), so asking again
+ * does not help. Code `remote_file` (the screens offer no Retry for it).
+ */
+export function remoteFileMissing(sender: string): EngineError {
+  const server = sender.slice(sender.lastIndexOf('@') + 1)
+  return new EngineError(
+    `It was sent from another server (${server}), and files do not cross between servers yet: ask ${sender} to send it another way.`,
+    'remote_file',
+  )
+}

@@ -60,7 +60,10 @@ export function NewChatDialog({ open, onClose }: { open: boolean; onClose: () =>
       <form onSubmit={submit} noValidate>
         <DialogTitle id="new-chat-title">New chat</DialogTitle>
         <DialogContent>
-          <DialogContentText sx={{ mb: 2 }}>Their keys are looked up and checked against the key directory before the first message.</DialogContentText>
+          <DialogContentText sx={{ mb: 2 }}>
+            Write their full address, name@server. People on other servers are reached the same way. Their keys are looked up and
+            checked against their server’s key directory before the first message.
+          </DialogContentText>
           {error && <Alert severity="error" sx={{ mb: 2 }}>{error}</Alert>}
           <TextField
             label="Address"

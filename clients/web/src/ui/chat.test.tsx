@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { act, screen, waitFor, within } from '@testing-library/react'
 import { chatPath, renderSignedIn } from './testing/render'
 import { liveObjectUrls } from './testing/setup'
+import { remoteFileMissing } from '../engine/errors'
 
 const bob = 'bob@example.org'
 const carol = 'carol@example.org'
@@ -124,6 +125,24 @@ describe('chat', () => {
     expect(liveObjectUrls()).toContain(img.getAttribute('src'))
     view.unmount()
     expect(liveObjectUrls()).not.toContain(img.getAttribute('src'))
+  })
+
+  it('says why a picture from another homeserver cannot be shown, without a Retry that cannot help', async () => {
+    const { engine } = await renderSignedIn(chatPath('d:' + bob))
+    const far = 'dave@far.example'
+    engine.fileFailures.set('far-photo', remoteFileMissing(far))
+    act(() => {
+      engine.receive('d:' + bob, bob, 'A photo from afar', {
+        attachments: [{ fileId: 'far-photo', name: 'far.png', mime: 'image/png', size: 1234 }],
+      })
+    })
+    const note = await screen.findByText(
+      'far.png: It was sent from another server (far.example), and files do not cross between servers yet: ask dave@far.example to send it another way.',
+    )
+    const alert = note.closest('[role="alert"]') as HTMLElement
+    expect(within(alert).queryByRole('button', { name: 'Retry' })).toBeNull()
+    // The message's text is shown all the same.
+    expect(within(screen.getByRole('log')).getByText('A photo from afar')).toBeInTheDocument()
   })
 
   it('removes a message when the engine drops it', async () => {

@@ -6,11 +6,16 @@ import { useEngine, useNotify } from '../context'
 import { errorMessage } from '../errors'
 import { fileSize } from '../format'
 
+/** A failure that trying again does not mend (a file left on another homeserver). */
+function isFinal(err: unknown): boolean {
+  return err instanceof Error && (err as Error & { code?: unknown }).code === 'remote_file'
+}
+
 /** An image, decrypted on display; the object URL is revoked when it leaves the screen. */
 function ImageAttachment({ messageId, a }: { messageId: string; a: Attachment }) {
   const engine = useEngine()
   const [url, setUrl] = useState<string | null>(null)
-  const [error, setError] = useState<string | null>(null)
+  const [error, setError] = useState<{ text: string; final: boolean } | null>(null)
   const [attempt, setAttempt] = useState(0)
 
   useEffect(() => {
@@ -23,7 +28,7 @@ function ImageAttachment({ messageId, a }: { messageId: string; a: Attachment })
         made = URL.createObjectURL(blob)
         setUrl(made)
       },
-      (err) => live && setError(errorMessage(err)),
+      (err) => live && setError({ text: errorMessage(err), final: isFinal(err) }),
     )
     return () => {
       live = false
@@ -33,8 +38,12 @@ function ImageAttachment({ messageId, a }: { messageId: string; a: Attachment })
 
   if (error) {
     return (
-      <Alert severity="error" sx={{ my: 0.5 }} action={<Button color="inherit" size="small" onClick={() => setAttempt((n) => n + 1)}>Retry</Button>}>
-        {a.name}: {error}
+      <Alert
+        severity={error.final ? 'info' : 'error'}
+        sx={{ my: 0.5 }}
+        action={error.final ? undefined : <Button color="inherit" size="small" onClick={() => setAttempt((n) => n + 1)}>Retry</Button>}
+      >
+        {a.name}: {error.text}
       </Alert>
     )
   }

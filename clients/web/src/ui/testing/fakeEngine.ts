@@ -171,11 +171,15 @@ export class FakeEngine implements Engine {
   }
 
   readonly files = new Map<string, Blob>()
+  /** Files whose opening fails with this error (e.g. a file left on another homeserver). */
+  readonly fileFailures = new Map<string, Error>()
 
   async openAttachment(messageId: string, fileId: string): Promise<Blob> {
     this.record('openAttachment', messageId, fileId)
     await this.actionGate.pass()
     this.failIfAsked()
+    const failure = this.fileFailures.get(fileId)
+    if (failure) throw failure
     const b = this.files.get(fileId)
     if (!b) throw new Error('The file is gone from the server.')
     return b

@@ -1,0 +1,370 @@
+// Federation as users see it: two real homeservers federated over QUIC on
+// loopback, alice on the first and bob on the second, each in a Chromium
+// context of their own served by their own server. They chat both ways in
+// real time, see "Delivered" when the other server has stored a message
+// and "Read" when the other has read it, verify each other by QR code
+// across servers; a picture (files do not cross servers yet) arrives as a
+// sentence rather than a crash; a message to a server that stays down ends
+// "Failed" with the reason; and the privateline CLI on the second server
+// talks to a browser user on the first.
+import assert from 'node:assert/strict'
+import { spawn, spawnSync } from 'node:child_process'
+import dgram from 'node:dgram'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { after, before, test } from 'node:test'
+import { PASSWORD, World, launchChromium, startHomeserver } from './harness.mjs'
+import {
+  DELIVERY_TIMEOUT,
+  chatHeading,
+  conversationLink,
+  expectMessage,
+  expectStatus,
+  message,
+  messageLog,
+  openConversation,
+  register,
+  send,
+  startChat,
+  waitUntil,
+} from './users.mjs'
+
+/** A cross-server message: a key look-up over the link and a transaction each way. */
+const REMOTE_TIMEOUT = 40_000
+const slow = { timeout: 240_000 }
+
+/** A port that was free a moment ago on 127.0.0.1 (TCP or UDP). */
+async function freePort(kind) {
+  if (kind === 'udp') {
+    const s = dgram.createSocket('udp4')
+    await new Promise((resolve, reject) => (s.once('error', reject), s.bind(0, '127.0.0.1', resolve)))
+    const { port } = s.address()
+    await new Promise((resolve) => s.close(resolve))
+    return port
+  }
+  const s = net.createServer()
+  await new Promise((resolve, reject) => (s.once('error', reject), s.listen(0, '127.0.0.1', resolve)))
+  const { port } = s.address()
+  await new Promise((resolve) => s.close(resolve))
+  return port
+}
+
+/**
+ * Two homeservers named localhost:<http port>, each federating on a UDP
+ * port of its own and told the other's (FEDERATION_PEERS, keys pinned on
+ * first contact). The ports are chosen before the start because each
+ * server's peer list names the other's.
+ */
+async function startPair(env = {}) {
+  const http = [await freePort('tcp'), await freePort('tcp')]
+  const udp = [await freePort('udp'), await freePort('udp')]
+  const names = http.map((p) => `localhost:${p}`)
+  const servers = []
+  try {
+    for (const i of [0, 1]) {
+      const j = 1 - i
+      servers.push(
+        await startHomeserver({
+          serverName: names[i],
+          env: {
+            LISTEN_ADDR: `127.0.0.1:${http[i]}`,
+            FEDERATION_LISTEN_ADDR: `127.0.0.1:${udp[i]}`,
+            FEDERATION_PEERS: `${names[j]}=127.0.0.1:${udp[j]}`,
+            // A message the other server refuses or never takes is
+            // reported within the test, not after three days.
+            FEDERATION_DELIVERY_TIMEOUT: '2m',
+            ...env,
+          },
+        }),
+      )
+    }
+  } catch (err) {
+    for (const s of servers) await s.stop()
+    throw err
+  }
+  return servers
+}
+
+const shared = { browser: null, servers: [] }
+before(async () => {
+  shared.browser = await launchChromium()
+  shared.servers = await startPair()
+})
+after(async () => {
+  await shared.browser?.close()
+  for (const s of shared.servers) await s.stop()
+})
+
+/**
+ * A test with a World per server (users of server i are made with
+ * worlds[i]); with pairEnv, on a pair of servers of its own started with
+ * that environment (and stopped after the test).
+ */
+function e2e(name, fn, { timeout = 120_000, pairEnv } = {}) {
+  test(name, { timeout }, async (t) => {
+    const own = pairEnv ? await startPair(pairEnv) : null
+    const worlds = (own ?? shared.servers).map((s) => new World(shared.browser, s, t))
+    try {
+      await fn(worlds)
+      for (const w of worlds) w.assertNoPageErrors()
+    } catch (err) {
+      for (const w of worlds) {
+        await w.screenshot(name)
+        w.report()
+      }
+      throw err
+    } finally {
+      for (const w of worlds) await w.close()
+      for (const s of own ?? []) await s.stop()
+    }
+  })
+}
+
+/** Registers a new user on w's server in a browser context of their own. */
+async function newUser(w, base) {
+  const u = await w.user(base, '/register')
+  await register(u.page, u.username)
+  return u
+}
+
+/** alice (server 1) writes to bob (server 2); bob opens the conversation. */
+async function connected([w1, w2]) {
+  const alice = await newUser(w1, 'alice')
+  const bob = await newUser(w2, 'bob')
+  await startChat(alice.page, bob.address)
+  await send(alice.page, `Hello ${bob.username}, from the other server`)
+  await openConversation(bob.page, alice.address)
+  await expectMessage(bob.page, `Hello ${bob.username}, from the other server`, REMOTE_TIMEOUT)
+  return { alice, bob }
+}
+
+async function openVerify(page, peer) {
+  await page.getByRole('button', { name: 'Conversation details' }).click()
+  await page.getByRole('button', { name: 'Verify', exact: true }).click()
+  const dialog = page.getByRole('dialog', { name: `Verify ${peer}` })
+  await dialog.waitFor()
+  return dialog
+}
+
+e2e(
+  'users on two homeservers chat both ways in real time and see "Delivered" and "Read"',
+  async (worlds) => {
+    const [w1, w2] = worlds
+    const alice = await newUser(w1, 'alice')
+    const bob = await newUser(w2, 'bob')
+    assert.notEqual(alice.address.split('@')[1], bob.address.split('@')[1], 'alice and bob are on different servers')
+
+    await startChat(alice.page, bob.address)
+    await send(alice.page, 'Hi Bob, across servers')
+    // Delivered: bob's server stored it (its signed receipt reached alice's).
+    await expectStatus(alice.page, 'Hi Bob, across servers', 'Delivered', REMOTE_TIMEOUT)
+
+    // Bob did not reload: the conversation appears with an unread badge.
+    const link = conversationLink(bob.page, alice.address)
+    await link.waitFor({ timeout: REMOTE_TIMEOUT })
+    await bob.page.getByRole('navigation', { name: 'Conversations' }).getByLabel('1 unread').waitFor({ timeout: DELIVERY_TIMEOUT })
+    await link.click()
+    await chatHeading(bob.page, alice.address).waitFor()
+    await expectMessage(bob.page, 'Hi Bob, across servers')
+    // Bob has read it: his read mark crosses back to alice's screen.
+    await expectStatus(alice.page, 'Hi Bob, across servers', 'Read', REMOTE_TIMEOUT)
+
+    // And back, while both have the chat open.
+    await send(bob.page, 'Hi Alice, Bob here')
+    await expectMessage(alice.page, 'Hi Alice, Bob here', REMOTE_TIMEOUT)
+    await expectStatus(bob.page, 'Hi Alice, Bob here', 'Delivered', REMOTE_TIMEOUT)
+    await send(alice.page, 'Second from Alice')
+    await expectMessage(bob.page, 'Second from Alice', REMOTE_TIMEOUT)
+    await send(bob.page, 'Second from Bob')
+    await expectMessage(alice.page, 'Second from Bob', REMOTE_TIMEOUT)
+    // Each has the chat open: both last messages are read, across servers.
+    await expectStatus(bob.page, 'Second from Bob', 'Read', REMOTE_TIMEOUT)
+    await expectStatus(alice.page, 'Second from Alice', 'Read', REMOTE_TIMEOUT)
+
+    // In order on both screens.
+    for (const page of [alice.page, bob.page]) {
+      const texts = await messageLog(page).getByRole('article').allInnerTexts()
+      const order = ['Hi Bob, across servers', 'Hi Alice, Bob here', 'Second from Alice', 'Second from Bob'].map((s) =>
+        texts.findIndex((t) => t.includes(s)),
+      )
+      assert.deepEqual([...order].sort((a, b) => a - b), order, `messages out of order: ${JSON.stringify(texts)}`)
+      assert.ok(order.every((i) => i >= 0), `a message is missing: ${JSON.stringify(texts)}`)
+    }
+    // No failure, no error anywhere.
+    for (const page of [alice.page, bob.page]) {
+      assert.equal(await messageLog(page).getByLabel('Failed', { exact: true }).count(), 0)
+      assert.equal(await page.getByRole('alert').count(), 0, 'an alert on screen')
+    }
+  },
+  slow,
+)
+
+e2e(
+  'users on two homeservers verify each other by QR code',
+  async (worlds) => {
+    const { alice, bob } = await connected(worlds)
+    const aliceDialog = await openVerify(alice.page, bob.address)
+    const bobDialog = await openVerify(bob.page, alice.address)
+    const aliceNumber = (await aliceDialog.getByTestId('safety-number').innerText()).replace(/\s+/g, ' ').trim()
+    const bobNumber = (await bobDialog.getByTestId('safety-number').innerText()).replace(/\s+/g, ' ').trim()
+    assert.match(aliceNumber.replace(/\s/g, ''), /^\d{60}$/, `safety number ${aliceNumber}`)
+    assert.equal(aliceNumber, bobNumber, 'both see the same safety number')
+    assert.equal(await bob.page.getByText('Verified', { exact: true }).count(), 0, 'Bob sees "Verified" before scanning')
+
+    const aliceQR = await aliceDialog.getByRole('img', { name: 'Your safety code' }).screenshot()
+    const bobQR = await bobDialog.getByRole('img', { name: 'Your safety code' }).screenshot()
+    await bobDialog.getByLabel('Scan QR image').setInputFiles({ name: 'alice-qr.png', mimeType: 'image/png', buffer: aliceQR })
+    await bob.page.getByText('Verified', { exact: true }).first().waitFor({ timeout: DELIVERY_TIMEOUT })
+    await aliceDialog.getByLabel('Scan QR image').setInputFiles({ name: 'bob-qr.png', mimeType: 'image/png', buffer: bobQR })
+    await alice.page.getByText('Verified', { exact: true }).first().waitFor({ timeout: DELIVERY_TIMEOUT })
+
+    // Verified contacts still talk.
+    for (const p of [alice.page, bob.page]) {
+      await p.keyboard.press('Escape')
+      await p.getByRole('dialog').waitFor({ state: 'detached' })
+    }
+    await send(bob.page, 'Verified hello')
+    await expectMessage(alice.page, 'Verified hello', REMOTE_TIMEOUT)
+  },
+  slow,
+)
+
+e2e(
+  'a picture from another homeserver shows a sentence, not a crash (files do not cross servers yet)',
+  async (worlds) => {
+    const { alice, bob } = await connected(worlds)
+    const dataURL = await alice.page.evaluate(() => {
+      const c = document.createElement('canvas')
+      c.width = 48
+      c.height = 32
+      const g = c.getContext('2d')
+      g.fillStyle = '#1976d2'
+      g.fillRect(0, 0, 48, 32)
+      return c.toDataURL('image/png')
+    })
+    const png = Buffer.from(dataURL.split(',')[1], 'base64')
+    await alice.page.getByLabel('Attach file').setInputFiles({ name: 'blue.png', mimeType: 'image/png', buffer: png })
+    await alice.page.getByRole('textbox', { name: 'Message' }).fill('a picture across servers')
+    await alice.page.getByRole('button', { name: 'Send' }).click()
+    await message(alice.page, 'a picture across servers').waitFor()
+
+    // Bob gets the text, and in place of the picture a sentence saying why it is not there.
+    const got = message(bob.page, 'a picture across servers')
+    await got.waitFor({ timeout: REMOTE_TIMEOUT })
+    await got.getByText(/blue\.png/).first().waitFor({ timeout: DELIVERY_TIMEOUT })
+    await got.getByText(/files do not cross between servers yet/).first().waitFor({ timeout: DELIVERY_TIMEOUT })
+    assert.equal(await got.getByRole('button', { name: 'Retry' }).count(), 0, 'a Retry that cannot help')
+    // The app still works: bob answers.
+    await send(bob.page, 'Got your text, not the picture')
+    await expectMessage(alice.page, 'Got your text, not the picture', REMOTE_TIMEOUT)
+  },
+  slow,
+)
+
+e2e(
+  'a message to a homeserver that stays down is marked "Failed" with a sentence saying why, and Retry sends it again',
+  async (worlds) => {
+    const { alice, bob } = await connected(worlds)
+    // Bob's server goes away for longer than FEDERATION_DELIVERY_TIMEOUT.
+    await worlds[1].close()
+    await worlds[1].server.stop()
+    await send(alice.page, 'Anyone there?')
+    const failed = message(alice.page, 'Anyone there?')
+    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
+    const server2 = bob.address.split('@')[1]
+    await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
+    // The earlier message, which bob read, stays read.
+    await expectStatus(alice.page, `Hello ${bob.username}, from the other server`, 'Read')
+
+    // Retry sends the text again as a new message in its place (the
+    // server still cannot be reached, so it fails again the same way).
+    await failed.getByRole('button', { name: 'Retry' }).click()
+    await waitUntil(
+      async () =>
+        (await message(alice.page, 'Anyone there?').count()) === 1 &&
+        (await failed.getByLabel('Failed', { exact: true }).count()) === 0 &&
+        (await alice.page.getByText('could not be reached for too long').count()) === 0,
+      { what: 'the retried message to be on its way, in place of the failed one' },
+    )
+    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
+    await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
+    assert.equal(await message(alice.page, 'Anyone there?').count(), 1, 'the failed message and its retry both on screen')
+  },
+  { timeout: 240_000, pairEnv: { FEDERATION_DELIVERY_TIMEOUT: '5s' } },
+)
+
+e2e(
+  'the privateline CLI on one homeserver and a browser user on the other exchange messages both ways',
+  async ([w1, w2]) => {
+    const cli = process.env.PRIVATELINE_CLI
+    assert.ok(cli, 'PRIVATELINE_CLI is not set: run the browser tests with scripts/e2etest.sh (it builds the CLI)')
+    const server2 = shared.servers[1]
+    const dir = mkdtempSync(join(tmpdir(), 'privateline-e2e-fedcli-'))
+    const pwFile = join(dir, 'password')
+    writeFileSync(pwFile, PASSWORD + '\n', { mode: 0o600 })
+    const run = (configDir, ...args) => {
+      const r = spawnSync(cli, ['--config-dir', join(dir, configDir), '--server', server2.url, '--password-file', pwFile, ...args], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      })
+      assert.equal(r.status, 0, `privateline ${args.join(' ')}: exit ${r.status}\n${r.stderr}`)
+      return r.stdout
+    }
+    let listener
+    try {
+      const web = await newUser(w1, 'web')
+      const cliName = `term${Date.now().toString(36)}`
+      const cliAddress = `${cliName}@${server2.serverName}`
+      run('listen', 'register', cliName)
+      run('send', 'login', cliName)
+
+      listener = spawn(cli, ['--config-dir', join(dir, 'listen'), '--password-file', pwFile, '--json', 'listen'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stderr = ''
+      listener.stderr.on('data', (d) => (stderr += d))
+      const events = []
+      const waiters = []
+      createInterface({ input: listener.stdout }).on('line', (line) => {
+        events.push(JSON.parse(line))
+        for (const wt of waiters) wt()
+      })
+      const nextEvent = (pred, what) =>
+        new Promise((resolve, reject) => {
+          const check = () => {
+            const ev = events.find(pred)
+            if (ev) resolve(ev)
+          }
+          waiters.push(check)
+          check()
+          listener.once('exit', (code) => reject(new Error(`privateline listen exited (${code}) before ${what}:\n${stderr}`)))
+          setTimeout(() => reject(new Error(`privateline listen printed no ${what} within ${REMOTE_TIMEOUT} ms:\n${stderr}`)), REMOTE_TIMEOUT)
+        })
+      await nextEvent((e) => e.type === 'ready', 'ready')
+
+      // Browser (server 1) → terminal (server 2).
+      await startChat(web.page, cliAddress)
+      await send(web.page, 'Hello terminal on the other server')
+      const got = await nextEvent((e) => e.type === 'message' && e.message?.text === 'Hello terminal on the other server', 'the message')
+      assert.equal(got.message.from, web.address)
+      assert.equal(got.message.error, undefined)
+      await expectStatus(web.page, 'Hello terminal on the other server', 'Delivered', REMOTE_TIMEOUT)
+
+      // Terminal → browser, without a reload.
+      run('send', 'send', web.address, 'Hello browser on the other server')
+      await expectMessage(web.page, 'Hello browser on the other server', REMOTE_TIMEOUT)
+      const history = JSON.parse(run('send', '--json', 'history', '--with', web.address))
+      assert.ok(
+        history.messages.some((m) => m.text === 'Hello terminal on the other server' && m.from === web.address),
+        `the CLI's history lacks the browser's message: ${JSON.stringify(history).slice(0, 500)}`,
+      )
+    } finally {
+      listener?.kill('SIGINT')
+      rmSync(dir, { recursive: true, force: true })
+    }
+  },
+  slow,
+)
