@@ -54,8 +54,12 @@ func (s *Service) acceptLoop(ln *transport.Listener) {
 		s.inbound[c] = true
 		s.wg.Add(1)
 		// A fresh inbound connection from a destination we are backing off
-		// from: it is up again (spec §14).
+		// from: it is up again (spec §14). If it comes from another
+		// process of the destination than our link leads to, that
+		// process is gone (restarted or crashed) and an exchange on the
+		// link would wait for the idle timeout: drop it.
 		if sd := s.senders[c.PeerName()]; sd != nil {
+			sd.dropStaleLink(c.PeerInstance())
 			sd.poke(true)
 		}
 		s.mu.Unlock()

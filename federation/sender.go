@@ -56,6 +56,22 @@ func (sd *sender) dropLink() {
 	}
 }
 
+// dropStaleLink closes the link if it leads to another process of the
+// destination than instance (transport.Conn.PeerInstance): one that has
+// ended. An exchange waiting on it fails at once.
+func (sd *sender) dropStaleLink(instance [32]byte) {
+	sd.mu.Lock()
+	c := sd.conn
+	if c == nil || c.PeerInstance() == instance {
+		sd.mu.Unlock()
+		return
+	}
+	sd.conn = nil
+	sd.mu.Unlock()
+	sd.s.log.Info("federation: the destination restarted; dropping the link to its previous process", "destination", string(sd.dest))
+	c.Close()
+}
+
 // backoff is the wait after attempt n (from 0) failed: d·u with
 // d = min(300 s, base·2ⁿ) and u the jitter in [0.5, 1) (spec §14).
 func backoff(base time.Duration, n int, u float64) time.Duration {

@@ -1,147 +1,22 @@
 package homeserver_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/privateline/privateline/clients/go/e2ee"
-	"github.com/privateline/privateline/homeserver"
 )
-
-// The crash test runs the homeserver in a child process (this test binary
-// re-executed with crashChildEnv set) so that it can be killed with
-// SIGKILL, as a power cut or the OOM killer would.
-
-const crashChildEnv = "PRIVATELINE_TEST_CRASH_CHILD"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(crashChildEnv) == "1" {
-		os.Exit(homeserver.Main([]string{"-env-file", os.DevNull}, os.Stdout, os.Stderr))
-	}
-	os.Exit(m.Run())
-}
-
-// child is a homeserver process.
-type child struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan struct{}
-}
-
-var startedRE = regexp.MustCompile(`"msg":"homeserver started".*?"addr":"(127\.0\.0\.1:\d+)"`)
-
-// startChild starts a homeserver process on dataDir and waits until it
-// listens.
-func startChild(t *testing.T, dataDir string) *child {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(),
-		crashChildEnv+"=1",
-		"DATA_DIR="+dataDir,
-		"LISTEN_ADDR=127.0.0.1:0",
-		"METRICS_ADDR=",
-		"SERVER_NAME=hs.test",
-		"PRIVATELINE_ENV=development",
-		"JWT_SECRET_KEY=", "AES_KEY=", "ENCRYPTED_LOG_KEY=", "LOG_PATH=", "SENTRY_DSN=",
-		"AUTH_RATE_PER_MINUTE=60000", "AUTH_RATE_BURST=100000",
-		"LOGIN_RATE_PER_MINUTE=60000", "LOGIN_RATE_BURST=100000",
-		"MESSAGE_RATE_PER_MINUTE=600000", "MESSAGE_RATE_BURST=100000",
-	)
-	// Our own pipe, so that Wait does not close it under the reader.
-	stderr, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = w
-	cmd.Stdout = io.Discard
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		stderr.Close()
-		t.Fatal(err)
-	}
-	c := &child{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	var (
-		tailMu sync.Mutex
-		tail   []string // the last lines the process logged, for a failure
-		race   []string // a data race the (race-enabled) process reported
-	)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			tailMu.Lock()
-			tail = append(tail[max(0, len(tail)-19):], sc.Text())
-			if strings.Contains(sc.Text(), "WARNING: DATA RACE") || len(race) > 0 && len(race) < 60 {
-				race = append(race, sc.Text())
-			}
-			tailMu.Unlock()
-			if m := startedRE.FindSubmatch(sc.Bytes()); m != nil {
-				select {
-				case addr <- string(m[1]):
-				default:
-				}
-			}
-		}
-		io.Copy(io.Discard, stderr)
-		stderr.Close()
-	}()
-	go func() {
-		cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-c.done
-		<-scanned
-		if len(race) > 0 {
-			t.Errorf("the homeserver process reported a data race:\n%s", strings.Join(race, "\n"))
-		}
-	})
-	select {
-	case c.addr = <-addr:
-	case <-c.done:
-		<-scanned
-		tailMu.Lock()
-		defer tailMu.Unlock()
-		t.Fatalf("the homeserver process exited (%v) before listening; it logged:\n%s", cmd.ProcessState, strings.Join(tail, "\n"))
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the homeserver process did not start listening")
-	}
-	return c
-}
-
-func (c *child) kill(t *testing.T) {
-	t.Helper()
-	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-c.done
-}
 
 // ack is a send the server acknowledged.
 type ack struct {

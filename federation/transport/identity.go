@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -15,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/serverkey"
@@ -44,6 +47,22 @@ type Identity struct {
 	name privateline.ServerName
 	pub  ed25519.PublicKey
 	cert tls.Certificate
+	// reset is the QUIC stateless reset key (RFC 9000 §10.3) of the
+	// listener: derived from the identity key, so that the same server
+	// after a restart or crash resets the links its previous process had,
+	// and their other ends notice at once instead of after the idle
+	// timeout.
+	reset quic.StatelessResetKey
+}
+
+// resetLabel is signed (Ed25519 signatures are deterministic) to derive
+// the stateless reset key; nothing else the server signs starts like it
+// (documents, receipts and tree heads are JSON objects).
+const resetLabel = "privateline-fed/1 QUIC stateless reset key"
+
+// resetKey derives the stateless reset key from the identity key.
+func resetKey(key *serverkey.PrivateKey) quic.StatelessResetKey {
+	return quic.StatelessResetKey(sha256.Sum256(key.Sign([]byte(resetLabel))))
 }
 
 // NewIdentity makes the certificate for name and key. changes, oldest
@@ -107,7 +126,7 @@ func NewIdentity(name privateline.ServerName, key *serverkey.PrivateKey, changes
 	if p, err := parsePeer(cert.Certificate); err != nil || p.name != name || !p.key.Equal(pub) {
 		return nil, fmt.Errorf("transport: the certificate made for %q does not read back: %v", name, err)
 	}
-	return &Identity{name: name, pub: pub, cert: cert}, nil
+	return &Identity{name: name, pub: pub, cert: cert, reset: resetKey(key)}, nil
 }
 
 // Name returns the server name the identity presents.
@@ -141,6 +160,7 @@ type peer struct {
 	name    privateline.ServerName
 	key     ed25519.PublicKey
 	changes []KeyChange
+	cert    [32]byte // SHA-256 of the certificate
 }
 
 // parsePeer reads a peer's certificate chain: exactly one self-signed
@@ -163,7 +183,7 @@ func parsePeer(raw [][]byte) (*peer, error) {
 	if cert.SignatureAlgorithm != x509.PureEd25519 || cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature) != nil {
 		return nil, errors.New("the certificate is not self-signed by its key")
 	}
-	p := &peer{key: key}
+	p := &peer{key: key, cert: sha256.Sum256(raw[0])}
 	for _, u := range cert.URIs {
 		switch u.Scheme {
 		case NameScheme:

@@ -156,7 +156,9 @@ func Listen(addr string, id *Identity, trust Trust, lim Limits) (*Listener, erro
 		}
 		return nil
 	}
-	tr := &quic.Transport{Conn: udp}
+	// The reset key lets a restarted server end its previous process's
+	// links at their first packet (RFC 9000 §10.3).
+	tr := &quic.Transport{Conn: udp, StatelessResetKey: &id.reset}
 	ln, err := tr.Listen(tc, lim.quicConfig())
 	if err != nil {
 		tr.Close()
@@ -260,6 +262,12 @@ func (c *Conn) PeerName() privateline.ServerName { return c.p.name }
 
 // PeerKey is the peer's Ed25519 identity key.
 func (c *Conn) PeerKey() ed25519.PublicKey { return append(ed25519.PublicKey(nil), c.p.key...) }
+
+// PeerInstance identifies the certificate the peer presented. A server
+// makes a new certificate each time it starts (NewIdentity), so two
+// connections from the same peer with different instances lead to
+// different processes of it: the older one's process is gone.
+func (c *Conn) PeerInstance() [32]byte { return c.p.cert }
 
 // RemoteAddr is the peer's UDP address.
 func (c *Conn) RemoteAddr() net.Addr { return c.qc.RemoteAddr() }

@@ -541,3 +541,56 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatalf("the handshake gave up after %v", el)
 	}
 }
+
+// TestRestartedListenerResetsOldLinks: a server that crashed and came
+// back on the same address with the same identity key answers a packet of
+// a link its previous process had with a stateless reset, so the other
+// end drops the link at once instead of waiting for the idle timeout.
+func TestRestartedListenerResetsOldLinks(t *testing.T) {
+	ka, kb := newKey(t), newKey(t)
+	idA := newID(t, nameA, ka)
+	trustA := configured(t, map[privateline.ServerName]ed25519.PublicKey{nameB: kb.Public()})
+	l, err := Listen("127.0.0.1:0", idA, trustA, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	ctx := testCtx(t)
+	accepted := make(chan error, 1)
+	go func() {
+		_, err := l.Accept(ctx)
+		accepted <- err
+	}()
+	d, err := Dial(ctx, nameA, addr, newID(t, nameB, kb), configured(t, map[privateline.ServerName]ed25519.PublicKey{nameA: ka.Public()}), fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := <-accepted; err != nil { // the handshake is complete on both ends
+		t.Fatal(err)
+	}
+	// A crash: the socket goes away without a word to the peer.
+	l.udp.Close()
+	l.Close()
+	// The same server starts again (a new process: a new certificate for
+	// the same key).
+	l2, err := Listen(addr, newID(t, nameA, ka), trustA, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	st, err := d.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Send([]byte("anyone?"))
+	select {
+	case <-d.Done():
+	case <-time.After(fast.IdleTimeout / 2):
+		t.Fatalf("the link to the crashed process stayed open (%v)", d.Err())
+	}
+	var sr *quic.StatelessResetError
+	if !errors.As(d.Err(), &sr) {
+		t.Fatalf("closed by %v, want a stateless reset", d.Err())
+	}
+}
