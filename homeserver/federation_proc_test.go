@@ -23,9 +23,10 @@ type fedNode struct {
 	t     *testing.T
 	name  privateline.ServerName
 	dir   string
-	fed   string // UDP host:port of its federation listener
-	peers string // FEDERATION_PEERS
-	wrap  []string
+	host  string   // where its HTTP API and metrics listen (port 0)
+	fed   string   // UDP host:port of its federation listener
+	peers string   // FEDERATION_PEERS
+	wrap  []string // the command it runs under (startChildWith)
 	c     *child
 	ts    *testServer // its HTTP API (the URL changes with each start)
 }
@@ -33,7 +34,7 @@ type fedNode struct {
 func newFedNode(t *testing.T, name privateline.ServerName, fed string) *fedNode {
 	ts := &testServer{t: t, cfg: testConfig(t)}
 	ts.cfg.ServerName = name
-	return &fedNode{t: t, name: name, dir: t.TempDir(), fed: fed, ts: ts}
+	return &fedNode{t: t, name: name, dir: t.TempDir(), host: "127.0.0.1", fed: fed, ts: ts}
 }
 
 // start starts the process (again) on the node's data directory.
@@ -43,7 +44,8 @@ func (n *fedNode) start(env ...string) {
 		"SERVER_NAME=" + string(n.name),
 		"FEDERATION_LISTEN_ADDR=" + n.fed,
 		"FEDERATION_PEERS=" + n.peers,
-		"METRICS_ADDR=" + strings.Split(n.fed, ":")[0] + ":0",
+		"LISTEN_ADDR=" + n.host + ":0",
+		"METRICS_ADDR=" + n.host + ":0",
 	}, env...)})
 	n.ts.URL = "http://" + n.c.addr
 	c := n.c
