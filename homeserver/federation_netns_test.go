@@ -46,6 +46,7 @@ const netnsPrefix = "plt"
 // developer too. Where neither is possible (no ip, user namespaces
 // disabled) it fails, saying so: it is never skipped.
 func TestFederationPartition(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		if os.Getenv(netnsInnerEnv) == "1" {
 			t.Fatal("not root inside the user namespace")
@@ -63,7 +64,6 @@ func TestFederationPartition(t *testing.T) {
 			t.Fatalf("mounting a tmpfs on /run in the test's mount namespace: %v", err)
 		}
 	}
-	t.Parallel()
 	t0 := time.Now()
 	pn := setupPartitionNet(t)
 	t.Logf("namespaces up after %v", time.Since(t0))
