@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -557,8 +558,17 @@ func TestRestartedListenerResetsOldLinks(t *testing.T) {
 	addr := l.Addr().String()
 	ctx := testCtx(t)
 	accepted := make(chan error, 1)
-	go func() {
-		_, err := l.Accept(ctx)
+	go func() { // one exchange, so that both ends have confirmed the handshake
+		c, err := l.Accept(ctx)
+		if err == nil {
+			var st *Stream
+			if st, err = c.AcceptStream(ctx); err == nil {
+				var p []byte
+				if p, err = st.Receive(); err == nil {
+					err = st.Send(p)
+				}
+			}
+		}
 		accepted <- err
 	}()
 	d, err := Dial(ctx, nameA, addr, newID(t, nameB, kb), configured(t, map[privateline.ServerName]ed25519.PublicKey{nameA: ka.Public()}), fast)
@@ -566,7 +576,17 @@ func TestRestartedListenerResetsOldLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	if err := <-accepted; err != nil { // the handshake is complete on both ends
+	st, err := d.OpenStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := st.Receive(); err != nil || string(p) != "hello" {
+		t.Fatalf("echo: %q %v", p, err)
+	}
+	if err := <-accepted; err != nil {
 		t.Fatal(err)
 	}
 	// A crash: the socket goes away without a word to the peer.
@@ -579,11 +599,11 @@ func TestRestartedListenerResetsOldLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l2.Close()
-	st, err := d.OpenStream(ctx)
-	if err != nil {
+	// A request (bigger than the 42 bytes below which no reset is sent).
+	if st, err = d.OpenStream(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st.Send([]byte("anyone?"))
+	st.Send(bytes.Repeat([]byte("anyone? "), 32))
 	select {
 	case <-d.Done():
 	case <-time.After(fast.IdleTimeout / 2):
