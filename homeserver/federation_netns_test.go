@@ -150,7 +150,7 @@ func TestFederationPartition(t *testing.T) {
 				t.Fatalf("%s: not within %v (%d and %d sent, %d and %d arrived)", what, d,
 					sentBy(sides[0]), sentBy(sides[1]), len(sides[0].recv.items), len(sides[1].recv.items))
 			}
-			time.Sleep(20 * time.Millisecond) // polling a condition
+			time.Sleep(50 * time.Millisecond) // polling a condition
 		}
 	}
 	arrivedAll := func(n int) func() bool {
@@ -183,7 +183,7 @@ func TestFederationPartition(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("outboxes still hold %d and %d entries", sides[0].depth(), sides[1].depth())
 		}
-		time.Sleep(20 * time.Millisecond) // polling a condition
+		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
 	for _, sd := range sides {
 		sd.recv.poll()

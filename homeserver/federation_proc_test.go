@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,8 +50,10 @@ func (n *fedNode) start(env ...string) {
 	}, env...)})
 	n.ts.URL = "http://" + n.c.addr
 	c := n.c
+	// The end of its log when the test fails (or always with PLT_DEBUG
+	// set, to see where the time goes).
 	n.t.Cleanup(func() {
-		if n.t.Failed() {
+		if n.t.Failed() || os.Getenv("PLT_DEBUG") != "" {
 			n.t.Logf("%s (%s) logged last:\n%s", n.name, c.addr, c.logTail())
 		}
 	})
@@ -122,7 +125,7 @@ func (w *mailboxWatch) until(d time.Duration, what string, cond func(int) bool) 
 		if time.Now().After(deadline) {
 			w.t.Fatalf("%s: not within %v (%d messages arrived)", what, d, n)
 		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
+		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
 }
 
@@ -304,7 +307,7 @@ func TestFederationKilledMidDrain(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a.test's outbox still holds %d entries", a.outboxDepth("b.test"))
 		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
+		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
 	missing, dups := checkArrivals(t, b.ts, convs)
 	t.Logf("done after %v: %d messages, %d missing, %d duplicates", time.Since(t0), total, missing, dups)
@@ -317,7 +320,7 @@ func TestFederationKilledMidDrain(t *testing.T) {
 		if missing == 0 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
+		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
 	if missing != 0 || dups != 0 {
 		t.Errorf("replies: %d missing and %d duplicated, want none", missing, dups)
