@@ -393,3 +393,38 @@ func bigEnv(t *testing.T, id string, from, to privateline.Address) []byte {
 	}
 	return []byte(raw)
 }
+
+// A sender waiting for a receipt on a link to a process of the
+// destination that has since been replaced (a crash the link has not
+// noticed) drops the link as soon as the destination's new process
+// connects (it has a new certificate) and retries, instead of waiting for
+// the attempt timeout; the entries arrive once.
+func TestNewProcessOfDestinationDropsStaleLink(t *testing.T) {
+	a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
+	gate, entered := make(chan struct{}), make(chan struct{}, 4)
+	b.st.gate, b.st.entered = gate, entered
+	pair(t, a, b, nil, nil)
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open)
+
+	ids := queueTo(t, a, "alice", nameB, "bob", 1)
+	<-entered // A's transaction is in, A waits for the receipt
+	// Another process of b.test (same key, a new certificate) connects
+	// to A to send something of its own.
+	b2 := &node{name: nameB, key: b.key, st: newFakeStore("bob")}
+	b2.start(t, []Peer{{Name: nameA, Key: a.key.Public()}}, nil)
+	b2.svc.SetPeerAddr(nameA, a.svc.Addr())
+	reply := queueTo(t, b2, "bob", nameA, "alice", 1)
+	start := time.Now()
+	waitFor(t, "A gives up the exchange on the stale link", func() bool { return a.st.lastError(nameB) != "" })
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("A gave up after %v", d)
+	}
+	waitFor(t, "the reply", func() bool { return slices.Equal(mailIDs(a.st), reply) })
+	open()
+	waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
+	if got := mailIDs(b.st); !slices.Equal(got, ids) {
+		t.Fatalf("B stored %v, want %v once", got, ids)
+	}
+}
