@@ -26,6 +26,8 @@ type options struct {
 	rate                     float64
 	latencyFor               time.Duration
 	idle                     int
+	federation               bool
+	dataDir, cpuProfile      string
 }
 
 // msg is one pre-sealed envelope.

@@ -2,7 +2,8 @@
 // pl1 envelopes (sealed before the clock starts) on their WebSockets and
 // receive on them; it reports messages/s acknowledged and delivered, the
 // delivery latency at a fixed rate, the server's RSS and its memory per
-// idle WebSocket. See docs/benchmarks.md for the commands and figures.
+// idle WebSocket. With -federation it measures federation between two
+// homeservers instead (federation.go). See docs/benchmarks.md for the commands and figures.
 //
 //	go build -o bin/ ./cmd/homeserver ./cmd/plbench
 //	bin/plbench -server-bin bin/homeserver
@@ -26,7 +27,17 @@ func main() {
 	flag.DurationVar(&o.latencyFor, "latency-for", 5*time.Second, "length of the latency phase")
 	flag.IntVar(&o.idle, "idle", 10000, "idle WebSockets opened to measure memory per socket (0: skip)")
 	flag.StringVar(&o.keyCache, "key-cache", "", "file caching the users' RSA-4096 keys between runs (default in the user cache directory)")
+	flag.BoolVar(&o.federation, "federation", false, "measure federation instead: two homeservers' stores and federation services in this process over QUIC on 127.0.0.1 (see federation.go); -users is the number of sender/recipient pairs")
+	flag.StringVar(&o.dataDir, "data-dir", "", "with -federation: where the two on-disk stores go (default the system's temporary directory)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "with -federation: write a CPU profile of the throughput and latency phases to this file")
 	flag.Parse()
+	if o.federation {
+		if err := runFederation(o); err != nil {
+			fmt.Fprintln(os.Stderr, "plbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if (o.serverBin == "") == (o.url == "") {
 		fmt.Fprintln(os.Stderr, "plbench: give exactly one of -server-bin and -url")
 		flag.Usage()
