@@ -122,6 +122,13 @@ type pendingTxn struct {
 	TxnID string   `json:"txn_id"`
 	Type  string   `json:"type"`
 	Seqs  []uint64 `json:"seqs"`
+	// IDs and Senders, parallel to Seqs: each item's entry id and its
+	// message's sender (zero: none), so that OutboxDone settles a receipt
+	// without reading the envelopes again. Records written before they
+	// existed have neither; OutboxDone then reads the items.
+	// Senders holds 16 bytes per item.
+	IDs     []string `json:"ids,omitempty"`
+	Senders []byte   `json:"senders,omitempty"`
 	// Changed: items left it since it was handed out (OutboxExpire); the
 	// next OutboxNext gives what is left a new txn id, so one txn id never
 	// names two sets of entries.
@@ -438,6 +445,7 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 		}
 	}
 	var txn *OutboxTxn
+	senders := map[uint64]ID{} // of the items in txn
 	if p != nil {
 		txn = &OutboxTxn{TxnID: p.TxnID, Type: p.Type}
 		changed := p.Changed
@@ -454,6 +462,7 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 				changed = true
 			default:
 				txn.Items = append(txn.Items, it.OutboxItem)
+				senders[it.Seq] = it.sender
 			}
 		}
 		switch {
@@ -486,6 +495,7 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 			}
 			bytes += len(it.Payload)
 			txn.Items = append(txn.Items, it.OutboxItem)
+			senders[it.Seq] = it.sender
 			return true
 		})
 		if err != nil {
@@ -500,6 +510,9 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 		np := pendingTxn{TxnID: txn.TxnID, Type: txn.Type}
 		for _, it := range txn.Items {
 			np.Seqs = append(np.Seqs, it.Seq)
+			np.IDs = append(np.IDs, it.ID)
+			sid := senders[it.Seq]
+			np.Senders = append(np.Senders, sid[:]...)
 		}
 		if err := d.setJSON(t.b, pendingKey(x.h), np); err != nil {
 			t.b.Close()
@@ -611,6 +624,24 @@ func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []Out
 			return nil, privateline.E(op, privateline.Exist, ErrNotPending)
 		}
 		var items []*item
+		if len(p.IDs) == len(p.Seqs) && len(p.Senders) == len(ID{})*len(p.Seqs) {
+			// The pending record names each item's id and sender: only
+			// whether the item is still queued is read, not its envelope.
+			// (An item whose message went after it was sent is settled
+			// like the others: the destination has committed it.)
+			for i, seq := range p.Seqs {
+				ok, err := d.exists(tOutbox.key(x.h, u64(seq)))
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					it := &item{OutboxItem: OutboxItem{Seq: seq, Type: p.Type, ID: p.IDs[i]}}
+					copy(it.sender[:], p.Senders[i*len(ID{}):])
+					items = append(items, it)
+				}
+			}
+			return items, nil
+		}
 		for _, seq := range p.Seqs {
 			it, err := d.loadItem(tOutbox.key(x.h, u64(seq)), now)
 			if err != nil {
@@ -699,6 +730,14 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 		})
 		return items, err
 	}
+	// Queue times grow with sequence numbers: if the head is young
+	// enough, nothing has expired (read without the envelope, once a
+	// delivery step).
+	if young, err := d.headQueuedSince(x.h, cut); err != nil {
+		return 0, privateline.E(op, err)
+	} else if young {
+		return 0, nil
+	}
 	total := 0
 	for {
 		n := 0
@@ -719,6 +758,10 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 				if p != nil {
 					if i := slices.Index(p.Seqs, it.Seq); i >= 0 {
 						p.Seqs = slices.Delete(p.Seqs, i, i+1)
+						if len(p.IDs) > i && len(p.Senders) >= (i+1)*len(ID{}) {
+							p.IDs = slices.Delete(p.IDs, i, i+1)
+							p.Senders = slices.Delete(p.Senders, i*len(ID{}), (i+1)*len(ID{}))
+						}
 						p.Changed = true
 					}
 				}
@@ -753,6 +796,29 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 			return total, nil
 		}
 	}
+}
+
+// headQueuedSince reports whether dest h's outbox is empty or its first
+// item was queued at or after cut (ms); it reads only the item's record.
+func (d *DB) headQueuedSince(h []byte, cut int64) (bool, error) {
+	p := tOutbox.key(h)
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return false, privateline.E(privateline.Unavailable, err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		k := it.Key()
+		if len(k) != len(p)+8 {
+			continue
+		}
+		var r outboxRecord
+		if err := d.getJSON(slices.Clone(k), &r); err != nil {
+			return false, err
+		}
+		return r.QueuedAt >= cut, nil
+	}
+	return true, it.Error()
 }
 
 // truncateUTF8 cuts s to at most n bytes without splitting a character.

@@ -1,0 +1,91 @@
+package wire
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"testing"
+)
+
+// Benchmarks of the per-transaction work on both sides of a link, for a
+// full transaction: 256 entries of 3,510-byte envelopes (the size of a
+// pl1 direct message with a 1 KiB plaintext to one recipient, as
+// cmd/plbench -federation sends). Run with
+//
+//	go test -run '^$' -bench . -benchmem ./federation/wire/
+//
+// See docs/benchmarks.md ("Federation").
+
+const benchEnvelope = 3510
+
+func benchTx(b *testing.B) *Transaction {
+	b.Helper()
+	tx := sampleTx(0)
+	for i := range MaxEntries {
+		// JSON with a long base64 string, like a sealed envelope.
+		pad := make([]byte, benchEnvelope)
+		rand.Read(pad)
+		body := base64.StdEncoding.EncodeToString(pad)
+		env := fmt.Appendf(nil, `{"ciphertext":"%s","header":{"id":"%032x"}}`, body[:benchEnvelope-len(`{"ciphertext":"","header":{"id":"00000000000000000000000000000000"}}`)], i+1)
+		if len(env) != benchEnvelope {
+			b.Fatalf("envelope of %d bytes", len(env))
+		}
+		tx.Entries = append(tx.Entries, Entry{ID: fmt.Sprintf("%032x", i+1), Envelope: env})
+	}
+	return tx
+}
+
+func reportEntries(b *testing.B, n int) {
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkSignTransaction: the sender signs a full transaction.
+func BenchmarkSignTransaction(b *testing.B) {
+	fx := newFixture(b)
+	tx := benchTx(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Sign(tx, fx.ka); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportEntries(b, len(tx.Entries))
+}
+
+// BenchmarkVerifyTransaction: the receiver checks a full transaction
+// (canonical form, limits, header, signature).
+func BenchmarkVerifyTransaction(b *testing.B) {
+	fx := newFixture(b)
+	tx := benchTx(b)
+	raw := mustSign(b, tx, fx.ka)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := VerifyTransaction(raw, fx.peerA, srvB, now, DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportEntries(b, len(tx.Entries))
+}
+
+// BenchmarkReceipt: the receiver signs the receipt of a full transaction
+// and the sender verifies it.
+func BenchmarkReceipt(b *testing.B) {
+	fx := newFixture(b)
+	tx := benchTx(b)
+	rc := &Receipt{Header: Header{Origin: srvB, Destination: srvA, TxnID: tx.TxnID, CreatedAt: now.UnixMilli()}}
+	for _, e := range tx.Entries {
+		rc.Results = append(rc.Results, Result{ID: e.ID, Status: Accepted})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		raw, err := Sign(rc, fx.kb)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := VerifyReceipt(raw, fx.peerB, srvA, now, DefaultLimits(), tx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportEntries(b, len(tx.Entries))
+}
