@@ -152,12 +152,25 @@ func appendInt(b []byte, n int64) ([]byte, error) {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendString appends the canonical encoding of the string s to b (an
+// error if s is not valid UTF-8), for encoders that write a known shape
+// directly instead of building a map for Marshal.
+func AppendString(b []byte, s string) ([]byte, error) { return appendString(b, s) }
+
 func appendString(b []byte, s string) ([]byte, error) {
 	if !utf8.ValidString(s) {
 		return nil, errors.New("cjson: string is not valid UTF-8")
 	}
 	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
+		// Runs of bytes that need no escape (most of a base64 string,
+		// all of one) are copied at once.
+		if j := plainRun(s, i); j > i {
+			b = append(b, s[i:j]...)
+			if i = j; i == len(s) {
+				break
+			}
+		}
 		c := s[i]
 		switch c {
 		case '"':
@@ -183,6 +196,19 @@ func appendString(b []byte, s string) ([]byte, error) {
 		}
 	}
 	return append(b, '"'), nil
+}
+
+// plainRun returns the end of the run of bytes of s from i that are
+// written as they are: not '"', '\\' or a control character (bytes of
+// multi-byte characters included: s is valid UTF-8).
+func plainRun[T string | []byte](s T, i int) int {
+	for i < len(s) {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' {
+			return i
+		}
+		i++
+	}
+	return i
 }
 
 // Canonicalize parses data and returns the canonical encoding of its value.

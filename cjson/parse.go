@@ -221,7 +221,21 @@ func (p *parser) number() (any, error) {
 
 func (p *parser) string() (string, error) {
 	p.pos++ // '"'
-	var b []byte
+	// Fast path: a string of plain ASCII without escapes (every base64
+	// string) is one slice of the input.
+	start := p.pos
+	for p.pos < len(p.data) {
+		c := p.data[p.pos]
+		if c == '"' {
+			p.pos++
+			return string(p.data[start : p.pos-1]), nil
+		}
+		if c < 0x20 || c == '\\' || c >= utf8.RuneSelf {
+			break
+		}
+		p.pos++
+	}
+	b := append([]byte(nil), p.data[start:p.pos]...)
 	for {
 		if p.pos >= len(p.data) {
 			return "", p.fail("unterminated string")

@@ -1,10 +1,14 @@
 package wire
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"testing"
+
+	"github.com/privateline/privateline/cjson"
 )
 
 // Benchmarks of the per-transaction work on both sides of a link, for a
@@ -88,4 +92,64 @@ func BenchmarkReceipt(b *testing.B) {
 		}
 	}
 	reportEntries(b, len(tx.Entries))
+}
+
+// signEnvelopes writes exactly the canonical JSON of the generic
+// encoding, and its signature covers the generic signing input.
+func TestSignEnvelopesCanonical(t *testing.T) {
+	fx := newFixture(t)
+	for _, n := range []int{1, 2, 17} {
+		tx := sampleTx(n)
+		raw := mustSign(t, tx, fx.ka)
+		body := tx.body()
+		in, err := signingInput(LabelTransaction, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ed25519.Verify(fx.ka.Public(), in, tx.Signature) {
+			t.Fatalf("%d entries: the signature does not cover the generic signing input", n)
+		}
+		body["signature"] = b64.EncodeToString(tx.Signature)
+		want, err := cjson.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(raw, want) {
+			t.Fatalf("%d entries:\n got %s\nwant %s", n, raw, want)
+		}
+		if _, _, err := decode(raw, DefaultLimits()); err != nil {
+			t.Fatalf("%d entries: own frame refused: %v", n, err)
+		}
+	}
+}
+
+// unsignedInput, which Verify uses, equals the signing input computed
+// from the decoded members, also when a nested member is named
+// "signature" (a key answer's lookup).
+func TestUnsignedInput(t *testing.T) {
+	fx := newFixture(t)
+	kr := keyRequest(1)
+	msgs := []Message{
+		sampleTx(3),
+		&Receipt{Header: Header{Origin: srvB, Destination: srvA, TxnID: NewTxnID(), CreatedAt: 7},
+			Results: []Result{{ID: fmt.Sprintf("%032x", 1), Status: Refused, Error: "expired"}}},
+		&Receipt{Type: TypeKeyAnswer, Header: Header{Origin: srvB, Destination: srvA, TxnID: kr.TxnID, CreatedAt: 7},
+			Results: []Result{{ID: kr.Entries[0].ID, Lookup: []byte(`{"entry":{"signature":"AAAA"},"signature":"` + b64.EncodeToString(make([]byte, 64)) + `"}`)}}},
+	}
+	for _, m := range msgs {
+		raw := mustSign(t, m, fx.ka)
+		dm, body, err := decode(raw, DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		delete(body, "signature")
+		want, err := signingInput(dm.label(), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := unsignedInput(dm.label(), raw, dm.header().Signature)
+		if !ok || !bytes.Equal(got, want) {
+			t.Fatalf("%T: unsignedInput %q (%v), want %q", m, got, ok, want)
+		}
+	}
 }
