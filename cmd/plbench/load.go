@@ -26,7 +26,7 @@ type options struct {
 	rate                     float64
 	latencyFor               time.Duration
 	idle                     int
-	federation               bool
+	federation, drain        bool
 	dataDir, cpuProfile      string
 }
 
