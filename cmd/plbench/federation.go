@@ -255,8 +255,8 @@ func runFederation(o options) error {
 	// in flight per sender, as a client keeps its order).
 	var sendErr atomic.Value
 	if o.drain {
-		waitDelivered(tr, int64(o.messages))
-		for receipts.Load() < int64(o.messages) && time.Since(time.Unix(0, lastReceipt.Load())) < 2*time.Second {
+		waitQuiet(tr, int64(o.messages), 30*time.Second)
+		for receipts.Load() < int64(o.messages) && time.Since(time.Unix(0, lastReceipt.Load())) < 30*time.Second {
 			time.Sleep(10 * time.Millisecond)
 		}
 		d := time.Duration(lastReceipt.Load() - start.UnixNano())

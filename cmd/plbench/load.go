@@ -188,9 +188,13 @@ func seal(users []*user, n int) ([]msg, []string, error) {
 
 // waitDelivered waits until want messages were delivered or nothing more
 // arrives for two seconds.
-func waitDelivered(t *tracker, want int64) {
+func waitDelivered(t *tracker, want int64) { waitQuiet(t, want, 2*time.Second) }
+
+// waitQuiet waits until want messages were delivered or nothing more
+// arrives for quiet.
+func waitQuiet(t *tracker, want int64, quiet time.Duration) {
 	last, since := t.delivered.Load(), time.Now()
-	for t.delivered.Load() < want && time.Since(since) < 2*time.Second {
+	for t.delivered.Load() < want && time.Since(since) < quiet {
 		time.Sleep(10 * time.Millisecond)
 		if n := t.delivered.Load(); n != last {
 			last, since = n, time.Now()
