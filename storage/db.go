@@ -29,6 +29,10 @@ var errCorrupt = errors.New("storage: sealed value does not open (wrong AES_KEY,
 type Options struct {
 	// CacheBytes sizes Pebble's block cache (default DefaultCacheBytes).
 	CacheBytes int64
+	// MemTableBytes sizes Pebble's memtables (0: Pebble's default, 4 MiB).
+	// Larger ones keep recent writes — an outbox read moments after it
+	// was queued — in memory and flush and compact less often.
+	MemTableBytes uint64
 	// Dir is the Pebble directory. With InMemory it only names the store.
 	Dir string
 	// InMemory keeps everything in Pebble's in-memory filesystem (tests).
@@ -133,6 +137,7 @@ func Open(o Options) (*DB, error) {
 		Logger:             pebbleLogger{log},
 		FormatMajorVersion: pebble.FormatNewest,
 		Cache:              cache,
+		MemTableSize:       o.MemTableBytes,
 	}
 	// Most point reads on the send path look for keys that are not there
 	// (a new message id, a tombstone, a denied token): Bloom filters answer

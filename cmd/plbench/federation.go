@@ -40,10 +40,10 @@ type fedNode struct {
 	svc  *federation.Service
 }
 
-func openNode(dir string, name privateline.ServerName) (*fedNode, error) {
+func openNode(dir string, name privateline.ServerName, memtable uint64) (*fedNode, error) {
 	k := make(privateline.Secret, 32)
 	rand.Read(k)
-	db, err := storage.Open(storage.Options{Dir: filepath.Join(dir, string(name)), Key: k})
+	db, err := storage.Open(storage.Options{Dir: filepath.Join(dir, string(name)), Key: k, MemTableBytes: memtable})
 	if err != nil {
 		return nil, err
 	}
@@ -96,12 +96,12 @@ func runFederation(o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	a, err := openNode(dir, "a.bench.test")
+	a, err := openNode(dir, "a.bench.test", o.memtableMiB<<20)
 	if err != nil {
 		return err
 	}
 	defer a.db.Close()
-	b, err := openNode(dir, "b.bench.test")
+	b, err := openNode(dir, "b.bench.test", o.memtableMiB<<20)
 	if err != nil {
 		return err
 	}

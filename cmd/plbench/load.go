@@ -28,6 +28,7 @@ type options struct {
 	idle                     int
 	federation, drain        bool
 	dataDir, cpuProfile      string
+	memtableMiB              uint64
 }
 
 // msg is one pre-sealed envelope.

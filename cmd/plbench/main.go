@@ -29,6 +29,7 @@ func main() {
 	flag.StringVar(&o.keyCache, "key-cache", "", "file caching the users' RSA-4096 keys between runs (default in the user cache directory)")
 	flag.BoolVar(&o.federation, "federation", false, "measure federation instead: two homeservers' stores and federation services in this process over QUIC on 127.0.0.1 (see federation.go); -users is the number of sender/recipient pairs")
 	flag.BoolVar(&o.drain, "drain", false, "with -federation: queue every envelope on A first, then measure only federation draining A's outbox to B")
+	flag.Uint64Var(&o.memtableMiB, "memtable-mib", 0, "with -federation: Pebble memtable size of both stores in MiB (0: the homeserver's default)")
 	flag.StringVar(&o.dataDir, "data-dir", "", "with -federation: where the two on-disk stores go (default the system's temporary directory)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "with -federation: write a CPU profile of the throughput and latency phases to this file")
 	flag.Parse()
