@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/privateline/privateline"
 )
@@ -1445,4 +1446,47 @@ func BenchmarkOutboxCycle(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*256)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// TestOutboxDoneOldPendingRecord: a pending transaction recorded before
+// pending records named their items' ids and senders is settled by
+// reading the items, with the same events.
+func TestOutboxDoneOldPendingRecord(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		us := createUsers(t, e.db, "ann", "ben")
+		ann, ben := us[0], us[1]
+		m1 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		m2 := sendRemote(t, e.db, ben, nil, []privateline.Address{rita}, time.Time{})
+		aSeq, bSeq := lastSeq(t, e.db, ann), lastSeq(t, e.db, ben)
+		var c ids
+		txn, err := e.db.OutboxNext(other, 10, 1<<20, c.next)
+		if err != nil || len(txn.Items) != 2 {
+			t.Fatalf("OutboxNext: %+v, %v", txn, err)
+		}
+		h := e.db.serverHash(other)
+		p, err := e.db.pendingTxn(h)
+		if err != nil || len(p.IDs) != 2 || len(p.Senders) != 2*len(ID{}) {
+			t.Fatalf("pending record %+v, %v: want ids and senders", p, err)
+		}
+		p.IDs, p.Senders = nil, nil
+		b := e.db.db.NewBatch()
+		if err := e.db.setJSON(b, pendingKey(h), p); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.OutboxDone(other, txn.TxnID, []OutboxResult{{ID: m1, Delivered: true}, {ID: m2, Error: "unknown_recipient"}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := fedEvents(t, e.db, ann, aSeq); len(got) != 1 || got[0].Type != EventDelivered || got[0].ID != m1 {
+			t.Errorf("ann's events: %+v", got)
+		}
+		if got := fedEvents(t, e.db, ben, bSeq); len(got) != 1 || got[0].Type != EventDeliveryFailed || got[0].ID != m2 || got[0].Error != "unknown_recipient" {
+			t.Errorf("ben's events: %+v", got)
+		}
+		if d, _ := e.db.OutboxDepth(); d[other] != 0 {
+			t.Errorf("depth %d, want 0", d[other])
+		}
+	})
 }
