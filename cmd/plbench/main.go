@@ -3,10 +3,13 @@
 // receive on them; it reports messages/s acknowledged and delivered, the
 // delivery latency at a fixed rate, the server's RSS and its memory per
 // idle WebSocket. With -federation it measures federation between two
-// homeservers instead (federation.go). See docs/benchmarks.md for the commands and figures.
+// homeservers instead (federation.go). See docs/benchmarks.md for the
+// commands and figures.
 //
 //	go build -o bin/ ./cmd/homeserver ./cmd/plbench
 //	bin/plbench -server-bin bin/homeserver
+//	bin/plbench -federation -drain -users 16 -messages 20000 -latency-for 0s
+//	bin/plbench -federation -users 16 -messages 10000 -rate 300 -latency-for 10s
 package main
 
 import (
