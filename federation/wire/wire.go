@@ -365,8 +365,6 @@ func Verify(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim
 	return m, nil
 }
 
-// decode performs checks 1–4 of Verify and returns the message and its
-// parsed members.
 // sigMember opens the signature member of a canonical message. The
 // top-level "signature" comes after "entries" or "results" and "origin",
 // and before "txn_id", "type" and "v", whose values (32 hex digits, a type
@@ -471,6 +469,8 @@ func signEnvelopes(t *Transaction, k *serverkey.PrivateKey) ([]byte, error) {
 	return raw, nil
 }
 
+// decode performs checks 1–4 of Verify and returns the message and its
+// parsed members.
 func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	if len(raw) > lim.MaxFrame {
 		return nil, nil, refuse(TooLarge, "%d bytes, at most %d", len(raw), lim.MaxFrame)
