@@ -44,7 +44,9 @@ var allowedImports = map[string][]string{
 	"cmd/homeserver":  {"homeserver"},
 	"cmd/privateline": {"", "clients/go", "cjson", "keybundle", "keylog"},
 	"cmd/plvectors":   {"", "clients/go", "cjson", "merkle", "keybundle", "keylog"},
-	"cmd/plbench":     {"", "clients/go"},
+	// The load generator: clients through the SDK, and (-federation) two
+	// homeservers' stores and federation services in one process.
+	"cmd/plbench": {"", "clients/go", "storage", "federation", "serverkey"},
 }
 
 // sharedPackages are imported by both the homeserver and the client SDK;
