@@ -1040,19 +1040,7 @@ func TestOutboxConcurrentDeliveries(t *testing.T) {
 // BenchmarkReceiveTransaction commits transactions of 256 entries, each
 // for one of 64 local users, on disk.
 func BenchmarkReceiveTransaction(b *testing.B) {
-	db, err := Open(Options{Dir: b.TempDir(), Key: testKey()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	var users []*User
-	for i := range 64 {
-		u := newUser(fmt.Sprint("user", i))
-		if err := db.CreateUser(u); err != nil {
-			b.Fatal(err)
-		}
-		users = append(users, u)
-	}
+	db, users := benchStore(b, 64)
 	pad := strings.Repeat("x", 1000)
 	b.ResetTimer()
 	for i := range b.N {
@@ -1072,19 +1060,7 @@ func BenchmarkReceiveTransaction(b *testing.B) {
 // BenchmarkDeliverLocal delivers local-only direct messages on disk from
 // parallel senders (the path Deliver had before federation).
 func BenchmarkDeliverLocal(b *testing.B) {
-	db, err := Open(Options{Dir: b.TempDir(), Key: testKey()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	var users []*User
-	for i := range 16 {
-		u := newUser(fmt.Sprint("user", i))
-		if err := db.CreateUser(u); err != nil {
-			b.Fatal(err)
-		}
-		users = append(users, u)
-	}
+	db, users := benchStore(b, 16)
 	raw := []byte(strings.Repeat("x", 1000))
 	var n sync.Mutex
 	next := 0
@@ -1406,19 +1382,7 @@ func TestRemoteContacts(t *testing.T) {
 // pending transaction, OutboxDone settles the receipt with a delivered
 // event per sender. Queueing (Deliver) is not timed.
 func BenchmarkOutboxCycle(b *testing.B) {
-	db, err := Open(Options{Dir: b.TempDir(), Key: testKey()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	var users []*User
-	for i := range 16 {
-		u := newUser(fmt.Sprint("user", i))
-		if err := db.CreateUser(u); err != nil {
-			b.Fatal(err)
-		}
-		users = append(users, u)
-	}
+	db, users := benchStore(b, 16)
 	raw := []byte(strings.Repeat("x", 3510))
 	seq := 0
 	b.ReportAllocs()
@@ -1489,4 +1453,23 @@ func TestOutboxDoneOldPendingRecord(t *testing.T) {
 			t.Errorf("depth %d, want 0", d[other])
 		}
 	})
+}
+
+// benchStore opens an on-disk store for a benchmark, closed when it ends,
+// with n users.
+func benchStore(b *testing.B, n int) (*DB, []*User) {
+	db, err := Open(Options{Dir: b.TempDir(), Key: testKey()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	var users []*User
+	for i := range n {
+		u := newUser(fmt.Sprint("user", i))
+		if err := db.CreateUser(u); err != nil {
+			b.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	return db, users
 }

@@ -315,23 +315,7 @@ func runFederation(o options) error {
 	base := o.messages
 	before := tr.delivered.Load()
 	cpu0, start = cpuTime(), time.Now()
-	for s := range o.users {
-		wg.Go(func() {
-			for k := (s - base%o.users + o.users) % o.users; k < nLat; k += o.users {
-				due := start.Add(time.Duration(float64(k) / o.rate * float64(time.Second)))
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
-				tr.sent[base+k].Store(due.UnixNano())
-				if err := deliver(base + k); err != nil {
-					sendErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err, _ := sendErr.Load().(error); err != nil {
+	if err := sendPaced(tr, start, base, nLat, o.users, o.rate, func(_, i int) error { return deliver(i) }); err != nil {
 		return err
 	}
 	waitDelivered(tr, before+int64(nLat))

@@ -287,24 +287,7 @@ func run(o options) error {
 	base := o.messages
 	before := tr.delivered.Load()
 	start = time.Now()
-	for ui := range users {
-		wg.Go(func() {
-			// Message i is from users[i%len(users)].
-			for k := (ui - base%len(users) + len(users)) % len(users); k < nLat; k += len(users) {
-				due := start.Add(time.Duration(float64(k) / o.rate * float64(time.Second)))
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
-				tr.sent[base+k].Store(due.UnixNano())
-				if err := conns[ui].send(msgs[base+k], ids[base+k]); err != nil {
-					sendErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err, _ := sendErr.Load().(error); err != nil {
+	if err := sendPaced(tr, start, base, nLat, len(users), o.rate, func(u, i int) error { return conns[u].send(msgs[i], ids[i]) }); err != nil {
 		return err
 	}
 	waitDelivered(tr, before+int64(nLat))
@@ -389,4 +372,31 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// sendPaced sends messages base … base+n-1 at rate per second from start,
+// message i by sender i mod senders, one goroutine per sender; each is
+// timed from when it was due (tr.sent), so a server that falls behind is
+// not flattered (no coordinated omission). It returns the first error.
+func sendPaced(tr *tracker, start time.Time, base, n, senders int, rate float64, send func(sender, i int) error) error {
+	var wg sync.WaitGroup
+	var sendErr atomic.Value
+	for u := range senders {
+		wg.Go(func() {
+			for k := (u - base%senders + senders) % senders; k < n; k += senders {
+				due := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+				if d := time.Until(due); d > 0 {
+					time.Sleep(d)
+				}
+				tr.sent[base+k].Store(due.UnixNano())
+				if err := send(u, base+k); err != nil {
+					sendErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	err, _ := sendErr.Load().(error)
+	return err
 }

@@ -8,15 +8,11 @@
 // "Failed" with the reason; and the privateline CLI on the second server
 // talks to a browser user on the first.
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
 import dgram from 'node:dgram'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { after, before, test } from 'node:test'
-import { PASSWORD, World, launchChromium, startHomeserver } from './harness.mjs'
+import { cliAccount } from './cli.mjs'
+import { World, launchChromium, startHomeserver } from './harness.mjs'
 import {
   DELIVERY_TIMEOUT,
   chatHeading,
@@ -299,50 +295,12 @@ e2e(
 e2e(
   'the privateline CLI on one homeserver and a browser user on the other exchange messages both ways',
   async ([w1, w2]) => {
-    const cli = process.env.PRIVATELINE_CLI
-    assert.ok(cli, 'PRIVATELINE_CLI is not set: run the browser tests with scripts/e2etest.sh (it builds the CLI)')
-    const server2 = shared.servers[1]
-    const dir = mkdtempSync(join(tmpdir(), 'privateline-e2e-fedcli-'))
-    const pwFile = join(dir, 'password')
-    writeFileSync(pwFile, PASSWORD + '\n', { mode: 0o600 })
-    const run = (configDir, ...args) => {
-      const r = spawnSync(cli, ['--config-dir', join(dir, configDir), '--server', server2.url, '--password-file', pwFile, ...args], {
-        encoding: 'utf8',
-        timeout: 60_000,
-      })
-      assert.equal(r.status, 0, `privateline ${args.join(' ')}: exit ${r.status}\n${r.stderr}`)
-      return r.stdout
-    }
-    let listener
+    const cli = cliAccount(shared.servers[1].url, shared.servers[1].serverName)
     try {
       const web = await newUser(w1, 'web')
-      const cliName = `term${Date.now().toString(36)}`
-      const cliAddress = `${cliName}@${server2.serverName}`
-      run('listen', 'register', cliName)
-      run('send', 'login', cliName)
-
-      listener = spawn(cli, ['--config-dir', join(dir, 'listen'), '--password-file', pwFile, '--json', 'listen'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let stderr = ''
-      listener.stderr.on('data', (d) => (stderr += d))
-      const events = []
-      const waiters = []
-      createInterface({ input: listener.stdout }).on('line', (line) => {
-        events.push(JSON.parse(line))
-        for (const wt of waiters) wt()
-      })
-      const nextEvent = (pred, what) =>
-        new Promise((resolve, reject) => {
-          const check = () => {
-            const ev = events.find(pred)
-            if (ev) resolve(ev)
-          }
-          waiters.push(check)
-          check()
-          listener.once('exit', (code) => reject(new Error(`privateline listen exited (${code}) before ${what}:\n${stderr}`)))
-          setTimeout(() => reject(new Error(`privateline listen printed no ${what} within ${REMOTE_TIMEOUT} ms:\n${stderr}`)), REMOTE_TIMEOUT)
-        })
+      const cliAddress = cli.address
+      const run = cli.run
+      const nextEvent = cli.listen(REMOTE_TIMEOUT)
       await nextEvent((e) => e.type === 'ready', 'ready')
 
       // Browser (server 1) → terminal (server 2).
@@ -362,8 +320,7 @@ e2e(
         `the CLI's history lacks the browser's message: ${JSON.stringify(history).slice(0, 500)}`,
       )
     } finally {
-      listener?.kill('SIGINT')
-      rmSync(dir, { recursive: true, force: true })
+      cli.close()
     }
   },
   slow,

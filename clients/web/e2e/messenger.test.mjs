@@ -6,11 +6,7 @@
 // UI-CONTRACT.md (see users.mjs).
 
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
+import { cliAccount } from './cli.mjs'
 import { PASSWORD, expectAccessible, suite } from './harness.mjs'
 import {
   DELIVERY_TIMEOUT,
@@ -321,52 +317,12 @@ e2e(
 e2e(
   'a browser user and a Go SDK user (the privateline CLI) exchange messages both ways',
   async (w) => {
-    const cli = process.env.PRIVATELINE_CLI
-    assert.ok(cli, 'PRIVATELINE_CLI is not set: run the browser tests with scripts/e2etest.sh (it builds the CLI)')
-    const dir = mkdtempSync(join(tmpdir(), 'privateline-e2e-cli-'))
-    const pwFile = join(dir, 'password')
-    writeFileSync(pwFile, PASSWORD + '\n', { mode: 0o600 })
-    const run = (configDir, ...args) => {
-      const r = spawnSync(cli, ['--config-dir', join(dir, configDir), '--server', w.server.url, '--password-file', pwFile, ...args], {
-        encoding: 'utf8',
-        timeout: 60_000,
-      })
-      assert.equal(r.status, 0, `privateline ${args.join(' ')}: exit ${r.status}\n${r.stderr}`)
-      return r.stdout
-    }
-    let listener
+    const cli = cliAccount(w.server.url, w.server.serverName)
     try {
       const web = await newUser(w, 'web')
-      const cliName = `term${Date.now().toString(36)}`
-      const cliAddress = `${cliName}@${w.server.serverName}`
-      run('listen', 'register', cliName)
-      // A second device of the same account sends while the first listens
-      // (each command holds its config directory's lock while it runs).
-      run('send', 'login', cliName)
-
-      listener = spawn(cli, ['--config-dir', join(dir, 'listen'), '--password-file', pwFile, '--json', 'listen'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      let stderr = ''
-      listener.stderr.on('data', (d) => (stderr += d))
-      const events = []
-      const waiters = []
-      createInterface({ input: listener.stdout }).on('line', (line) => {
-        const ev = JSON.parse(line)
-        events.push(ev)
-        for (const wt of waiters) wt()
-      })
-      const nextEvent = (pred, what) =>
-        new Promise((resolve, reject) => {
-          const check = () => {
-            const ev = events.find(pred)
-            if (ev) resolve(ev)
-          }
-          waiters.push(check)
-          check()
-          listener.once('exit', (code) => reject(new Error(`privateline listen exited (${code}) before ${what}:\n${stderr}`)))
-          setTimeout(() => reject(new Error(`privateline listen printed no ${what} within ${DELIVERY_TIMEOUT} ms:\n${stderr}`)), DELIVERY_TIMEOUT)
-        })
+      const cliAddress = cli.address
+      const run = cli.run
+      const nextEvent = cli.listen(DELIVERY_TIMEOUT)
       await nextEvent((e) => e.type === 'ready', 'ready')
 
       // Browser → terminal.
@@ -385,8 +341,7 @@ e2e(
         `the CLI's history lacks the browser's message: ${JSON.stringify(history).slice(0, 500)}`,
       )
     } finally {
-      listener?.kill('SIGINT')
-      rmSync(dir, { recursive: true, force: true })
+      cli.close()
     }
   },
   slow,
