@@ -102,6 +102,9 @@ type DB struct {
 	blobs     *blobStore
 	fileBytes atomic.Int64
 	fileCount atomic.Int64
+	// remoteMu orders the cache of other servers' files (remotefiles.go):
+	// storing a fetched file and dropping an unreferenced one. A leaf lock.
+	remoteMu sync.Mutex
 }
 
 // Open opens (creating if needed) the store and runs pending migrations.

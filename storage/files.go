@@ -104,6 +104,7 @@ type fileTxn struct {
 	usage  map[ID]*FileUsage
 	remove [][]byte // file ids whose blobs go after the commit
 	freed  FileUsage
+	remote []remoteKey // other servers' files that lost a reference (remotefiles.go)
 }
 
 type fileState struct {
@@ -268,6 +269,7 @@ func (t *mtxn) flushFiles() error {
 // filesCommitted removes the blobs of the files the committed batch
 // deleted.
 func (t *mtxn) filesCommitted() {
+	t.remoteCommitted()
 	if len(t.fx.remove) == 0 || t.d.blobs == nil {
 		return
 	}
@@ -472,6 +474,7 @@ func (d *DB) SweepFiles(now time.Time, grace time.Duration) (int, error) {
 	if d.blobs == nil {
 		return 0, nil
 	}
+	remote := d.sweepRemoteFiles() // copies of other servers' files left unreferenced by a crash
 	upper := tFileOrphan.key(u64(uint64(now.Add(-grace).UnixMilli()) + 1))
 	var fids [][]byte
 	if err := d.scanKeys([]byte{tFileOrphan.prefix}, func(k, _ []byte) error {
@@ -486,7 +489,7 @@ func (d *DB) SweepFiles(now time.Time, grace time.Duration) (int, error) {
 		return 0, privateline.E(op, err)
 	}
 	if len(fids) == 0 {
-		return 0, nil
+		return remote, nil
 	}
 	var owners [][]byte
 	for _, fid := range fids {
@@ -519,7 +522,7 @@ func (d *DB) SweepFiles(now time.Time, grace time.Duration) (int, error) {
 	if err := t.commit(); err != nil {
 		return 0, privateline.E(op, err)
 	}
-	return n, nil
+	return n + remote, nil
 }
 
 // openFiles opens the blob store at Open: it counts the live files for
@@ -549,6 +552,15 @@ func (d *DB) openFiles(dir string, key []byte) error {
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	// Cached copies of other servers' files (remotefiles.go).
+	if err := d.scanKeys([]byte{tRemoteFile.prefix}, func(k, _ []byte) error {
+		if len(k) == 1+16+16 {
+			known[bs.remoteName(k[1:17], k[17:33])] = true
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	n, err := bs.removeOrphans(known)

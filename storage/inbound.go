@@ -288,6 +288,7 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 	if err := t.storeEnvelope(rec, e.ID, mid); err != nil {
 		return "", "", err
 	}
+	t.referenceRemoteFiles(oh, mid, e.Files) // remotefiles.go: fetched on demand
 	return InboundAccepted, "", nil
 }
 

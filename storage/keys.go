@@ -61,6 +61,9 @@ var (
 	// Remote contacts (contacts.go).
 	tRemoteContact       = table{'U', "remote-contact"}
 	tRemoteContactByUser = table{'Z', "remote-contact-by-user"}
+	// Other servers' files (remotefiles.go).
+	tRemoteFile    = table{'q', "fed-remote-file"}
+	tRemoteFileRef = table{'v', "fed-remote-file-ref"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
@@ -68,7 +71,8 @@ var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedTo
 	tFile, tUserFile, tFileRef, tFileOrphan, tFileUsage, tTombstone, tTombstoneExpiry, tRetention, tPushToken, tContact,
 	tGroup, tUserGroup, tGroupKey, tGroupWrap,
 	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin, tPeerHead, tRemoteLookup,
-	tRemoteContact, tRemoteContactByUser}
+	tRemoteContact, tRemoteContactByUser,
+	tRemoteFile, tRemoteFileRef}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

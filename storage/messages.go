@@ -551,6 +551,7 @@ func (t *mtxn) removeMessage(rec *envelopeRecord, mid []byte, evType string) err
 	if err := t.unreferenceFiles(mid, rec.Files); err != nil {
 		return err
 	}
+	t.unreferenceRemoteFiles(rec, mid) // remotefiles.go
 	if err := t.tombstone(rec, mid); err != nil {
 		return err
 	}

@@ -332,6 +332,20 @@ func (s *Stream) Send(p []byte) error {
 // read, and so are an empty frame and data after the frame; each cancels
 // the exchange.
 func (s *Stream) Receive() ([]byte, error) {
+	p, err := s.ReceiveFrame()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.end(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ReceiveFrame reads the peer's frame and leaves the rest of its direction
+// unread: a frame followed by raw bytes (Body), as a file answer is
+// (spec/federation.md §12.4). The frame's checks are Receive's.
+func (s *Stream) ReceiveFrame() ([]byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(s.s, hdr[:]); err != nil {
 		return nil, streamErr(err)
@@ -349,15 +363,110 @@ func (s *Stream) Receive() ([]byte, error) {
 	if _, err := io.ReadFull(s.s, p); err != nil {
 		return nil, streamErr(err)
 	}
+	return p, nil
+}
+
+// end reads the end of the peer's direction: data instead is refused.
+func (s *Stream) end() error {
 	var extra [1]byte
 	if k, err := s.s.Read(extra[:]); k > 0 || err != io.EOF {
 		if k > 0 || err == nil {
 			s.abort(CodeProtocol)
-			return nil, fmt.Errorf("%w: data after the frame", ErrProtocol)
+			return fmt.Errorf("%w: data after the frame", ErrProtocol)
 		}
-		return nil, streamErr(err)
+		return streamErr(err)
 	}
-	return p, nil
+	return nil
+}
+
+// SendFrame writes p as this side's frame and keeps the direction open
+// for raw bytes (SendBody).
+func (s *Stream) SendFrame(p []byte) error {
+	if len(p) == 0 {
+		return fmt.Errorf("%w: an empty frame", ErrProtocol)
+	}
+	if uint64(len(p)) > uint64(s.max) {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, len(p), s.max)
+	}
+	buf := make([]byte, 4+len(p))
+	binary.BigEndian.PutUint32(buf, uint32(len(p)))
+	copy(buf[4:], p)
+	_, err := s.s.Write(buf)
+	return streamErr(err)
+}
+
+// bodyChunk is how much of a body one write or read moves; each has its
+// own progress deadline.
+const bodyChunk = 64 << 10
+
+// SendBody writes exactly n bytes of r after the frame and ends this
+// side. Each chunk must be written within idle of the previous one (a
+// peer that stops reading fails the transfer); r shorter than n is an
+// error and the stream is cancelled.
+func (s *Stream) SendBody(r io.Reader, n int64, idle time.Duration) error {
+	buf := make([]byte, min(int64(bodyChunk), max(n, 1)))
+	for left := n; left > 0; {
+		k, err := io.ReadFull(r, buf[:min(int64(len(buf)), left)])
+		if err != nil {
+			s.Cancel()
+			return fmt.Errorf("transport: the body ended after %d of %d bytes: %w", n-left, n, err)
+		}
+		s.s.SetWriteDeadline(time.Now().Add(idle))
+		if _, err := s.s.Write(buf[:k]); err != nil {
+			return streamErr(err)
+		}
+		left -= int64(k)
+	}
+	s.s.SetWriteDeadline(time.Now().Add(idle))
+	return streamErr(s.s.Close())
+}
+
+// Body returns a reader of the n raw bytes that follow the peer's frame:
+// it yields exactly n bytes and then io.EOF, but only once the peer ended
+// its direction there. The direction ending early is ErrProtocol
+// ("truncated"); more bytes than n are ErrProtocol and cancel the
+// exchange; each read must make progress within idle
+// (os.ErrDeadlineExceeded otherwise).
+func (s *Stream) Body(n int64, idle time.Duration) io.Reader {
+	return &body{s: s, left: n, idle: idle}
+}
+
+type body struct {
+	s    *Stream
+	left int64
+	idle time.Duration
+	err  error
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	b.s.s.SetReadDeadline(time.Now().Add(b.idle))
+	if b.left == 0 {
+		b.err = b.s.end()
+		if b.err == nil {
+			b.err = io.EOF
+		}
+		return 0, b.err
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	k, err := b.s.s.Read(p)
+	b.left -= int64(k)
+	switch {
+	case err == io.EOF && b.left > 0:
+		b.err = fmt.Errorf("%w: the body was truncated (%d bytes missing)", ErrProtocol, b.left)
+	case err == io.EOF:
+		b.err = io.EOF
+	case err != nil:
+		b.err = streamErr(err)
+	}
+	if k > 0 {
+		return k, nil
+	}
+	return 0, b.err
 }
 
 // SetDeadline bounds Send and Receive.

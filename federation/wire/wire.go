@@ -37,6 +37,7 @@ const (
 	LabelTransaction = "privateline/v1/federation-transaction"
 	LabelReceipt     = "privateline/v1/federation-receipt"
 	LabelKeyAnswer   = "privateline/v1/federation-key-answer"
+	LabelFileAnswer  = "privateline/v1/federation-file-answer"
 )
 
 // Type is a message's "type" member.
@@ -52,6 +53,10 @@ const (
 	TypeKeyAnswer  Type = "key_answer"  // the answer to a key_request
 	TypeReadMarks  Type = "read_marks"  // origin's users read messages of destination's users (§12.2)
 	TypeDeletes    Type = "deletes"     // origin's users deleted their messages for everyone (§12.3)
+	// Files across servers (§12.4): a request for one file, answered by a
+	// signed file_answer followed by the file's raw bytes on the stream.
+	TypeFileRequest Type = "file_request"
+	TypeFileAnswer  Type = "file_answer"
 )
 
 // MaxKeyRequests caps the entries of a key_request (spec/federation.md
@@ -60,8 +65,11 @@ const MaxKeyRequests = 64
 
 // answerType is the type that answers a transaction of type t.
 func answerType(t Type) Type {
-	if t == TypeKeyRequest {
+	switch t {
+	case TypeKeyRequest:
 		return TypeKeyAnswer
+	case TypeFileRequest:
+		return TypeFileAnswer
 	}
 	return TypeReceipt
 }
@@ -112,6 +120,11 @@ type Entry struct {
 	Reader  privateline.Address
 	From    privateline.Address
 	At      int64
+
+	// file_request (§12.4): File, listed by envelope Message, for
+	// Requester (a user of the origin).
+	File      string
+	Requester privateline.Address
 }
 
 // Transaction is a signed batch from Origin to Destination.
@@ -145,6 +158,12 @@ type Result struct {
 
 	Lookup      []byte
 	Consistency [][]byte // 32-byte hashes; non-nil (maybe empty) only when asked
+
+	// file_answer (§12.4): either Error ("unknown_file") or the file's id,
+	// its size in bytes (≥ 1) and its SHA-256; the bytes follow the frame.
+	File   string
+	Size   int64
+	SHA256 []byte
 }
 
 // Receipt is the destination's signed answer to a transaction: Type
@@ -184,6 +203,9 @@ func (t *Transaction) body() map[string]any {
 		case TypeDeletes:
 			entries[i] = map[string]any{"deleted_at": e.At, "from": string(e.From), "id": e.ID, "message": e.Message}
 			continue
+		case TypeFileRequest:
+			entries[i] = map[string]any{"file": e.File, "id": e.ID, "message": e.Message, "requester": string(e.Requester)}
+			continue
 		}
 		if t.Type == TypeKeyRequest {
 			m := map[string]any{"address": string(e.Address), "id": e.ID}
@@ -202,8 +224,11 @@ func (t *Transaction) body() map[string]any {
 
 func (r *Receipt) header() *Header { return &r.Header }
 func (r *Receipt) label() string {
-	if r.typ() == TypeKeyAnswer {
+	switch r.typ() {
+	case TypeKeyAnswer:
 		return LabelKeyAnswer
+	case TypeFileAnswer:
+		return LabelFileAnswer
 	}
 	return LabelReceipt
 }
@@ -224,6 +249,11 @@ func (r *Receipt) body() map[string]any {
 				lv = string(x.Lookup)
 			}
 			m["lookup"] = lv
+		}
+		if r.typ() == TypeFileAnswer && x.Error == "" {
+			m["file"] = x.File
+			m["size"] = x.Size
+			m["sha256"] = b64.EncodeToString(x.SHA256)
 		}
 		if x.Consistency != nil {
 			hs := make([]any, len(x.Consistency))
@@ -339,7 +369,8 @@ func Verify(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim
 	}
 	switch m := m.(type) {
 	case *Transaction:
-		if len(m.Entries) > lim.MaxEntries || m.Type == TypeKeyRequest && len(m.Entries) > MaxKeyRequests {
+		if len(m.Entries) > lim.MaxEntries || m.Type == TypeKeyRequest && len(m.Entries) > MaxKeyRequests ||
+			m.Type == TypeFileRequest && len(m.Entries) > 1 {
 			return nil, refuse(TooManyEntries, "%d entries", len(m.Entries))
 		}
 		for i, e := range m.Entries {
@@ -502,11 +533,11 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	var h Header
 	var m Message
 	switch typ {
-	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes:
+	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes, TypeFileRequest:
 		t := &Transaction{Type: typ}
 		t.Entries = readEntries(o, typ)
 		m = t
-	case TypeReceipt, TypeKeyAnswer:
+	case TypeReceipt, TypeKeyAnswer, TypeFileAnswer:
 		r := &Receipt{Type: typ}
 		r.Results = readResults(o, typ)
 		m = r
@@ -598,6 +629,10 @@ func readEntries(o *cjson.Object, t Type) []Entry {
 			es = append(es, Entry{ID: e.String("id", true), Message: hexID(e, "message"),
 				At: e.Int("deleted_at", true, 0, cjson.MaxSafeInt), From: address(e, "from")})
 			return
+		case TypeFileRequest:
+			es = append(es, Entry{ID: e.String("id", true), File: hexID(e, "file"), Message: hexID(e, "message"),
+				Requester: address(e, "requester")})
+			return
 		}
 		if t == TypeKeyRequest {
 			x := Entry{ID: e.String("id", true), Address: address(e, "address")}
@@ -642,6 +677,10 @@ func readResults(o *cjson.Object, t Type) []Result {
 	items(o, "results", func(e *cjson.Object) {
 		if t == TypeKeyAnswer {
 			rs = append(rs, readKeyResult(e))
+			return
+		}
+		if t == TypeFileAnswer {
+			rs = append(rs, readFileResult(e))
 			return
 		}
 		r := Result{ID: e.String("id", true), Status: Status(e.String("status", true))}
@@ -693,6 +732,28 @@ func readKeyResult(e *cjson.Object) Result {
 			r.Consistency = append(r.Consistency, h)
 		}
 	}
+	return r
+}
+
+// MaxFileSize bounds a file_answer's size: the largest file a client API
+// of this implementation takes (spec/e2ee.md §9: 100 MiB plus nonce and
+// tag); a requester may refuse less (its own limit).
+const MaxFileSize = 100<<20 + 28
+
+// readFileResult reads one result of a file_answer: {"id", "error"} or
+// {"file", "id", "sha256", "size"}.
+func readFileResult(e *cjson.Object) Result {
+	r := Result{ID: e.String("id", true)}
+	if e.Has("error") {
+		r.Error = e.String("error", true)
+		if e.Err() == nil && !IsCode(r.Error) {
+			e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
+		}
+		return r
+	}
+	r.File = hexID(e, "file")
+	r.Size = e.Int("size", true, 1, cjson.MaxSafeInt)
+	r.SHA256 = e.Bytes("sha256", true, 32, 32)
 	return r
 }
 
