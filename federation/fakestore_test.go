@@ -1,9 +1,13 @@
 package federation
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
+	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -49,6 +53,8 @@ type fakeStore struct {
 	heads      map[privateline.ServerName][]byte
 	lookups    map[privateline.Address][]byte
 	keyChanged []privateline.Address
+
+	files fakeFiles
 }
 
 // outEvent is an event the outbox put in a local sender's log.
@@ -382,4 +388,42 @@ func (f *fakeStore) madeTxns() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.txnIDs)
+}
+
+// Files across servers (files.go). peerFile, if set, answers FileForPeer
+// (nil: every file is unknown); remoteFiles keeps what StoreRemoteFile
+// accepted.
+type fakeFiles struct {
+	peerFile    func(origin privateline.ServerName, requester privateline.Address, message, file string) (*storage.FileInfo, *os.File, error)
+	peerCalls   int
+	remoteFiles map[string][]byte
+}
+
+func (f *fakeStore) FileForPeer(origin privateline.ServerName, requester privateline.Address, message, file string, now time.Time) (*storage.FileInfo, *os.File, error) {
+	f.mu.Lock()
+	f.files.peerCalls++
+	fn := f.files.peerFile
+	f.mu.Unlock()
+	if fn == nil {
+		return nil, nil, privateline.E("fake.FileForPeer", privateline.NotExist)
+	}
+	return fn(origin, requester, message, file)
+}
+
+func (f *fakeStore) StoreRemoteFile(origin privateline.ServerName, file string, body io.Reader, size int64, sum []byte, now time.Time) (*storage.FileInfo, error) {
+	b, err := io.ReadAll(io.LimitReader(body, size+1))
+	if err != nil {
+		return nil, privateline.E("fake.StoreRemoteFile", privateline.Unavailable, err)
+	}
+	got := sha256.Sum256(b)
+	if int64(len(b)) != size || !bytes.Equal(got[:], sum) {
+		return nil, privateline.E("fake.StoreRemoteFile", privateline.Invalid, storage.ErrRemoteFileMismatch)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.files.remoteFiles == nil {
+		f.files.remoteFiles = map[string][]byte{}
+	}
+	f.files.remoteFiles[string(origin)+"/"+file] = b
+	return &storage.FileInfo{ID: file, Size: size, SHA256: got[:]}, nil
 }

@@ -16,6 +16,8 @@ type metrics struct {
 	transactions   *prometheus.CounterVec // transactions received: committed, replayed
 	entries        *prometheus.CounterVec // entries received by status
 	rejected       *prometheus.CounterVec // frames refused, by reason
+	files          *prometheus.CounterVec // file transfers by outcome (files.go)
+	fileBytes      *prometheus.CounterVec // file bytes served and fetched
 }
 
 func newMetrics(reg prometheus.Registerer, st Store) *metrics {
@@ -57,10 +59,19 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 			Name: "privateline_federation_rejected_frames_total",
 			Help: "Frames refused by reason (spec/federation.md §10.1 codes, frame errors, bad receipts).",
 		}, []string{"reason"}),
+		files: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_files_total",
+			Help: "File transfers (spec/federation.md §12.4) by outcome: served, served_failed, answered_unknown, fetched, fetch_unknown, fetch_failed, fetch_mismatch.",
+		}, []string{"outcome"}),
+		fileBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_file_bytes_total",
+			Help: "Bytes of files served to other servers and fetched from them.",
+		}, []string{"direction"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.attempts, m.failures, m.delivered, m.refusedEntries, m.expired, m.latency,
 			m.transactions, m.entries, m.rejected, depthCollector{st})
+		reg.MustRegister(m.files, m.fileBytes)
 	}
 	return m
 }

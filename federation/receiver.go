@@ -109,15 +109,19 @@ func (s *Service) serveStream(c *transport.Conn, st *transport.Stream) {
 		return
 	}
 	st.SetDeadline(time.Now().Add(replyTimeout))
-	answer := s.handle(c, raw)
+	answer := s.handle(c, st, raw)
+	if answer == nil { // answered on st already (a file_answer and its bytes)
+		return
+	}
 	if err := st.Send(answer); err != nil {
 		s.log.Debug("federation: answering a transaction", "origin", string(origin), "err", err)
 		st.Cancel()
 	}
 }
 
-// handle decides the answer to one frame from the peer of c.
-func (s *Service) handle(c *transport.Conn, raw []byte) []byte {
+// handle decides the answer to one frame from the peer of c, received on
+// st. nil: the answer was written on st (a file answer with its bytes).
+func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []byte {
 	origin := c.PeerName()
 	now := s.now()
 	if !s.acquire(origin) {
@@ -136,6 +140,8 @@ func (s *Service) handle(c *transport.Conn, raw []byte) []byte {
 	case wire.TypeEnvelopes, wire.TypeReadMarks, wire.TypeDeletes:
 	case wire.TypeKeyRequest:
 		return s.answerKeys(tx)
+	case wire.TypeFileRequest:
+		return s.answerFile(tx, st) // files.go
 	default:
 		return s.refuse(origin, string(wire.UnknownType), fmt.Sprintf("this server does not take %q transactions", tx.Type), 0)
 	}

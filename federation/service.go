@@ -14,9 +14,11 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -60,6 +62,12 @@ type Store interface {
 	DeleteRemoteLookup(a privateline.Address) error
 	// RemoteKeyChanged tells the local contacts of a that a's keys changed.
 	RemoteKeyChanged(a privateline.Address) (int, error)
+
+	// Files across servers (files.go, spec §12.4): this server's file for
+	// a peer's user (NotExist: unknown_file), and keeping a file fetched
+	// from its origin after checking its size and SHA-256.
+	FileForPeer(origin privateline.ServerName, requester privateline.Address, message, file string, now time.Time) (*storage.FileInfo, *os.File, error)
+	StoreRemoteFile(origin privateline.ServerName, file string, body io.Reader, size int64, sum []byte, now time.Time) (*storage.FileInfo, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -89,6 +97,9 @@ type Config struct {
 	// §12.5) from the key directory (*keydir.Directory); nil refuses them
 	// as unknown_type.
 	Keys KeyDirectory
+	// MaxFileSize is the largest file fetched from another server: the
+	// client API's file limit (default wire.MaxFileSize).
+	MaxFileSize int64
 }
 
 // Defaults and fixed settings (spec/federation.md §6.4, §11, §14).
@@ -157,6 +168,8 @@ type Service struct {
 	busy     map[privateline.ServerName]int // exchanges in progress per origin
 	doc      []byte
 	docAt    int64 // created_at of doc, ms
+
+	files fileState // file transfers (files.go)
 }
 
 // New checks cfg and returns a Service; Start makes it run.
@@ -179,6 +192,9 @@ func New(cfg Config, store Store) (*Service, error) {
 	}
 	if cfg.RatePerOrigin <= 0 {
 		cfg.RatePerOrigin = DefaultRatePerOrigin
+	}
+	if cfg.MaxFileSize <= 0 {
+		cfg.MaxFileSize = wire.MaxFileSize
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
