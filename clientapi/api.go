@@ -116,6 +116,10 @@ type Deps struct {
 	// ServerDocument returns the signed federation server document
 	// (spec/federation.md §2.1); nil: this server does not federate.
 	ServerDocument func() ([]byte, error)
+	// RemoteFiles fetches files of other servers for their recipients
+	// here (spec/federation.md §12.4; files.go); nil: GET /api/files/{id}
+	// serves only this server's files.
+	RemoteFiles RemoteFiles
 }
 
 // API serves the client routes.
@@ -131,6 +135,7 @@ type API struct {
 	grps      GroupStore
 	remote    RemoteKeys
 	serverDoc func() ([]byte, error)
+	rfiles    RemoteFiles
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -163,7 +168,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	if cfg.Argon2Concurrency <= 0 {
 		cfg.Argon2Concurrency = runtime.NumCPU()
 	}
-	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, log: d.Log, now: d.Now, ready: d.Ready}
+	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, rfiles: d.RemoteFiles, log: d.Log, now: d.Now, ready: d.Ready}
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}

@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -63,7 +64,29 @@ var (
 	errFileInUse     = &statusError{http.StatusConflict, "file_in_use", "the file is attached to a message; it goes when its last message goes"}
 	errEmptyFile     = &statusError{http.StatusBadRequest, "invalid_request", "the file is empty"}
 	errOctetStream   = &statusError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/octet-stream"}
+	// errOriginUnreachable: a file of another server that cannot be
+	// fetched from it now (spec/federation.md §12.4); the message names
+	// the server and says to try again later.
+	errOriginUnreachable = func(msg string) *statusError {
+		return &statusError{http.StatusBadGateway, "origin_unreachable", msg}
+	}
 )
+
+// RemoteFiles fetches a file of another server for a local recipient
+// (spec/federation.md §12.4); the homeserver passes *federation.Service.
+type RemoteFiles interface {
+	// FetchRemoteFile fetches file, listed by message (an envelope from
+	// origin that requester holds), into the store's cache. NotExist: the
+	// origin does not have it for requester (any more); Unavailable: it
+	// cannot be fetched now.
+	FetchRemoteFile(ctx context.Context, origin privateline.ServerName, file, message string, requester privateline.Address) error
+}
+
+// RemoteFileStore is the cache of other servers' files (*storage.DB).
+type RemoteFileStore interface {
+	RemoteFileSource(user storage.ID, id string, now time.Time) (*storage.RemoteFileSource, error)
+	OpenRemoteFile(origin privateline.ServerName, id string) (*storage.FileInfo, *os.File, error)
+}
 
 // postFile stores an uploaded blob. A declared Content-Length over the
 // cap is refused before anything is read; otherwise the body is streamed
@@ -133,22 +156,61 @@ func max64(a, b int64) int64 {
 }
 
 // getFile streams a blob to its uploader or to a holder of a live
-// envelope that lists it; anyone else gets 404. Range requests and
-// If-None-Match (the ETag is the blob's SHA-256) are served.
+// envelope that lists it; anyone else gets 404. A file of another server
+// listed by a message from there that the caller holds is fetched from
+// its origin on the first download and served from the cache afterwards
+// (openRemoteFile). Range requests and If-None-Match (the ETag is the
+// blob's SHA-256) are served.
 func (a *API) getFile(w http.ResponseWriter, r *http.Request, c *call) error {
-	fi, f, err := a.files.OpenFile(c.auth.UserID, c.params.ByName("id"), a.now())
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Now().Add(fileTransferTimeout)) // a fetch from another server comes first
+	id := c.params.ByName("id")
+	fi, f, err := a.files.OpenFile(c.auth.UserID, id, a.now())
+	if privateline.Is(privateline.NotExist, err) && a.rfiles != nil {
+		// Not a file of this server that the caller may read: one of
+		// another server, if a message from there lists it for them.
+		fi, f, err = a.openRemoteFile(r.Context(), c.auth.UserID, id, err)
+	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Now().Add(fileTransferTimeout))
 	h := w.Header()
 	h.Set("Content-Type", contentTypeOctetStream)
 	h.Set("Cache-Control", fileCacheControl)
 	h.Set("ETag", `"`+hex.EncodeToString(fi.SHA256)+`"`)
 	http.ServeContent(w, r, "", time.Time{}, f)
 	return nil
+}
+
+// openRemoteFile opens the cached copy of a file of another server that
+// user may read, fetching it from its origin first if it is not cached.
+// notFound is answered when the user may read no such file.
+func (a *API) openRemoteFile(ctx context.Context, user storage.ID, id string, notFound error) (*storage.FileInfo, *os.File, error) {
+	rs, ok := a.files.(RemoteFileStore)
+	if !ok {
+		return nil, nil, notFound
+	}
+	src, err := rs.RemoteFileSource(user, id, a.now())
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, f, err := rs.OpenRemoteFile(src.Origin, id)
+	if !privateline.Is(privateline.NotExist, err) {
+		return fi, f, err
+	}
+	err = a.rfiles.FetchRemoteFile(ctx, src.Origin, id, src.Message, src.Requester)
+	switch {
+	case privateline.Is(privateline.NotExist, err):
+		return nil, nil, err
+	case err != nil:
+		msg := privateline.MessageOf(err)
+		if msg == "" {
+			msg = fmt.Sprintf("the file is on %s, which cannot be reached now; try again later", src.Origin)
+		}
+		return nil, nil, errOriginUnreachable(msg)
+	}
+	return rs.OpenRemoteFile(src.Origin, id)
 }
 
 // deleteFile deletes a file of the caller that no message uses.

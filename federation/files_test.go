@@ -29,7 +29,9 @@ type fileNode struct {
 	clock atomic.Int64 // ms offset from time.Now
 }
 
-func (n *fileNode) now() time.Time { return time.Now().Add(time.Duration(n.clock.Load()) * time.Millisecond) }
+func (n *fileNode) now() time.Time {
+	return time.Now().Add(time.Duration(n.clock.Load()) * time.Millisecond)
+}
 
 func newFileNode(t *testing.T, name privateline.ServerName, users ...string) (*fileNode, map[string]storage.ID) {
 	t.Helper()

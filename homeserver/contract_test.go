@@ -673,11 +673,12 @@ func TestContractResponses(t *testing.T) {
 		c.send(t, ts, specAccepts, 200, apiReq("GET", "/readyz", nil))
 	})
 
-	t.Run("keys", func(t *testing.T) { keysContract(t, c, ts) })         // keydir_contract_test.go
-	t.Run("messages", func(t *testing.T) { messagesContract(t, c, ts) }) // messages_contract_test.go
-	t.Run("files", func(t *testing.T) { filesContract(t, c, ts) })       // files_contract_test.go
-	t.Run("ws", func(t *testing.T) { wsContract(t, c, ts) })             // ws_contract_test.go
-	t.Run("groups", func(t *testing.T) { groupsContract(t, c, ts) })     // groups_contract_test.go
+	t.Run("keys", func(t *testing.T) { keysContract(t, c, ts) })            // keydir_contract_test.go
+	t.Run("messages", func(t *testing.T) { messagesContract(t, c, ts) })    // messages_contract_test.go
+	t.Run("files", func(t *testing.T) { filesContract(t, c, ts) })          // files_contract_test.go
+	t.Run("ws", func(t *testing.T) { wsContract(t, c, ts) })                // ws_contract_test.go
+	t.Run("groups", func(t *testing.T) { groupsContract(t, c, ts) })        // groups_contract_test.go
+	t.Run("remote files", func(t *testing.T) { remoteFilesContract(t, c) }) // federation_files_test.go
 
 	// Every documented response must have been seen, except the server
 	// faults (500, and 503 from storage) that a client cannot provoke.

@@ -119,6 +119,7 @@ func New(cfg Config, o Options) (*Server, error) {
 			return nil, err
 		}
 		deps.Remote, deps.ServerDocument = s.fed, s.fed.Document
+		deps.RemoteFiles = s.fed // files of other servers (spec/federation.md §12.4)
 	}
 	s.api, err = clientapi.New(clientapi.Config{
 		ServerName:            cfg.ServerName,
@@ -175,6 +176,7 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 		Now:             now,
 		Registry:        reg,
 		Keys:            dir,
+		MaxFileSize:     cfg.MaxFileSize,
 	}
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})
