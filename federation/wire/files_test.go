@@ -89,7 +89,9 @@ func TestFileRequestAndAnswer(t *testing.T) {
 		"no file":        func(m map[string]any) { delete(entry(m, "results", 0), "file") },
 		"a status":       func(m map[string]any) { entry(m, "results", 0)["status"] = "accepted" },
 		"error and file": func(m map[string]any) { entry(m, "results", 0)["error"] = "unknown_file" },
-		"bad error code": func(m map[string]any) { m["results"] = []any{map[string]any{"id": tx.Entries[0].ID, "error": "No File"}} },
+		"bad error code": func(m map[string]any) {
+			m["results"] = []any{map[string]any{"id": tx.Entries[0].ID, "error": "No File"}}
+		},
 	} {
 		body := ans.body()
 		edit(body)
