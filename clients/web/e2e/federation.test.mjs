@@ -3,8 +3,8 @@
 // context of their own served by their own server. They chat both ways in
 // real time, see "Delivered" when the other server has stored a message
 // and "Read" when the other has read it, verify each other by QR code
-// across servers; a picture (files do not cross servers yet) arrives as a
-// sentence rather than a crash; a message to a server that stays down ends
+// across servers; a picture shows on the other server (its server fetches
+// the file from the sender's on the first view); a message to a server that stays down ends
 // "Failed" with the reason; and the privateline CLI on the second server
 // talks to a browser user on the first.
 import assert from 'node:assert/strict'
@@ -229,7 +229,7 @@ e2e(
 )
 
 e2e(
-  'a picture from another homeserver shows a sentence, not a crash (files do not cross servers yet)',
+  'a picture from another homeserver shows: the recipient\'s server fetches it from the sender\'s',
   async (worlds) => {
     const { alice, bob } = await connected(worlds)
     const dataURL = await alice.page.evaluate(() => {
@@ -247,15 +247,25 @@ e2e(
     await alice.page.getByRole('button', { name: 'Send' }).click()
     await message(alice.page, 'a picture across servers').waitFor()
 
-    // Bob gets the text, and in place of the picture a sentence saying why it is not there.
+    // Bob gets the text and the picture, decrypted and decoded: 48 × 32 pixels of blue.
     const got = message(bob.page, 'a picture across servers')
     await got.waitFor({ timeout: REMOTE_TIMEOUT })
-    await got.getByText(/blue\.png/).first().waitFor({ timeout: DELIVERY_TIMEOUT })
-    await got.getByText(/files do not cross between servers yet/).first().waitFor({ timeout: DELIVERY_TIMEOUT })
-    assert.equal(await got.getByRole('button', { name: 'Retry' }).count(), 0, 'a Retry that cannot help')
+    const img = got.getByRole('img', { name: 'blue.png' })
+    await img.waitFor({ timeout: DELIVERY_TIMEOUT })
+    await waitUntil(() => img.evaluate((el) => el.complete && el.naturalWidth > 0), { what: 'the picture to decode' })
+    const shown = await img.evaluate((el) => {
+      const c = document.createElement('canvas')
+      c.width = el.naturalWidth
+      c.height = el.naturalHeight
+      const g = c.getContext('2d')
+      g.drawImage(el, 0, 0)
+      return { w: el.naturalWidth, h: el.naturalHeight, px: Array.from(g.getImageData(10, 10, 1, 1).data) }
+    })
+    assert.deepEqual(shown, { w: 48, h: 32, px: [0x19, 0x76, 0xd2, 255] }, 'the picture as bob sees it')
+    assert.equal(await got.getByRole('alert').count(), 0, 'no error in place of the picture')
     // The app still works: bob answers.
-    await send(bob.page, 'Got your text, not the picture')
-    await expectMessage(alice.page, 'Got your text, not the picture', REMOTE_TIMEOUT)
+    await send(bob.page, 'Got the picture')
+    await expectMessage(alice.page, 'Got the picture', REMOTE_TIMEOUT)
   },
   slow,
 )

@@ -18,7 +18,7 @@ import { openAttachment as openBlob, sealAttachment } from '../crypto/attachment
 import { type Pin, type Pins, encodePins, mergePins, openPins, sealPins } from '../crypto/pinned'
 import { random, sha256 } from '../crypto/primitives'
 import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verifyQrPayload } from '../crypto/safety'
-import { EngineError, asHuman, human, remoteFileMissing, retryable } from './errors'
+import { EngineError, asHuman, human, remoteFileGone, remoteFileUnreachable, retryable } from './errors'
 import { metaEpoch, openMeta, sealMeta } from './meta'
 import { AccountStore, type DeviceStore } from './store'
 import type {
@@ -1445,8 +1445,13 @@ export class EngineImpl implements Engine {
       const data = await openBlob(r.data, refFromJSON(ref))
       return new Blob([data], { type: ref.mime })
     } catch (e) {
-      // A file of another server's user stays on that server for now.
-      if (e instanceof ApiError && e.status === 404 && !m.outgoing && serverOf(m.sender) !== this.#server) throw remoteFileMissing(m.sender)
+      // A file of another server's user: this user's server fetches it
+      // from there (spec/federation.md §12.4), which may be down now, or
+      // no longer have it.
+      if (e instanceof ApiError && !m.outgoing && serverOf(m.sender) !== this.#server) {
+        if (e.code === 'origin_unreachable') throw remoteFileUnreachable(m.sender)
+        if (e.status === 404) throw remoteFileGone(m.sender)
+      }
       throw asHuman(e)
     }
   }

@@ -57,14 +57,25 @@ export function retryable(e: unknown): boolean {
 }
 
 /**
- * A file of a message from another homeserver that this one does not hold:
- * files do not cross servers yet (spec/federation.md §12.4), so asking again
- * does not help. Code `remote_file` (the screens offer no Retry for it).
+ * A file of a message from another homeserver stays there until a
+ * recipient first opens it; then this user's server fetches it
+ * (spec/federation.md §12.4). When the sender's server cannot be reached
+ * now, trying again later can help (the screens offer Retry).
  */
-export function remoteFileMissing(sender: string): EngineError {
+export function remoteFileUnreachable(sender: string): EngineError {
   const server = sender.slice(sender.lastIndexOf('@') + 1)
   return new EngineError(
-    `It was sent from another server (${server}), and files do not cross between servers yet: ask ${sender} to send it another way.`,
-    'remote_file',
+    `It is on ${server}, the sender's server, which cannot be reached right now. Try again later.`,
+    'origin_unreachable',
   )
+}
+
+/**
+ * A file of a message from another homeserver that its server no longer
+ * has for this user (the message was deleted there). Code `remote_file`:
+ * asking again does not help, so the screens offer no Retry.
+ */
+export function remoteFileGone(sender: string): EngineError {
+  const server = sender.slice(sender.lastIndexOf('@') + 1)
+  return new EngineError(`It is no longer available: ${sender} may have deleted the message on ${server}.`, 'remote_file')
 }

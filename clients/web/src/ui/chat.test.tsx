@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { act, screen, waitFor, within } from '@testing-library/react'
 import { chatPath, renderSignedIn } from './testing/render'
 import { liveObjectUrls } from './testing/setup'
-import { remoteFileMissing } from '../engine/errors'
+import { remoteFileGone, remoteFileUnreachable } from '../engine/errors'
 
 const bob = 'bob@example.org'
 const carol = 'carol@example.org'
@@ -127,22 +127,37 @@ describe('chat', () => {
     expect(liveObjectUrls()).not.toContain(img.getAttribute('src'))
   })
 
-  it('says why a picture from another homeserver cannot be shown, without a Retry that cannot help', async () => {
-    const { engine } = await renderSignedIn(chatPath('d:' + bob))
+  it('says when the server of a picture from another homeserver cannot be reached, and shows it on Retry once it can', async () => {
+    const { engine, user } = await renderSignedIn(chatPath('d:' + bob))
     const far = 'dave@far.example'
-    engine.fileFailures.set('far-photo', remoteFileMissing(far))
+    engine.fileFailures.set('far-photo', remoteFileUnreachable(far))
     act(() => {
       engine.receive('d:' + bob, bob, 'A photo from afar', {
         attachments: [{ fileId: 'far-photo', name: 'far.png', mime: 'image/png', size: 1234 }],
       })
     })
     const note = await screen.findByText(
-      'far.png: It was sent from another server (far.example), and files do not cross between servers yet: ask dave@far.example to send it another way.',
+      "far.png: It is on far.example, the sender's server, which cannot be reached right now. Try again later.",
     )
-    const alert = note.closest('[role="alert"]') as HTMLElement
-    expect(within(alert).queryByRole('button', { name: 'Retry' })).toBeNull()
     // The message's text is shown all the same.
     expect(within(screen.getByRole('log')).getByText('A photo from afar')).toBeInTheDocument()
+    engine.fileFailures.delete('far-photo')
+    engine.storeFile('far-photo', new Blob(['png'], { type: 'image/png' }))
+    await user.click(within(note.closest('[role="alert"]') as HTMLElement).getByRole('button', { name: 'Retry' }))
+    const img = await screen.findByRole('img', { name: 'far.png' })
+    expect(img.getAttribute('src')).toMatch(/^blob:/)
+  })
+
+  it('says a picture is gone from its homeserver without a Retry that cannot help', async () => {
+    const { engine } = await renderSignedIn(chatPath('d:' + bob))
+    engine.fileFailures.set('far-photo', remoteFileGone('dave@far.example'))
+    act(() => {
+      engine.receive('d:' + bob, bob, 'A photo from afar', {
+        attachments: [{ fileId: 'far-photo', name: 'far.png', mime: 'image/png', size: 1234 }],
+      })
+    })
+    const note = await screen.findByText('far.png: It is no longer available: dave@far.example may have deleted the message on far.example.')
+    expect(within(note.closest('[role="alert"]') as HTMLElement).queryByRole('button', { name: 'Retry' })).toBeNull()
   })
 
   it('removes a message when the engine drops it', async () => {

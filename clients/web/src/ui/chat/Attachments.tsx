@@ -6,7 +6,7 @@ import { useEngine, useNotify } from '../context'
 import { errorMessage } from '../errors'
 import { fileSize } from '../format'
 
-/** A failure that trying again does not mend (a file left on another homeserver). */
+/** A failure that trying again does not mend (a file its homeserver no longer has). */
 function isFinal(err: unknown): boolean {
   return err instanceof Error && (err as Error & { code?: unknown }).code === 'remote_file'
 }

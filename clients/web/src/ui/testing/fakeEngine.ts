@@ -171,7 +171,7 @@ export class FakeEngine implements Engine {
   }
 
   readonly files = new Map<string, Blob>()
-  /** Files whose opening fails with this error (e.g. a file left on another homeserver). */
+  /** Files whose opening fails with this error (e.g. the sender's homeserver cannot be reached). */
   readonly fileFailures = new Map<string, Error>()
 
   async openAttachment(messageId: string, fileId: string): Promise<Blob> {
