@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/clientapi"
 	"github.com/privateline/privateline/clients/go/client"
 	"github.com/privateline/privateline/clients/go/e2ee"
+	"github.com/privateline/privateline/federation/wire"
 )
 
 // Files across servers (spec/federation.md §12.4) through the Go SDK:
@@ -166,4 +168,12 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The federation's largest file is the client API's (spec/federation.md
+// §12.4): a file any client API here takes can cross to any server.
+func TestFederationFileLimitIsTheClientAPIs(t *testing.T) {
+	if wire.MaxFileSize != clientapi.DefaultMaxFileSize {
+		t.Fatalf("wire.MaxFileSize %d, clientapi.DefaultMaxFileSize %d", wire.MaxFileSize, clientapi.DefaultMaxFileSize)
+	}
 }
