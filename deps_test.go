@@ -61,6 +61,13 @@ var forbiddenExternal = map[string][]string{
 	"push":      {"github.com/cockroachdb/pebble"},
 }
 
+// externalOwners are third-party imports only the listed packages of ours
+// may use (non-test code): gossip stays inside federation, which exposes
+// what it learns through its own types.
+var externalOwners = map[string][]string{
+	"github.com/hashicorp/memberlist": {"federation"},
+}
+
 func TestImportRules(t *testing.T) {
 	out, err := exec.Command("go", "list", "-json", "./...").Output()
 	if err != nil {
@@ -96,6 +103,11 @@ func TestImportRules(t *testing.T) {
 					t.Errorf("%s imports %s, which the dependency direction forbids", display(rel), display(dep))
 				}
 				continue
+			}
+			for ext, owners := range externalOwners {
+				if (imp == ext || strings.HasPrefix(imp, ext+"/")) && !slices.Contains(owners, rel) {
+					t.Errorf("%s imports %s; only %s may", display(rel), imp, strings.Join(owners, ", "))
+				}
 			}
 			for _, f := range forbiddenExternal[rule] {
 				if strings.HasPrefix(imp, f) {

@@ -100,6 +100,9 @@ type Config struct {
 	// MaxFileSize is the largest file fetched from another server: the
 	// client API's file limit (default wire.MaxFileSize).
 	MaxFileSize int64
+	// Gossip, if not nil, finds peers' QUIC addresses and liveness with
+	// memberlist (spec §5.2, gossip.go); it never grants trust.
+	Gossip *GossipConfig
 }
 
 // Defaults and fixed settings (spec/federation.md §6.4, §11, §14).
@@ -162,6 +165,8 @@ type Service struct {
 	closed   bool
 	ln       *transport.Listener
 	addrs    map[privateline.ServerName]string // configured or learnt addresses
+	gaddrs   map[privateline.ServerName]string // addresses from gossip (below addrs, spec §5.2)
+	gossip   *gossip                           // nil: no gossip
 	senders  map[privateline.ServerName]*sender
 	inbound  map[*transport.Conn]bool
 	limiters map[privateline.ServerName]*bucket
@@ -220,6 +225,7 @@ func New(cfg Config, store Store) (*Service, error) {
 		base:      baseBackoff,
 		idleAfter: idleExit,
 		addrs:     map[privateline.ServerName]string{},
+		gaddrs:    map[privateline.ServerName]string{},
 		senders:   map[privateline.ServerName]*sender{},
 		inbound:   map[*transport.Conn]bool{},
 		limiters:  map[privateline.ServerName]*bucket{},
@@ -251,6 +257,12 @@ func New(cfg Config, store Store) (*Service, error) {
 		return nil, privateline.E(op, privateline.Invalid, err)
 	}
 	s.met = newMetrics(cfg.Registry, store)
+	if cfg.Gossip != nil {
+		if err := checkGossipConfig(cfg.Gossip); err != nil {
+			return nil, privateline.E(op, privateline.Invalid, err)
+		}
+		s.gossip = newGossip(s, *cfg.Gossip)
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -283,6 +295,28 @@ func (s *Service) Start() error {
 		s.mu.Unlock()
 		ln.Close()
 		return privateline.E(op, err)
+	}
+	if s.gossip != nil {
+		quic := s.cfg.AdvertiseAddr
+		if quic == "" {
+			quic = ln.Addr().String()
+		}
+		// Memberlist calls back into s (gossipSeen) before start
+		// returns; those calls do nothing until started is set.
+		s.mu.Unlock()
+		err := s.gossip.start(quic)
+		s.mu.Lock()
+		if err == nil && s.closed { // Close ran meanwhile and closed ln
+			s.mu.Unlock()
+			s.gossip.close()
+			return privateline.E(op, privateline.Unavailable, errClosed)
+		}
+		if err != nil {
+			s.ln = nil
+			s.mu.Unlock()
+			ln.Close()
+			return privateline.E(op, privateline.Unavailable, err)
+		}
 	}
 	// From here Wake starts senders; the destinations read below include
 	// every item queued before, so none is missed.
@@ -366,6 +400,12 @@ func (s *Service) Close() error {
 		return nil
 	}
 	s.closed = true
+	leave := s.started && s.gossip != nil
+	s.mu.Unlock()
+	if leave {
+		s.gossip.close() // without s.mu: memberlist's callbacks take it
+	}
+	s.mu.Lock()
 	s.cancel()
 	ln := s.ln
 	for c := range s.inbound {
@@ -395,11 +435,15 @@ func (s *Service) senderLocked(dest privateline.ServerName) *sender {
 	return sd
 }
 
-// addrOf returns the configured or learnt address of dest, if any.
+// addrOf returns the address of dest, if any: configured or set
+// (SetPeerAddr), else learnt from gossip (spec §5.2).
 func (s *Service) addrOf(dest privateline.ServerName) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.addrs[dest]
+	if a := s.addrs[dest]; a != "" {
+		return a
+	}
+	return s.gaddrs[dest]
 }
 
 // errClosed is returned by operations interrupted by Close.
