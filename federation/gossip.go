@@ -73,10 +73,18 @@ type Member struct {
 	Federation string            // its QUIC address, from its metadata
 	Gossip     string            // its memberlist ip:port
 	KeyHint    ed25519.PublicKey // the key its metadata names, never trusted; nil if none
-	Up         bool              // alive or suspect; false once dead or left
+	State      string            // MemberUp or MemberDown
 	Self       bool
-	Since      time.Time // when Up last changed
+	Since      time.Time // when State last changed
 }
+
+// Member states: up (alive, or suspected but not yet dead) or down (it
+// left the cluster, or stopped answering probes; memberlist's event does
+// not tell which).
+const (
+	MemberUp   = "up"
+	MemberDown = "down"
+)
 
 // gossipMeta is a member's metadata (spec §5.2).
 type gossipMeta struct {
@@ -371,7 +379,8 @@ func (g *gossip) start(quic string) error {
 // joinLoop joins the seeds while this server sees no other member: at
 // start, with backoff while none answers, and again whenever it is left
 // alone (every member gone, or a partition). A seed that is this server
-// itself answers but adds no member, so it does not count as joined.
+// itself answers but adds no member, so it does not count as joined; a
+// member that found this server first (it was its seed) does.
 func (g *gossip) joinLoop(ctx context.Context) {
 	defer close(g.done)
 	if len(g.cfg.Seeds) == 0 {
@@ -379,6 +388,7 @@ func (g *gossip) joinLoop(ctx context.Context) {
 	}
 	base, capWait, check := g.cfg.Interval/5, g.cfg.Interval*12, g.cfg.Interval*6
 	fails := 0
+	alone := true
 	wait := time.Duration(0)
 	for {
 		t := time.NewTimer(wait)
@@ -388,29 +398,31 @@ func (g *gossip) joinLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if g.ml.NumMembers() > 1 {
-			fails, wait = 0, check
-			continue
+		if g.ml.NumMembers() <= 1 {
+			alone = true
+			n, err := g.ml.Join(g.cfg.Seeds)
+			if n == 0 || g.ml.NumMembers() <= 1 {
+				g.met.joins.WithLabelValues("failed").Inc()
+				if err == nil {
+					err = errors.New("no other member")
+				}
+				lvl := slog.LevelDebug
+				if fails == 0 {
+					lvl = slog.LevelWarn
+				}
+				wait = min(backoff(base, fails, g.s.jitter()), capWait)
+				g.s.log.Log(context.Background(), lvl, "federation: no gossip seed answered; retrying in the background",
+					"seeds", strings.Join(g.cfg.Seeds, ","), "attempt", fails+1, "retry_in", wait.String(), "err", err)
+				fails++
+				continue
+			}
 		}
-		n, err := g.ml.Join(g.cfg.Seeds)
-		if n > 0 && g.ml.NumMembers() > 1 {
+		if alone {
+			alone = false
 			g.met.joins.WithLabelValues("joined").Inc()
-			g.s.log.Info("federation: joined the gossip cluster", "seeds_answered", n, "members", g.ml.NumMembers())
-			fails, wait = 0, check
-			continue
+			g.s.log.Info("federation: joined the gossip cluster", "members", g.ml.NumMembers())
 		}
-		g.met.joins.WithLabelValues("failed").Inc()
-		if err == nil {
-			err = errors.New("no other member")
-		}
-		lvl := slog.LevelDebug
-		if fails == 0 {
-			lvl = slog.LevelWarn
-		}
-		wait = min(backoff(base, fails, g.s.jitter()), capWait)
-		g.s.log.Log(context.Background(), lvl, "federation: no gossip seed answered; retrying in the background",
-			"seeds", strings.Join(g.cfg.Seeds, ","), "attempt", fails+1, "retry_in", wait.String(), "err", err)
-		fails++
+		fails, wait = 0, check
 	}
 }
 
@@ -472,11 +484,15 @@ func (g *gossip) seen(n *memberlist.Node, join bool) {
 		g.members[name] = m
 	}
 	moved := m.Federation != meta.Federation
-	back := !m.Up
+	back := m.State != MemberUp
 	m.Federation, m.KeyHint = meta.Federation, meta.Key
 	m.Gossip = n.Address()
 	if back {
-		m.Up, m.Since = true, now
+		m.State, m.Since = MemberUp, now
+	}
+	// Under g.mu: whoever sees the member sees its address in use.
+	if (moved || back) && g.s.gossipSeen(name, meta.Federation, moved) {
+		g.met.wakeups.Inc()
 	}
 	g.mu.Unlock()
 	event := "update"
@@ -486,11 +502,6 @@ func (g *gossip) seen(n *memberlist.Node, join bool) {
 	g.met.events.WithLabelValues(event).Inc()
 	g.s.log.Debug("federation: gossip "+event, "peer", string(name), "federation_addr", meta.Federation, "gossip_addr", n.Address())
 	g.checkHint(name, meta.Key)
-	if moved || back {
-		if g.s.gossipSeen(name, meta.Federation, moved) {
-			g.met.wakeups.Inc()
-		}
-	}
 }
 
 // setSelf records this server's own entry.
@@ -499,13 +510,13 @@ func (g *gossip) setSelf(n *memberlist.Node) {
 	defer g.mu.Unlock()
 	m := g.members[g.self]
 	if m == nil {
-		m = &Member{Name: g.self, Self: true, Since: g.s.now()}
+		m = &Member{Name: g.self, Self: true, State: MemberUp, Since: g.s.now()}
 		g.members[g.self] = m
 	}
 	if meta, err := parseGossipMeta(n.Meta); err == nil {
 		m.Federation, m.KeyHint = meta.Federation, meta.Key
 	}
-	m.Gossip, m.Up = n.Address(), true
+	m.Gossip, m.State = n.Address(), MemberUp
 }
 
 // left records that name is dead or left. Delivery does not change: the
@@ -517,19 +528,15 @@ func (g *gossip) left(n *memberlist.Node) {
 	}
 	g.mu.Lock()
 	m := g.members[name]
-	if m != nil && m.Up {
-		m.Up, m.Since = false, g.s.now()
+	if m != nil && m.State != MemberDown {
+		m.State, m.Since = MemberDown, g.s.now()
 	}
 	g.mu.Unlock()
 	if m == nil {
 		return
 	}
 	g.met.events.WithLabelValues("leave").Inc()
-	state := "dead"
-	if n.State == memberlist.StateLeft {
-		state = "left"
-	}
-	g.s.log.Info("federation: a gossip member is down", "peer", string(name), "state", state)
+	g.s.log.Info("federation: a gossip member is down (it left, or stopped answering)", "peer", string(name))
 }
 
 // checkHint compares a member's key hint with the key configured or
@@ -679,14 +686,14 @@ type gossipMetrics struct {
 }
 
 var gossipMembersDesc = prometheus.NewDesc("privateline_federation_gossip_members",
-	"Servers in the gossip cluster as this one sees them (itself included), by state: up (alive or suspect) or down (dead or left).",
+	"Servers in the gossip cluster as this one sees them (itself included), by state: up (alive or suspect) or down (left or dead).",
 	[]string{"state"}, nil)
 
 func newGossipMetrics(reg prometheus.Registerer) *gossipMetrics {
 	m := &gossipMetrics{
 		joins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "privateline_federation_gossip_joins_total",
-			Help: "Attempts to join the gossip cluster through the seeds: joined, or failed (no seed answered).",
+			Help: "Joining the gossip cluster: joined (this server, alone, came to have other members), failed (an attempt through the seeds found none).",
 		}, []string{"outcome"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "privateline_federation_gossip_events_total",
@@ -714,14 +721,11 @@ func newGossipMetrics(reg prometheus.Registerer) *gossipMetrics {
 func (m *gossipMetrics) Describe(ch chan<- *prometheus.Desc) { ch <- gossipMembersDesc }
 
 func (m *gossipMetrics) Collect(ch chan<- prometheus.Metric) {
-	up, down := 0, 0
+	n := map[string]int{}
 	for _, mem := range m.members.list() {
-		if mem.Up {
-			up++
-		} else {
-			down++
-		}
+		n[mem.State]++
 	}
-	ch <- prometheus.MustNewConstMetric(gossipMembersDesc, prometheus.GaugeValue, float64(up), "up")
-	ch <- prometheus.MustNewConstMetric(gossipMembersDesc, prometheus.GaugeValue, float64(down), "down")
+	for _, st := range []string{MemberUp, MemberDown} {
+		ch <- prometheus.MustNewConstMetric(gossipMembersDesc, prometheus.GaugeValue, float64(n[st]), st)
+	}
 }
