@@ -64,6 +64,9 @@ const (
 	DefaultGossipInterval = 5 * time.Second
 	// gossipLeaveTimeout bounds the wait for the leave message at Close.
 	gossipLeaveTimeout = 3 * time.Second
+	// maxWarned bounds the ignored nodes remembered as already logged at
+	// warn level (names are anyone's to make up); later ones log at debug.
+	maxWarned = 1024
 )
 
 // Member is one server of the gossip cluster as this server sees it
@@ -660,8 +663,10 @@ func (a gossipAlive) NotifyAlive(n *memberlist.Node) error {
 	g.met.ignored.WithLabelValues(reason).Inc()
 	key := n.Name + "\x00" + reason
 	g.mu.Lock()
-	first := !g.warned[key]
-	g.warned[key] = true
+	first := !g.warned[key] && len(g.warned) < maxWarned
+	if first {
+		g.warned[key] = true
+	}
 	g.mu.Unlock()
 	lvl := slog.LevelDebug
 	if first {
