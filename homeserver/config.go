@@ -92,7 +92,8 @@ type Config struct {
 	FederationDeny            []privateline.ServerName // FEDERATION_DENY: peers always refused (wins over allow)
 	FederationDeliveryTimeout time.Duration            // FEDERATION_DELIVERY_TIMEOUT, default 72h, < 7 days
 	FederationRatePerOrigin   float64                  // FEDERATION_RATE_PER_ORIGIN, transactions/s, default 200
-	FederationGossipAddr      string                   // FEDERATION_GOSSIP_ADDR, memberlist host:port; "" = no gossip
+	FederationGossipAddr      string                   // FEDERATION_GOSSIP_ADDR, memberlist ip:port (TCP and UDP); "" = no gossip
+	FederationGossipAdvertise string                   // FEDERATION_GOSSIP_ADVERTISE_ADDR, host:port other members reach; "" = the bound address
 	FederationSeeds           []string                 // FEDERATION_SEEDS, comma-separated host:port
 	FederationGossipKey       []byte                   // FEDERATION_GOSSIP_KEY, 16, 24 or 32 bytes, or nil
 
@@ -510,6 +511,7 @@ func (p *parser) federation(c *Config) {
 	}
 	p.floatTo("FEDERATION_RATE_PER_ORIGIN", &c.FederationRatePerOrigin)
 	p.strTo("FEDERATION_GOSSIP_ADDR", &c.FederationGossipAddr)
+	p.strTo("FEDERATION_GOSSIP_ADVERTISE_ADDR", &c.FederationGossipAdvertise)
 	if v, ok := p.str("FEDERATION_SEEDS"); ok {
 		for _, s := range strings.Split(v, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -528,7 +530,7 @@ func (p *parser) federation(c *Config) {
 
 	// Settings that are valid but have no effect are worth a word at start.
 	if c.FederationListenAddr == "" {
-		for _, name := range []string{"FEDERATION_ADVERTISE_ADDR", "FEDERATION_PEERS", "FEDERATION_ALLOW", "FEDERATION_DENY", "FEDERATION_GOSSIP_ADDR", "FEDERATION_SEEDS"} {
+		for _, name := range []string{"FEDERATION_ADVERTISE_ADDR", "FEDERATION_PEERS", "FEDERATION_ALLOW", "FEDERATION_DENY", "FEDERATION_GOSSIP_ADDR", "FEDERATION_SEEDS", "FEDERATION_GOSSIP_ADVERTISE_ADDR"} {
 			if _, ok := p.str(name); ok {
 				c.Notices = append(c.Notices, name+" is set but FEDERATION_LISTEN_ADDR is empty, so federation is off and "+name+" has no effect")
 			}
@@ -538,11 +540,11 @@ func (p *parser) federation(c *Config) {
 			c.Notices = append(c.Notices, "FEDERATION_LISTEN_ADDR "+c.FederationListenAddr+" listens on every interface and FEDERATION_ADVERTISE_ADDR is empty: the server document will not tell peers a reachable address; set FEDERATION_ADVERTISE_ADDR to the public host:port")
 		}
 	}
-	if c.FederationGossipAddr != "" && c.FederationListenAddr != "" {
-		c.Notices = append(c.Notices, "FEDERATION_GOSSIP_ADDR is set, but gossip discovery is not in this version yet: peers are found through FEDERATION_PEERS and their server documents")
+	if c.FederationGossipAddr != "" && c.FederationListenAddr != "" && c.FederationGossipKey == nil {
+		c.Notices = append(c.Notices, "FEDERATION_GOSSIP_ADDR is set without FEDERATION_GOSSIP_KEY: gossip is not encrypted, so anyone who reaches the gossip port can join and announce addresses (never trust: the TLS handshake decides); set a key unless the network is yours")
 	}
 	if c.FederationGossipAddr == "" {
-		for _, name := range []string{"FEDERATION_SEEDS", "FEDERATION_GOSSIP_KEY"} {
+		for _, name := range []string{"FEDERATION_SEEDS", "FEDERATION_GOSSIP_KEY", "FEDERATION_GOSSIP_ADVERTISE_ADDR"} {
 			if _, ok := p.str(name); ok && c.FederationListenAddr != "" {
 				c.Notices = append(c.Notices, name+" is set but FEDERATION_GOSSIP_ADDR is empty, so gossip is off and "+name+" has no effect")
 			}
@@ -713,8 +715,19 @@ func (c *Config) validateFederation(bad func(variable, msg string) error) error 
 		return bad("FEDERATION_RATE_PER_ORIGIN", "must be a positive number of transactions per second (default 200)")
 	}
 	if c.FederationGossipAddr != "" {
-		if msg := checkHostPort(c.FederationGossipAddr, true); msg != "" {
+		msg := checkHostPort(c.FederationGossipAddr, true)
+		if host, _, err := net.SplitHostPort(c.FederationGossipAddr); msg == "" && err == nil && host != "" {
+			if _, err := netip.ParseAddr(host); err != nil {
+				msg = "must bind an IP address, not a host name"
+			}
+		}
+		if msg != "" {
 			return bad("FEDERATION_GOSSIP_ADDR", fmt.Sprintf("%q %s; e.g. 0.0.0.0:7946", c.FederationGossipAddr, msg))
+		}
+	}
+	if c.FederationGossipAdvertise != "" {
+		if msg := checkHostPort(c.FederationGossipAdvertise, false); msg != "" {
+			return bad("FEDERATION_GOSSIP_ADVERTISE_ADDR", fmt.Sprintf("%q %s; the gossip address other members reach, e.g. 203.0.113.7:7946", c.FederationGossipAdvertise, msg))
 		}
 	}
 	for _, s := range c.FederationSeeds {

@@ -274,13 +274,14 @@ func TestLoadConfigFederation(t *testing.T) {
 		// §5.1: whitespace or ';' between entries, optional key, IPv6 in brackets.
 		"FEDERATION_PEERS": " b.example.org=b.example.org:8448," + peerB64B + ";localhost:8082=127.0.0.1:9082\n\t" +
 			"c.example.org=[2001:db8::c]:8448," + peerB64C + " ; ;",
-		"FEDERATION_ALLOW":            "b.example.org, c.example.org,localhost:8082",
-		"FEDERATION_DENY":             "evil.example",
-		"FEDERATION_DELIVERY_TIMEOUT": "36h30m",
-		"FEDERATION_RATE_PER_ORIGIN":  "12.5",
-		"FEDERATION_GOSSIP_ADDR":      "0.0.0.0:7946",
-		"FEDERATION_SEEDS":            "b.example.org:7946, [2001:db8::c]:7946",
-		"FEDERATION_GOSSIP_KEY":       gossipKey,
+		"FEDERATION_ALLOW":                 "b.example.org, c.example.org,localhost:8082",
+		"FEDERATION_DENY":                  "evil.example",
+		"FEDERATION_DELIVERY_TIMEOUT":      "36h30m",
+		"FEDERATION_RATE_PER_ORIGIN":       "12.5",
+		"FEDERATION_GOSSIP_ADDR":           "0.0.0.0:7946",
+		"FEDERATION_SEEDS":                 "b.example.org:7946, [2001:db8::c]:7946",
+		"FEDERATION_GOSSIP_KEY":            gossipKey,
+		"FEDERATION_GOSSIP_ADVERTISE_ADDR": "a.example.org:7946",
 	}
 	c, err := LoadConfig(lookupMap(env))
 	if err != nil {
@@ -313,14 +314,15 @@ func TestLoadConfigFederation(t *testing.T) {
 		{"rate", c.FederationRatePerOrigin == 12.5},
 		{"gossip", c.FederationGossipAddr == "0.0.0.0:7946" && len(c.FederationSeeds) == 2 && c.FederationSeeds[1] == "[2001:db8::c]:7946"},
 		{"gossip key", bytes.Equal(c.FederationGossipKey, bytes.Repeat([]byte{5}, 16))},
+		{"gossip advertise", c.FederationGossipAdvertise == "a.example.org:7946"},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
 			t.Errorf("%s not loaded: %+v", ch.name, c)
 		}
 	}
-	// The one notice: gossip is configured but not in this version.
-	if len(c.Notices) != 1 || !strings.Contains(c.Notices[0], "gossip discovery is not in this version") {
+	// A consistent configuration with an encrypted gossip gives no notice.
+	if len(c.Notices) != 0 {
 		t.Errorf("a consistent federation configuration gives notices: %q", c.Notices)
 	}
 	// A peer's String is its FEDERATION_PEERS entry.
@@ -385,6 +387,9 @@ func TestFederationConfigErrors(t *testing.T) {
 		{"7946", "FEDERATION_GOSSIP_ADDR", `"7946"`},
 		{"b.example:7946,c.example", "FEDERATION_SEEDS", `"c.example"`},
 		{"b.example:7946,0.0.0.0:7946", "FEDERATION_SEEDS", `"0.0.0.0:7946"`},
+		{"gossip.example:7946", "FEDERATION_GOSSIP_ADDR", "IP address, not a host name"},
+		{"0.0.0.0:7946", "FEDERATION_GOSSIP_ADVERTISE_ADDR", "unspecified"},
+		{"a.example", "FEDERATION_GOSSIP_ADVERTISE_ADDR", `"a.example"`},
 		{"not base64!", "FEDERATION_GOSSIP_KEY", "16, 24 or 32 bytes"},
 		{strings.TrimRight(key32, "="), "FEDERATION_GOSSIP_KEY", "with padding"},
 		{base64.StdEncoding.EncodeToString(make([]byte, 20)), "FEDERATION_GOSSIP_KEY", "decodes to 20"},
@@ -438,6 +443,9 @@ func TestFederationConfigNotices(t *testing.T) {
 		{map[string]string{"FEDERATION_LISTEN_ADDR": ":8448"}, []string{"FEDERATION_ADVERTISE_ADDR"}},
 		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448"}, nil},
 		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_SEEDS": "b.example:7946"}, []string{"FEDERATION_SEEDS is set but FEDERATION_GOSSIP_ADDR is empty"}},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_GOSSIP_ADVERTISE_ADDR": "a.example:7946"}, []string{"FEDERATION_GOSSIP_ADVERTISE_ADDR is set but FEDERATION_GOSSIP_ADDR is empty"}},
+		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_GOSSIP_ADDR": "127.0.0.1:7946"}, []string{"without FEDERATION_GOSSIP_KEY: gossip is not encrypted"}},
+		{map[string]string{"FEDERATION_GOSSIP_ADDR": "127.0.0.1:7946"}, []string{"FEDERATION_GOSSIP_ADDR is set but FEDERATION_LISTEN_ADDR is empty"}},
 		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_PEERS": "b.example=b.example:8448", "FEDERATION_DENY": "b.example"}, []string{"b.example, which FEDERATION_DENY refuses"}},
 		{map[string]string{"FEDERATION_LISTEN_ADDR": "127.0.0.1:8448", "FEDERATION_PEERS": "b.example=b.example:8448 c.example=c.example:8448", "FEDERATION_ALLOW": "c.example"}, []string{"b.example, which is not on FEDERATION_ALLOW"}},
 	} {

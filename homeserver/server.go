@@ -181,6 +181,14 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})
 	}
+	if cfg.FederationGossipAddr != "" {
+		fc.Gossip = &federation.GossipConfig{
+			BindAddr:      cfg.FederationGossipAddr,
+			AdvertiseAddr: cfg.FederationGossipAdvertise,
+			Seeds:         cfg.FederationSeeds,
+			Key:           cfg.FederationGossipKey,
+		}
+	}
 	return fc
 }
 
@@ -191,6 +199,24 @@ func (s *Server) FederationAddr() string {
 		return ""
 	}
 	return s.fed.Addr()
+}
+
+// GossipAddr is the gossip ip:port this server advertises (after Start),
+// or "" when gossip is off.
+func (s *Server) GossipAddr() string {
+	if s.fed == nil {
+		return ""
+	}
+	return s.fed.GossipAddr()
+}
+
+// FederationMembers is the gossip cluster as this server sees it (nil
+// when gossip is off): for operators' tools and tests.
+func (s *Server) FederationMembers() []federation.Member {
+	if s.fed == nil {
+		return nil
+	}
+	return s.fed.Members()
 }
 
 // SetPeerAddr tells federation where a peer listens (tests that start
