@@ -414,7 +414,7 @@ func (g *gossip) joinLoop(ctx context.Context) {
 					lvl = slog.LevelWarn
 				}
 				wait = min(backoff(base, fails, g.s.jitter()), capWait)
-				g.s.log.Log(context.Background(), lvl, "federation: no gossip seed answered; retrying in the background",
+				g.s.log.Log(context.Background(), lvl, "federation: no other gossip member reached through the seeds yet (normal for the first server of a cluster); retrying in the background",
 					"seeds", strings.Join(g.cfg.Seeds, ","), "attempt", fails+1, "retry_in", wait.String(), "err", err)
 				fails++
 				continue
@@ -438,7 +438,7 @@ func (g *gossip) close() {
 	g.cancel()
 	<-g.done
 	if err := g.ml.Leave(gossipLeaveTimeout); err != nil {
-		g.s.log.Warn("federation: leaving the gossip cluster", "err", err)
+		g.s.log.Info("federation: left the gossip cluster without a member confirming it (none reachable)", "err", err)
 	}
 	if err := g.ml.Shutdown(); err != nil {
 		g.s.log.Warn("federation: stopping gossip", "err", err)

@@ -6,14 +6,17 @@
 # Builds the web client (make web) and the homeserver (bin/homeserver), then
 # starts
 #
-#   hs1  SERVER_NAME=localhost:8081  http://localhost:8081  federation udp 127.0.0.1:9081
-#   hs2  SERVER_NAME=localhost:8082  http://localhost:8082  federation udp 127.0.0.1:9082
-#   hs3  SERVER_NAME=localhost:8083  http://localhost:8083  federation udp 127.0.0.1:9083
+#   hs1  SERVER_NAME=localhost:8081  http://localhost:8081  federation udp 127.0.0.1:9081  gossip 127.0.0.1:9181
+#   hs2  SERVER_NAME=localhost:8082  http://localhost:8082  federation udp 127.0.0.1:9082  gossip 127.0.0.1:9182
+#   hs3  SERVER_NAME=localhost:8083  http://localhost:8083  federation udp 127.0.0.1:9083  gossip 127.0.0.1:9183
 #
 # each with its data in data/federation/hsN (development secrets and the
 # server identity are generated there on first start; delete the directory to
-# start over), the others as static peers without keys (pinned on first
-# contact, with a warning naming the fingerprint), and no metrics listener.
+# start over) and no metrics listener. hs1 and hs2 are each other's static
+# peers; hs3 has none and is in no one's list: the servers find it, and it
+# finds them, through gossip (encrypted with a key made for this run, every
+# server joining through hs1's gossip address). No keys are configured: each
+# pins the others' on first contact, with a warning naming the fingerprint.
 # Every log line is prefixed with its server's name. .env is not read: the
 # three servers are configured here alone; other variables set in your
 # environment apply to all three (e.g. FEDERATION_DELIVERY_TIMEOUT=2m).
@@ -33,6 +36,7 @@ command -v "$GO" >/dev/null || fail "Go is not installed (need Go 1.26)"
 names=(hs1 hs2 hs3)
 http_ports=(8081 8082 8083)
 fed_ports=(9081 9082 9083)
+gossip_ports=(9181 9182 9183)
 pids=()
 stopping=
 
@@ -98,10 +102,12 @@ healthy() {
 	[[ $status == HTTP/1.?" 200"* ]]
 }
 
+# One gossip key for the three servers, new each run.
+gossip_key=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
 for i in 0 1 2; do
 	peers=()
-	for j in 0 1 2; do
-		[ "$j" = "$i" ] || peers+=("localhost:${http_ports[j]}=127.0.0.1:${fed_ports[j]}")
+	for j in 0 1; do # hs1 and hs2 know each other; hs3 comes through gossip
+		[ "$i" = 2 ] || [ "$j" = "$i" ] || peers+=("localhost:${http_ports[j]}=127.0.0.1:${fed_ports[j]}")
 	done
 	data="$root/data/federation/${names[i]}"
 	mkdir -p "$data"
@@ -113,7 +119,11 @@ for i in 0 1 2; do
 		WEB_ROOT="$root/clients/web/dist" \
 		FEDERATION_LISTEN_ADDR="127.0.0.1:${fed_ports[i]}" \
 		FEDERATION_ADVERTISE_ADDR= \
-		FEDERATION_PEERS="${peers[*]}" \
+		FEDERATION_PEERS="${peers[*]-}" \
+		FEDERATION_GOSSIP_ADDR="127.0.0.1:${gossip_ports[i]}" \
+		FEDERATION_GOSSIP_ADVERTISE_ADDR= \
+		FEDERATION_SEEDS="127.0.0.1:${gossip_ports[0]}" \
+		FEDERATION_GOSSIP_KEY="$gossip_key" \
 		bin/homeserver -env-file /dev/null > >(prefix "${names[i]}") 2>&1 &
 	pids+=("$!")
 done
@@ -156,7 +166,7 @@ done
 	echo
 	echo "federation: three homeservers are running; Ctrl-C stops them."
 	for i in 0 1 2; do
-		echo "  ${names[i]}  http://localhost:${http_ports[i]}  users name@localhost:${http_ports[i]}  federation udp 127.0.0.1:${fed_ports[i]}  data data/federation/${names[i]}"
+		echo "  ${names[i]}  http://localhost:${http_ports[i]}  users name@localhost:${http_ports[i]}  federation udp 127.0.0.1:${fed_ports[i]}  gossip 127.0.0.1:${gossip_ports[i]}  data data/federation/${names[i]}"
 	done
 	echo "  Browsers share cookies between ports of one host: use one browser profile"
 	echo "  (or private window) per server."
