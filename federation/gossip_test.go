@@ -209,45 +209,57 @@ func TestGossipIgnoresRefusedNames(t *testing.T) {
 	}
 }
 
-// B stops (leaving the cluster) and comes back on new ports while A has
-// entries queued for it and is backing off for half an hour: A learns the
-// new address from gossip and its sender is woken at once, so the entries
-// arrive, in order, long before the backoff would have retried.
+// B stops (leaving the cluster) and comes back on a new QUIC port while A
+// has entries queued for it and is backing off for half an hour: A learns
+// the new address from gossip and its sender is woken at once, so the
+// entries arrive, in order, long before the backoff would have retried.
+// B comes back on a new gossip port, or on the same one (memberlist then
+// has B refute the "left" it hears about itself).
 func TestGossipRestartWakesSender(t *testing.T) {
-	c := newNode(t, nameC)
-	c.start(t, nil, withGossip(nil))
-	seed := c.svc.GossipAddr()
-	a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
-	a.base = time.Hour // first backoff: 30 min (jitter 0.5)
-	a.start(t, nil, withGossip(nil, seed))
-	b.start(t, nil, withGossip(nil, seed))
-	waitFor(t, "A to learn B's address", func() bool { return upAt(a, nameB, b.svc.Addr()) })
-	first := queueTo(t, a, "alice", nameB, "bob", 1)
-	waitFor(t, "first delivery", func() bool { return a.st.depth(nameB) == 0 })
+	for _, samePort := range []bool{false, true} {
+		t.Run(map[bool]string{false: "new gossip port", true: "same gossip port"}[samePort], func(t *testing.T) {
+			c := newNode(t, nameC)
+			c.start(t, nil, withGossip(nil))
+			seed := c.svc.GossipAddr()
+			a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
+			a.base = time.Hour // first backoff: 30 min (jitter 0.5)
+			a.start(t, nil, withGossip(nil, seed))
+			b.start(t, nil, withGossip(nil, seed))
+			waitFor(t, "A to learn B's address", func() bool { return upAt(a, nameB, b.svc.Addr()) })
+			first := queueTo(t, a, "alice", nameB, "bob", 1)
+			waitFor(t, "first delivery", func() bool { return a.st.depth(nameB) == 0 })
 
-	oldAddr := b.svc.Addr()
-	b.svc.Close()
-	waitFor(t, "A to see B leave", func() bool { m, _ := member(a, nameB); return m.State == MemberDown })
-	more := queueTo(t, a, "alice", nameB, "bob", 3)
-	waitFor(t, "A's attempt to fail", func() bool { return a.st.lastError(nameB) != "" })
-	if a.st.depth(nameB) != 3 {
-		t.Fatalf("A's outbox holds %d entries, want 3", a.st.depth(nameB))
-	}
-	woken := plainCounter(a.svc.gossip.met.wakeups)
+			oldAddr, oldGossip := b.svc.Addr(), b.svc.GossipAddr()
+			b.svc.Close()
+			waitFor(t, "A to see B leave", func() bool { m, _ := member(a, nameB); return m.State == MemberDown })
+			more := queueTo(t, a, "alice", nameB, "bob", 3)
+			waitFor(t, "A's attempt to fail", func() bool { return a.st.lastError(nameB) != "" })
+			if a.st.depth(nameB) != 3 {
+				t.Fatalf("A's outbox holds %d entries, want 3", a.st.depth(nameB))
+			}
+			woken := plainCounter(a.svc.gossip.met.wakeups)
 
-	b.start(t, nil, withGossip(nil, seed))
-	if b.svc.Addr() == oldAddr {
-		t.Fatalf("B came back on the same QUIC address %s; the test needs a new one", oldAddr)
-	}
-	waitFor(t, "delivery after B came back", func() bool { return a.st.depth(nameB) == 0 })
-	if got := plainCounter(a.svc.gossip.met.wakeups); got <= woken {
-		t.Fatalf("gossip woke A's sender %v times before and %v after B came back", woken, got)
-	}
-	if m, _ := member(a, nameB); m.Federation != b.svc.Addr() || m.State != MemberUp {
-		t.Fatalf("A's member B: %+v, want up at %s", m, b.svc.Addr())
-	}
-	if got, want := mailIDs(b.st), append(first, more...); !slices.Equal(got, want) {
-		t.Fatalf("B stored %v, want %v", got, want)
+			mod := withGossip(nil, seed)
+			if samePort {
+				mod = func(cfg *Config) {
+					cfg.Gossip = &GossipConfig{BindAddr: oldGossip, Seeds: []string{seed}, Interval: testGossipInterval}
+				}
+			}
+			b.start(t, nil, mod)
+			if b.svc.Addr() == oldAddr {
+				t.Fatalf("B came back on the same QUIC address %s; the test needs a new one", oldAddr)
+			}
+			waitFor(t, "delivery after B came back", func() bool { return a.st.depth(nameB) == 0 })
+			if got := plainCounter(a.svc.gossip.met.wakeups); got <= woken {
+				t.Fatalf("gossip woke A's sender %v times before and %v after B came back", woken, got)
+			}
+			if m, _ := member(a, nameB); m.Federation != b.svc.Addr() || m.State != MemberUp {
+				t.Fatalf("A's member B: %+v, want up at %s", m, b.svc.Addr())
+			}
+			if got, want := mailIDs(b.st), append(first, more...); !slices.Equal(got, want) {
+				t.Fatalf("B stored %v, want %v", got, want)
+			}
+		})
 	}
 }
 
