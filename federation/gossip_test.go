@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -411,5 +412,28 @@ func TestGossipRefuse(t *testing.T) {
 		if got, _ := s.gossip.refuse(&memberlist.Node{Name: tc.name, Meta: tc.meta}); got != tc.reason {
 			t.Errorf("node %s with %s: reason %q, want %q", tc.name, tc.meta, got, tc.reason)
 		}
+	}
+}
+
+// Close stops every goroutine gossip started too (memberlist's included).
+func TestGossipCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
+		a.start(t, nil, withGossip(nil))
+		b.start(t, nil, withGossip(nil, a.svc.GossipAddr()))
+		waitFor(t, "A to see B", func() bool { return upAt(a, nameB, b.svc.Addr()) })
+		queueTo(t, a, "alice", nameB, "bob", 2)
+		waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
+		a.svc.Close()
+		b.svc.Close()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
