@@ -437,3 +437,26 @@ func TestGossipCloseLeavesNoGoroutines(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Address order (spec §5.2): a static address wins over gossip, gossip
+// over the server document (which the sender fetches only when addrOf
+// has nothing).
+func TestGossipAddressOrder(t *testing.T) {
+	s, err := New(Config{Name: nameA, Key: newKey(t), Log: quiet,
+		Peers:  []Peer{{Name: nameB, Addr: "127.0.0.1:1001"}, {Name: nameC}},
+		Gossip: &GossipConfig{BindAddr: "127.0.0.1:0"}}, newFakeStore())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.gossipSeen(nameB, "127.0.0.1:2001", true)
+	s.gossipSeen(nameC, "127.0.0.1:2002", true)
+	if got := s.addrOf(nameB); got != "127.0.0.1:1001" {
+		t.Errorf("B (static and gossip) resolves to %s, want the static address", got)
+	}
+	if got := s.addrOf(nameC); got != "127.0.0.1:2002" {
+		t.Errorf("C (static without address, gossip) resolves to %s, want the gossip address", got)
+	}
+	if got := s.addrOf("d.test"); got != "" {
+		t.Errorf("D (unknown) resolves to %q, want nothing (its server document)", got)
+	}
+}

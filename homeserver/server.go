@@ -280,7 +280,7 @@ func (s *Server) Start() error {
 		s.sweep(ctx)
 	}()
 	s.log.Info("homeserver started", "server_name", string(s.cfg.ServerName), "addr", s.ln.Addr().String(), "metrics_addr", s.MetricsAddr(),
-		"federation_addr", s.FederationAddr(), "env", s.cfg.Env)
+		"federation_addr", s.FederationAddr(), "gossip_addr", s.GossipAddr(), "env", s.cfg.Env)
 	return nil
 }
 
