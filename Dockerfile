@@ -6,8 +6,8 @@
 # Configuration is the homeserver's environment (README.md, .env.example);
 # for production pass PRIVATELINE_ENV=production, SERVER_NAME, JWT_SECRET_KEY
 # and AES_KEY from a file that is never committed (docker-compose.yml shows
-# how). Federation listens on UDP 8448 when FEDERATION_LISTEN_ADDR is set
-# (docs/federation.md).
+# how). Federation listens on UDP 8448 when FEDERATION_LISTEN_ADDR is set,
+# gossip on TCP and UDP 7946 when FEDERATION_GOSSIP_ADDR is (docs/federation.md).
 
 # --- The web client ----------------------------------------------------------
 FROM node:20-bookworm AS web
@@ -49,8 +49,9 @@ ENV LISTEN_ADDR=:8080 \
 USER privateline
 WORKDIR /app
 VOLUME ["/data"]
-# 8080/tcp: the client API and the web client; 8448/udp: federation (QUIC).
-EXPOSE 8080/tcp 8448/udp
+# 8080/tcp: the client API and the web client; 8448/udp: federation (QUIC);
+# 7946/tcp and udp: gossip (discovery).
+EXPOSE 8080/tcp 8448/udp 7946/tcp 7946/udp
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 	CMD curl -fsS -o /dev/null http://127.0.0.1:8080/healthz || exit 1
 ENTRYPOINT ["/app/homeserver"]
