@@ -30,6 +30,19 @@ func withGossip(key []byte, seeds ...string) func(*Config) {
 	}
 }
 
+// waitGossip is waitFor with room for a loaded machine: memberlist's
+// probes and the QUIC handshakes compete with the rest of the test suite.
+func waitGossip(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // member returns what n's service knows of name in gossip.
 func member(n *node, name privateline.ServerName) (Member, bool) {
 	for _, m := range n.svc.Members() {
@@ -99,8 +112,8 @@ func TestGossipDiscoveryDelivers(t *testing.T) {
 	a.start(t, nil, withGossip(nil, seed))
 	b.start(t, nil, withGossip(nil, seed))
 
-	waitFor(t, "A to learn B's address through gossip", func() bool { return upAt(a, nameB, b.svc.Addr()) })
-	waitFor(t, "A to see all three servers", func() bool { return len(a.svc.Members()) == 3 })
+	waitGossip(t, "A to learn B's address through gossip", func() bool { return upAt(a, nameB, b.svc.Addr()) })
+	waitGossip(t, "A to see all three servers", func() bool { return len(a.svc.Members()) == 3 })
 	ms := a.svc.Members()
 	if got := names(ms); !slices.Equal(got, []privateline.ServerName{nameA, nameB, nameC}) {
 		t.Fatalf("A's members %v", got)
@@ -108,15 +121,15 @@ func TestGossipDiscoveryDelivers(t *testing.T) {
 	if !ms[0].Self || ms[1].Self || !ms[1].KeyHint.Equal(b.key.Public()) || ms[0].Federation != a.svc.Addr() {
 		t.Fatalf("A's member list %+v", ms)
 	}
-	if up := gauge(t, a.reg, "privateline_federation_gossip_members", "state", MemberUp); up != 3 {
-		t.Fatalf("A's gauge of members up is %v, want 3", up)
-	}
+	waitGossip(t, "A's gauge to count three members up", func() bool {
+		return gauge(t, a.reg, "privateline_federation_gossip_members", "state", MemberUp) == 3
+	})
 	if k, _ := a.st.PeerPin(nameB); k != nil {
 		t.Fatal("A pinned B's key from its gossip metadata")
 	}
 
 	ids := queueTo(t, a, "alice", nameB, "bob", 2)
-	waitFor(t, "delivery to B", func() bool { return a.st.depth(nameB) == 0 })
+	waitGossip(t, "delivery to B", func() bool { return a.st.depth(nameB) == 0 })
 	if got := mailIDs(b.st); !slices.Equal(got, ids) {
 		t.Fatalf("B stored %v, want %v", got, ids)
 	}
@@ -138,11 +151,11 @@ func TestGossipKeyHintNeverTrusted(t *testing.T) {
 	a.start(t, nil, withGossip(nil))
 	impostor.start(t, nil, withGossip(nil, a.svc.GossipAddr()))
 
-	waitFor(t, "A to see the impostor in gossip", func() bool { return upAt(a, nameB, impostor.svc.Addr()) })
-	waitFor(t, "the key mismatch counted", func() bool { return plainCounter(a.svc.gossip.met.keyMismatch) >= 1 })
+	waitGossip(t, "A to see the impostor in gossip", func() bool { return upAt(a, nameB, impostor.svc.Addr()) })
+	waitGossip(t, "the key mismatch counted", func() bool { return plainCounter(a.svc.gossip.met.keyMismatch) >= 1 })
 
 	queueTo(t, a, "alice", nameB, "bob", 1)
-	waitFor(t, "A's attempt to fail", func() bool { return a.st.lastError(nameB) != "" })
+	waitGossip(t, "A's attempt to fail", func() bool { return a.st.lastError(nameB) != "" })
 	if n := counter(a.svc.met.failures, "unreachable"); n < 1 {
 		t.Fatalf("A counted %v unreachable attempts, want ≥ 1 (the handshake refused)", n)
 	}
@@ -168,8 +181,8 @@ func TestGossipWrongKeyDoesNotJoin(t *testing.T) {
 	c.start(t, nil, withGossip(k2, a.svc.GossipAddr()))
 	d.start(t, nil, withGossip(k1, a.svc.GossipAddr()))
 
-	waitFor(t, "D (same key) to join", func() bool { return upAt(a, "d.test", d.svc.Addr()) })
-	waitFor(t, "C (other key) to fail twice", func() bool { return counter(c.svc.gossip.met.joins, "failed") >= 2 })
+	waitGossip(t, "D (same key) to join", func() bool { return upAt(a, "d.test", d.svc.Addr()) })
+	waitGossip(t, "C (other key) to fail twice", func() bool { return counter(c.svc.gossip.met.joins, "failed") >= 2 })
 	if _, ok := member(a, nameC); ok {
 		t.Fatal("A lists C, whose gossip key is wrong")
 	}
@@ -197,9 +210,9 @@ func TestGossipIgnoresRefusedNames(t *testing.T) {
 			d.start(t, nil, withGossip(nil, a.svc.GossipAddr()))
 			b.start(t, nil, withGossip(nil, a.svc.GossipAddr()))
 
-			waitFor(t, "A to see B", func() bool { return upAt(a, nameB, b.svc.Addr()) })
-			waitFor(t, "A to ignore D", func() bool { return counter(a.svc.gossip.met.ignored, "forbidden") >= 1 })
-			waitFor(t, "D to see A (it joined the cluster)", func() bool { return upAt(d, nameA, a.svc.Addr()) })
+			waitGossip(t, "A to see B", func() bool { return upAt(a, nameB, b.svc.Addr()) })
+			waitGossip(t, "A to ignore D", func() bool { return counter(a.svc.gossip.met.ignored, "forbidden") >= 1 })
+			waitGossip(t, "D to see A (it joined the cluster)", func() bool { return upAt(d, nameA, a.svc.Addr()) })
 			if _, ok := member(a, "d.test"); ok {
 				t.Fatal("A lists D")
 			}
@@ -224,17 +237,25 @@ func TestGossipRestartWakesSender(t *testing.T) {
 			seed := c.svc.GossipAddr()
 			a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
 			a.base = time.Hour // first backoff: 30 min (jitter 0.5)
+			// One failed handshake on a loaded machine would leave the
+			// sender waiting for half an hour: allow slow ones.
+			a.hand = 5 * time.Second
 			a.start(t, nil, withGossip(nil, seed))
 			b.start(t, nil, withGossip(nil, seed))
-			waitFor(t, "A to learn B's address", func() bool { return upAt(a, nameB, b.svc.Addr()) })
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("A: last error %q, attempts %v, members %+v", a.st.lastError(nameB), plainCounter(a.svc.met.attempts), a.svc.Members())
+				}
+			})
+			waitGossip(t, "A to learn B's address", func() bool { return upAt(a, nameB, b.svc.Addr()) })
 			first := queueTo(t, a, "alice", nameB, "bob", 1)
-			waitFor(t, "first delivery", func() bool { return a.st.depth(nameB) == 0 })
+			waitGossip(t, "first delivery", func() bool { return a.st.depth(nameB) == 0 })
 
 			oldAddr, oldGossip := b.svc.Addr(), b.svc.GossipAddr()
 			b.svc.Close()
-			waitFor(t, "A to see B leave", func() bool { m, _ := member(a, nameB); return m.State == MemberDown })
+			waitGossip(t, "A to see B leave", func() bool { m, _ := member(a, nameB); return m.State == MemberDown })
 			more := queueTo(t, a, "alice", nameB, "bob", 3)
-			waitFor(t, "A's attempt to fail", func() bool { return a.st.lastError(nameB) != "" })
+			waitGossip(t, "A's attempt to fail", func() bool { return a.st.lastError(nameB) != "" })
 			if a.st.depth(nameB) != 3 {
 				t.Fatalf("A's outbox holds %d entries, want 3", a.st.depth(nameB))
 			}
@@ -250,7 +271,7 @@ func TestGossipRestartWakesSender(t *testing.T) {
 			if b.svc.Addr() == oldAddr {
 				t.Fatalf("B came back on the same QUIC address %s; the test needs a new one", oldAddr)
 			}
-			waitFor(t, "delivery after B came back", func() bool { return a.st.depth(nameB) == 0 })
+			waitGossip(t, "delivery after B came back", func() bool { return a.st.depth(nameB) == 0 })
 			if got := plainCounter(a.svc.gossip.met.wakeups); got <= woken {
 				t.Fatalf("gossip woke A's sender %v times before and %v after B came back", woken, got)
 			}
@@ -273,12 +294,12 @@ func TestGossipCloseLeaves(t *testing.T) {
 		c.Gossip = &GossipConfig{BindAddr: "127.0.0.1:0", Interval: time.Hour}
 	})
 	b.start(t, nil, withGossip(nil, a.svc.GossipAddr()))
-	waitFor(t, "A to see B", func() bool { return upAt(a, nameB, b.svc.Addr()) })
+	waitGossip(t, "A to see B", func() bool { return upAt(a, nameB, b.svc.Addr()) })
 	gaddr := b.svc.GossipAddr()
 	if err := b.svc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "A to see B leave", func() bool { m, _ := member(a, nameB); return m.State == MemberDown })
+	waitGossip(t, "A to see B leave", func() bool { m, _ := member(a, nameB); return m.State == MemberDown })
 	if n := gauge(t, a.reg, "privateline_federation_gossip_members", "state", MemberDown); n != 1 {
 		t.Fatalf("A's gauge of members down is %v, want 1", n)
 	}
@@ -302,13 +323,13 @@ func TestGossipSeedDownAtStart(t *testing.T) {
 
 	a := newNode(t, nameA)
 	a.start(t, nil, withGossip(nil, seed))
-	waitFor(t, "a failed join", func() bool { return counter(a.svc.gossip.met.joins, "failed") >= 1 })
+	waitGossip(t, "a failed join", func() bool { return counter(a.svc.gossip.met.joins, "failed") >= 1 })
 	c := newNode(t, nameC)
 	c.start(t, nil, func(cfg *Config) { cfg.Gossip = &GossipConfig{BindAddr: seed, Interval: testGossipInterval} })
 	t.Cleanup(func() {
 		t.Logf("A: %+v joined %v failed %v; C: %+v", a.svc.Members(), counter(a.svc.gossip.met.joins, "joined"), counter(a.svc.gossip.met.joins, "failed"), c.svc.Members())
 	})
-	waitFor(t, "A to join through the seed once it is up", func() bool {
+	waitGossip(t, "A to join through the seed once it is up", func() bool {
 		return upAt(a, nameC, c.svc.Addr()) && counter(a.svc.gossip.met.joins, "joined") == 1
 	})
 }
@@ -422,9 +443,9 @@ func TestGossipCloseLeavesNoGoroutines(t *testing.T) {
 		a, b := newNode(t, nameA, "alice"), newNode(t, nameB, "bob")
 		a.start(t, nil, withGossip(nil))
 		b.start(t, nil, withGossip(nil, a.svc.GossipAddr()))
-		waitFor(t, "A to see B", func() bool { return upAt(a, nameB, b.svc.Addr()) })
+		waitGossip(t, "A to see B", func() bool { return upAt(a, nameB, b.svc.Addr()) })
 		queueTo(t, a, "alice", nameB, "bob", 2)
-		waitFor(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
+		waitGossip(t, "delivery", func() bool { return a.st.depth(nameB) == 0 })
 		a.svc.Close()
 		b.svc.Close()
 	}()

@@ -67,6 +67,7 @@ type node struct {
 	reg  *prometheus.Registry
 	base time.Duration // first backoff; 0: 5 ms
 	idle time.Duration // idle sender lifetime; 0: idleExit
+	hand time.Duration // handshake timeout; 0: testLimits'
 }
 
 // start makes and starts a Service for n with fast retries (base 5 ms,
@@ -92,6 +93,9 @@ func (n *node) start(t *testing.T, peers []Peer, mod func(*Config)) {
 	}
 	svc.jitter = func() float64 { return 0.5 }
 	svc.lim = testLimits
+	if n.hand != 0 {
+		svc.lim.HandshakeTimeout = n.hand
+	}
 	n.st.setNotifier(svc.Wake)
 	if err := svc.Start(); err != nil {
 		t.Fatal(err)

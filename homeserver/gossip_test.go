@@ -39,15 +39,16 @@ func TestFederationThroughGossip(t *testing.T) {
 		}
 		return false
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !sees(a, b) || !sees(b, a) {
+	countsTwo := func() bool {
+		return strings.Contains(a.metrics(), `privateline_federation_gossip_members{state="up"} 2`)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !sees(a, b) || !sees(b, a) || !countsTwo() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the servers did not find each other through gossip: a sees %+v, b sees %+v", a.srv.FederationMembers(), b.srv.FederationMembers())
+			t.Fatalf("the servers did not find each other through gossip: a sees %+v, b sees %+v; a's metrics:\n%s",
+				a.srv.FederationMembers(), b.srv.FederationMembers(), grepLines(a.metrics(), "gossip"))
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-	if m := a.metrics(); !strings.Contains(m, `privateline_federation_gossip_members{state="up"} 2`) {
-		t.Fatalf("a's metrics do not count two members up:\n%s", grepLines(m, "gossip"))
 	}
 
 	alice := sdkRegister(t, a, sdkClient(t, a, nil), "galice", "alice").login(t)
