@@ -69,14 +69,3 @@ func TestFederationThroughGossip(t *testing.T) {
 		t.Fatalf("alice's event: %+v (item %+v)", ev, ev.Item)
 	}
 }
-
-// grepLines returns the lines of s that contain sub.
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
