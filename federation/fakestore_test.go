@@ -55,6 +55,7 @@ type fakeStore struct {
 	keyChanged []privateline.Address
 
 	files fakeFiles
+	wit   fakeWitnessStore // witness_fakestore_test.go
 }
 
 // outEvent is an event the outbox put in a local sender's log.

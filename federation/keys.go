@@ -296,11 +296,7 @@ func (s *Service) lookupRemote(ctx context.Context, address privateline.Address,
 		var head *keylog.TreeHead
 		if out, head, err = verifyKeyAnswer(peer, req, ans, last); err == nil {
 			if head != nil && head != last {
-				hj, err := head.MarshalJSON()
-				if err != nil {
-					return nil, privateline.E(op, privateline.Internal, err)
-				}
-				if err := s.store.SetPeerDirectoryHead(server, hj); err != nil {
+				if err := s.advancePeerHead(server, head); err != nil {
 					return nil, privateline.E(op, err)
 				}
 			}

@@ -18,6 +18,11 @@ type metrics struct {
 	rejected       *prometheus.CounterVec // frames refused, by reason
 	files          *prometheus.CounterVec // file transfers by outcome (files.go)
 	fileBytes      *prometheus.CounterVec // file bytes served and fetched
+
+	// Tree-head witnessing (witness.go).
+	witnessAnswered *prometheus.CounterVec // witness requests answered, by outcome
+	witnessAsked    *prometheus.CounterVec // witness requests sent, by outcome
+	forks           *prometheus.CounterVec // peers' directory forks detected, by kind
 }
 
 func newMetrics(reg prometheus.Registerer, st Store) *metrics {
@@ -67,8 +72,21 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 			Name: "privateline_federation_file_bytes_total",
 			Help: "Bytes of files served to other servers and fetched from them.",
 		}, []string{"direction"}),
+		witnessAnswered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_witness_answered_total",
+			Help: "Witness requests of peers answered, by outcome (cosigned, or the code: need_proof, log_fork, …).",
+		}, []string{"outcome"}),
+		witnessAsked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_witness_requests_total",
+			Help: "Witness requests sent to peers for this server's directory head, by outcome (cosigned, unreachable, or the witness's code).",
+		}, []string{"outcome"}),
+		forks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_directory_forks_total",
+			Help: "Forks of peers' key directories detected by this server as a witness (two heads that cannot both be true), by kind.",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.witnessAnswered, m.witnessAsked, m.forks)
 		reg.MustRegister(m.attempts, m.failures, m.delivered, m.refusedEntries, m.expired, m.latency,
 			m.transactions, m.entries, m.rejected, depthCollector{st})
 		reg.MustRegister(m.files, m.fileBytes)

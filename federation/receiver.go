@@ -142,6 +142,8 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 		return s.answerKeys(tx)
 	case wire.TypeFileRequest:
 		return s.answerFile(tx, st) // files.go
+	case wire.TypeWitness:
+		return s.answerWitness(tx, c.PeerKey())
 	default:
 		return s.refuse(origin, string(wire.UnknownType), fmt.Sprintf("this server does not take %q transactions", tx.Type), 0)
 	}

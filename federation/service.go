@@ -68,6 +68,15 @@ type Store interface {
 	// from its origin after checking its size and SHA-256.
 	FileForPeer(origin privateline.ServerName, requester privateline.Address, message, file string, now time.Time) (*storage.FileInfo, *os.File, error)
 	StoreRemoteFile(origin privateline.ServerName, file string, body io.Reader, size int64, sum []byte, now time.Time) (*storage.FileInfo, error)
+	// Tree-head witnessing (spec §12.6, witness.go): the latest
+	// co-signature each witness made of this server's directory, and
+	// fork evidence about peers' directories (kept at most
+	// storage.MaxForksPerServer per server; added is false past that).
+	Cosignature(witness privateline.ServerName) ([]byte, error)
+	SetCosignature(witness privateline.ServerName, c []byte) error
+	Cosignatures() ([][]byte, error)
+	AddDirectoryFork(server privateline.ServerName, evidence []byte) (added bool, err error)
+	DirectoryForks() ([][]byte, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -103,6 +112,13 @@ type Config struct {
 	// Gossip, if not nil, finds peers' QUIC addresses and liveness with
 	// memberlist (spec §5.2, gossip.go); it never grants trust.
 	Gossip *GossipConfig
+	// Witness, if not nil, is this server's key directory, whose head the
+	// peers are asked to co-sign (spec §12.6); nil asks no one. Witness
+	// requests of peers are answered either way.
+	Witness WitnessDirectory
+	// WitnessInterval is how old a co-signature of the current tree may
+	// get before the witness is asked again (default 10 min).
+	WitnessInterval time.Duration
 }
 
 // Defaults and fixed settings (spec/federation.md §6.4, §11, §14).
@@ -155,6 +171,11 @@ type Service struct {
 	jitter    func() float64
 	base      time.Duration
 	idleAfter time.Duration
+	// witnessPoll is how often the directory's head is checked for growth.
+	witnessPoll time.Duration
+	// headMu serializes updates of the last verified head per peer (key
+	// look-ups and witness requests, spec §12.5, §12.6).
+	headMu sync.Mutex
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -207,6 +228,9 @@ func New(cfg Config, store Store) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.WitnessInterval <= 0 {
+		cfg.WitnessInterval = DefaultWitnessInterval
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -231,6 +255,7 @@ func New(cfg Config, store Store) (*Service, error) {
 		limiters:  map[privateline.ServerName]*bucket{},
 		busy:      map[privateline.ServerName]int{},
 	}
+	s.witnessPoll = witnessPoll
 	keys := map[privateline.ServerName]ed25519.PublicKey{}
 	for _, p := range cfg.Peers {
 		if _, err := privateline.ParseServerName(string(p.Name)); err != nil {
@@ -323,6 +348,10 @@ func (s *Service) Start() error {
 	s.started = true
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
+	if s.cfg.Witness != nil {
+		s.wg.Add(1)
+		go s.witnessLoop()
+	}
 	s.mu.Unlock()
 
 	dests, err := s.store.OutboxDestinations() // without s.mu: the store may call Wake

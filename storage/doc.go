@@ -95,6 +95,11 @@
 //	                                   direct message (contacts.go)
 //	'Z' userID(16) remote(16)          the same, by local user (for account
 //	                                   deletion)
+//	'J' server(16)                     the latest co-signature a witness made
+//	                                   of this server's directory head
+//	                                   (witness.go)
+//	'Y' server(16) hash(16)            fork evidence about a peer's
+//	                                   directory (witness.go)
 //
 // server is HMAC(nameKey, "server" 0x00 name)[:16] and txn HMAC(nameKey,
 // "txn" 0x00 txn id)[:16]: server names and txn ids never appear in keys.

@@ -64,6 +64,9 @@ var (
 	// Other servers' files (remotefiles.go).
 	tRemoteFile    = table{'q', "fed-remote-file"}
 	tRemoteFileRef = table{'v', "fed-remote-file-ref"}
+	// Tree-head witnessing (witness.go).
+	tCosignature = table{'J', "fed-witness-cosignature"}
+	tFork        = table{'Y', "fed-directory-fork"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
@@ -72,7 +75,8 @@ var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedTo
 	tGroup, tUserGroup, tGroupKey, tGroupWrap,
 	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin, tPeerHead, tRemoteLookup,
 	tRemoteContact, tRemoteContactByUser,
-	tRemoteFile, tRemoteFileRef}
+	tRemoteFile, tRemoteFileRef,
+	tCosignature, tFork}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1

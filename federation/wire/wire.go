@@ -38,6 +38,9 @@ const (
 	LabelReceipt     = "privateline/v1/federation-receipt"
 	LabelKeyAnswer   = "privateline/v1/federation-key-answer"
 	LabelFileAnswer  = "privateline/v1/federation-file-answer"
+	// Tree-head witnessing (§12.6): the witness_answer frame. The
+	// co-signature inside it has its own label, keylog.LabelWitness.
+	LabelWitnessAnswer = "privateline/v1/federation-witness-answer"
 )
 
 // Type is a message's "type" member.
@@ -57,6 +60,10 @@ const (
 	// signed file_answer followed by the file's raw bytes on the stream.
 	TypeFileRequest Type = "file_request"
 	TypeFileAnswer  Type = "file_answer"
+	// Tree-head witnessing (§12.6): origin asks destination to co-sign
+	// origin's directory head; answered by a witness_answer.
+	TypeWitness       Type = "witness"
+	TypeWitnessAnswer Type = "witness_answer"
 )
 
 // MaxKeyRequests caps the entries of a key_request (spec/federation.md
@@ -70,6 +77,9 @@ func answerType(t Type) Type {
 		return TypeKeyAnswer
 	case TypeFileRequest:
 		return TypeFileAnswer
+	}
+	if t == TypeWitness {
+		return TypeWitnessAnswer
 	}
 	return TypeReceipt
 }
@@ -125,6 +135,11 @@ type Entry struct {
 	// Requester (a user of the origin).
 	File      string
 	Requester privateline.Address
+	// "witness" (§12.6): Head is the canonical JSON of origin's signed
+	// tree head; with Since > 0, Consistency is the proof from Since to
+	// the head's size (32-byte hashes).
+	Head        []byte
+	Consistency [][]byte
 }
 
 // Transaction is a signed batch from Origin to Destination.
@@ -164,6 +179,11 @@ type Result struct {
 	File   string
 	Size   int64
 	SHA256 []byte
+	// In a witness_answer (§12.6): either Cosignature, the canonical JSON
+	// of the co-signature, or Error, with TreeSize (> 0) the size of the
+	// head the witness holds for "need_proof" and "log_rollback".
+	Cosignature []byte
+	TreeSize    uint64
 }
 
 // Receipt is the destination's signed answer to a transaction: Type
@@ -207,6 +227,10 @@ func (t *Transaction) body() map[string]any {
 			entries[i] = map[string]any{"file": e.File, "id": e.ID, "message": e.Message, "requester": string(e.Requester)}
 			continue
 		}
+		if t.Type == TypeWitness {
+			entries[i] = witnessEntry(e)
+			continue
+		}
 		if t.Type == TypeKeyRequest {
 			m := map[string]any{"address": string(e.Address), "id": e.ID}
 			if e.Since > 0 {
@@ -229,6 +253,9 @@ func (r *Receipt) label() string {
 		return LabelKeyAnswer
 	case TypeFileAnswer:
 		return LabelFileAnswer
+	}
+	if r.typ() == TypeWitnessAnswer {
+		return LabelWitnessAnswer
 	}
 	return LabelReceipt
 }
@@ -261,6 +288,12 @@ func (r *Receipt) body() map[string]any {
 				hs[j] = b64.EncodeToString(h)
 			}
 			m["consistency"] = hs
+		}
+		if x.Cosignature != nil {
+			m["cosignature"] = rawObject(x.Cosignature)
+		}
+		if x.TreeSize > 0 {
+			m["tree_size"] = int64(x.TreeSize)
 		}
 		results[i] = m
 	}
@@ -533,11 +566,14 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	var h Header
 	var m Message
 	switch typ {
-	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes, TypeFileRequest:
+	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes, TypeFileRequest, TypeWitness:
 		t := &Transaction{Type: typ}
 		t.Entries = readEntries(o, typ)
+		if typ == TypeWitness && o.Err() == nil && len(t.Entries) != 1 {
+			o.Fail("entries", "exactly one entry in a witness request")
+		}
 		m = t
-	case TypeReceipt, TypeKeyAnswer, TypeFileAnswer:
+	case TypeReceipt, TypeKeyAnswer, TypeFileAnswer, TypeWitnessAnswer:
 		r := &Receipt{Type: typ}
 		r.Results = readResults(o, typ)
 		m = r
@@ -634,6 +670,10 @@ func readEntries(o *cjson.Object, t Type) []Entry {
 				Requester: address(e, "requester")})
 			return
 		}
+		if t == TypeWitness {
+			es = append(es, readWitnessEntry(e))
+			return
+		}
 		if t == TypeKeyRequest {
 			x := Entry{ID: e.String("id", true), Address: address(e, "address")}
 			x.Since = uint64(e.Int("since", false, 1, cjson.MaxSafeInt))
@@ -681,6 +721,10 @@ func readResults(o *cjson.Object, t Type) []Result {
 		}
 		if t == TypeFileAnswer {
 			rs = append(rs, readFileResult(e))
+			return
+		}
+		if t == TypeWitnessAnswer {
+			rs = append(rs, readWitnessResult(e))
 			return
 		}
 		r := Result{ID: e.String("id", true), Status: Status(e.String("status", true))}
