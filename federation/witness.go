@@ -444,6 +444,7 @@ func (s *Service) askWitness(ctx context.Context, w privateline.ServerName, head
 			s.met.witnessAsked.WithLabelValues("cosigned").Inc()
 			return nil
 		case r.Error == witnessNeedProof && try == 0 && r.TreeSize > 0 && r.TreeSize < head.TreeSize:
+			s.met.witnessAsked.WithLabelValues(witnessNeedProof).Inc()
 			since = r.TreeSize // the witness holds a head it verified otherwise (a look-up)
 			continue
 		case r.Error == witnessFork || r.Error == witnessRollback:
