@@ -120,6 +120,9 @@ type Deps struct {
 	// here (spec/federation.md §12.4; files.go); nil: GET /api/files/{id}
 	// serves only this server's files.
 	RemoteFiles RemoteFiles
+	// Witnessing serves co-signatures of the directory's head and fork
+	// evidence (witness.go); nil answers empty lists.
+	Witnessing Witnessing
 }
 
 // API serves the client routes.
@@ -136,6 +139,7 @@ type API struct {
 	remote    RemoteKeys
 	serverDoc func() ([]byte, error)
 	rfiles    RemoteFiles
+	witness   Witnessing
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -172,6 +176,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}
+	a.witness = d.Witnessing
 	a.msgs = d.Messages
 	if a.msgs == nil {
 		if ms, ok := d.Store.(MessageStore); ok {

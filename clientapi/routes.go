@@ -50,6 +50,8 @@ func (a *API) routeDefs() []routeDef {
 		auth("GET", "/api/public_key/:username", a.getPublicKey),
 		pub("GET", "/api/keys/head", a.getKeysHead),
 		pub("GET", "/api/keys/consistency", a.getKeysConsistency),
+		pub("GET", "/api/keys/cosignatures", a.getKeysCosignatures),
+		pub("GET", "/api/keys/forks", a.getKeysForks),
 		auth("PUT", "/api/keys", a.putKeys),
 		auth("GET", "/api/pinned_keys", a.getPinnedKeys),
 		auth("PUT", "/api/pinned_keys", a.putPinnedKeys),

@@ -42,6 +42,26 @@ func keysContract(t *testing.T, c *contract, ts *testServer) {
 		c.send(t, ts, specRejects, 400, apiReq("GET", "/api/keys/consistency?from=x&to=1", nil))
 	})
 
+	// Witnessing (spec/federation.md §12.6): a server that does not
+	// federate has no co-signatures and no fork evidence; the shapes and
+	// refusals are the same (homeserver/witness_test.go fills them).
+	t.Run("cosignatures and forks", func(t *testing.T) {
+		m := c.send(t, ts, specAccepts, 200, apiReq("GET", "/api/keys/cosignatures", nil)).json(t)
+		if cs, ok := m["cosignatures"].([]any); !ok || len(cs) != 0 {
+			t.Errorf("cosignatures of a server that does not federate: %v", m["cosignatures"])
+		}
+		c.send(t, ts, specAccepts, 200, apiReq("GET", "/api/keys/cosignatures?size=1", nil))
+		c.send(t, ts, specRejects, 400, apiReq("GET", "/api/keys/cosignatures?size=0", nil))
+		c.send(t, ts, specRejects, 400, apiReq("GET", "/api/keys/cosignatures?size=x", nil))
+		c.send(t, ts, specCannotTell, 400, apiReq("GET", "/api/keys/cosignatures?size=1&size=2", nil))
+		c.send(t, ts, specCannotTell, 400, apiReq("GET", "/api/keys/cosignatures?from=1", nil))
+		m = c.send(t, ts, specAccepts, 200, apiReq("GET", "/api/keys/forks", nil)).json(t)
+		if fs, ok := m["forks"].([]any); !ok || len(fs) != 0 {
+			t.Errorf("forks: %v", m["forks"])
+		}
+		c.send(t, ts, specCannotTell, 400, apiReq("GET", "/api/keys/forks?x=1", nil))
+	})
+
 	t.Run("keys", func(t *testing.T) {
 		put := func(sh specVerdict, want int, body any, headers ...string) *response {
 			t.Helper()

@@ -120,6 +120,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		}
 		deps.Remote, deps.ServerDocument = s.fed, s.fed.Document
 		deps.RemoteFiles = s.fed // files of other servers (spec/federation.md §12.4)
+		deps.Witnessing = s.fed // tree-head witnessing (spec/federation.md §12.6)
 	}
 	s.api, err = clientapi.New(clientapi.Config{
 		ServerName:            cfg.ServerName,
@@ -177,6 +178,7 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 		Registry:        reg,
 		Keys:            dir,
 		MaxFileSize:     cfg.MaxFileSize,
+		Witness:         dir, // peers co-sign this directory's head (§12.6)
 	}
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})

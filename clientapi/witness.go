@@ -1,0 +1,80 @@
+package clientapi
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/privateline/privateline/keylog"
+)
+
+// Witnessing serves tree-head witnessing to clients (spec/federation.md
+// §12.6, spec/e2ee.md §6.4): the co-signatures other servers made of this
+// server's directory, and the fork evidence this server keeps about
+// theirs. The homeserver passes *federation.Service; nil (no federation)
+// answers empty lists.
+type Witnessing interface {
+	Cosignatures() ([]*keylog.Cosignature, error)
+	DirectoryForks() ([]*keylog.ForkEvidence, error)
+}
+
+// getKeysCosignatures answers the directory's current head with the
+// latest co-signature of each witness; ?size=n keeps those of the tree of
+// n entries. Public, like the head.
+func (a *API) getKeysCosignatures(w http.ResponseWriter, r *http.Request, _ *call) error {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return invalid("malformed query string")
+	}
+	for k := range q {
+		if k != "size" {
+			return invalid("unknown query parameter " + strconv.Quote(k))
+		}
+	}
+	var size uint64
+	if q.Has("size") {
+		if size, err = treeSizeParam(q, "size"); err != nil {
+			return err
+		}
+		if size == 0 {
+			return invalid(`query parameter "size" must be at least 1`)
+		}
+	}
+	h, err := a.dir.HeadAnswer()
+	if err != nil {
+		return err
+	}
+	ans := &keylog.CosignaturesAnswer{HeadAnswer: *h, Cosignatures: []*keylog.Cosignature{}}
+	if a.witness != nil {
+		cs, err := a.witness.Cosignatures()
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			if size == 0 || c.Head.TreeSize == size {
+				ans.Cosignatures = append(ans.Cosignatures, c)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+// getKeysForks answers the fork evidence this server keeps about other
+// servers' directories. Public: it is evidence against them, signed by
+// them.
+func (a *API) getKeysForks(w http.ResponseWriter, r *http.Request, _ *call) error {
+	if r.URL.RawQuery != "" {
+		return invalid("no query parameters")
+	}
+	ans := &keylog.ForksAnswer{Forks: []*keylog.ForkEvidence{}}
+	if a.witness != nil {
+		fs, err := a.witness.DirectoryForks()
+		if err != nil {
+			return err
+		}
+		ans.Forks = fs
+	}
+	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
