@@ -278,7 +278,7 @@ func TestWitnessRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad, err := cjson.Marshal(map[string]any{"created_at": time.Now().UnixMilli(), "destination": string(b.name), "origin": string(a.name),
-		"entries": []any{map[string]any{"head": hv, "id": e.ID}, map[string]any{"head": hv, "id": e2.ID}},
+		"entries":   []any{map[string]any{"head": hv, "id": e.ID}, map[string]any{"head": hv, "id": e2.ID}},
 		"signature": base64.StdEncoding.EncodeToString(make([]byte, 64)), "txn_id": newID(), "type": "witness", "v": int64(1)})
 	if err != nil {
 		t.Fatal(err)
