@@ -311,6 +311,9 @@ describe('engine against a real homeserver', () => {
     const ca = await carol.e.safety(alice.address)
     expect(ac.safetyNumber).toMatch(/^(\d{5} ){11}\d{5}$/)
     expect(ac.safetyNumber).toBe(ca.safetyNumber)
+    // One server, no federation: nobody vouches for its directory, no
+    // forks, and the answer checked out (no error).
+    expect(ac.directory).toEqual({ vouchedBy: [], forks: [] })
     await alice.e.markVerified(carol.address)
     expect(alice.e.getState().contacts[carol.address].trust).toBe('verified')
   })

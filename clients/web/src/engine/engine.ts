@@ -7,7 +7,7 @@ import { derivePasswordKeys } from '../crypto/kdf'
 import { PrivateKeys, unwrapPrivateKeys, wrapPrivateKeys } from '../crypto/account'
 import { type KeyBundle, parseKeyBundle } from '../crypto/bundle'
 import { type Bytes, compareBytewise, constantTimeEqual, fromB64, toB64, toHex, utf8 } from '../crypto/bytes'
-import { type Consistency, type ServerState, acceptLookup, parseConsistency, parseLookup, parseTreeHead } from '../crypto/directory'
+import { type Consistency, type ServerState, acceptLookup, checkHeadProgress, parseConsistency, parseLookup, parseTreeHead, verifyTreeHead } from '../crypto/directory'
 import { E2EEError } from '../crypto/errors'
 import { type Envelope, envelopeJSON, openDirect, parseEnvelope, sealDirect } from '../crypto/envelope'
 import { type GroupKey, openGroup, openGroupKey, sealGroup, sealGroupKey } from '../crypto/group'
@@ -18,11 +18,12 @@ import { openAttachment as openBlob, sealAttachment } from '../crypto/attachment
 import { type Pin, type Pins, encodePins, mergePins, openPins, sealPins } from '../crypto/pinned'
 import { random, sha256 } from '../crypto/primitives'
 import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verifyQrPayload } from '../crypto/safety'
+import { covers, parseCosignatures, parseForks, verifyCosignature, verifyFork } from '../crypto/witness'
 import { EngineError, asHuman, human, remoteFileGone, remoteFileUnreachable, retryable } from './errors'
 import { metaEpoch, openMeta, sealMeta } from './meta'
 import { AccountStore, type DeviceStore } from './store'
 import type {
-  Attachment, ChatMessage, Contact, Conversation, Engine, EngineState, GroupMember, Role, SafetyInfo, SendOptions,
+  Attachment, ChatMessage, Contact, Conversation, DirectoryWitnessing, Engine, EngineState, GroupMember, Role, SafetyInfo, SendOptions,
 } from './types'
 
 // ---- records kept in the sealed stores ----
@@ -1503,9 +1504,61 @@ export class EngineImpl implements Engine {
         safetyNumber: displaySafetyNumber(safetyNumber(digits(own), digits(peer))),
         qrPayload: qrPayload(own, peer),
         trust: this.#contact(a).trust,
+        directory: await this.#witnessing(),
       }
     } catch (e) {
       throw asHuman(e)
+    }
+  }
+
+  /**
+   * Who vouches for the homeserver's directory head, and the forks it
+   * reports (spec/e2ee.md §6.4 "Witnesses"). The head must be the one this
+   * account verified or extend it; a co-signature counts only under the
+   * key pinned for the witness's own directory. Never throws: a failure is
+   * a sentence in `error`.
+   */
+  async #witnessing(): Promise<DirectoryWitnessing> {
+    try {
+      const a = parseCosignatures(JSON.stringify(await this.#api.get<unknown>('/api/keys/cosignatures', { auth: false })))
+      const state = this.#dir
+      if (state.serverKey === undefined || !constantTimeEqual(state.serverKey, a.serverKey))
+        throw new E2EEError('server_key_changed', 'the directory answered under another key')
+      if (a.head.server !== this.#server) throw new E2EEError('bad_proof', 'a head of another server')
+      await verifyTreeHead(a.head, a.serverKey)
+      await checkHeadProgress(a.head, { ...state }, (from, to) => this.#consistency(from, to))
+      const vouchedBy: string[] = []
+      for (const c of a.cosignatures) {
+        if (c.witness === this.#server || !covers(c, a.head)) continue
+        const pin = (await this.#remoteDir(c.witness)).serverKey
+        if (!pin || !constantTimeEqual(pin, c.witnessKey)) continue
+        try {
+          await verifyCosignature(c, pin)
+          if (!vouchedBy.includes(c.witness)) vouchedBy.push(c.witness)
+        } catch {
+          // a co-signature that does not verify vouches for nothing
+        }
+      }
+      vouchedBy.sort(compareBytewise)
+      const forks: { server: string; verified: boolean }[] = []
+      for (const f of parseForks(JSON.stringify(await this.#api.get<unknown>('/api/keys/forks', { auth: false })))) {
+        const pin = f.server === this.#server ? state.serverKey : (await this.#remoteDir(f.server)).serverKey
+        let verified = false
+        if (pin) {
+          try {
+            await verifyFork(f, pin)
+            verified = true
+          } catch {
+            continue // evidence that does not check out under the pinned key is not evidence
+          }
+        }
+        const known = forks.find((x) => x.server === f.server)
+        if (known) known.verified ||= verified
+        else forks.push({ server: f.server, verified })
+      }
+      return { vouchedBy, forks }
+    } catch (e) {
+      return { vouchedBy: [], forks: [], error: human(e) }
     }
   }
 

@@ -118,6 +118,27 @@ export interface SafetyInfo {
   /** the text to show as a QR code (spec/e2ee.md §10.2) */
   qrPayload: string
   trust: TrustState
+  /** what other servers say about the key directories (absent: not known) */
+  directory?: DirectoryWitnessing
+}
+
+/**
+ * Tree-head witnessing (spec/e2ee.md §6.4 "Witnesses"): other homeservers
+ * co-sign the trees of the homeserver's key directory after checking that
+ * each extends what they saw before, and keep evidence when a directory
+ * shows two histories.
+ */
+export interface DirectoryWitnessing {
+  /**
+   * other servers whose co-signature of the homeserver's current directory
+   * head verified under the key this account pinned for their own
+   * directory, sorted
+   */
+  vouchedBy: string[]
+  /** servers whose directory the homeserver caught forking; verified: checked under the key pinned for them */
+  forks: { server: string; verified: boolean }[]
+  /** a human sentence when the homeserver could not be asked */
+  error?: string
 }
 
 export type Progress = 'deriving' | 'generating' | 'registering' | 'logging_in' | 'unwrapping' | 'loading'

@@ -6,7 +6,7 @@ import CameraIcon from '@mui/icons-material/PhotoCameraOutlined'
 import ImageIcon from '@mui/icons-material/ImageOutlined'
 import { QRCodeSVG } from 'qrcode.react'
 import { useCallback, useEffect, useRef, useState } from 'react'
-import type { SafetyInfo } from '../engine/types'
+import type { DirectoryWitnessing, SafetyInfo } from '../engine/types'
 import { useEngine, useEngineState } from './context'
 import { errorMessage } from './errors'
 import { FileButton } from './FileButton'
@@ -220,6 +220,7 @@ export function VerifyDialog({ address, open, onClose }: { address: string; open
             </Box>
           </Box>
         )}
+        {info?.directory && <DirectoryWitnesses info={info.directory} />}
         {result && (
           <Alert severity={result.severity} sx={{ mt: 2 }}>
             {result.text}
@@ -252,5 +253,32 @@ export function VerifyDialog({ address, open, onClose }: { address: string; open
         </Button>
       </DialogActions>
     </Dialog>
+  )
+}
+
+/**
+ * How many other servers vouch for the homeserver's key directory, and a
+ * warning for each directory the homeserver caught forking
+ * (spec/e2ee.md §6.4 "Witnesses").
+ */
+function DirectoryWitnesses({ info }: { info: DirectoryWitnessing }) {
+  const n = info.vouchedBy.length
+  return (
+    <Box sx={{ mt: 2.5 }}>
+      {info.forks.map((f) => (
+        <Alert key={f.server} severity="warning" sx={{ mb: 1.5 }}>
+          Your server reports that the key directory of {f.server} forked: it showed two different histories of its keys.
+          {f.verified ? ' The evidence checks out.' : ' This app could not check the evidence yet.'} Do not trust new keys from{' '}
+          {f.server} until this is explained.
+        </Alert>
+      ))}
+      <Typography variant="body2" color="text.secondary">
+        {info.error
+          ? `Could not check which servers vouch for your server’s key directory: ${info.error}`
+          : n === 0
+            ? 'No other server vouches for your server’s key directory yet.'
+            : `${n} other ${n === 1 ? 'server vouches' : 'servers vouch'} for your server’s key directory: ${info.vouchedBy.join(', ')}.`}
+      </Typography>
+    </Box>
   )
 }

@@ -232,6 +232,29 @@ describe('conversation details', () => {
     expect(await screen.findByText('Verified')).toBeInTheDocument()
   })
 
+  it('shows which servers vouch for the key directory, and a fork the server reports', async () => {
+    const { user, engine } = await renderSignedIn(chatPath('d:dave@other.example'))
+    engine.witnessing = { vouchedBy: ['b.example', 'c.example'], forks: [] }
+    await user.click(screen.getByRole('button', { name: 'Conversation details' }))
+    await user.click(await screen.findByRole('button', { name: 'Verify' }))
+    let dialog = await screen.findByRole('dialog', { name: 'Verify dave@other.example' })
+    expect(await within(dialog).findByText('2 other servers vouch for your server’s key directory: b.example, c.example.')).toBeInTheDocument()
+    expect(within(dialog).queryByRole('alert')).toBeNull()
+    await user.click(within(dialog).getByRole('button', { name: 'Close' }))
+
+    await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Verify dave@other.example' })).toBeNull())
+    engine.witnessing = { vouchedBy: [], forks: [{ server: 'other.example', verified: true }] }
+    if (!screen.queryByRole('button', { name: 'Verify' })) await user.click(screen.getByRole('button', { name: 'Conversation details' }))
+    await user.click(await screen.findByRole('button', { name: 'Verify' }))
+    dialog = await screen.findByRole('dialog', { name: 'Verify dave@other.example' })
+    const alert = await within(dialog).findByRole('alert')
+    expect(alert).toHaveTextContent('Your server reports that the key directory of other.example forked')
+    expect(alert).toHaveTextContent('The evidence checks out.')
+    expect(within(dialog).getByText('No other server vouches for your server’s key directory yet.')).toBeInTheDocument()
+    // The safety number is still there: the warning is about the directory, not the contact.
+    expect(within(dialog).getByTestId('safety-number').textContent).toMatch(/^(\d{5} ){11}\d{5}$/)
+  })
+
   it('manages group members as the owner and leaves the group', async () => {
     const { user, engine } = await renderSignedIn(chatPath('g:trip'))
     await user.click(screen.getByRole('button', { name: 'Conversation details' }))

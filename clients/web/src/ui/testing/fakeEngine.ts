@@ -7,7 +7,7 @@
 // "network" is a set of control methods (receive, deliver, readBy, endSession,
 // changeKey, setConnection, failNextSend) a test calls to play the other side.
 import type {
-  Auth, ChatMessage, Contact, Conversation, Engine, EngineState, GroupMember, Progress, SafetyInfo, SendOptions,
+  Auth, ChatMessage, Contact, Conversation, DirectoryWitnessing, Engine, EngineState, GroupMember, Progress, SafetyInfo, SendOptions,
 } from '../../engine/types'
 
 export interface Account {
@@ -69,6 +69,8 @@ export class FakeEngine implements Engine {
   readonly actionGate = new Gate()
   loggedOut = false
   deleted = false
+  /** what safety() reports of the directories' witnesses (a test sets it) */
+  witnessing: DirectoryWitnessing | undefined = undefined
 
   constructor(
     private account: Account,
@@ -251,6 +253,7 @@ export class FakeEngine implements Engine {
       safetyNumber: digits.match(/.{5}/g)!.join(' '),
       qrPayload: this.qrPayloadOf(address),
       trust: c.trust,
+      directory: this.witnessing,
     }
   }
 
