@@ -310,6 +310,9 @@ func (s *Service) lookupRemote(ctx context.Context, address privateline.Address,
 			return l, nil
 		}
 	}
+	if keybundle.ReasonOf(err) == keybundle.ErrLogFork && ans != nil {
+		s.keepKeyAnswerFork(peer, req, ans, last) // spec §12.6: a fork seen in a look-up is evidence too
+	}
 	s.log.Warn("federation: a key answer does not verify", "peer", string(server), "address", string(address), "err", err)
 	return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("the key directory of %s answered with something that does not verify", server), err)
 }

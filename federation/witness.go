@@ -455,3 +455,36 @@ func (s *Service) askWitness(ctx context.Context, w privateline.ServerName, head
 		return privateline.E(op, privateline.Unavailable, fmt.Sprintf("%s did not co-sign (%s)", w, r.Error), errWitness)
 	}
 }
+
+// keepKeyAnswerFork keeps fork evidence from a key answer (spec §12.5)
+// that failed with log_fork against last, the head held for the peer: a
+// head of the answer, signed by the peer, of last's size with another
+// root, or larger with a proof from last's size that does not verify.
+func (s *Service) keepKeyAnswerFork(peer wire.Peer, req *wire.Transaction, ans *wire.Receipt, last *keylog.TreeHead) {
+	if last == nil || last.TreeSize == 0 {
+		return
+	}
+	for i, r := range ans.Results {
+		if r.Lookup == nil || i >= len(req.Entries) {
+			continue
+		}
+		l, err := keylog.ParseLookup(r.Lookup, 0)
+		if err != nil || l.Head.Server != peer.Name || l.Head.Verify(peer.Key) != nil {
+			continue
+		}
+		var proof []merkle.Hash
+		if req.Entries[i].Since == last.TreeSize {
+			for _, h := range r.Consistency {
+				proof = append(proof, merkle.Hash(h))
+			}
+		} else if l.Head.TreeSize != last.TreeSize {
+			continue // no proof from the held head: nothing shown to conflict
+		}
+		if ev := keylog.NewForkEvidence(last, &l.Head, proof, s.cfg.Name, s.now().UnixMilli()); ev != nil {
+			if err := s.keepFork(ev); err != nil {
+				s.log.Error("federation: keeping fork evidence", "peer", string(peer.Name), "err", err)
+			}
+			return
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/cjson"
 	"github.com/privateline/privateline/federation/wire"
+	"github.com/privateline/privateline/keybundle"
 	"github.com/privateline/privateline/keylog"
 	"github.com/privateline/privateline/merkle"
 	"github.com/privateline/privateline/serverkey"
@@ -372,5 +373,39 @@ func TestWitnessForkEvidence(t *testing.T) {
 	w.svc = svc
 	if r := witnessAsk(t, a, w, honest.head(t), 5, honest.proof(t, 5, 9)); r.Error != "" {
 		t.Fatalf("honest growth after the fork: %+v", r)
+	}
+}
+
+// A key look-up that meets a head of the held size with another root
+// keeps the evidence too: look-ups and witnessing share one record per
+// peer (spec §12.5, §12.6).
+func TestKeyLookupForkKeptAsEvidence(t *testing.T) {
+	f := newKeyFixture(t)
+	f.register(t, "alice")
+	f.register(t, "bob")
+	d := &node{name: dirServer, key: f.key, st: newFakeStore()}
+	asker := newNode(t, nameA)
+	pair(t, d, asker, func(c *Config) { c.Keys = f.dir }, nil)
+	real, err := f.dir.Head()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forked := keylog.TreeHead{Server: dirServer, TreeSize: real.TreeSize, RootHash: merkle.LeafHash([]byte("another log")), Timestamp: real.Timestamp}
+	forked.Signature = f.key.Sign(forked.SigningInput())
+	if err := asker.st.SetPeerDirectoryHead(dirServer, headJSON(t, &forked)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asker.svc.LookupRemote(testCtx(t), "alice@example.org", 0); keybundle.ReasonOf(err) != keybundle.ErrLogFork {
+		t.Fatalf("look-up against a forked head: %v", err)
+	}
+	fs, err := asker.svc.DirectoryForks()
+	if err != nil || len(fs) != 1 {
+		t.Fatalf("forks %v %v", fs, err)
+	}
+	if fs[0].Kind != keylog.ForkSameSize || fs[0].Verify(f.key.Public()) != nil || fs[0].Second.RootHash != real.RootHash {
+		t.Fatalf("evidence %+v", fs[0])
+	}
+	if h := heldHead(t, asker.st, dirServer); h.RootHash != forked.RootHash {
+		t.Fatal("the held head was replaced")
 	}
 }
