@@ -120,7 +120,7 @@ func New(cfg Config, o Options) (*Server, error) {
 		}
 		deps.Remote, deps.ServerDocument = s.fed, s.fed.Document
 		deps.RemoteFiles = s.fed // files of other servers (spec/federation.md §12.4)
-		deps.Witnessing = s.fed // tree-head witnessing (spec/federation.md §12.6)
+		deps.Witnessing = s.fed  // tree-head witnessing (spec/federation.md §12.6)
 	}
 	s.api, err = clientapi.New(clientapi.Config{
 		ServerName:            cfg.ServerName,
