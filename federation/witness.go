@@ -263,7 +263,8 @@ func (s *Service) witnessLoop() {
 }
 
 // witnesses returns the peers asked to witness: the configured ones and
-// every server this one has an address for or a sender to.
+// every server this one has an address for (set or from gossip) or a
+// sender to.
 func (s *Service) witnesses() []privateline.ServerName {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -272,6 +273,9 @@ func (s *Service) witnesses() []privateline.ServerName {
 		set[p.Name] = true
 	}
 	for n := range s.addrs {
+		set[n] = true
+	}
+	for n := range s.gaddrs { // learnt from gossip (spec §5.2)
 		set[n] = true
 	}
 	for n := range s.senders {
