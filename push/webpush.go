@@ -28,10 +28,10 @@ import (
 // DefaultWebPushHosts are the push services browsers use today (host, or
 // ".suffix" for any host under it); WEB_PUSH_ALLOWED_HOSTS replaces them.
 var DefaultWebPushHosts = []string{
-	"fcm.googleapis.com",               // Chrome, Edge on Android, Opera, Brave
+	"fcm.googleapis.com",                // Chrome, Edge on Android, Opera, Brave
 	"updates.push.services.mozilla.com", // Firefox
-	"web.push.apple.com",               // Safari
-	".notify.windows.com",              // Edge on Windows (wns2-*.notify.windows.com)
+	"web.push.apple.com",                // Safari
+	".notify.windows.com",               // Edge on Windows (wns2-*.notify.windows.com)
 }
 
 // WebPushConfig configures the Web Push sender.
