@@ -116,6 +116,25 @@ type Deps struct {
 	// ServerDocument returns the signed federation server document
 	// (spec/federation.md §2.1); nil: this server does not federate.
 	ServerDocument func() ([]byte, error)
+	// Push hears of every user who should be woken by a push notification
+	// (a message arrived and none of the user's sockets is open); nil: no
+	// push notifications.
+	Push Pusher
+	// WebPush is this server's Web Push identity; nil: Web Push is off
+	// (GET /api/push/vapid-public-key answers 404).
+	WebPush WebPushInfo
+}
+
+// Pusher queues push notifications (*push.Service). Notify must never
+// block: it is called from the store's notifier.
+type Pusher interface {
+	Notify(user storage.ID)
+}
+
+// WebPushInfo is what the routes need of the Web Push sender (*push.WebPush).
+type WebPushInfo interface {
+	PublicKey() string                   // the VAPID public key, base64url
+	CheckEndpoint(endpoint string) error // nil if subscriptions to it may be pushed to
 }
 
 // API serves the client routes.
@@ -131,6 +150,7 @@ type API struct {
 	grps      GroupStore
 	remote    RemoteKeys
 	serverDoc func() ([]byte, error)
+	webPush   WebPushInfo
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -163,7 +183,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	if cfg.Argon2Concurrency <= 0 {
 		cfg.Argon2Concurrency = runtime.NumCPU()
 	}
-	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, log: d.Log, now: d.Now, ready: d.Ready}
+	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, webPush: d.WebPush, log: d.Log, now: d.Now, ready: d.Ready}
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}
@@ -246,7 +266,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.fileLimit = newLimiter(cfg.FileRatePerMinute/60, cfg.FileBurst, a.now)
 	a.cfg = cfg
 	a.metrics = newMetrics(d.Registry)
-	a.hub = newHub()
+	a.hub = newHub(d.Push)
 	a.tickets = newWSTickets()
 	a.upgrader = a.newUpgrader()
 	a.router = a.newRouter()
