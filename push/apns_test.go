@@ -10,94 +10,16 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
-	"io"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/privateline/privateline/push/pushtest"
 )
-
-// fakeAPNs speaks the APNs provider API over HTTP/2 and TLS: it checks
-// the request and answers from a script.
-type fakeAPNs struct {
-	t      *testing.T
-	srv    *httptest.Server
-	mu     sync.Mutex
-	answer map[string]apnsAnswer // by device token; 200 otherwise
-	got    []apnsRequest
-	auth   func(r *http.Request) error
-}
-
-type apnsAnswer struct {
-	status int
-	reason string
-}
-
-type apnsRequest struct {
-	token   string
-	header  http.Header
-	payload map[string]any
-}
-
-func newFakeAPNs(t *testing.T, clientCert bool) *fakeAPNs {
-	f := &fakeAPNs{t: t, answer: map[string]apnsAnswer{}}
-	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(f.serve))
-	f.srv.EnableHTTP2 = true
-	if clientCert {
-		f.srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
-	}
-	f.srv.StartTLS()
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeAPNs) serve(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor != 2 {
-		http.Error(w, "HTTP/2 only", http.StatusBadRequest)
-		f.t.Errorf("APNs request over HTTP/%d", r.ProtoMajor)
-		return
-	}
-	tok, ok := strings.CutPrefix(r.URL.Path, "/3/device/")
-	if r.Method != http.MethodPost || !ok {
-		f.t.Errorf("APNs request %s %s", r.Method, r.URL.Path)
-		w.WriteHeader(http.StatusNotFound)
-		return
-	}
-	if f.auth != nil {
-		if err := f.auth(r); err != nil {
-			f.t.Errorf("APNs auth: %v", err)
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-	}
-	body, _ := io.ReadAll(r.Body)
-	var p map[string]any
-	if err := json.Unmarshal(body, &p); err != nil {
-		f.t.Errorf("APNs payload %q: %v", body, err)
-	}
-	f.mu.Lock()
-	f.got = append(f.got, apnsRequest{tok, r.Header.Clone(), p})
-	a, ok := f.answer[tok]
-	f.mu.Unlock()
-	w.Header().Set("apns-id", "00000000-0000-0000-0000-000000000001")
-	if !ok {
-		w.WriteHeader(http.StatusOK)
-		return
-	}
-	w.WriteHeader(a.status)
-	json.NewEncoder(w).Encode(map[string]any{"reason": a.reason})
-}
-
-func (f *fakeAPNs) roots() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(f.srv.Certificate())
-	return p
-}
 
 func selfSigned(t *testing.T) tls.Certificate {
 	t.Helper()
@@ -117,9 +39,9 @@ func selfSigned(t *testing.T) tls.Certificate {
 const deviceA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 func TestAPNsCertificate(t *testing.T) {
-	f := newFakeAPNs(t, true)
+	f := pushtest.NewAPNs(t, true)
 	cert := selfSigned(t)
-	f.auth = func(r *http.Request) error {
+	f.Auth = func(r *http.Request) error {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || !r.TLS.PeerCertificates[0].Equal(mustParse(t, cert.Certificate[0])) {
 			return errors.New("not the provider certificate")
 		}
@@ -128,27 +50,26 @@ func TestAPNsCertificate(t *testing.T) {
 		}
 		return nil
 	}
-	a, err := NewAPNs(APNsConfig{Cert: &cert, Topic: "org.example.app", Host: f.srv.URL, RootCAs: f.roots()})
+	a, err := NewAPNs(APNsConfig{Cert: &cert, Topic: "org.example.app", Host: f.URL(), RootCAs: f.Roots()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := a.Send(context.Background(), deviceA, Notification{Unread: 9}); err != nil {
 		t.Fatal(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.got) != 1 {
-		t.Fatalf("%d requests", len(f.got))
+	got := f.Received()
+	if len(got) != 1 {
+		t.Fatalf("%d requests", len(got))
 	}
-	r := f.got[0]
-	if r.token != deviceA || r.header.Get("apns-topic") != "org.example.app" || r.header.Get("apns-collapse-id") != Collapse ||
-		r.header.Get("apns-push-type") != "alert" || r.header.Get("apns-priority") != "10" {
-		t.Fatalf("request %s %v", r.token, r.header)
+	r := got[0]
+	if r.Token != deviceA || r.Header.Get("apns-topic") != "org.example.app" || r.Header.Get("apns-collapse-id") != Collapse ||
+		r.Header.Get("apns-push-type") != "alert" || r.Header.Get("apns-priority") != "10" {
+		t.Fatalf("request %s %v", r.Token, r.Header)
 	}
 	// Nothing but the fixed text and the count.
-	want := `{"aps":{"alert":{"body":"New message","title":"PrivateLine"},"badge":9,"sound":"default"},"privateline":{"unread":9}}`
-	if got, _ := json.Marshal(r.payload); string(got) != want {
-		t.Fatalf("payload %s\nwant    %s", got, want)
+	want := `{"aps":{"alert":{"title":"PrivateLine","body":"New message"},"badge":9,"sound":"default"},"privateline":{"unread":9}}`
+	if !jsonEqual(t, r.Payload, want) {
+		t.Fatalf("payload %s\nwant    %s", r.Payload, want)
 	}
 }
 
@@ -161,9 +82,9 @@ func mustParse(t *testing.T, der []byte) *x509.Certificate {
 }
 
 func TestAPNsToken(t *testing.T) {
-	f := newFakeAPNs(t, false)
+	f := pushtest.NewAPNs(t, false)
 	k := vapidKey(t) // any P-256 key stands for the .p8 key
-	f.auth = func(r *http.Request) error {
+	f.Auth = func(r *http.Request) error {
 		tok, ok := strings.CutPrefix(r.Header.Get("authorization"), "bearer ")
 		if !ok {
 			return errors.New("no bearer token")
@@ -178,7 +99,7 @@ func TestAPNsToken(t *testing.T) {
 		}
 		return nil
 	}
-	a, err := NewAPNs(APNsConfig{Key: k, KeyID: "KEY123", TeamID: "TEAM456", Topic: "org.example.app", Host: f.srv.URL, RootCAs: f.roots()})
+	a, err := NewAPNs(APNsConfig{Key: k, KeyID: "KEY123", TeamID: "TEAM456", Topic: "org.example.app", Host: f.URL(), RootCAs: f.Roots()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,30 +109,29 @@ func TestAPNsToken(t *testing.T) {
 }
 
 func TestAPNsAnswers(t *testing.T) {
-	f := newFakeAPNs(t, false)
+	f := pushtest.NewAPNs(t, false)
 	k := vapidKey(t)
-	a, err := NewAPNs(APNsConfig{Key: k, KeyID: "K", TeamID: "T", Topic: "org.example.app", Host: f.srv.URL, RootCAs: f.roots()})
+	a, err := NewAPNs(APNsConfig{Key: k, KeyID: "K", TeamID: "T", Topic: "org.example.app", Host: f.URL(), RootCAs: f.Roots()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, c := range []struct {
-		answer      apnsAnswer
+		status      int
+		apnsReason  string
 		reason      string
 		gone, retry bool
 	}{
-		{apnsAnswer{410, "Unregistered"}, "gone", true, false},
-		{apnsAnswer{429, "TooManyProviderTokenUpdates"}, "rate_limited", false, true},
-		{apnsAnswer{503, "ServiceUnavailable"}, "unavailable", false, true},
-		{apnsAnswer{400, "BadDeviceToken"}, "rejected", false, false},
+		{410, "Unregistered", "gone", true, false},
+		{429, "TooManyProviderTokenUpdates", "rate_limited", false, true},
+		{503, "ServiceUnavailable", "unavailable", false, true},
+		{400, "BadDeviceToken", "rejected", false, false},
 	} {
 		tok := strings.Repeat(string(rune('b'+i)), 64)
-		f.mu.Lock()
-		f.answer[tok] = c.answer
-		f.mu.Unlock()
+		f.Answer(tok, c.status, c.apnsReason)
 		err := a.Send(context.Background(), tok, Notification{Unread: 1})
 		var se *SendError
-		if !errors.As(err, &se) || se.Reason != c.reason || se.Gone != c.gone || se.Retry != c.retry || !strings.Contains(se.Error(), c.answer.reason) {
-			t.Errorf("%d %s: %v, want %s gone %v retry %v", c.answer.status, c.answer.reason, err, c.reason, c.gone, c.retry)
+		if !errors.As(err, &se) || se.Reason != c.reason || se.Gone != c.gone || se.Retry != c.retry || !strings.Contains(se.Error(), c.apnsReason) {
+			t.Errorf("%d %s: %v, want %s gone %v retry %v", c.status, c.apnsReason, err, c.reason, c.gone, c.retry)
 		}
 	}
 }
@@ -229,4 +149,19 @@ func TestNewAPNsChecks(t *testing.T) {
 			t.Errorf("%s: taken", name)
 		}
 	}
+}
+
+// jsonEqual compares JSON documents whatever their member order.
+func jsonEqual(t *testing.T, got []byte, want string) bool {
+	t.Helper()
+	var a, b any
+	if err := json.Unmarshal(got, &a); err != nil {
+		t.Fatalf("%s: %v", got, err)
+	}
+	if err := json.Unmarshal([]byte(want), &b); err != nil {
+		t.Fatal(err)
+	}
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }
