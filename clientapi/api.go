@@ -289,6 +289,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.Serv
 // the store's notifier (storage.DB.SetNotifier) and never blocks.
 func (a *API) Notify(evs []storage.UserEvent) { a.hub.notify(evs) }
 
+// OpenSockets is the number of WebSockets open now.
+func (a *API) OpenSockets() int { return a.hub.count() }
+
 // CloseSockets closes every WebSocket (the server is going away) and
 // waits until none uses the store; no new one is accepted. Call it after
 // the HTTP server stopped and before the store closes.
