@@ -281,6 +281,9 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 				c.WebPushHosts = append(c.WebPushHosts, h)
 			}
 		}
+		if len(c.WebPushHosts) == 0 {
+			p.fail("WEB_PUSH_ALLOWED_HOSTS", "lists no host: give push-service hosts such as fcm.googleapis.com or .notify.windows.com, or leave it empty for the browsers' usual services")
+		}
 	}
 	p.strTo("FCM_CREDENTIALS_FILE", &c.FCMCredentialsFile)
 	p.strTo("FCM_SERVER_KEY", &c.FCMServerKey)

@@ -112,6 +112,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		variable string
 	}{
 		{map[string]string{"AES_KEY": "short"}, "AES_KEY"},
+		{map[string]string{"WEB_PUSH_ALLOWED_HOSTS": " , "}, "WEB_PUSH_ALLOWED_HOSTS"},
 		{map[string]string{"AES_KEY": base64.StdEncoding.EncodeToString(make([]byte, 16))}, "AES_KEY"},
 		{map[string]string{"ENCRYPTED_LOG_KEY": "!!"}, "ENCRYPTED_LOG_KEY"},
 		{map[string]string{"JWT_SECRET_KEY": "too-short"}, "JWT_SECRET_KEY"},

@@ -38,7 +38,7 @@ var DefaultWebPushHosts = []string{
 type WebPushConfig struct {
 	Key     *ecdsa.PrivateKey // the VAPID key (P-256)
 	Subject string            // VAPID "sub": "mailto:…" or "https://…"
-	Hosts   []string          // allowed push-service hosts; nil: DefaultWebPushHosts
+	Hosts   []string          // allowed push-service hosts; empty: DefaultWebPushHosts
 	TTL     time.Duration     // how long the service keeps an undelivered push, default 24 h
 	// Client, if not nil, replaces the guarded client (tests only: it is
 	// how a test reaches a fake endpoint on loopback).
@@ -62,7 +62,7 @@ func NewWebPush(cfg WebPushConfig) (*WebPush, error) {
 	if !strings.HasPrefix(cfg.Subject, "mailto:") && !strings.HasPrefix(cfg.Subject, "https://") {
 		return nil, errors.New(`push: VAPID_SUBJECT must be a "mailto:" address or an "https://" URL where push services can reach the operator (RFC 8292 §2.1)`)
 	}
-	if cfg.Hosts == nil {
+	if len(cfg.Hosts) == 0 {
 		cfg.Hosts = DefaultWebPushHosts
 	}
 	if cfg.TTL <= 0 {
