@@ -221,8 +221,10 @@ func TestPushConfigErrors(t *testing.T) {
 		"VAPID without subject": {func(c *homeserver.Config) {
 			c.VAPIDPrivateKey, _, _ = push.GenerateVAPID()
 		}, "VAPID_SUBJECT"},
-		"bad VAPID key":      {func(c *homeserver.Config) { c.VAPIDPrivateKey, c.VAPIDSubject = "not a key", "mailto:a@b.example" }, "homeserver gen-vapid"},
-		"APNs without topic": {func(c *homeserver.Config) { c.APNSCert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }, "APNS_CERT"},
+		"bad VAPID key": {func(c *homeserver.Config) { c.VAPIDPrivateKey, c.VAPIDSubject = "not a key", "mailto:a@b.example" }, "homeserver gen-vapid"},
+		"APNs without topic": {func(c *homeserver.Config) {
+			c.APNSCert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+		}, "APNS_CERT"},
 		"APNs key without id": {func(c *homeserver.Config) {
 			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			der, _ := x509.MarshalPKCS8PrivateKey(k)
