@@ -222,7 +222,7 @@ func TestPushConfigErrors(t *testing.T) {
 			c.VAPIDPrivateKey, _, _ = push.GenerateVAPID()
 		}, "VAPID_SUBJECT"},
 		"bad VAPID key": {func(c *homeserver.Config) { c.VAPIDPrivateKey, c.VAPIDSubject = "not a key", "mailto:a@b.example" }, "homeserver gen-vapid"},
-		"APNs without topic": {func(c *homeserver.Config) {
+		"bad APNs certificate": {func(c *homeserver.Config) {
 			c.APNSCert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
 		}, "APNS_CERT"},
 		"APNs key without id": {func(c *homeserver.Config) {
