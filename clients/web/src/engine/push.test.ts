@@ -6,72 +6,12 @@
 // subscribe path is tested; e2e/push.test.mjs covers the service worker.
 import { beforeEach, describe, expect, it } from 'vitest'
 import { ApiClient } from '../api/client'
-import { PushControl, type PushEnv, type PushManagerLike, type Registered, type SubscriptionLike } from './push'
-
-const b64url = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+import { PushControl, type PushEnv, type Registered, type SubscriptionLike } from './push'
+import { FakeBrowser, b64url } from './testing/fakePush'
 
 async function vapidKey(): Promise<Uint8Array<ArrayBuffer>> {
   const k = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign'])
   return new Uint8Array(await crypto.subtle.exportKey('raw', k.publicKey))
-}
-
-let endpoints = 0
-
-class FakeSubscription implements SubscriptionLike {
-  readonly endpoint = `https://push.example.net/send/${++endpoints}`
-  readonly options: { applicationServerKey: ArrayBuffer }
-  readonly keys = { p256dh: b64url(new Uint8Array(65).fill(4)), auth: b64url(new Uint8Array(16).fill(endpoints)) }
-  constructor(private pm: FakePushManager, key: Uint8Array) {
-    this.options = { applicationServerKey: new Uint8Array(key).buffer }
-  }
-  toJSON() {
-    return { endpoint: this.endpoint, expirationTime: null, keys: this.keys }
-  }
-  async unsubscribe(): Promise<boolean> {
-    if (this.pm.sub !== this) return false
-    this.pm.sub = null
-    return true
-  }
-}
-
-class FakePushManager implements PushManagerLike {
-  sub: FakeSubscription | null = null
-  subscribed: { userVisibleOnly: boolean; key: Uint8Array }[] = []
-  /** the push service cannot be reached (what headless Chromium answers) */
-  failWith?: DOMException
-  async getSubscription() {
-    return this.sub
-  }
-  async subscribe(o: { userVisibleOnly: boolean; applicationServerKey: Uint8Array }) {
-    if (this.failWith) throw this.failWith
-    this.subscribed.push({ userVisibleOnly: o.userVisibleOnly, key: new Uint8Array(o.applicationServerKey) })
-    this.sub = new FakeSubscription(this, o.applicationServerKey)
-    return this.sub
-  }
-}
-
-/** The browser: a permission, the answer the user gives to the prompt, a service worker. */
-class FakeBrowser implements PushEnv {
-  perm: NotificationPermission = 'default'
-  /** what the user clicks when asked */
-  answer: NotificationPermission = 'granted'
-  asked = 0
-  pm = new FakePushManager()
-  registered = true
-  permission() {
-    return this.perm
-  }
-  requestPermission() {
-    this.asked++
-    if (this.perm === 'default') this.perm = this.answer
-    return Promise.resolve(this.perm)
-  }
-  async ready() {
-    return this.pm
-  }
-  async current() {
-    return this.registered ? this.pm : undefined
-  }
 }
 
 /** The homeserver's push routes. */
