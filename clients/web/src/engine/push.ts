@@ -393,7 +393,7 @@ export function pushFailure(e: unknown, what: string): string {
     const name = (e as Error).name
     if (name === 'NotAllowedError') return blocked
     if (name === 'InvalidStateError' || name === 'AbortError' || name === 'NotSupportedError' || name === 'UnknownError')
-      return `${what}: this browser’s push service did not answer. Try again later; some browsers turn their push service off in their settings.`
+      return `${what}: this browser’s push service did not answer. Private windows and some browsers have none; otherwise try again later.`
   }
   return `${what}. Try again.`
 }
