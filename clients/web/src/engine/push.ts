@@ -232,7 +232,8 @@ export class PushControl {
     if (!env) return Promise.reject(new EngineError('This browser cannot show notifications while PrivateLine is closed.', 'push_unsupported'))
     let permission: Promise<NotificationPermission>
     try {
-      permission = env.requestPermission()
+      // (Promise.resolve: a browser with the old callback form answers undefined.)
+      permission = Promise.resolve(env.requestPermission())
     } catch (e) {
       permission = Promise.reject(e)
     }
