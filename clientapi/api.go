@@ -123,6 +123,25 @@ type Deps struct {
 	// Witnessing serves co-signatures of the directory's head and fork
 	// evidence (witness.go); nil answers empty lists.
 	Witnessing Witnessing
+	// Push hears of every user who should be woken by a push notification
+	// (a message arrived and none of the user's sockets is open); nil: no
+	// push notifications.
+	Push Pusher
+	// WebPush is this server's Web Push identity; nil: Web Push is off
+	// (GET /api/push/vapid-public-key answers 404).
+	WebPush WebPushInfo
+}
+
+// Pusher queues push notifications (*push.Service). Notify must never
+// block: it is called from the store's notifier.
+type Pusher interface {
+	Notify(user storage.ID)
+}
+
+// WebPushInfo is what the routes need of the Web Push sender (*push.WebPush).
+type WebPushInfo interface {
+	PublicKey() string                   // the VAPID public key, base64url
+	CheckEndpoint(endpoint string) error // nil if subscriptions to it may be pushed to
 }
 
 // API serves the client routes.
@@ -140,6 +159,7 @@ type API struct {
 	serverDoc func() ([]byte, error)
 	rfiles    RemoteFiles
 	witness   Witnessing
+	webPush   WebPushInfo
 	log       *slog.Logger
 	now       func() time.Time
 	ready     func() bool
@@ -172,7 +192,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	if cfg.Argon2Concurrency <= 0 {
 		cfg.Argon2Concurrency = runtime.NumCPU()
 	}
-	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, rfiles: d.RemoteFiles, log: d.Log, now: d.Now, ready: d.Ready}
+	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, rfiles: d.RemoteFiles, webPush: d.WebPush, log: d.Log, now: d.Now, ready: d.Ready}
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}
@@ -256,7 +276,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	a.fileLimit = newLimiter(cfg.FileRatePerMinute/60, cfg.FileBurst, a.now)
 	a.cfg = cfg
 	a.metrics = newMetrics(d.Registry)
-	a.hub = newHub()
+	a.hub = newHub(d.Push)
 	a.tickets = newWSTickets()
 	a.upgrader = a.newUpgrader()
 	a.router = a.newRouter()
@@ -278,6 +298,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.Serv
 // Notify hands committed events to the WebSockets of their users; it is
 // the store's notifier (storage.DB.SetNotifier) and never blocks.
 func (a *API) Notify(evs []storage.UserEvent) { a.hub.notify(evs) }
+
+// OpenSockets is the number of WebSockets open now.
+func (a *API) OpenSockets() int { return a.hub.count() }
 
 // CloseSockets closes every WebSocket (the server is going away) and
 // waits until none uses the store; no new one is accepted. Call it after

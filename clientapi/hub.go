@@ -21,13 +21,14 @@ import (
 
 // hub is the set of open sockets, by user.
 type hub struct {
+	push   Pusher // nil: no push notifications
 	mu     sync.RWMutex
 	users  map[storage.ID][]*wsConn // guarded by mu
 	closed bool                     // guarded by mu: shutting down
 	wg     sync.WaitGroup           // one per socket, done when its goroutine ends
 }
 
-func newHub() *hub { return &hub{users: map[storage.ID][]*wsConn{}} }
+func newHub(push Pusher) *hub { return &hub{push: push, users: map[storage.ID][]*wsConn{}} }
 
 // add registers c, so that it gets its user's events from now on. It
 // reports false once the hub is shutting down.
@@ -62,13 +63,18 @@ func (h *hub) remove(c *wsConn) {
 }
 
 // Notify is the store's notifier (storage.DB.SetNotifier): it queues each
-// event for every socket of its user, without blocking.
+// event for every socket of its user, without blocking. A user with no
+// socket open who received a message is handed to push (which never
+// blocks either).
 func (h *hub) notify(evs []storage.UserEvent) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for i := range evs {
 		cs := h.users[evs[i].User]
 		if len(cs) == 0 {
+			if h.push != nil && wakes(&evs[i].Event) {
+				h.push.Notify(evs[i].User)
+			}
 			continue
 		}
 		f := &outFrame{seq: evs[i].Seq, ev: &evs[i].Event}
@@ -76,6 +82,12 @@ func (h *hub) notify(evs []storage.UserEvent) {
 			c.enqueue(f)
 		}
 	}
+}
+
+// wakes reports whether ev is worth a push: a message (direct or group)
+// the user received, not one the user sent from another device.
+func wakes(ev *storage.Event) bool {
+	return (ev.Type == storage.EventMessage || ev.Type == storage.EventGroupMessage) && ev.Mail != nil && !ev.Mail.Out
 }
 
 // closeSessions closes every socket of user whose session match selects,

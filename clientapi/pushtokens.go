@@ -15,7 +15,7 @@ import (
 )
 
 // Push tokens (POST/GET/DELETE /api/push-token): a device registers where
-// a later push service may reach it. Nothing is sent yet. Tokens are kept
+// the push service (package push) reaches it. Tokens are kept
 // sealed, per user, at most storage.MaxPushTokens (the oldest is
 // forgotten), and go with the account.
 //
@@ -139,9 +139,10 @@ type pushTokenReq struct {
 }
 
 type pushTokenResp struct {
-	Token     string    `json:"token"`
-	Platform  string    `json:"platform"`
-	CreatedAt time.Time `json:"created_at"`
+	Token       string    `json:"token"`
+	Platform    string    `json:"platform"`
+	CreatedAt   time.Time `json:"created_at"`
+	RefreshedAt time.Time `json:"refreshed_at"`
 }
 
 func (a *API) postPushToken(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -152,6 +153,15 @@ func (a *API) postPushToken(w http.ResponseWriter, r *http.Request, c *call) err
 	tok, err := canonicalPushToken(req.Platform, req.Token)
 	if err != nil {
 		return err
+	}
+	if req.Platform == "web" && a.webPush != nil {
+		var sub struct{ Endpoint string }
+		if err := json.Unmarshal([]byte(tok), &sub); err != nil {
+			return err
+		}
+		if err := a.webPush.CheckEndpoint(sub.Endpoint); err != nil {
+			return invalid("this server does not send Web Push to that push service: " + err.Error())
+		}
 	}
 	pt := storage.PushToken{Token: tok, Platform: req.Platform, CreatedAt: a.now().UTC()}
 	created, err := a.push.AddPushToken(c.auth.UserID, pt)
@@ -172,6 +182,16 @@ func (a *API) postPushToken(w http.ResponseWriter, r *http.Request, c *call) err
 		}
 	}
 	writeJSON(w, status, pushTokenResp(pt))
+	return nil
+}
+
+// getVAPIDPublicKey serves the Web Push application server key, so the web
+// client needs no build-time setting.
+func (a *API) getVAPIDPublicKey(w http.ResponseWriter, r *http.Request, c *call) error {
+	if a.webPush == nil {
+		return privateline.E("clientapi.vapid", privateline.NotExist, "this server does not send Web Push notifications (VAPID_PRIVATE_KEY is not set)")
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"public_key": a.webPush.PublicKey()})
 	return nil
 }
 

@@ -66,6 +66,7 @@ func (a *API) routeDefs() []routeDef {
 		auth("GET", "/api/conversations/:address/retention", a.getRetention),
 		auth("PUT", "/api/conversations/:address/retention", a.putRetention),
 		auth("DELETE", "/api/conversations/:address/retention", a.deleteRetention),
+		pub("GET", "/api/push/vapid-public-key", a.getVAPIDPublicKey),
 		auth("POST", "/api/push-token", a.postPushToken),
 		auth("GET", "/api/push-token", a.getPushTokens),
 		auth("DELETE", "/api/push-token", a.deletePushToken),

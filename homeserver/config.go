@@ -49,13 +49,21 @@ type Config struct {
 	LoggingDisabled  bool               // LOGGING_DISABLED
 	SentryDSN        string             // SENTRY_DSN
 
-	// Push settings, used by the push service.
-	APNSCert        string // APNS_CERT
-	APNSTopic       string // APNS_TOPIC
-	APNSUseSandbox  bool   // APNS_USE_SANDBOX
-	VAPIDPrivateKey string // VAPID_PRIVATE_KEY
-	VAPIDSubject    string // VAPID_SUBJECT
-	FCMServerKey    string // FCM_SERVER_KEY
+	// Push notifications (package push). A platform is on when its
+	// credentials are set. Values marked "PEM" take the PEM text itself or
+	// the path of a file holding it.
+	APNSCert           string   // APNS_CERT: PEM, the provider certificate and its key, or
+	APNSCertPassword   string   // APNS_CERT_PASSWORD: for an encrypted key in APNS_CERT
+	APNSKey            string   // APNS_KEY: PEM, the .p8 signing key (token authentication)
+	APNSKeyID          string   // APNS_KEY_ID: the signing key's id
+	APNSTeamID         string   // APNS_TEAM_ID
+	APNSTopic          string   // APNS_TOPIC: the app's bundle id
+	APNSUseSandbox     bool     // APNS_USE_SANDBOX: the development environment
+	VAPIDPrivateKey    string   // VAPID_PRIVATE_KEY: PEM, or base64url of the raw key
+	VAPIDSubject       string   // VAPID_SUBJECT: mailto: or https: contact of the operator
+	WebPushHosts       []string // WEB_PUSH_ALLOWED_HOSTS: push services allowed ("host" or ".suffix"); nil: push.DefaultWebPushHosts
+	FCMCredentialsFile string   // FCM_CREDENTIALS_FILE: a service-account key file
+	FCMServerKey       string   // FCM_SERVER_KEY: the retired legacy API's key, refused with advice
 
 	// AuthRatePerMinute and AuthBurst limit prelogin/register/login per
 	// client IP; UsernameRatePerMinute and UsernameBurst per username.
@@ -259,10 +267,26 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	p.boolTo("LOGGING_DISABLED", &c.LoggingDisabled)
 	p.strTo("SENTRY_DSN", &c.SentryDSN)
 	p.strTo("APNS_CERT", &c.APNSCert)
+	p.strTo("APNS_CERT_PASSWORD", &c.APNSCertPassword)
+	p.strTo("APNS_KEY", &c.APNSKey)
+	p.strTo("APNS_KEY_ID", &c.APNSKeyID)
+	p.strTo("APNS_TEAM_ID", &c.APNSTeamID)
 	p.strTo("APNS_TOPIC", &c.APNSTopic)
 	p.boolTo("APNS_USE_SANDBOX", &c.APNSUseSandbox)
 	p.strTo("VAPID_PRIVATE_KEY", &c.VAPIDPrivateKey)
 	p.strTo("VAPID_SUBJECT", &c.VAPIDSubject)
+	if v, ok := p.str("WEB_PUSH_ALLOWED_HOSTS"); ok {
+		c.WebPushHosts = []string{}
+		for _, h := range strings.Split(v, ",") {
+			if h = strings.ToLower(strings.TrimSpace(h)); h != "" {
+				c.WebPushHosts = append(c.WebPushHosts, h)
+			}
+		}
+		if len(c.WebPushHosts) == 0 {
+			p.fail("WEB_PUSH_ALLOWED_HOSTS", "lists no host: give push-service hosts such as fcm.googleapis.com or .notify.windows.com, or leave it empty for the browsers' usual services")
+		}
+	}
+	p.strTo("FCM_CREDENTIALS_FILE", &c.FCMCredentialsFile)
 	p.strTo("FCM_SERVER_KEY", &c.FCMServerKey)
 	p.floatTo("AUTH_RATE_PER_MINUTE", &c.AuthRatePerMinute)
 	p.intTo("AUTH_RATE_BURST", &c.AuthBurst)
@@ -288,8 +312,8 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 			c.Notices = append(c.Notices, legacy+" is set but is not used: the homeserver keeps everything in its embedded store in DATA_DIR, so no external database or Redis is needed; you can remove "+legacy)
 		}
 	}
-	if c.APNSCert != "" || c.VAPIDPrivateKey != "" || c.FCMServerKey != "" {
-		c.Notices = append(c.Notices, "push settings (APNS_*, VAPID_*, FCM_SERVER_KEY) are recognised but this version does not send push notifications yet")
+	if c.FCMServerKey != "" && c.FCMCredentialsFile != "" {
+		c.Notices = append(c.Notices, "FCM_SERVER_KEY is ignored: it belongs to FCM's retired legacy API, and FCM_CREDENTIALS_FILE is set; you can remove FCM_SERVER_KEY")
 	}
 	if p.err != nil {
 		return c, p.err

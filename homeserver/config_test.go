@@ -62,8 +62,10 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		"FILE_UNREFERENCED_GRACE_HOURS": "48", "CONTENT_SECURITY_POLICY": "default-src 'none'", "HSTS_ENABLED": "true",
 		"ENCRYPTED_LOG_KEY": key32, "LOG_PATH": "/var/log/pl.log", "LOG_RETENTION_DAYS": "0",
 		"LOGGING_DISABLED": "true", "SENTRY_DSN": "https://k@sentry.example.org/1",
-		"APNS_CERT": "/etc/apns.pem", "APNS_TOPIC": "org.example.pl", "APNS_USE_SANDBOX": "true",
-		"VAPID_PRIVATE_KEY": "/etc/vapid.pem", "VAPID_SUBJECT": "mailto:ops@example.org", "FCM_SERVER_KEY": "legacy",
+		"APNS_CERT": "/etc/apns.pem", "APNS_CERT_PASSWORD": "pw", "APNS_KEY": "/etc/AuthKey.p8", "APNS_KEY_ID": "K1", "APNS_TEAM_ID": "T1",
+		"APNS_TOPIC": "org.example.pl", "APNS_USE_SANDBOX": "true",
+		"VAPID_PRIVATE_KEY": "/etc/vapid.pem", "VAPID_SUBJECT": "mailto:ops@example.org", "WEB_PUSH_ALLOWED_HOSTS": " Push.Example.net, .notify.example ,",
+		"FCM_CREDENTIALS_FILE": "/etc/fcm.json", "FCM_SERVER_KEY": "legacy",
 		"DATABASE_URI": "postgres://x", "REDIS_URL": "redis://y", "REFRESH_TOKEN_DAYS": "7",
 	}
 	c, err := LoadConfig(lookupMap(env))
@@ -86,7 +88,9 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		{"files", c.MaxFileSize == 1<<20 && c.FileQuotaBytes == 2<<20 && c.FileUploadRatePerMin == 5 && c.FileUploadBurst == 2 && c.FileUnreferencedGrace == 48*time.Hour},
 		{"headers", c.CSP == "default-src 'none'" && c.HSTS},
 		{"logs", c.LogPath == "/var/log/pl.log" && c.LogRetentionDays == 0 && c.LoggingDisabled && c.SentryDSN != ""},
-		{"push", c.APNSCert != "" && c.APNSTopic != "" && c.APNSUseSandbox && c.VAPIDPrivateKey != "" && c.VAPIDSubject != "" && c.FCMServerKey != ""},
+		{"push", c.APNSCert == "/etc/apns.pem" && c.APNSCertPassword == "pw" && c.APNSKey == "/etc/AuthKey.p8" && c.APNSKeyID == "K1" && c.APNSTeamID == "T1" &&
+			c.APNSTopic != "" && c.APNSUseSandbox && c.VAPIDPrivateKey != "" && c.VAPIDSubject != "" && c.FCMCredentialsFile == "/etc/fcm.json" && c.FCMServerKey != "" &&
+			strings.Join(c.WebPushHosts, " ") == "push.example.net .notify.example"},
 		{"refresh", c.RefreshTokenTTL == 7*24*time.Hour},
 	}
 	for _, ch := range checks {
@@ -95,7 +99,7 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		}
 	}
 	notices := strings.Join(c.Notices, "\n")
-	for _, want := range []string{"DATABASE_URI", "REDIS_URL", "embedded store"} {
+	for _, want := range []string{"DATABASE_URI", "REDIS_URL", "embedded store", "FCM_SERVER_KEY is ignored"} {
 		if !strings.Contains(notices, want) {
 			t.Errorf("notices do not mention %s: %s", want, notices)
 		}
@@ -108,6 +112,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		variable string
 	}{
 		{map[string]string{"AES_KEY": "short"}, "AES_KEY"},
+		{map[string]string{"WEB_PUSH_ALLOWED_HOSTS": " , "}, "WEB_PUSH_ALLOWED_HOSTS"},
 		{map[string]string{"AES_KEY": base64.StdEncoding.EncodeToString(make([]byte, 16))}, "AES_KEY"},
 		{map[string]string{"ENCRYPTED_LOG_KEY": "!!"}, "ENCRYPTED_LOG_KEY"},
 		{map[string]string{"JWT_SECRET_KEY": "too-short"}, "JWT_SECRET_KEY"},

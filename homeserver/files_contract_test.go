@@ -116,6 +116,14 @@ func filesContract(t *testing.T, c *contract, ts *testServer) {
 		c.send(t, ts, specRejects, 403, apiReq("POST", "/api/push-token", tok, "Cookie", "pl_access="+alice.Access))
 		c.send(t, ts, specAccepts, 200, apiReq("GET", "/api/push-token", nil, auth...))
 		c.send(t, ts, specRejects, 401, apiReq("GET", "/api/push-token", nil))
+		c.send(t, ts, specAccepts, 404, apiReq("GET", "/api/push/vapid-public-key", nil)) // no Web Push here
+		// A server that sends Web Push: its key, and its allowlist.
+		pts, pf := pushServer(t)
+		c.send(t, pts, specAccepts, 200, apiReq("GET", "/api/push/vapid-public-key", nil))
+		carol := pts.register("pushcarol")
+		cauth := []string{"Authorization", "Bearer " + carol.Access}
+		c.send(t, pts, specAccepts, 201, apiReq("POST", "/api/push-token", map[string]any{"token": pf.web.Subscribe("https://push.example.test/c"), "platform": "web"}, cauth...))
+		c.send(t, pts, specAccepts, 400, apiReq("POST", "/api/push-token", map[string]any{"token": webSubscription("https://push.example.net/x"), "platform": "web"}, cauth...))
 		del := map[string]any{"token": tok["token"]}
 		c.send(t, ts, specAccepts, 404, apiReq("DELETE", "/api/push-token", del, bauth...))
 		c.send(t, ts, specAccepts, 204, apiReq("DELETE", "/api/push-token", del, auth...))

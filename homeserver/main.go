@@ -14,8 +14,8 @@ import (
 )
 
 // Main is the homeserver command: with no arguments it serves; the
-// sub-command decrypt-log FILE prints an encrypted log file. It returns the
-// process exit code.
+// sub-command decrypt-log FILE prints an encrypted log file, gen-vapid a new
+// VAPID key pair for Web Push. It returns the process exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("homeserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -23,10 +23,18 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: homeserver [-env-file F]            serve (configuration from the environment)\n")
 		fmt.Fprintf(stderr, "       homeserver [-env-file F] decrypt-log FILE   print a log written with ENCRYPTED_LOG_KEY\n")
+		fmt.Fprintf(stderr, "       homeserver gen-vapid                     print a new VAPID key pair for Web Push (VAPID_PRIVATE_KEY)\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if fs.Arg(0) == "gen-vapid" { // needs no configuration
+		if fs.NArg() != 1 {
+			fs.Usage()
+			return 2
+		}
+		return genVAPID(stdout, stderr)
 	}
 	dotenv, err := ReadDotEnv(*envFile)
 	if err != nil {

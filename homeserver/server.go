@@ -23,6 +23,7 @@ import (
 	"github.com/privateline/privateline/clientapi"
 	"github.com/privateline/privateline/federation"
 	"github.com/privateline/privateline/keydir"
+	"github.com/privateline/privateline/push"
 	"github.com/privateline/privateline/serverkey"
 	"github.com/privateline/privateline/storage"
 )
@@ -36,6 +37,8 @@ type Options struct {
 	// EventWindow, if set, overrides how many events the store keeps per
 	// user (storage.EventWindow), for tests of the resynchronisation path.
 	EventWindow int
+	// Push points the push senders at local fakes (tests).
+	Push PushHooks
 }
 
 // Server is a configured homeserver.
@@ -48,6 +51,7 @@ type Server struct {
 	dir      *keydir.Directory
 	api      *clientapi.API
 	fed      *federation.Service // nil: federation is off
+	push     *push.Service       // nil: no platform is configured
 	registry *prometheus.Registry
 
 	shuttingDown atomic.Bool
@@ -83,6 +87,10 @@ func New(cfg Config, o Options) (*Server, error) {
 		now = time.Now
 	}
 	identity, err := loadIdentity(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	senders, webPush, err := pushSenders(cfg, o.Push)
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +130,14 @@ func New(cfg Config, o Options) (*Server, error) {
 		deps.RemoteFiles = s.fed // files of other servers (spec/federation.md §12.4)
 		deps.Witnessing = s.fed  // tree-head witnessing (spec/federation.md §12.6)
 	}
+	if len(senders) > 0 {
+		s.push = push.New(push.Config{Senders: senders, Log: log.With("component", "push"), Registry: s.registry}, db)
+		deps.Push = s.push
+		log.Info("push notifications on", "platforms", s.push.Platforms())
+	}
+	if webPush != nil {
+		deps.WebPush = webPush
+	}
 	s.api, err = clientapi.New(clientapi.Config{
 		ServerName:            cfg.ServerName,
 		JWTSecret:             cfg.JWTSecret,
@@ -150,6 +166,9 @@ func New(cfg Config, o Options) (*Server, error) {
 		RefreshTokenTTL:       cfg.RefreshTokenTTL,
 	}, deps)
 	if err != nil {
+		if s.push != nil {
+			s.push.Close()
+		}
 		db.Close()
 		return nil, err
 	}
@@ -389,6 +408,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.api.CloseSockets()
 	if s.fed != nil {
 		errs = append(errs, s.fed.Close())
+	}
+	if s.push != nil { // pending notifications are dropped: they are best effort
+		s.push.Close()
 	}
 	errs = append(errs, s.db.Close())
 	s.log.Info("homeserver stopped")

@@ -205,18 +205,30 @@ func TestPushTokens(t *testing.T) {
 	expectHTTPStatus(t, ts.do("DELETE", "/api/push-token", alice.Access, map[string]any{"token": web}), http.StatusNoContent, "remove web")
 	expectAPIError(t, ts.do("DELETE", "/api/push-token", alice.Access, map[string]any{"token": web}), http.StatusNotFound, "not_found", "remove web twice")
 	expectHTTPStatus(t, ts.do("DELETE", "/api/push-token", alice.Access, map[string]any{"token": ios}), http.StatusNoContent, "remove ios (upper-case as registered)")
-	// At most ten: the oldest goes.
-	for i := range 11 {
-		expectHTTPStatus(t, post(strings.Repeat(string(rune('a'+i)), 40), "android"), http.StatusCreated, "android token")
+	// At most ten: the one least recently registered goes. A device
+	// registers its token again on every start, so a token in use stays
+	// however old it is.
+	tokenN := func(i int) string { return strings.Repeat(string(rune('a'+i)), 40) }
+	for i := range 9 {
+		expectHTTPStatus(t, post(tokenN(i), "android"), http.StatusCreated, "android token")
 	}
+	if got := pushTokens(t, ts, alice); len(got) != 10 {
+		t.Fatalf("%d tokens, want 10", len(got))
+	}
+	if r := post(android, "android"); r.Status != http.StatusOK || r.json(t)["refreshed_at"] == r.json(t)["created_at"] {
+		t.Fatalf("registering again: %d %s (want 200 with a newer refreshed_at)", r.Status, r.Body)
+	}
+	expectHTTPStatus(t, post(tokenN(9), "android"), http.StatusCreated, "an eleventh token")
 	got := pushTokens(t, ts, alice)
 	if len(got) != 10 {
 		t.Fatalf("%d tokens, want 10", len(got))
 	}
+	kept := map[string]bool{}
 	for _, tk := range got {
-		if tk["token"] == android {
-			t.Error("the oldest token was kept beyond the bound")
-		}
+		kept[tk["token"].(string)] = true
+	}
+	if !kept[android] || kept[tokenN(0)] {
+		t.Errorf("kept the refreshed token %v and the least recently registered %v; want true, false", kept[android], kept[tokenN(0)])
 	}
 	// They go with the account, and the store never holds a token in a key.
 	err := homeserver.ScanStore(ts.srv, func(k, _ []byte) {

@@ -15,7 +15,9 @@ import (
 //	                                   platform, created_at (sealed)
 //
 // The token itself is only in the sealed value. A user keeps at most
-// MaxPushTokens; adding one more forgets the oldest. They go with the
+// MaxPushTokens; adding one more forgets the one least recently
+// registered, so a token its device registers again on every start is
+// never the one to go while that device is in use. They go with the
 // account.
 
 // MaxPushTokens bounds a user's push tokens.
@@ -26,7 +28,11 @@ type PushToken struct {
 	Token     string    `json:"token"`
 	Platform  string    `json:"platform"` // "ios", "android" or "web"
 	CreatedAt time.Time `json:"created_at"`
+	// RefreshedAt is when the token was last registered (its device
+	// registers it again on every start).
+	RefreshedAt time.Time `json:"refreshed_at,omitzero"`
 }
+
 
 func (d *DB) pushTokenKey(user ID, token string) []byte {
 	m := hmac.New(sha256.New, d.nameKey)
@@ -35,9 +41,10 @@ func (d *DB) pushTokenKey(user ID, token string) []byte {
 	return tPushToken.key(user[:], m.Sum(nil)[:16])
 }
 
-// AddPushToken registers a token for user; it reports false when the
-// token was registered already (its platform is updated). Beyond
-// MaxPushTokens the oldest token is forgotten.
+// AddPushToken registers a token for user, at pt.CreatedAt; it reports
+// false when the token was registered already (its platform and
+// RefreshedAt are updated, CreatedAt kept). Beyond MaxPushTokens the token
+// least recently registered is forgotten.
 func (d *DB) AddPushToken(user ID, pt PushToken) (created bool, err error) {
 	const op = "storage.AddPushToken"
 	unlock := d.lockStripes(user[:])
@@ -53,6 +60,7 @@ func (d *DB) AddPushToken(user ID, pt PushToken) (created bool, err error) {
 	var cur PushToken
 	switch err := d.getJSON(k, &cur); {
 	case err == nil:
+		pt.RefreshedAt = pt.CreatedAt
 		pt.CreatedAt = cur.CreatedAt
 	case privateline.Is(privateline.NotExist, err):
 		created = true
@@ -64,7 +72,7 @@ func (d *DB) AddPushToken(user ID, pt PushToken) (created bool, err error) {
 		for len(all) >= MaxPushTokens {
 			oldest := 0
 			for i := range all {
-				if all[i].CreatedAt.Before(all[oldest].CreatedAt) {
+				if all[i].RefreshedAt.Before(all[oldest].RefreshedAt) {
 					oldest = i
 				}
 			}
@@ -77,6 +85,9 @@ func (d *DB) AddPushToken(user ID, pt PushToken) (created bool, err error) {
 	default:
 		b.Close()
 		return false, privateline.E(op, err)
+	}
+	if pt.RefreshedAt.IsZero() {
+		pt.RefreshedAt = pt.CreatedAt
 	}
 	if err := d.setJSON(b, k, pt); err != nil {
 		b.Close()
@@ -124,6 +135,9 @@ func (d *DB) pushTokens(user ID) ([]PushToken, [][]byte, error) {
 		var pt PushToken
 		if err := d.getJSON(k, &pt); err != nil {
 			return err
+		}
+		if pt.RefreshedAt.IsZero() { // registered before refreshes were kept
+			pt.RefreshedAt = pt.CreatedAt
 		}
 		all = append(all, pt)
 		keys = append(keys, slices.Clone(k))

@@ -1,7 +1,8 @@
 // PrivateLine's service worker: keeps the app shell (index.html, the
 // hashed files it loads, the manifest and the icons) so that the app opens
-// without a network. It is served as is from public/ (no build step) and
-// registered by src/sw.ts in production builds only.
+// without a network, and shows the "New message" notifications of Web Push
+// (see "Notifications" below). It is served as is from public/ (no build
+// step) and registered by src/sw.ts in production builds only.
 //
 // What it does, by request:
 //   - /api/… (and the WebSocket under it): never intercepted, never cached.
@@ -29,6 +30,21 @@
 //
 // SHELL_VERSION is the version of this file's cache layout: raise it when
 // the layout changes, and activate deletes the caches of other versions.
+//
+// Notifications. The app subscribes through this worker's registration
+// (src/engine/push.ts) and registers the subscription with the homeserver,
+// which pushes, when a message arrives while none of the user's WebSockets
+// is open, exactly {"type":"new_message","unread":n} (encrypted to this
+// browser, RFC 8291). There is no sender and no text to show, and this
+// worker is told nothing about messages: on push it shows "New message"
+// ("n unread messages" when n > 1), one notification at a time (tag
+// new-message; a later push replaces it and alerts again), also when the
+// payload is missing or unreadable. A click closes it and focuses a window
+// of the app, telling it {type: "open-unread"} (src/ui/openUnread.ts), or
+// opens one at /?open=unread; the app then opens the conversation holding
+// the newest unread message once it is in step with the server. A changed
+// subscription (pushsubscriptionchange) is not handled here: the app
+// registers its subscription again on every start.
 
 const SHELL_VERSION = 1
 const CACHE_PREFIX = 'privateline-shell-'
@@ -72,6 +88,56 @@ self.addEventListener('fetch', (event) => {
     event.respondWith(networkThenCache(req, url.pathname))
   }
 })
+
+const NOTIFICATION_TAG = 'new-message'
+const OPEN_UNREAD = 'open-unread' // the message src/ui/openUnread.ts listens for
+
+self.addEventListener('push', (event) => {
+  const n = unreadCount(event.data)
+  event.waitUntil(
+    self.registration.showNotification('PrivateLine', {
+      body: n > 1 ? `${n} unread messages` : 'New message',
+      tag: NOTIFICATION_TAG,
+      renotify: true,
+      icon: '/icons/icon-192.png',
+      data: { open: 'unread' },
+    }),
+  )
+})
+
+/** The unread count of a push's payload, or 0 when it has none (or not the homeserver's form). */
+function unreadCount(data) {
+  if (!data) return 0
+  try {
+    const p = data.json()
+    if (p && p.type === 'new_message' && Number.isSafeInteger(p.unread) && p.unread > 0) return p.unread
+  } catch {
+    // not JSON: still a new message
+  }
+  return 0
+}
+
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close()
+  event.waitUntil(openUnread())
+})
+
+/** Focuses a window of the app and tells it to open the newest unread conversation, or opens one that will. */
+async function openUnread() {
+  const windows = await self.clients.matchAll({ type: 'window', includeUncontrolled: true })
+  const mine = windows.filter((c) => new URL(c.url).origin === self.location.origin)
+  const target = mine.find((c) => c.focused) || mine.find((c) => c.visibilityState === 'visible') || mine[0]
+  if (target) {
+    try {
+      const focused = await target.focus()
+      ;(focused || target).postMessage({ type: OPEN_UNREAD })
+      return
+    } catch {
+      // not allowed to focus it: a new window instead
+    }
+  }
+  await self.clients.openWindow('/?open=unread')
+}
 
 /** Navigations: the network first, the cached index.html without one. */
 async function navigate(event) {

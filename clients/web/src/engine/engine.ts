@@ -21,6 +21,7 @@ import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verify
 import { covers, parseCosignatures, parseForks, verifyCosignature, verifyFork } from '../crypto/witness'
 import { EngineError, asHuman, human, remoteFileGone, remoteFileUnreachable, retryable } from './errors'
 import { metaEpoch, openMeta, sealMeta } from './meta'
+import { PushControl, type PushEnv, type Registered, browserPushEnv } from './push'
 import { AccountStore, type DeviceStore } from './store'
 import type {
   Attachment, ChatMessage, Contact, Conversation, DirectoryWitnessing, Engine, EngineState, GroupMember, Role, SafetyInfo, SendOptions,
@@ -140,6 +141,8 @@ export interface EngineDeps {
   maxBackoffMs?: number
   /** called after logout, deleteAccount: the app goes back to sign-in */
   onGone?: () => void
+  /** the browser's Web Push (browserPushEnv() when undefined; null: none) */
+  push?: PushEnv | null
 }
 
 const refToJSON = (a: AttachmentRef): RefJSON => ({ fileId: a.fileId, key: toB64(a.key), mime: a.mime, name: a.name, sha256: toB64(a.sha256), size: a.size })
@@ -161,6 +164,9 @@ function pinsFromJSON(j: Record<string, PinJSON> | undefined): Pins {
   }
   return out
 }
+
+/** How long newestUnread() waits for the connection before answering from the cache. */
+const UNREAD_WAIT_MS = 10_000
 
 const isAdmin = (r: Role | undefined) => r === 'owner' || r === 'admin'
 const samePins = (a: Pins, b: Pins) => compareBytewise(toB64(encodePins(a)), toB64(encodePins(b))) === 0
@@ -215,6 +221,7 @@ export class EngineImpl implements Engine {
   #events: Promise<void> = Promise.resolve()
   #pinLock: Promise<unknown> = Promise.resolve()
   #offHandlers: (() => void)[] = []
+  readonly #push: PushControl
 
   constructor(d: EngineDeps, keys: PrivateKeys, kek: CryptoKey) {
     this.#api = d.api
@@ -231,6 +238,13 @@ export class EngineImpl implements Engine {
     this.me = d.store.account.address
     this.#keys = keys
     this.#kek = kek
+    this.#push = new PushControl({
+      api: d.api,
+      env: d.push === undefined ? browserPushEnv() : d.push,
+      load: () => this.#store.get<Registered>('kv', 'push'),
+      save: async (r) => (r ? this.#store.put('kv', 'push', r) : this.#store.delete('kv', 'push')),
+      changed: () => this.#emit(),
+    })
   }
 
   /** Builds the engine from the stored account: the cache is loaded, the connection starts. */
@@ -241,6 +255,8 @@ export class EngineImpl implements Engine {
     e.#bundle = await parseKeyBundle(utf8(a.bundle))
     e.#sessionEnded = opts.sessionEnded ?? false
     await e.#loadCache()
+    // What the browser says of notifications; a failure leaves them shown as off.
+    await e.#push.init().catch(() => undefined)
     e.#listenBrowser()
     void e.#run()
     return e
@@ -304,6 +320,8 @@ export class EngineImpl implements Engine {
       contacts: Object.freeze(contacts),
       defaultRetentionSeconds: this.#defaultRetention,
       sessionEnded: this.#sessionEnded,
+      push: this.#push.state,
+      ...(this.#push.error !== undefined ? { pushError: this.#push.error } : {}),
     })
   }
 
@@ -585,11 +603,13 @@ export class EngineImpl implements Engine {
         this.#drainBackoff = 0
         this.#setConnection('online')
         this.#kick()
+        this.#refreshPush()
         return
       case 'reset':
         await this.#catchUp(f.seq ?? 0)
         this.#setConnection('online')
         this.#kick()
+        this.#refreshPush()
         return
       case 'ack':
       case 'error':
@@ -1703,6 +1723,7 @@ export class EngineImpl implements Engine {
 
   async logout(): Promise<void> {
     this.#leaving = true
+    await this.#push.signOut()
     try {
       await this.#api.request('POST', '/api/revoke', { body: {} })
     } catch (e) {
@@ -1717,6 +1738,7 @@ export class EngineImpl implements Engine {
 
   async logoutEverywhere(): Promise<void> {
     this.#leaving = true
+    await this.#push.signOut()
     try {
       await this.#api.request('POST', '/api/revoke', { body: { all: true } })
     } catch (e) {
@@ -1732,12 +1754,57 @@ export class EngineImpl implements Engine {
       cur.ed.fill(0)
       cur.rsa.fill(0)
       this.#leaving = true
+      await this.#push.signOut()
       await this.#api.request('DELETE', '/api/account', { body: { auth_key: toB64(cur.authKey) }, messages: { wrong_password: 'The password is wrong.' } })
     } catch (e) {
       this.#leaving = false
       throw asHuman(e)
     }
     await this.#wipe()
+  }
+
+  // ---------------------------------------------------------------- notifications
+
+  /** The registration with the homeserver, once per start (again on the next connection after a failure). */
+  #refreshPush(): void {
+    if (this.#push.refreshed || this.#closed || this.#leaving) return
+    this.#push.refresh().catch(() => undefined)
+  }
+
+  enablePush(): Promise<void> {
+    // Not async: the permission is asked before anything is awaited, while
+    // the browser still counts the click as the user's gesture.
+    return this.#push.enable()
+  }
+
+  disablePush(): Promise<void> {
+    return this.#push.disable()
+  }
+
+  async newestUnread(): Promise<string | null> {
+    if (this.#connection !== 'online' && !this.#sessionEnded && !this.#closed) {
+      this.#wake?.() // a connection in backoff tries now
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(t)
+          off()
+          resolve()
+        }
+        // After that long the cache answers: the user sees at least what arrived before.
+        const t = setTimeout(done, UNREAD_WAIT_MS)
+        const off = this.subscribe(() => {
+          if (this.#connection === 'online' || this.#sessionEnded || this.#closed) done()
+        })
+      })
+    }
+    let best: MessageRecord | undefined
+    const now = this.#now()
+    for (const m of this.#messages.values()) {
+      if (!m.unread || m.outgoing || (m.expiresAt !== undefined && m.expiresAt <= now)) continue
+      if (!this.#conversations.has(m.conversationId)) continue
+      if (!best || m.sentAt > best.sentAt || (m.sentAt === best.sentAt && (m.seq ?? 0) > (best.seq ?? 0))) best = m
+    }
+    return best?.conversationId ?? null
   }
 
   /** Stops the connection and timers (the page goes away, or the account was wiped). */

@@ -6,6 +6,7 @@ import { checkHeadProgress, parseConsistency, parseTreeHead, verifyTreeHead } fr
 import { E2EEError } from '../crypto/errors'
 import type { EngineImpl } from './engine'
 import { EngineError, asHuman } from './errors'
+import type { PushEnv } from './push'
 import { AccountStore, DeviceStore } from './store'
 import type { Auth, Engine, Progress } from './types'
 
@@ -26,6 +27,8 @@ export interface AuthOptions {
   epoch?: EpochStore
   minBackoffMs?: number
   maxBackoffMs?: number
+  /** the browser's Web Push (service worker, PushManager, Notification); the browser's own when undefined, none when null */
+  push?: PushEnv | null
 }
 
 /** The engine as created by Auth: also closable (tests, page unload). */
@@ -109,6 +112,7 @@ export function createAuth(o: AuthOptions = {}): EngineAuth {
       {
         api, store, device: d, server: address.slice(address.lastIndexOf('@') + 1), baseUrl, WebSocket: o.WebSocket,
         minBackoffMs: o.minBackoffMs, maxBackoffMs: o.maxBackoffMs,
+        ...(o.push !== undefined ? { push: o.push } : {}),
       },
       { sessionEnded },
     )

@@ -10,6 +10,17 @@
 export type ConnectionState = 'online' | 'connecting' | 'offline'
 
 /**
+ * Notifications while PrivateLine is closed (Web Push through the app's
+ * service worker; they say only "New message" and the unread count, never
+ * a sender or text). unsupported: this browser (or a development build,
+ * which has no service worker) cannot; unavailable: the homeserver does not
+ * send Web Push; denied: the user blocked notifications for the site in the
+ * browser's settings; off; on: this browser is subscribed and registered
+ * with the homeserver for this account.
+ */
+export type PushState = 'unsupported' | 'unavailable' | 'denied' | 'off' | 'on'
+
+/**
  * What this client knows of a contact's keys (spec/e2ee.md §6.2, §18):
  * unverified: pinned on first use; verified: the user compared safety
  * numbers or scanned the contact's QR code; changed: the directory now
@@ -103,6 +114,14 @@ export interface EngineState {
    * dropping what is on screen; login() on the same account resumes.
    */
   sessionEnded: boolean
+  /** notifications while the app is closed on this browser */
+  push: PushState
+  /**
+   * a human sentence: why keeping notifications on failed in the
+   * background (the registration renewed on every start); cleared by the
+   * next success, enablePush() or disablePush()
+   */
+  pushError?: string
 }
 
 export interface SendOptions {
@@ -184,6 +203,23 @@ export interface Engine {
   logout(): Promise<void>
   logoutEverywhere(): Promise<void>
   deleteAccount(password: string): Promise<void>
+
+  /**
+   * Turns notifications on for this browser: asks for the permission, then
+   * subscribes through the service worker and registers the subscription
+   * with the homeserver. Call it straight from the click (before any await)
+   * so that the browser sees the user's gesture. Rejects with a sentence.
+   */
+  enablePush(): Promise<void>
+  /** Unsubscribes this browser and unregisters it from the homeserver. */
+  disablePush(): Promise<void>
+  /**
+   * For a click on a notification: waits until the engine is in step with
+   * the server (connected and caught up; when that takes more than a few
+   * seconds, what is known so far) and returns the id of the conversation
+   * holding the newest unread message, or null when nothing is unread.
+   */
+  newestUnread(): Promise<string | null>
 }
 
 /** How the app starts: restore a stored session, or sign in or up. */

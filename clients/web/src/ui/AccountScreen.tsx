@@ -1,12 +1,13 @@
 import {
-  Alert, Box, Button, CircularProgress, Dialog, DialogActions, DialogContent, DialogContentText, DialogTitle, Divider, Paper,
-  TextField, Typography,
+  Alert, Box, Button, CircularProgress, Dialog, DialogActions, DialogContent, DialogContentText, DialogTitle, Divider,
+  FormControlLabel, Paper, Switch, TextField, Typography,
 } from '@mui/material'
 import LogoutIcon from '@mui/icons-material/Logout'
 import DevicesIcon from '@mui/icons-material/DevicesOther'
 import DeleteForeverIcon from '@mui/icons-material/DeleteForeverOutlined'
 import QrIcon from '@mui/icons-material/QrCodeScanner'
-import { useState, type FormEvent, type ReactNode } from 'react'
+import { useState, type ChangeEvent, type FormEvent, type ReactNode } from 'react'
+import type { PushState } from '../engine/types'
 import { NameAvatar } from './Avatar'
 import { RetentionSelect } from './chat/DetailsDrawer'
 import { useEngine, useEngineState } from './context'
@@ -56,6 +57,56 @@ function ScanSection() {
         {busy && <CircularProgress size={24} aria-label="Checking the code" />}
       </Box>
       {result && <Alert severity={result.severity} sx={{ mt: 2 }}>{result.text}</Alert>}
+    </Section>
+  )
+}
+
+/** Why the switch cannot be used, or what it does. */
+const pushHelp: Record<PushState, string> = {
+  unsupported: 'This browser cannot show notifications while PrivateLine is closed.',
+  unavailable: 'This server does not send notifications while PrivateLine is closed.',
+  denied: 'Notifications are blocked for PrivateLine in this browser. Allow them in the site settings (the icon left of the address), then reload this page.',
+  off: 'A notification says only “New message” and how many are unread: never who wrote or what. Your browser’s push service carries it, and learns nothing more.',
+  on: 'A notification says only “New message” and how many are unread: never who wrote or what. Your browser’s push service carries it, and learns nothing more.',
+}
+
+function NotificationsSection() {
+  const engine = useEngine()
+  const { push, pushError } = useEngineState()
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const usable = push === 'on' || push === 'off'
+
+  function change(e: ChangeEvent<HTMLInputElement>) {
+    setError(null)
+    setBusy(true)
+    // Called in the click itself: the browser asks for the permission only
+    // with the user's gesture.
+    const done = e.target.checked ? engine.enablePush() : engine.disablePush()
+    done.catch((err: unknown) => setError(errorMessage(err))).finally(() => setBusy(false))
+  }
+
+  const shownError = error ?? pushError
+  return (
+    <Section title="Notifications" id="notifications-title">
+      <Box sx={{ display: 'flex', alignItems: 'center', gap: 1 }}>
+        <FormControlLabel
+          control={
+            <Switch
+              checked={push === 'on'}
+              onChange={change}
+              disabled={!usable || busy}
+              slotProps={{ input: { role: 'switch', 'aria-describedby': 'push-help' } }}
+            />
+          }
+          label="Notifications when PrivateLine is closed"
+        />
+        {busy && <CircularProgress size={20} aria-label={push === 'on' ? 'Turning notifications off' : 'Turning notifications on'} />}
+      </Box>
+      <Typography id="push-help" color="text.secondary" sx={{ mt: 1 }}>
+        {pushHelp[push]}
+      </Typography>
+      {shownError && <Alert severity="error" sx={{ mt: 2 }}>{shownError}</Alert>}
     </Section>
   )
 }
@@ -152,7 +203,7 @@ function DeleteAccountDialog({ open, onClose, onDeleted }: { open: boolean; onCl
   )
 }
 
-/** /account — address, default retention, scanning a contact's code, password, sessions, deletion. */
+/** /account — address, default retention, notifications, scanning a contact's code, password, sessions, deletion. */
 export function AccountScreen({ onSignedOut }: { onSignedOut: (message: string) => void }) {
   const engine = useEngine()
   const { me, defaultRetentionSeconds } = useEngineState()
@@ -196,6 +247,7 @@ export function AccountScreen({ onSignedOut }: { onSignedOut: (message: string) 
             helper="Applies to conversations you start from now on."
           />
         </Section>
+        <NotificationsSection />
         <ScanSection />
         <ChangePassword />
         <Section title="Sessions" id="sessions-title">

@@ -10,6 +10,7 @@ import { Wordmark } from './Logo'
 import { ThemeToggle } from './ThemeToggle'
 import { Sidebar } from './Sidebar'
 import { SessionEndedDialog } from './SessionEndedDialog'
+import { useOpenUnread, wantsConversations } from './openUnread'
 
 export const sidebarWidth = 340
 
@@ -34,8 +35,10 @@ export function MainLayout({ onSignedOut }: { onSignedOut: (message: string) => 
   const [drawerOpen, setDrawerOpen] = useState(false)
   const location = useLocation()
 
-  // A choice in the drawer closes it.
-  useEffect(() => setDrawerOpen(false), [location.pathname])
+  // A choice in the drawer closes it; a notification click with nothing
+  // unread opens it (useOpenUnread).
+  useEffect(() => setDrawerOpen(wantsConversations(location.state)), [location.pathname, location.state])
+  useOpenUnread()
 
   return (
     <Box sx={{ height: '100dvh', display: 'flex', flexDirection: 'column', bgcolor: 'background.default' }}>

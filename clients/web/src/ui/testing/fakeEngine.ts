@@ -7,7 +7,7 @@
 // "network" is a set of control methods (receive, deliver, readBy, endSession,
 // changeKey, setConnection, failNextSend) a test calls to play the other side.
 import type {
-  Auth, ChatMessage, Contact, Conversation, DirectoryWitnessing, Engine, EngineState, GroupMember, Progress, SafetyInfo, SendOptions,
+  Auth, ChatMessage, Contact, Conversation, DirectoryWitnessing, Engine, EngineState, GroupMember, Progress, PushState, SafetyInfo, SendOptions,
 } from '../../engine/types'
 
 export interface Account {
@@ -71,6 +71,10 @@ export class FakeEngine implements Engine {
   deleted = false
   /** what safety() reports of the directories' witnesses (a test sets it) */
   witnessing: DirectoryWitnessing | undefined = undefined
+  /** what the fake browser answers when enablePush() asks for the permission */
+  pushPermission: NotificationPermission = 'granted'
+  /** held by newestUnread() while the fake "syncs" */
+  readonly syncGate = new Gate()
 
   constructor(
     private account: Account,
@@ -85,6 +89,7 @@ export class FakeEngine implements Engine {
       contacts: {},
       defaultRetentionSeconds: null,
       sessionEnded: false,
+      push: 'off',
       ...init,
     }
     for (const c of this.state.conversations) {
@@ -327,7 +332,52 @@ export class FakeEngine implements Engine {
     this.loggedOut = true
   }
 
+  enablePush(): Promise<void> {
+    this.record('enablePush')
+    // As the engine: the permission is decided before anything is awaited.
+    const permission = this.pushPermission
+    return (async () => {
+      if (permission === 'denied') {
+        this.setPush('denied')
+        throw new Error('Notifications are blocked for PrivateLine in this browser.')
+      }
+      if (permission !== 'granted') throw new Error('Notifications were not allowed. Turn the switch on again and choose “Allow”.')
+      await this.actionGate.pass()
+      this.failIfAsked()
+      this.setPush('on')
+    })()
+  }
+
+  async disablePush(): Promise<void> {
+    this.record('disablePush')
+    await this.actionGate.pass()
+    this.failIfAsked()
+    this.setPush('off')
+  }
+
+  async newestUnread(): Promise<string | null> {
+    this.record('newestUnread')
+    await this.syncGate.pass()
+    let best: ChatMessage | undefined
+    for (const c of this.state.conversations) {
+      if (c.unread === 0) continue
+      const incoming = (this.state.messages[c.id] ?? (c.lastMessage ? [c.lastMessage] : [])).filter((m) => !m.outgoing)
+      for (const m of incoming.slice(-c.unread)) if (!best || m.sentAt > best.sentAt) best = m
+    }
+    return best?.conversationId ?? null
+  }
+
   // ---- the other side, for tests ----
+
+  /** The notifications state (and background failure) as the engine would show it. */
+  setPush(push: PushState, pushError?: string): void {
+    this.update((s) => {
+      const next: EngineState = { ...s, push }
+      if (pushError === undefined) delete next.pushError
+      else next.pushError = pushError
+      return next
+    })
+  }
 
   /** The next Engine call (any method but markRead/loadHistory reads) fails with this message. */
   failNext(message: string): void {

@@ -1,0 +1,243 @@
+// Notifications while the app is closed, against a REAL homeserver built
+// from this repository with Web Push configured (a VAPID key made by
+// `homeserver gen-vapid`, push services allowed: push.example.net). The
+// browser side (permission, service worker, PushManager) is the fake of
+// src/engine/testing/fakePush.ts: no browser can subscribe to a push
+// service without a network, so the server never gets to deliver to these
+// subscriptions; what is checked is what the server holds (GET
+// /api/push-token) and what the engine does with it. The service worker's
+// notification is tested in Chromium (e2e/push.test.mjs).
+// Without a Go toolchain this file fails: it never skips.
+import 'fake-indexeddb/auto'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type ClosableEngine, createAuth } from '../src/engine'
+import { FakeBrowser } from '../src/engine/testing/fakePush'
+import type { EngineState } from '../src/engine/types'
+
+const repo = fileURLToPath(new URL('../../..', import.meta.url))
+const SERVER = 'push.test'
+const PW = 'correct horse battery staple'
+const work = mkdtempSync(join(tmpdir(), 'pl-push-'))
+const bin = join(work, 'homeserver')
+
+let proc: ChildProcess | undefined
+let base = ''
+
+async function startServer(): Promise<string> {
+  const pem = execFileSync(bin, ['gen-vapid'], { encoding: 'utf8' }).match(/-----BEGIN PRIVATE KEY-----[^]*?-----END PRIVATE KEY-----\n/)
+  if (!pem) throw new Error('homeserver gen-vapid printed no PEM key')
+  const keyFile = join(work, 'vapid.pem')
+  writeFileSync(keyFile, pem[0], { mode: 0o600 })
+  const p = spawn(bin, ['-env-file', '/dev/null'], {
+    env: {
+      PATH: process.env.PATH, HOME: process.env.HOME,
+      DATA_DIR: join(work, 'data'), LISTEN_ADDR: '127.0.0.1:0', METRICS_ADDR: '127.0.0.1:0', SERVER_NAME: SERVER,
+      PRIVATELINE_ENV: 'development', JWT_COOKIE_SECURE: 'false',
+      VAPID_PRIVATE_KEY: keyFile, VAPID_SUBJECT: 'mailto:ops@push.test', WEB_PUSH_ALLOWED_HOSTS: 'push.example.net',
+      AUTH_RATE_PER_MINUTE: '600000', AUTH_RATE_BURST: '100000', LOGIN_RATE_PER_MINUTE: '600000', LOGIN_RATE_BURST: '100000',
+      MESSAGE_RATE_PER_MINUTE: '600000', MESSAGE_RATE_BURST: '100000',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  })
+  proc = p
+  const tail: string[] = []
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('the homeserver did not start within 60 s:\n' + tail.join('\n'))), 60_000)
+    createInterface({ input: p.stderr! }).on('line', (line) => {
+      tail.push(line)
+      if (tail.length > 30) tail.shift()
+      const m = /"msg":"homeserver started".*?"addr":"(127\.0\.0\.1:\d+)"/.exec(line)
+      if (m) {
+        clearTimeout(t)
+        resolve(m[1])
+      }
+    })
+    p.on('exit', (code) => {
+      clearTimeout(t)
+      reject(new Error(`the homeserver exited (${code}):\n${tail.join('\n')}`))
+    })
+  })
+}
+
+/** A browser's cookie jar over Node's fetch. */
+function jar() {
+  const cookies = new Map<string, string>()
+  const f: typeof fetch = async (input, init) => {
+    const headers = new Headers(init?.headers)
+    if (cookies.size) headers.set('Cookie', [...cookies].map(([k, v]) => `${k}=${v}`).join('; '))
+    const r = await fetch(input, { ...init, headers })
+    for (const c of r.headers.getSetCookie()) {
+      const [kv, ...attrs] = c.split(';')
+      const i = kv.indexOf('=')
+      const name = kv.slice(0, i).trim()
+      if (attrs.some((a) => /^\s*max-age=(0|-)/i.test(a))) cookies.delete(name)
+      else cookies.set(name, kv.slice(i + 1).trim())
+    }
+    return r
+  }
+  return { fetch: f, csrfCookie: () => cookies.get('pl_csrf') }
+}
+
+interface User {
+  name: string
+  jar: ReturnType<typeof jar>
+  browser: FakeBrowser
+  e: ClosableEngine
+}
+const users: Record<string, User> = {}
+const engines: ClosableEngine[] = []
+
+function auth(u: Pick<User, 'name' | 'jar' | 'browser'>) {
+  return createAuth({
+    baseUrl: base, fetch: u.jar.fetch, csrfCookie: u.jar.csrfCookie, WebSocket: globalThis.WebSocket, namespace: `pl-${u.name}`,
+    locks: null, minBackoffMs: 100, maxBackoffMs: 800, push: u.browser,
+  })
+}
+
+function track(e: ClosableEngine): ClosableEngine {
+  engines.push(e)
+  return e
+}
+
+/** Resolves when cond(state) holds (checked on every change and every 50 ms). */
+function waitFor(e: ClosableEngine, cond: (s: EngineState) => boolean, what: string, ms = 20_000): Promise<EngineState> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (!cond(e.getState())) return
+      clearInterval(iv)
+      clearTimeout(to)
+      unsub()
+      resolve(e.getState())
+    }
+    const unsub = e.subscribe(check)
+    const iv = setInterval(check, 50)
+    const to = setTimeout(() => {
+      clearInterval(iv)
+      unsub()
+      reject(new Error(`timed out waiting for ${what}; state: ${JSON.stringify(e.getState()).slice(0, 1500)}`))
+    }, ms)
+    check()
+  })
+}
+
+interface Token {
+  token: string
+  platform: string
+  refreshed_at: string
+}
+
+/** What the server holds for the user (GET /api/push-token with the user's session). */
+async function serverTokens(u: Pick<User, 'jar'>): Promise<Token[]> {
+  const r = await u.jar.fetch(`${base}/api/push-token`, { credentials: 'include' })
+  expect(r.status).toBe(200)
+  return ((await r.json()) as { tokens: Token[] }).tokens
+}
+
+const endpointOf = (t: string) => (JSON.parse(t) as { endpoint: string }).endpoint
+const dm = (name: string) => `d:${name}@${SERVER}`
+
+beforeAll(async () => {
+  // No Go toolchain: execFileSync throws and the suite fails (it must not skip).
+  execFileSync('go', ['build', '-o', bin, './cmd/homeserver'], { cwd: repo, stdio: 'pipe' })
+  base = 'http://' + (await startServer())
+  await Promise.all(
+    ['alice', 'bob', 'carol'].map(async (name) => {
+      const u = { name, jar: jar(), browser: new FakeBrowser() }
+      users[name] = { ...u, e: track((await auth(u).register(name, PW)) as ClosableEngine) }
+    }),
+  )
+}, 300_000)
+
+afterAll(async () => {
+  for (const e of engines) e.close()
+  const p = proc
+  if (p && p.exitCode === null) {
+    const gone = new Promise((r) => p.once('exit', r))
+    p.kill('SIGTERM')
+    await gone
+  }
+  rmSync(work, { recursive: true, force: true })
+})
+
+describe('notifications against a real homeserver', () => {
+  it('turns on: the permission, a subscription to the server key, the registration the server holds', async () => {
+    const { alice } = users
+    await waitFor(alice.e, (s) => s.connection === 'online' && s.push === 'off', 'alice online, notifications off')
+    await alice.e.enablePush()
+    expect(alice.e.getState().push).toBe('on')
+    const key = (await (await fetch(`${base}/api/push/vapid-public-key`)).json()) as { public_key: string }
+    expect(alice.browser.pm.subscribed).toHaveLength(1)
+    expect(Buffer.from(alice.browser.pm.subscribed[0].key).toString('base64url')).toBe(key.public_key)
+    const held = await serverTokens(alice)
+    expect(held.map((t) => [t.platform, endpointOf(t.token)])).toEqual([['web', alice.browser.pm.sub!.endpoint]])
+  })
+
+  it("refuses a push service the server does not send to, with the server's reason", async () => {
+    const { carol } = users
+    const elsewhere = new FakeBrowser('push.elsewhere.example')
+    await carol.e.logout()
+    const e = track((await auth({ ...carol, browser: elsewhere }).login('carol', PW)) as ClosableEngine)
+    users.carol = { ...carol, browser: elsewhere, e }
+    await expect(e.enablePush()).rejects.toThrow(
+      'Notifications could not be turned on: this server does not send Web Push to that push service: push.elsewhere.example is not a push service this server sends to.',
+    )
+    expect(e.getState().push).toBe('off')
+    expect(elsewhere.pm.sub).toBeNull()
+    expect(await serverTokens(carol)).toEqual([])
+  })
+
+  it('registers again on every start, and opens the newest unread conversation once in step with the server', async () => {
+    const { alice, bob, carol } = users
+    const before = (await serverTokens(alice))[0].refreshed_at
+    alice.e.close() // the app is closed
+    await bob.e.openDirect('alice')
+    await bob.e.send(dm('alice'), 'first, from bob')
+    const g = await carol.e.createGroup('Later', ['alice'])
+    await carol.e.send(g, 'then, in the group')
+    await waitFor(carol.e, (s) => s.messages[g]?.some((m) => m.text === 'then, in the group' && m.status === 'delivered') ?? false, 'carol: delivered')
+
+    // The app starts again (a notification was clicked).
+    const e = track((await auth(alice).restore())!)
+    users.alice.e = e
+    expect(e.getState().push).toBe('on') // from the browser, before any network
+    // Asked at once, it answers after catching up, not from the stale cache.
+    expect(await e.newestUnread()).toBe(g)
+    await e.markRead(g)
+    expect(await e.newestUnread()).toBe(dm('bob'))
+    await e.markRead(dm('bob'))
+    expect(await e.newestUnread()).toBeNull()
+
+    const after = await waitForRefresh(alice, before)
+    expect(after.map((t) => endpointOf(t.token))).toEqual([alice.browser.pm.sub!.endpoint])
+    expect(alice.browser.pm.subscribed).toHaveLength(1) // the same subscription, registered again
+  })
+
+  it('logging out unregisters and unsubscribes this browser', async () => {
+    const { alice } = users
+    const sub = alice.browser.pm.sub
+    expect(sub).not.toBeNull()
+    await alice.e.logout()
+    expect(alice.browser.pm.sub).toBeNull()
+    const again = { ...alice, jar: jar() }
+    const e = track((await auth(again).login('alice', PW)) as ClosableEngine)
+    expect(e.getState().push).toBe('off')
+    expect(await serverTokens(again)).toEqual([])
+  })
+})
+
+/** Waits until the server's refreshed_at of the user's token moved past before. */
+async function waitForRefresh(u: User, before: string): Promise<Token[]> {
+  const end = Date.now() + 20_000
+  for (;;) {
+    const t = await serverTokens(u)
+    if (t.length === 1 && Date.parse(t[0].refreshed_at) > Date.parse(before)) return t
+    if (Date.now() > end) throw new Error(`the registration was not renewed: ${JSON.stringify(t)} (before: ${before})`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
