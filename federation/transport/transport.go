@@ -312,17 +312,8 @@ type Stream struct {
 // Send writes p as the one frame of this side and ends this side. A frame
 // holds 1 to MaxFrameSize bytes (spec/federation.md §7.1).
 func (s *Stream) Send(p []byte) error {
-	if len(p) == 0 {
-		return fmt.Errorf("%w: an empty frame", ErrProtocol)
-	}
-	if uint64(len(p)) > uint64(s.max) {
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, len(p), s.max)
-	}
-	buf := make([]byte, 4+len(p))
-	binary.BigEndian.PutUint32(buf, uint32(len(p)))
-	copy(buf[4:], p)
-	if _, err := s.s.Write(buf); err != nil {
-		return streamErr(err)
+	if err := s.SendFrame(p); err != nil {
+		return err
 	}
 	return streamErr(s.s.Close())
 }
