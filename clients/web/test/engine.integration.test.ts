@@ -4,12 +4,9 @@
 // (cookie sessions, WebSocket by ticket, IndexedDB through fake-indexeddb).
 // Without a Go toolchain this file fails: it never skips.
 import 'fake-indexeddb/auto'
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { openDB } from 'idb'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ApiClient } from '../src/api/client'
@@ -19,83 +16,36 @@ import { makeKeyBundle, signKeyChange } from '../src/crypto/bundle'
 import { toB64 } from '../src/crypto/bytes'
 import { type ClosableEngine, createAuth } from '../src/engine'
 import type { EngineState } from '../src/engine/types'
+import { buildHomeserver, cookieJar, type Homeserver, startHomeserver } from './homeserver'
 
-const repo = fileURLToPath(new URL('../../..', import.meta.url))
 const SERVER = 'engine.test'
 const PW = 'correct horse battery staple'
 const MARKER = 'PLAINTEXT-MARKER-5e1f0c'
 const work = mkdtempSync(join(tmpdir(), 'pl-engine-'))
 const dataDir = join(work, 'data')
-const bin = join(work, 'homeserver')
+let bin = ''
 
-let proc: ChildProcess | undefined
 let base = ''
 let port = 0
 /** Every request body any client sent, to check that no plaintext left the device. */
 const sent: string[] = []
 
+let server: Homeserver | undefined
+
 async function startServer(listen: string): Promise<string> {
-  const p = spawn(bin, ['-env-file', '/dev/null'], {
-    env: {
-      ...process.env,
-      DATA_DIR: dataDir, LISTEN_ADDR: listen, METRICS_ADDR: '', SERVER_NAME: SERVER, PRIVATELINE_ENV: 'development',
-      JWT_SECRET_KEY: '', AES_KEY: '', ENCRYPTED_LOG_KEY: '', LOG_PATH: '', SENTRY_DSN: '', JWT_COOKIE_SECURE: 'false',
-      AUTH_RATE_PER_MINUTE: '600000', AUTH_RATE_BURST: '100000', LOGIN_RATE_PER_MINUTE: '600000', LOGIN_RATE_BURST: '100000',
-      MESSAGE_RATE_PER_MINUTE: '600000', MESSAGE_RATE_BURST: '100000',
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  })
-  proc = p
-  const tail: string[] = []
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('the homeserver did not start within 60 s:\n' + tail.join('\n'))), 60_000)
-    createInterface({ input: p.stderr! }).on('line', (line) => {
-      tail.push(line)
-      if (tail.length > 30) tail.shift()
-      const m = /"msg":"homeserver started".*?"addr":"(127\.0\.0\.1:\d+)"/.exec(line)
-      if (m) {
-        clearTimeout(t)
-        resolve(m[1])
-      }
-    })
-    p.on('exit', (code) => {
-      clearTimeout(t)
-      reject(new Error(`the homeserver exited (${code}):\n${tail.join('\n')}`))
-    })
-  })
+  // JWT_SECRET_KEY, AES_KEY: generated into DATA_DIR, so kept across restarts.
+  server = await startHomeserver(bin, { DATA_DIR: dataDir, LISTEN_ADDR: listen, SERVER_NAME: SERVER })
+  return server.addr
 }
 
 async function stopServer(): Promise<void> {
-  const p = proc
-  proc = undefined
-  if (!p || p.exitCode !== null) return
-  const gone = new Promise((r) => p.once('exit', r))
-  p.kill('SIGTERM')
-  await gone
+  const s = server
+  server = undefined
+  await s?.stop()
 }
 
-/** A browser's cookie jar over Node's fetch; records request bodies. */
-function browser() {
-  const jar = new Map<string, string>()
-  const f: typeof fetch = async (input, init) => {
-    const headers = new Headers(init?.headers)
-    if (jar.size) headers.set('Cookie', [...jar].map(([k, v]) => `${k}=${v}`).join('; '))
-    const b = init?.body
-    if (typeof b === 'string') sent.push(b)
-    else if (b instanceof Uint8Array) sent.push(Buffer.from(b).toString('latin1'))
-    const r = await fetch(input, { ...init, headers })
-    for (const c of r.headers.getSetCookie()) {
-      const [kv, ...attrs] = c.split(';')
-      const i = kv.indexOf('=')
-      const name = kv.slice(0, i).trim()
-      const del = attrs.some((a) => /^\s*max-age=0\s*$/i.test(a) || /^\s*max-age=-/i.test(a))
-      if (del) jar.delete(name)
-      else jar.set(name, kv.slice(i + 1).trim())
-    }
-    return r
-  }
-  return { fetch: f, csrfCookie: () => jar.get('pl_csrf'), jar }
-}
+/** A browser's cookie jar; records every request body. */
+const browser = () => cookieJar((b) => sent.push(b))
 
 type User = { name: string; address: string; b: ReturnType<typeof browser>; e: ClosableEngine }
 const users: Record<string, User> = {}
@@ -179,8 +129,7 @@ async function changeKeysOnServer(name: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  // No Go toolchain: execFileSync throws and the suite fails (it must not skip).
-  execFileSync('go', ['build', '-o', bin, './cmd/homeserver'], { cwd: repo, stdio: 'pipe' })
+  bin = buildHomeserver(work)
   const addr = await startServer('127.0.0.1:0')
   base = 'http://' + addr
   port = Number(addr.split(':')[1])

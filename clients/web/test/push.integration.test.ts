@@ -9,80 +9,38 @@
 // notification is tested in Chromium (e2e/push.test.mjs).
 // Without a Go toolchain this file fails: it never skips.
 import 'fake-indexeddb/auto'
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ClosableEngine, createAuth } from '../src/engine'
 import { FakeBrowser } from '../src/engine/testing/fakePush'
 import type { EngineState } from '../src/engine/types'
+import { buildHomeserver, cookieJar, type Homeserver, startHomeserver } from './homeserver'
 
-const repo = fileURLToPath(new URL('../../..', import.meta.url))
 const SERVER = 'push.test'
 const PW = 'correct horse battery staple'
 const work = mkdtempSync(join(tmpdir(), 'pl-push-'))
-const bin = join(work, 'homeserver')
+let bin = ''
 
-let proc: ChildProcess | undefined
 let base = ''
+
+let server: Homeserver | undefined
 
 async function startServer(): Promise<string> {
   const pem = execFileSync(bin, ['gen-vapid'], { encoding: 'utf8' }).match(/-----BEGIN PRIVATE KEY-----[^]*?-----END PRIVATE KEY-----\n/)
   if (!pem) throw new Error('homeserver gen-vapid printed no PEM key')
   const keyFile = join(work, 'vapid.pem')
   writeFileSync(keyFile, pem[0], { mode: 0o600 })
-  const p = spawn(bin, ['-env-file', '/dev/null'], {
-    env: {
-      PATH: process.env.PATH, HOME: process.env.HOME,
-      DATA_DIR: join(work, 'data'), LISTEN_ADDR: '127.0.0.1:0', METRICS_ADDR: '127.0.0.1:0', SERVER_NAME: SERVER,
-      PRIVATELINE_ENV: 'development', JWT_COOKIE_SECURE: 'false',
-      VAPID_PRIVATE_KEY: keyFile, VAPID_SUBJECT: 'mailto:ops@push.test', WEB_PUSH_ALLOWED_HOSTS: 'push.example.net',
-      AUTH_RATE_PER_MINUTE: '600000', AUTH_RATE_BURST: '100000', LOGIN_RATE_PER_MINUTE: '600000', LOGIN_RATE_BURST: '100000',
-      MESSAGE_RATE_PER_MINUTE: '600000', MESSAGE_RATE_BURST: '100000',
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
+  server = await startHomeserver(bin, {
+    DATA_DIR: join(work, 'data'), LISTEN_ADDR: '127.0.0.1:0', SERVER_NAME: SERVER,
+    VAPID_PRIVATE_KEY: keyFile, VAPID_SUBJECT: 'mailto:ops@push.test', WEB_PUSH_ALLOWED_HOSTS: 'push.example.net',
   })
-  proc = p
-  const tail: string[] = []
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('the homeserver did not start within 60 s:\n' + tail.join('\n'))), 60_000)
-    createInterface({ input: p.stderr! }).on('line', (line) => {
-      tail.push(line)
-      if (tail.length > 30) tail.shift()
-      const m = /"msg":"homeserver started".*?"addr":"(127\.0\.0\.1:\d+)"/.exec(line)
-      if (m) {
-        clearTimeout(t)
-        resolve(m[1])
-      }
-    })
-    p.on('exit', (code) => {
-      clearTimeout(t)
-      reject(new Error(`the homeserver exited (${code}):\n${tail.join('\n')}`))
-    })
-  })
+  return server.addr
 }
 
-/** A browser's cookie jar over Node's fetch. */
-function jar() {
-  const cookies = new Map<string, string>()
-  const f: typeof fetch = async (input, init) => {
-    const headers = new Headers(init?.headers)
-    if (cookies.size) headers.set('Cookie', [...cookies].map(([k, v]) => `${k}=${v}`).join('; '))
-    const r = await fetch(input, { ...init, headers })
-    for (const c of r.headers.getSetCookie()) {
-      const [kv, ...attrs] = c.split(';')
-      const i = kv.indexOf('=')
-      const name = kv.slice(0, i).trim()
-      if (attrs.some((a) => /^\s*max-age=(0|-)/i.test(a))) cookies.delete(name)
-      else cookies.set(name, kv.slice(i + 1).trim())
-    }
-    return r
-  }
-  return { fetch: f, csrfCookie: () => cookies.get('pl_csrf') }
-}
+const jar = () => cookieJar()
 
 interface User {
   name: string
@@ -143,8 +101,7 @@ const endpointOf = (t: string) => (JSON.parse(t) as { endpoint: string }).endpoi
 const dm = (name: string) => `d:${name}@${SERVER}`
 
 beforeAll(async () => {
-  // No Go toolchain: execFileSync throws and the suite fails (it must not skip).
-  execFileSync('go', ['build', '-o', bin, './cmd/homeserver'], { cwd: repo, stdio: 'pipe' })
+  bin = buildHomeserver(work)
   base = 'http://' + (await startServer())
   await Promise.all(
     ['alice', 'bob', 'carol'].map(async (name) => {
@@ -156,12 +113,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const e of engines) e.close()
-  const p = proc
-  if (p && p.exitCode === null) {
-    const gone = new Promise((r) => p.once('exit', r))
-    p.kill('SIGTERM')
-    await gone
-  }
+  await server?.stop()
   rmSync(work, { recursive: true, force: true })
 })
 
