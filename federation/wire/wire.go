@@ -731,10 +731,7 @@ func readResults(o *cjson.Object, t Type) []Result {
 		switch r.Status {
 		case Accepted, Duplicate:
 		case Refused:
-			r.Error = e.String("error", true)
-			if e.Err() == nil && !IsCode(r.Error) {
-				e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
-			}
+			r.Error = readCode(e)
 		default:
 			e.Fail("status", `"accepted", "duplicate" or "refused"`)
 		}
@@ -743,16 +740,22 @@ func readResults(o *cjson.Object, t Type) []Result {
 	return rs
 }
 
+// readCode reads a result's "error": a refusal code.
+func readCode(e *cjson.Object) string {
+	code := e.String("error", true)
+	if e.Err() == nil && !IsCode(code) {
+		e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
+	}
+	return code
+}
+
 // readKeyResult reads one result of a key_answer: {"id", "error"} or
 // {"id", "lookup": {…}, "consistency": [b64, …] optional}. The lookup's own
 // members are the caller's to check (keylog.ParseLookup).
 func readKeyResult(e *cjson.Object) Result {
 	r := Result{ID: e.String("id", true)}
 	if e.Has("error") {
-		r.Error = e.String("error", true)
-		if e.Err() == nil && !IsCode(r.Error) {
-			e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
-		}
+		r.Error = readCode(e)
 		return r
 	}
 	lv := e.Object("lookup", true)
@@ -789,10 +792,7 @@ const MaxFileSize = 100<<20 + 28
 func readFileResult(e *cjson.Object) Result {
 	r := Result{ID: e.String("id", true)}
 	if e.Has("error") {
-		r.Error = e.String("error", true)
-		if e.Err() == nil && !IsCode(r.Error) {
-			e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
-		}
+		r.Error = readCode(e)
 		return r
 	}
 	r.File = hexID(e, "file")

@@ -90,10 +90,7 @@ func readHashes(e *cjson.Object, name string, required bool) [][]byte {
 func readWitnessResult(e *cjson.Object) Result {
 	r := Result{ID: e.String("id", true)}
 	if e.Has("error") {
-		r.Error = e.String("error", true)
-		if e.Err() == nil && !IsCode(r.Error) {
-			e.Fail("error", "a refusal code (1 to 32 of a-z and _)")
-		}
+		r.Error = readCode(e)
 		r.TreeSize = uint64(e.Int("tree_size", false, 1, cjson.MaxSafeInt))
 		return r
 	}
