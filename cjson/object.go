@@ -114,6 +114,19 @@ func (o *Object) Bytes(name string, required bool, lo, hi int) []byte {
 	return b
 }
 
+// Bool reads a boolean member.
+func (o *Object) Bool(name string, required bool) bool {
+	v, ok := o.get(name, required)
+	if !ok {
+		return false
+	}
+	b, ok := v.(bool)
+	if !ok {
+		o.Fail(name, "true or false")
+	}
+	return b
+}
+
 // Array reads an array member.
 func (o *Object) Array(name string, required bool) []any {
 	v, ok := o.get(name, required)

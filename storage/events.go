@@ -132,10 +132,22 @@ func (t *mtxn) commit() error {
 		t.b.Close()
 		return err
 	}
-	if err := t.d.commitEvents(t.b, t.events, t.release); err != nil {
+	release := t.release
+	if len(t.groupDests) > 0 {
+		release = func() {
+			t.unlockGroupDests()
+			if t.release != nil {
+				t.release()
+			}
+		}
+	}
+	err := t.d.commitEvents(t.b, t.events, release)
+	t.unlockGroupDests()
+	if err != nil {
 		return err
 	}
 	t.filesCommitted()
+	t.d.outboxQueued(t.groupDests)
 	return nil
 }
 

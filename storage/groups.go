@@ -57,6 +57,10 @@ type GroupMember struct {
 	Address privateline.Address `json:"address"`
 	Role    string              `json:"role"`
 	Joined  uint64              `json:"joined"` // join order: smaller joined earlier
+	// Remote: the member has no account on this server (a user of another
+	// server, fedgroups.go); User is then remoteMemberID(Address), never
+	// a user's id, so the checks by id work for every member alike.
+	Remote bool `json:"remote,omitempty"`
 }
 
 // Group is a group's record.
@@ -68,6 +72,12 @@ type Group struct {
 	Retention int64         `json:"retention,omitempty"` // seconds; 0: keep
 	CreatedAt time.Time     `json:"created_at"`
 	NextJoin  uint64        `json:"next_join"`
+	// Version grows with every change the group's server makes (spec
+	// federation §12.1); Replica: this server keeps the group for its
+	// members, and the group's server (the id's server part) decides
+	// every change (fedgroups.go).
+	Version uint64 `json:"version,omitempty"`
+	Replica bool   `json:"replica,omitempty"`
 }
 
 // Member returns the member record of user, or nil.
@@ -206,6 +216,12 @@ func (d *DB) CreateGroup(server privateline.ServerName, owner GroupMember, membe
 		if i > 0 {
 			m.Role = RoleMember
 		}
+		if m.Remote {
+			m.User = d.remoteMemberID(m.Address)
+		}
+		if g.Member(m.User) != nil {
+			return nil, privateline.E(op, privateline.Invalid, "a member is listed twice: "+string(m.Address))
+		}
 		m.Joined = g.NextJoin
 		g.NextJoin++
 		g.Members = append(g.Members, m)
@@ -214,6 +230,7 @@ func (d *DB) CreateGroup(server privateline.ServerName, owner GroupMember, membe
 	unlock := d.lockStripes(ids...)
 	defer unlock()
 	t := d.newMtxn(nil)
+	defer t.unlockGroupDests()
 	if err := t.writeGroup(gid[:], g.ID, nil, g); err != nil {
 		t.b.Close()
 		return nil, privateline.E(op, err)
@@ -233,15 +250,39 @@ func (t *mtxn) writeGroup(gk []byte, id string, old []GroupMember, g *Group) err
 	if g != nil {
 		now = g.Members
 	}
+	var prev *Group // as stored
+	if p, _, err := t.d.group(id); err == nil {
+		prev = p
+	} else if !privateline.Is(privateline.NotExist, err) {
+		return err
+	}
+	replica := g != nil && g.Replica || prev != nil && prev.Replica
+	if !replica {
+		// The group's server: a new version, told to the servers of
+		// its remote members, old and new (fedgroups.go).
+		var version uint64 = 1
+		if prev != nil {
+			version = prev.Version + 1
+		}
+		if g != nil {
+			g.Version = version
+		}
+		if err := t.queueGroupUpdates(gk, id, old, g, version, nil); err != nil {
+			return err
+		}
+	}
 	concerned := map[ID]bool{}
 	for _, m := range old {
+		if m.Remote {
+			continue
+		}
 		concerned[m.User] = true
 		if !slices.ContainsFunc(now, func(n GroupMember) bool { return n.User == m.User }) {
 			t.del(tUserGroup.key(m.User[:], gk))
 		}
 	}
 	for _, m := range now {
-		if concerned[m.User] {
+		if m.Remote || concerned[m.User] {
 			continue
 		}
 		concerned[m.User] = true
@@ -259,7 +300,7 @@ func (t *mtxn) writeGroup(gk []byte, id string, old []GroupMember, g *Group) err
 		if err != nil {
 			return err
 		}
-		if n >= MaxGroupsPerUser {
+		if n >= MaxGroupsPerUser && !replica { // a replica follows its group's server
 			return privateline.E("storage.writeGroup", privateline.Invalid, string(m.Address)+" is in too many groups")
 		}
 		t.d.setSealed(t.b, tUserGroup.key(m.User[:], gk), nil)
@@ -334,6 +375,11 @@ func (d *DB) UpdateGroup(c ChangeGroup) (*Group, error) {
 	const op = "storage.UpdateGroup"
 	var extra []ID
 	if c.Add != nil {
+		if c.Add.Remote {
+			add := *c.Add
+			add.User = d.remoteMemberID(add.Address)
+			c.Add = &add
+		}
 		extra = append(extra, c.Add.User)
 	}
 	g, gk, unlock, err := d.lockGroup(c.Group, extra...)
@@ -344,6 +390,9 @@ func (d *DB) UpdateGroup(c ChangeGroup) (*Group, error) {
 	me := g.Member(c.By)
 	if me == nil {
 		return nil, privateline.E(op, privateline.NotExist)
+	}
+	if g.Replica {
+		return nil, privateline.E(op, privateline.Invalid, "a group of another server changes there")
 	}
 	old := slices.Clone(g.Members)
 	switch {
@@ -410,6 +459,7 @@ func (d *DB) UpdateGroup(c ChangeGroup) (*Group, error) {
 		return nil, privateline.E(op, privateline.Invalid, "no change")
 	}
 	t := d.newMtxn(nil)
+	defer t.unlockGroupDests()
 	var after *Group
 	if len(g.Members) > 0 {
 		after = g
@@ -471,6 +521,16 @@ func (t *mtxn) leaveAllGroupsLocked(user ID) error {
 			continue
 		} else if err != nil {
 			return err
+		}
+		if g.Replica {
+			// The group's server decides its members; here the user's
+			// place and keys go (spec federation §12.1).
+			t.del(tUserGroup.key(user[:], gk))
+			p := tGroupWrap.key(gk, user[:])
+			if err := t.b.DeleteRange(p, prefixEnd(p), nil); err != nil {
+				return err
+			}
+			continue
 		}
 		old := slices.Clone(g.Members)
 		removeMember(&g, user)
@@ -540,6 +600,9 @@ func (d *DB) PutGroupKey(u *GroupKeyUpload) (replay bool, err error) {
 	if !g.admin(u.By) {
 		return false, privateline.E(op, privateline.Forbidden, "only the owner and admins distribute group keys")
 	}
+	if g.Replica {
+		return false, privateline.E(op, privateline.Invalid, "a group of another server changes there")
+	}
 	var rec groupKeyRecord
 	switch err := d.getJSON(tGroupKey.key(gk, u64(uint64(u.Epoch))), &rec); {
 	case err == nil:
@@ -564,19 +627,36 @@ func (d *DB) PutGroupKey(u *GroupKeyUpload) (replay bool, err error) {
 	if len(u.KeyIDs) != len(g.Members) || len(u.Wraps) != len(g.Members) {
 		return false, ErrMembersChanged
 	}
-	b := d.db.NewBatch()
+	t := d.newMtxn(nil)
+	defer t.unlockGroupDests()
+	b := t.b
 	if err := d.setJSON(b, tGroupKey.key(gk, u64(uint64(u.Epoch))), groupKeyRecord{Signed: u.Signed, Sum: u.Sum}); err != nil {
 		b.Close()
 		return false, privateline.E(op, err)
 	}
+	key := &groupKeyView{Epoch: u.Epoch, Signed: u.Signed, Sum: u.Sum, Wraps: map[ID]groupWrap{}}
 	for _, m := range g.Members {
 		w := u.Wraps[m.Address]
+		key.Wraps[m.User] = groupWrap{KeyID: w[0], Wrap: w[1]}
 		if err := d.setJSON(b, tGroupWrap.key(gk, m.User[:], u64(uint64(u.Epoch))), groupWrap{KeyID: w[0], Wrap: w[1]}); err != nil {
 			b.Close()
 			return false, privateline.E(op, err)
 		}
 	}
-	if err := d.commit(b); err != nil {
+	if hasRemote(g.Members) {
+		// The members' servers get the key with a new version of the
+		// group (fedgroups.go).
+		g.Version++
+		if err := d.setJSON(b, tGroup.key(gk), g); err != nil {
+			b.Close()
+			return false, privateline.E(op, err)
+		}
+		if err := t.queueGroupUpdates(gk, g.ID, g.Members, g, g.Version, key); err != nil {
+			b.Close()
+			return false, privateline.E(op, err)
+		}
+	}
+	if err := t.commit(); err != nil {
 		return false, privateline.E(op, err)
 	}
 	return false, nil
@@ -613,11 +693,29 @@ func (d *DB) lockGroupDelivery(dl *Delivery, mid []byte) (*Group, func(), error)
 	if err != nil {
 		return nil, nil, err
 	}
-	dl.Recipients = nil
+	dl.Recipients, dl.RelayTo, dl.fanout = nil, nil, nil
+	_, senderServer, _ := dl.Sender.Address.Split()
 	for _, m := range g.Members {
-		if m.User != dl.Sender.ID {
+		switch {
+		case m.User == dl.Sender.ID:
+		case !m.Remote:
 			dl.Recipients = append(dl.Recipients, Recipient{ID: m.User, Address: m.Address})
+		case g.Replica:
+			// A replica's other members are the group server's to reach.
+		default:
+			_, srv, _ := m.Address.Split()
+			if dl.RemoteSender && srv == senderServer {
+				// The sender's server stores the sender's members' copies
+				// itself, once this delivery is answered (fedgroups.go).
+				dl.RelayTo = append(dl.RelayTo, m.Address)
+				continue
+			}
+			if dl.fanout == nil {
+				dl.fanout = map[privateline.ServerName][]privateline.Address{}
+			}
+			dl.fanout[srv] = append(dl.fanout[srv], m.Address)
 		}
 	}
+	slices.Sort(dl.RelayTo)
 	return g, unlock, nil
 }

@@ -47,6 +47,10 @@ const (
 	RefusedMalformed         = "malformed"
 	RefusedWrongOrigin       = "wrong_origin"
 	RefusedNotForDestination = "not_for_destination"
+	// Groups (spec §12.1): no replica of the group here, or the sender
+	// is not one of its members.
+	RefusedUnknownGroup = "unknown_group"
+	RefusedNotMember    = "not_member"
 )
 
 // ErrTxnReused: a transaction id that origin used before for other
@@ -73,6 +77,13 @@ type InboundEntry struct {
 	Message string              // read_marks, deletes: the envelope's id
 	Reader  privateline.Address // read_marks: the reader (on origin)
 	At      time.Time           // read_marks: read at; deletes: deleted at
+
+	// Groups (fedgroups.go): "group_envelopes" entries have Group (origin
+	// is its server, checked by the caller) and Recipients, the members
+	// here the group's server named; "group_updates" entries have Replica,
+	// the group's state with its members resolved.
+	Group   string
+	Replica *GroupReplica
 }
 
 // InboundResult is the outcome of one entry.
@@ -143,8 +154,24 @@ func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, ent
 	oh, th := d.serverHash(origin), d.txnHash(txnID)
 	rk := tReplayTxn.key(oh, th)
 	mids := make([][]byte, len(entries))
+	var unlock func()
+lock:
 	ids := [][]byte{th}
+	var replicas []*GroupReplica
+	var held []ID
 	for i, e := range entries {
+		if r := e.Replica; r != nil && e.Refused == "" {
+			// A group's state changes the replica and tells its members,
+			// old and new (fedgroups.go).
+			if gk, err := groupKeyID(r.Group.ID); err == nil {
+				ids = append(ids, gk)
+				replicas = append(replicas, r)
+				if cur, _, err := d.group(r.Group.ID); err == nil {
+					held = append(held, cur.memberIDs()...)
+				}
+				held = append(held, r.localIDs()...)
+			}
+		}
 		if mid, err := msgKeyID(e.ID); err == nil {
 			mids[i] = mid
 			ids = append(ids, mid)
@@ -166,7 +193,16 @@ func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, ent
 			}
 		}
 	}
-	unlock := d.lockStripes(ids...)
+	for _, u := range held {
+		ids = append(ids, slices.Clone(u[:]))
+	}
+	unlock = d.lockStripes(ids...)
+	for _, r := range replicas {
+		if !d.stripesHeld(r.Group.ID, held) {
+			unlock()
+			goto lock
+		}
+	}
 	defer unlock()
 
 	var prior replayTxn
@@ -203,6 +239,10 @@ func (d *DB) ReceiveTransaction(origin privateline.ServerName, txnID string, ent
 			status, code, err = t.receiveEntry(origin, oh, e, mids[i], accepted, now)
 		case OutboxReadMarks, OutboxDeletes:
 			status, code, err = t.receiveChange(origin, oh, e, mids[i], accepted, recs, now)
+		case OutboxGroupEnvelopes:
+			status, code, err = t.receiveEntry(origin, oh, e, mids[i], accepted, now)
+		case OutboxGroupUpdates:
+			status, code, err = t.receiveGroupUpdate(oh, e, mids[i], accepted)
 		default:
 			status, code = InboundRefused, RefusedMalformed
 		}
@@ -241,12 +281,14 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 	if status, code, err := t.triage(oh, e, mid, accepted); status != "" || err != nil {
 		return status, code, err
 	}
-	if _, srv, err := e.From.Split(); err != nil || srv != origin {
+	if _, srv, err := e.From.Split(); err != nil || srv != origin && e.Group == "" {
+		// A group's server relays its members' messages (the caller
+		// checked that origin is the group's server).
 		return refuse(RefusedWrongOrigin)
 	}
 	sum := sha256.Sum256(e.Raw)
 	if rec, err := d.envelope(mid); err == nil {
-		if _, srv, _ := rec.Sender.Address.Split(); rec.remoteSender() && srv == origin && bytes.Equal(rec.Sum, sum[:]) {
+		if _, srv, _ := rec.Sender.Address.Split(); rec.remoteSender() && (srv == origin || e.Group != "" && rec.Group == e.Group) && bytes.Equal(rec.Sum, sum[:]) {
 			return InboundDuplicate, "", nil
 		}
 		return refuse(RefusedIDInUse)
@@ -265,8 +307,28 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 	if !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now) {
 		return refuse(RefusedExpired)
 	}
+	var grp *Group
+	if e.Group != "" {
+		// Only the replica's members, and never the sender (its server
+		// stored its own members' copies).
+		g, _, err := d.group(e.Group)
+		if privateline.Is(privateline.NotExist, err) || err == nil && !g.Replica {
+			return refuse(RefusedUnknownGroup)
+		} else if err != nil {
+			return "", "", err
+		}
+		if g.MemberAt(e.From) == nil {
+			return refuse(RefusedNotMember)
+		}
+		grp = g
+	}
 	var rcpts []Recipient
 	for _, r := range e.Recipients {
+		if grp != nil {
+			if m := grp.MemberAt(r.Address); m == nil || m.Remote || m.User != r.ID || r.Address == e.From {
+				continue
+			}
+		}
 		if r.ID.IsZero() || slices.ContainsFunc(rcpts, func(x Recipient) bool { return x.ID == r.ID }) {
 			continue
 		}
@@ -281,9 +343,15 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 	if len(rcpts) == 0 {
 		return refuse(RefusedUnknownRecipient)
 	}
-	rec := &envelopeRecord{Raw: e.Raw, Sum: sum[:], Sender: Recipient{Address: e.From}, Recipients: rcpts, OriginFiles: e.Files}
+	rec := &envelopeRecord{Raw: e.Raw, Sum: sum[:], Sender: Recipient{Address: e.From}, Recipients: rcpts, OriginFiles: e.Files, Group: e.Group}
 	if !e.ExpiresAt.IsZero() {
 		rec.ExpiresAt = e.ExpiresAt.UnixMilli()
+	}
+	if grp != nil && grp.Retention > 0 {
+		// The group's retention, as for a message posted here.
+		if limit := now.Add(time.Duration(grp.Retention) * time.Second).UnixMilli(); rec.ExpiresAt == 0 || limit < rec.ExpiresAt {
+			rec.ExpiresAt = limit
+		}
 	}
 	if err := t.storeEnvelope(rec, e.ID, mid); err != nil {
 		return "", "", err
@@ -470,4 +538,26 @@ func (d *DB) SweepReplay(cutoff time.Time) (int, error) {
 			return total, nil
 		}
 	}
+}
+
+// receiveGroupUpdate applies a group's state from its server (origin,
+// checked by the caller) to the replica: accepted whether or not it was
+// newer (an older state changes nothing but missing keys).
+func (t *mtxn) receiveGroupUpdate(oh []byte, e *InboundEntry, mid []byte, accepted map[string]bool) (status, code string, err error) {
+	if status, code, err := t.triage(oh, e, mid, accepted); status != "" || err != nil {
+		return status, code, err
+	}
+	if e.Replica == nil {
+		return InboundRefused, RefusedMalformed, nil
+	}
+	gk, err := groupKeyID(e.Replica.Group.ID)
+	if err != nil {
+		return InboundRefused, RefusedMalformed, nil
+	}
+	if _, err := t.applyReplica(gk, e.Replica); errors.Is(err, ErrNotReplica) {
+		return InboundRefused, RefusedWrongOrigin, nil
+	} else if err != nil {
+		return "", "", err
+	}
+	return InboundAccepted, "", nil
 }

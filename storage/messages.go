@@ -84,6 +84,18 @@ type Delivery struct {
 	// (else NotExist); Epoch must be the current one (else ErrStaleEpoch).
 	Group string
 	Epoch int64
+
+	// Groups across servers (fedgroups.go). RemoteSender: on the group's
+	// server, the sender is a member on another server whose server
+	// forwarded the message (Sender.ID is ignored; the record has no
+	// sender copy). RelayTo (set by Deliver): the members on that server
+	// it must store the message for itself. Relayed: on a member's server,
+	// the group's server accepted the message and Recipients are the
+	// members here it named; the group is not read.
+	RemoteSender bool
+	RelayTo      []privateline.Address
+	Relayed      bool
+	fanout       map[privateline.ServerName][]privateline.Address // remote members' servers → members
 }
 
 type envelopeRecord struct {
@@ -263,6 +275,12 @@ type mtxn struct {
 	release func()
 	now     time.Time // the time of tombstones; zero: time.Now
 	fx      fileTxn   // files changed (files.go)
+	// groupDests: outbox destinations this write queued group items for
+	// (fedgroups.go), locked until the batch is applied; commit tells the
+	// outbox notifier once it is durable.
+	groupDests      []outboxDest
+	groupDestUnlock []func()
+	replicas        map[string]*Group // group replicas written in this batch (nil: deleted)
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
@@ -368,18 +386,28 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	sum := sha256.Sum256(dl.Raw)
 	var grp *Group
 	var unlock func()
-	if dl.Group != "" {
+	if dl.Group != "" && !dl.Relayed {
+		if dl.RemoteSender {
+			dl.Sender.ID = d.remoteMemberID(dl.Sender.Address)
+		}
 		if grp, unlock, err = d.lockGroupDelivery(dl, mid); err != nil {
 			return 0, false, privateline.E(op, err)
 		}
 		parts = append([]Recipient{dl.Sender}, dl.Recipients...)
+		if grp.Replica {
+			return 0, false, privateline.E(op, privateline.Invalid, "a message to a group of another server goes through that server")
+		}
 	} else {
 		unlock = d.lockStripes(ids...)
 	}
 	defer unlock()
 
 	if r, err := d.envelope(mid); err == nil {
-		if r.Sender.ID == dl.Sender.ID && bytes.Equal(r.Sum, sum[:]) {
+		sameSender := r.Sender.ID == dl.Sender.ID
+		if dl.RemoteSender {
+			sameSender = r.remoteSender() && r.Sender.Address == dl.Sender.Address
+		}
+		if sameSender && bytes.Equal(r.Sum, sum[:]) {
 			// The first delivery may still be waiting for its sync.
 			if err := d.syncWAL(); err != nil {
 				return 0, false, privateline.E(op, err)
@@ -403,6 +431,17 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	}
 	if dl.Sender.ID.IsZero() {
 		return 0, false, privateline.E(op, privateline.Invalid, "a local delivery needs its sender")
+	}
+	if dl.RemoteSender {
+		if grp == nil {
+			return 0, false, privateline.E(op, privateline.Invalid, "only a group message has a sender on another server")
+		}
+		// No copy, no events, no files of this server for the sender.
+		parts = parts[1:]
+		dl.Sender.ID = ID{}
+		if len(dl.Files) > 0 {
+			return 0, false, privateline.E(op, privateline.Invalid, "files of a member on another server are not supported yet")
+		}
 	}
 	for _, p := range parts {
 		ok, err := d.userExists(p.ID)
@@ -432,7 +471,15 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		t.b.Close()
 		return 0, false, privateline.E(op, err)
 	}
-	if len(dests) > 0 {
+	if len(dl.fanout) > 0 {
+		// Group fan-out to the remote members' servers (fedgroups.go).
+		if err = t.queueGroupEnvelopes(dl); err != nil {
+			t.b.Close()
+			return 0, false, privateline.E(op, err)
+		}
+		t.release = func() { t.unlockGroupDests(); unlock() }
+		defer t.unlockGroupDests()
+	} else if len(dests) > 0 {
 		// The outbox items (outbox.go): the destinations' locks are
 		// taken after the stripes and released with them once the batch
 		// is applied, so each destination's records are written in the

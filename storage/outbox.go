@@ -53,8 +53,10 @@ type OutboxItem struct {
 	Seq      uint64
 	Type     string // "envelopes" (the wire type)
 	ID       string // entry id: the envelope id for "envelopes"
-	Payload  []byte // "envelopes": the envelope exactly as posted
+	Payload  []byte // "envelopes", "group_envelopes": the envelope exactly as posted
 	QueuedAt time.Time
+	// Meta: "group_envelopes": the GroupEnvelopePayload (fedgroups.go).
+	Meta []byte
 }
 
 // OutboxTxn is a destination's pending transaction.
@@ -321,7 +323,8 @@ func (d *DB) loadItem(k []byte, now time.Time) (*item, error) {
 	}
 	it := &item{OutboxItem: OutboxItem{Seq: binary.BigEndian.Uint64(k[len(k)-8:]), Type: r.Type, ID: r.ID, QueuedAt: time.UnixMilli(r.QueuedAt)}}
 	switch r.Type {
-	case OutboxEnvelopes:
+	case OutboxEnvelopes, OutboxGroupEnvelopes:
+		it.Meta = r.Payload
 		mid, err := msgKeyID(r.ID)
 		if err != nil {
 			return nil, privateline.E("storage.loadItem", privateline.Internal, err)

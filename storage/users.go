@@ -188,6 +188,7 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 		return privateline.E(op, err)
 	}
 	defer unlockMessages()
+	defer mt.unlockGroupDests()
 	if err := d.deleteContactsLocked(mt, id); err != nil {
 		b.Close()
 		return privateline.E(op, err)
@@ -207,6 +208,8 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 		return privateline.E(op, err)
 	}
 	mt.filesCommitted()
+	mt.unlockGroupDests()
+	d.outboxQueued(mt.groupDests) // groups' remote members' servers (fedgroups.go)
 	// Best effort: the deletion is durable already; compaction only makes
 	// the tombstoned bytes leave older files sooner.
 	for _, k := range [][]byte{nk, uk, ek, pk, tUserSessions.key(id[:]), {tEnvelope.prefix},

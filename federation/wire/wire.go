@@ -41,6 +41,8 @@ const (
 	// Tree-head witnessing (§12.6): the witness_answer frame. The
 	// co-signature inside it has its own label, keylog.LabelWitness.
 	LabelWitnessAnswer = "privateline/v1/federation-witness-answer"
+	// LabelGroupAnswer signs a group_answer (spec/federation.md §12.1).
+	LabelGroupAnswer = "privateline/v1/federation-group-answer"
 )
 
 // Type is a message's "type" member.
@@ -64,7 +66,28 @@ const (
 	// origin's directory head; answered by a witness_answer.
 	TypeWitness       Type = "witness"
 	TypeWitnessAnswer Type = "witness_answer"
+
+	// Groups across servers (spec/federation.md §12.1).
+	TypeGroupEnvelopes Type = "group_envelopes" // the group's server fans a group envelope out to members' servers
+	TypeGroupUpdates   Type = "group_updates"   // the group's server sends its state to members' servers
+	TypeGroupRequest   Type = "group_request"   // a member's server asks the group's server to make a change (request)
+	TypeGroupAnswer    Type = "group_answer"    // the answer to a group_request
 )
+
+// Group limits of spec/federation.md §12.1.
+const (
+	// MaxGroupTo caps the "to" of a group_envelopes entry (a group's
+	// members, spec/e2ee.md §11).
+	MaxGroupTo = 512
+	// MaxGroupBody caps the decoded "body" of a group_request: the largest
+	// client request forwarded, a group key document (spec/e2ee.md §8.1).
+	MaxGroupBody = 512 << 10
+	// MaxGroupMessage caps an answer's "message".
+	MaxGroupMessage = 512
+)
+
+// Group request operations (spec/federation.md §12.1).
+var GroupOps = []string{"add", "key", "meta", "remove", "retention", "role", "send"}
 
 // MaxKeyRequests caps the entries of a key_request (spec/federation.md
 // §12.5).
@@ -80,6 +103,9 @@ func answerType(t Type) Type {
 	}
 	if t == TypeWitness {
 		return TypeWitnessAnswer
+	}
+	if t == TypeGroupRequest {
+		return TypeGroupAnswer
 	}
 	return TypeReceipt
 }
@@ -140,6 +166,18 @@ type Entry struct {
 	// the head's size (32-byte hashes).
 	Head        []byte
 	Consistency [][]byte
+
+	// Groups (spec §12.1). group_envelopes: Group, Envelope and To (the
+	// members on the destination); group_updates: Group and State (the
+	// canonical JSON of the group's state object); group_request: Group,
+	// Op, Requester (a user of origin), Target (the member a "remove" or
+	// "role" names) and Body (the client's request body as it sent it).
+	Group  string
+	To     []privateline.Address
+	State  []byte
+	Op     string
+	Target privateline.Address
+	Body   []byte
 }
 
 // Transaction is a signed batch from Origin to Destination.
@@ -184,6 +222,17 @@ type Result struct {
 	// head the witness holds for "need_proof" and "log_rollback".
 	Cosignature []byte
 	TreeSize    uint64
+
+	// In a group_answer: HTTPStatus, the client API's status for the
+	// request (200–599); with a status ≥ 400 Error (the client API's
+	// error code) and Message; State, the group's state after the change
+	// (canonical JSON), Recipients (the members on the requester's server
+	// a "send" is for) and Replayed (the request was applied before).
+	HTTPStatus int
+	Message    string
+	State      []byte
+	Recipients []privateline.Address
+	Replayed   bool
 }
 
 // Receipt is the destination's signed answer to a transaction: Type
@@ -231,6 +280,10 @@ func (t *Transaction) body() map[string]any {
 			entries[i] = witnessEntry(e)
 			continue
 		}
+		if t.Type == TypeGroupEnvelopes || t.Type == TypeGroupUpdates || t.Type == TypeGroupRequest {
+			entries[i] = groupEntryBody(t.Type, e)
+			continue
+		}
 		if t.Type == TypeKeyRequest {
 			m := map[string]any{"address": string(e.Address), "id": e.ID}
 			if e.Since > 0 {
@@ -257,11 +310,18 @@ func (r *Receipt) label() string {
 	if r.typ() == TypeWitnessAnswer {
 		return LabelWitnessAnswer
 	}
+	if r.typ() == TypeGroupAnswer {
+		return LabelGroupAnswer
+	}
 	return LabelReceipt
 }
 func (r *Receipt) body() map[string]any {
 	results := make([]any, len(r.Results))
 	for i, x := range r.Results {
+		if r.typ() == TypeGroupAnswer {
+			results[i] = groupResultBody(x)
+			continue
+		}
 		m := map[string]any{"id": x.ID}
 		if r.typ() == TypeReceipt {
 			m["status"] = string(x.Status)
@@ -403,12 +463,15 @@ func Verify(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim
 	switch m := m.(type) {
 	case *Transaction:
 		if len(m.Entries) > lim.MaxEntries || m.Type == TypeKeyRequest && len(m.Entries) > MaxKeyRequests ||
-			m.Type == TypeFileRequest && len(m.Entries) > 1 {
+			m.Type == TypeFileRequest && len(m.Entries) > 1 || m.Type == TypeGroupRequest && len(m.Entries) > 1 {
 			return nil, refuse(TooManyEntries, "%d entries", len(m.Entries))
 		}
 		for i, e := range m.Entries {
 			if len(e.Envelope) > lim.MaxEnvelope {
 				return nil, refuse(TooLarge, "entry %d: envelope of %d bytes, at most %d", i, len(e.Envelope), lim.MaxEnvelope)
+			}
+			if len(e.Body) > MaxGroupBody {
+				return nil, refuse(TooLarge, "entry %d: body of %d bytes, at most %d", i, len(e.Body), MaxGroupBody)
 			}
 		}
 	case *Receipt:
@@ -566,14 +629,15 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	var h Header
 	var m Message
 	switch typ {
-	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes, TypeFileRequest, TypeWitness:
+	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes, TypeFileRequest, TypeWitness,
+		TypeGroupEnvelopes, TypeGroupUpdates, TypeGroupRequest:
 		t := &Transaction{Type: typ}
 		t.Entries = readEntries(o, typ)
 		if typ == TypeWitness && o.Err() == nil && len(t.Entries) != 1 {
 			o.Fail("entries", "exactly one entry in a witness request")
 		}
 		m = t
-	case TypeReceipt, TypeKeyAnswer, TypeFileAnswer, TypeWitnessAnswer:
+	case TypeReceipt, TypeKeyAnswer, TypeFileAnswer, TypeWitnessAnswer, TypeGroupAnswer:
 		r := &Receipt{Type: typ}
 		r.Results = readResults(o, typ)
 		m = r
@@ -674,6 +738,10 @@ func readEntries(o *cjson.Object, t Type) []Entry {
 			es = append(es, readWitnessEntry(e))
 			return
 		}
+		if t == TypeGroupEnvelopes || t == TypeGroupUpdates || t == TypeGroupRequest {
+			es = append(es, readGroupEntry(e, t))
+			return
+		}
 		if t == TypeKeyRequest {
 			x := Entry{ID: e.String("id", true), Address: address(e, "address")}
 			x.Since = uint64(e.Int("since", false, 1, cjson.MaxSafeInt))
@@ -725,6 +793,10 @@ func readResults(o *cjson.Object, t Type) []Result {
 		}
 		if t == TypeWitnessAnswer {
 			rs = append(rs, readWitnessResult(e))
+			return
+		}
+		if t == TypeGroupAnswer {
+			rs = append(rs, readGroupResult(e))
 			return
 		}
 		r := Result{ID: e.String("id", true), Status: Status(e.String("status", true))}
