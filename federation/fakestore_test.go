@@ -54,8 +54,10 @@ type fakeStore struct {
 	lookups    map[privateline.Address][]byte
 	keyChanged []privateline.Address
 
-	files fakeFiles
-	wit   fakeWitnessStore // witness_fakestore_test.go
+	files       fakeFiles
+	wit         fakeWitnessStore        // witness_fakestore_test.go
+	groupStates map[string][]byte       // GroupStateFor's answers
+	replicas    []*storage.GroupReplica // ApplyGroupReplica's calls
 }
 
 // outEvent is an event the outbox put in a local sender's log.
@@ -427,4 +429,21 @@ func (f *fakeStore) StoreRemoteFile(origin privateline.ServerName, file string, 
 	}
 	f.files.remoteFiles[string(origin)+"/"+file] = b
 	return &storage.FileInfo{ID: file, Size: size, SHA256: got[:]}, nil
+}
+
+// Groups (groups.go): the fake keeps the states it was given.
+func (f *fakeStore) GroupStateFor(id string, dest privateline.ServerName) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.groupStates[id]; ok {
+		return st, nil
+	}
+	return nil, privateline.E(privateline.NotExist)
+}
+
+func (f *fakeStore) ApplyGroupReplica(r *storage.GroupReplica) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.replicas = append(f.replicas, r)
+	return true, nil
 }

@@ -138,12 +138,15 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 	}
 	switch tx.Type {
 	case wire.TypeEnvelopes, wire.TypeReadMarks, wire.TypeDeletes:
+	case wire.TypeGroupEnvelopes, wire.TypeGroupUpdates: // groups.go
 	case wire.TypeKeyRequest:
 		return s.answerKeys(tx)
 	case wire.TypeFileRequest:
 		return s.answerFile(tx, st) // files.go
 	case wire.TypeWitness:
 		return s.answerWitness(tx, c.PeerKey())
+	case wire.TypeGroupRequest:
+		return s.answerGroup(tx)
 	default:
 		return s.refuse(origin, string(wire.UnknownType), fmt.Sprintf("this server does not take %q transactions", tx.Type), 0)
 	}
@@ -158,6 +161,12 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 	} else {
 		entries := make([]storage.InboundEntry, len(tx.Entries))
 		for i, e := range tx.Entries {
+			if tx.Type == wire.TypeGroupEnvelopes || tx.Type == wire.TypeGroupUpdates {
+				if entries[i], err = s.checkGroupEntry(tx, e, dup[i], now); err != nil { // groups.go
+					return s.storeFailure(origin, tx, err)
+				}
+				continue
+			}
 			if tx.Type != wire.TypeEnvelopes {
 				// Read marks and deletes: the store checks them against
 				// the message they name (spec §12.2, §12.3).

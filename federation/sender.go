@@ -413,6 +413,8 @@ func outboxEntry(typ string, it storage.OutboxItem) (wire.Entry, error) {
 			return wire.Entry{}, fmt.Errorf("outbox delete %s: %w", it.ID, err)
 		}
 		return wire.Entry{ID: it.ID, Message: p.Message, From: p.From, At: p.DeletedAt}, nil
+	case storage.OutboxGroupEnvelopes, storage.OutboxGroupUpdates:
+		return groupOutboxEntry(typ, it) // groups.go
 	}
 	return wire.Entry{}, fmt.Errorf("outbox items of type %q cannot be sent by this version", typ)
 }

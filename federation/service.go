@@ -77,6 +77,10 @@ type Store interface {
 	Cosignatures() ([][]byte, error)
 	AddDirectoryFork(server privateline.ServerName, evidence []byte) (added bool, err error)
 	DirectoryForks() ([][]byte, error)
+	// Groups across servers (groups.go): a group's state for a member's
+	// server, and the replica of a group of another server.
+	GroupStateFor(id string, dest privateline.ServerName) ([]byte, error)
+	ApplyGroupReplica(r *storage.GroupReplica) (bool, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -195,7 +199,8 @@ type Service struct {
 	doc      []byte
 	docAt    int64 // created_at of doc, ms
 
-	files fileState // file transfers (files.go)
+	files  fileState    // file transfers (files.go)
+	groups GroupHandler // forwarded group requests (groups.go); nil: refused
 }
 
 // New checks cfg and returns a Service; Start makes it run.
