@@ -113,6 +113,10 @@ type Deps struct {
 	// Remote looks up other servers' users; nil: this server does not
 	// federate (their addresses are refused with 400).
 	Remote RemoteKeys
+	// RemoteGroups forwards changes of groups of other servers to them
+	// (fedgroups.go); nil: such changes answer 503, and groups take no
+	// members of other servers.
+	RemoteGroups RemoteGroups
 	// ServerDocument returns the signed federation server document
 	// (spec/federation.md §2.1); nil: this server does not federate.
 	ServerDocument func() ([]byte, error)
@@ -164,6 +168,8 @@ type API struct {
 	now       func() time.Time
 	ready     func() bool
 
+	remoteGroups RemoteGroups // changes of groups of other servers (fedgroups.go)
+
 	router      *httprouter.Router
 	handler     http.Handler
 	metrics     *metrics
@@ -193,6 +199,7 @@ func New(cfg Config, d Deps) (*API, error) {
 		cfg.Argon2Concurrency = runtime.NumCPU()
 	}
 	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, rfiles: d.RemoteFiles, webPush: d.WebPush, log: d.Log, now: d.Now, ready: d.Ready}
+	a.remoteGroups = d.RemoteGroups
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}

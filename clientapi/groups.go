@@ -1,6 +1,7 @@
 package clientapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -25,6 +26,9 @@ type GroupStore interface {
 	UpdateGroup(storage.ChangeGroup) (*storage.Group, error)
 	PutGroupKey(*storage.GroupKeyUpload) (replay bool, err error)
 	GroupKey(id string, epoch int64, user storage.ID) (signed []byte, keyID, wrap string, err error)
+	// GroupForAddress: a group of this server whose member a is (the
+	// requester of a forwarded change, fedgroups.go).
+	GroupForAddress(id string, a privateline.Address) (*storage.Group, error)
 }
 
 type noGroups struct{}
@@ -40,6 +44,9 @@ func (noGroups) UpdateGroup(storage.ChangeGroup) (*storage.Group, error) { retur
 func (noGroups) PutGroupKey(*storage.GroupKeyUpload) (bool, error)       { return false, errNoGroups }
 func (noGroups) GroupKey(string, int64, storage.ID) ([]byte, string, string, error) {
 	return nil, "", "", errNoGroups
+}
+func (noGroups) GroupForAddress(string, privateline.Address) (*storage.Group, error) {
+	return nil, errNoGroups
 }
 
 // Group-route errors with their own codes.
@@ -89,18 +96,24 @@ func (a *API) member(c *call) (*storage.Group, error) {
 	return a.grps.GroupFor(c.params.ByName("id"), c.auth.UserID)
 }
 
-// localMember resolves an address of this server to a group member.
-func (a *API) localMember(addr privateline.Address) (storage.GroupMember, error) {
+// groupMember resolves an address to a new group member: a user of this
+// server, or, if this server federates, a user of another server (their
+// server checks nothing here; their keys are checked when the group's key
+// is distributed).
+func (a *API) groupMember(addr privateline.Address) (storage.GroupMember, error) {
 	name, server, err := addr.Split()
 	if err != nil {
 		return storage.GroupMember{}, invalid(fmt.Sprintf("%q is not an address", addr))
 	}
 	if server != a.cfg.ServerName {
-		return storage.GroupMember{}, invalid(fmt.Sprintf("%s is on another server; groups with members on other servers are not supported yet", addr))
+		if a.remote == nil || a.remoteGroups == nil {
+			return storage.GroupMember{}, invalid(fmt.Sprintf("%s is on another server, and this server does not federate", addr))
+		}
+		return storage.GroupMember{Address: addr, Remote: true}, nil
 	}
 	u, err := a.store.UserByName(name)
 	if privateline.Is(privateline.NotExist, err) {
-		return storage.GroupMember{}, privateline.E("clientapi.localMember", privateline.NotExist, "no such user: "+string(addr))
+		return storage.GroupMember{}, privateline.E("clientapi.groupMember", privateline.NotExist, "no such user: "+string(addr))
 	} else if err != nil {
 		return storage.GroupMember{}, err
 	}
@@ -143,7 +156,7 @@ func (a *API) createGroup(w http.ResponseWriter, r *http.Request, c *call) error
 		if addr == me {
 			return invalid("the creator is a member already; do not list yourself")
 		}
-		m, err := a.localMember(addr)
+		m, err := a.groupMember(addr)
 		if err != nil {
 			return err
 		}
@@ -183,161 +196,238 @@ func (a *API) getGroup(w http.ResponseWriter, r *http.Request, c *call) error {
 	return nil
 }
 
-// updateGroup applies one change and answers the group after it.
-func (a *API) updateGroup(w http.ResponseWriter, ch storage.ChangeGroup, status int) error {
-	g, err := a.grps.UpdateGroup(ch)
-	if err != nil {
-		return err
-	}
-	if g == nil {
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	writeJSON(w, status, groupOut(g))
-	return nil
-}
-
 func (a *API) patchGroup(w http.ResponseWriter, r *http.Request, c *call) error {
-	if _, err := a.member(c); err != nil {
-		return err
-	}
-	var req struct {
-		Meta *string `json:"meta"`
-	}
-	if err := decodeJSON(r, &req, false); err != nil {
-		return err
-	}
-	if req.Meta == nil {
-		return invalid(`"meta" is required`)
-	}
-	if err := checkMeta(*req.Meta); err != nil {
-		return err
-	}
-	return a.updateGroup(w, storage.ChangeGroup{Group: c.params.ByName("id"), By: c.auth.UserID, Meta: req.Meta}, http.StatusOK)
+	return a.groupWrite(w, r, c, opMeta)
 }
 
 func (a *API) addGroupMember(w http.ResponseWriter, r *http.Request, c *call) error {
-	if _, err := a.member(c); err != nil {
-		return err
-	}
-	var req struct {
-		Address privateline.Address `json:"address"`
-		Role    string              `json:"role"`
-	}
-	if err := decodeJSON(r, &req, false); err != nil {
-		return err
-	}
-	m, err := a.localMember(req.Address)
-	if err != nil {
-		return err
-	}
-	m.Role = req.Role
-	return a.updateGroup(w, storage.ChangeGroup{Group: c.params.ByName("id"), By: c.auth.UserID, Add: &m}, http.StatusCreated)
-}
-
-// targetMember resolves the {address} of a member route within g.
-func (a *API) targetMember(g *storage.Group, c *call) (storage.ID, error) {
-	addr := privateline.Address(c.params.ByName("address"))
-	for _, m := range g.Members {
-		if m.Address == addr {
-			return m.User, nil
-		}
-	}
-	return storage.ID{}, privateline.E("clientapi.targetMember", privateline.NotExist, "not a member of this group: "+string(addr))
+	return a.groupWrite(w, r, c, opAdd)
 }
 
 func (a *API) removeGroupMember(w http.ResponseWriter, r *http.Request, c *call) error {
-	g, err := a.member(c)
-	if err != nil {
-		return err
-	}
-	target, err := a.targetMember(g, c)
-	if err != nil {
-		return err
-	}
-	if _, err := a.grps.UpdateGroup(storage.ChangeGroup{Group: g.ID, By: c.auth.UserID, Remove: &target}); err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return a.groupWrite(w, r, c, opRemove)
 }
 
 func (a *API) patchGroupMember(w http.ResponseWriter, r *http.Request, c *call) error {
-	g, err := a.member(c)
-	if err != nil {
-		return err
-	}
-	target, err := a.targetMember(g, c)
-	if err != nil {
-		return err
-	}
-	var req struct {
-		Role string `json:"role"`
-	}
-	if err := decodeJSON(r, &req, false); err != nil {
-		return err
-	}
-	return a.updateGroup(w, storage.ChangeGroup{Group: g.ID, By: c.auth.UserID, Role: &storage.GroupMember{User: target, Role: req.Role}}, http.StatusOK)
+	return a.groupWrite(w, r, c, opRole)
 }
 
-// maxRetention is the longest group retention: ten years.
-const maxRetention = 10 * 366 * 24 * 3600
-
 func (a *API) putGroupRetention(w http.ResponseWriter, r *http.Request, c *call) error {
-	g, err := a.member(c)
-	if err != nil {
-		return err
-	}
-	var req struct {
-		Seconds *int64 `json:"seconds"`
-	}
-	if err := decodeJSON(r, &req, false); err != nil {
-		return err
-	}
-	if req.Seconds == nil || *req.Seconds < 0 || *req.Seconds > maxRetention {
-		return invalid(fmt.Sprintf(`"seconds" must be 0 (keep) to %d`, maxRetention))
-	}
-	return a.updateGroup(w, storage.ChangeGroup{Group: g.ID, By: c.auth.UserID, Retention: req.Seconds}, http.StatusOK)
+	return a.groupWrite(w, r, c, opRetention)
 }
 
 // putGroupKey stores the current epoch's key document (the first one wins;
 // the same bytes again are 200).
 func (a *API) putGroupKey(w http.ResponseWriter, r *http.Request, c *call) error {
+	return a.groupWrite(w, r, c, opKey)
+}
+
+// postGroupMessage delivers a group envelope to the group's current
+// members (one synced write); an epoch other than the current one is 409
+// stale_epoch. Idempotency and the send limit are those of direct messages.
+func (a *API) postGroupMessage(w http.ResponseWriter, r *http.Request, c *call) error {
+	return a.groupWrite(w, r, c, opSend)
+}
+
+// targetMember resolves the {address} of a member route within g.
+func targetMember(g *storage.Group, addr privateline.Address) (storage.ID, error) {
+	if m := g.MemberAt(addr); m != nil {
+		return m.User, nil
+	}
+	return storage.ID{}, privateline.E("clientapi.targetMember", privateline.NotExist, "not a member of this group: "+string(addr))
+}
+
+// The group write operations (the ops of group requests across servers,
+// spec/federation.md §12.1).
+const (
+	opAdd       = "add"
+	opKey       = "key"
+	opMeta      = "meta"
+	opRemove    = "remove"
+	opRetention = "retention"
+	opRole      = "role"
+	opSend      = "send"
+)
+
+// opResult is what a group write answers: the status, the JSON body (nil:
+// none), and for a message from a member of another server the members
+// on that server it is for.
+type opResult struct {
+	status  int
+	body    any
+	relayTo []privateline.Address
+	replay  bool
+}
+
+// groupWrite runs a write route for the calling member: on this server
+// for its own groups, else forwarded to the group's server (fedgroups.go).
+func (a *API) groupWrite(w http.ResponseWriter, r *http.Request, c *call, op string) error {
 	g, err := a.member(c)
 	if err != nil {
 		return err
 	}
-	if m := g.Member(c.auth.UserID); m == nil || (m.Role != storage.RoleOwner && m.Role != storage.RoleAdmin) {
-		return privateline.E("clientapi.putGroupKey", privateline.Forbidden, "only the owner and admins distribute group keys")
+	target := privateline.Address(c.params.ByName("address"))
+	if !a.ownGroup(g.ID) {
+		return a.forwardGroupOp(w, r, c, g, op, target)
+	}
+	by := g.Member(c.auth.UserID)
+	res, err := a.runGroupOp(r.Context(), g, *by, op, target, r)
+	if err != nil {
+		return err
+	}
+	if res.body == nil {
+		w.WriteHeader(res.status)
+		return nil
+	}
+	writeJSON(w, res.status, res.body)
+	return nil
+}
+
+// runGroupOp makes one change of g, a group of this server, for member
+// by (a user of this server, or of another whose server forwarded it):
+// the one path of both, so a forwarded request gets the same checks and
+// answers. r carries the request body.
+func (a *API) runGroupOp(ctx context.Context, g *storage.Group, by storage.GroupMember, op string, target privateline.Address, r *http.Request) (*opResult, error) {
+	change := func(ch storage.ChangeGroup, status int) (*opResult, error) {
+		ch.Group, ch.By = g.ID, by.User
+		after, err := a.grps.UpdateGroup(ch)
+		if err != nil {
+			return nil, err
+		}
+		if after == nil {
+			return &opResult{status: http.StatusNoContent}, nil
+		}
+		return &opResult{status: status, body: groupOut(after)}, nil
+	}
+	switch op {
+	case opMeta:
+		var req struct {
+			Meta *string `json:"meta"`
+		}
+		if err := decodeJSON(r, &req, false); err != nil {
+			return nil, err
+		}
+		if req.Meta == nil {
+			return nil, invalid(`"meta" is required`)
+		}
+		if err := checkMeta(*req.Meta); err != nil {
+			return nil, err
+		}
+		return change(storage.ChangeGroup{Meta: req.Meta}, http.StatusOK)
+	case opAdd:
+		var req struct {
+			Address privateline.Address `json:"address"`
+			Role    string              `json:"role"`
+		}
+		if err := decodeJSON(r, &req, false); err != nil {
+			return nil, err
+		}
+		m, err := a.groupMember(req.Address)
+		if err != nil {
+			return nil, err
+		}
+		m.Role = req.Role
+		return change(storage.ChangeGroup{Add: &m}, http.StatusCreated)
+	case opRemove:
+		t, err := targetMember(g, target)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := change(storage.ChangeGroup{Remove: &t}, 0); err != nil {
+			return nil, err
+		}
+		return &opResult{status: http.StatusNoContent}, nil
+	case opRole:
+		t, err := targetMember(g, target)
+		if err != nil {
+			return nil, err
+		}
+		var req struct {
+			Role string `json:"role"`
+		}
+		if err := decodeJSON(r, &req, false); err != nil {
+			return nil, err
+		}
+		return change(storage.ChangeGroup{Role: &storage.GroupMember{User: t, Role: req.Role}}, http.StatusOK)
+	case opRetention:
+		var req struct {
+			Seconds *int64 `json:"seconds"`
+		}
+		if err := decodeJSON(r, &req, false); err != nil {
+			return nil, err
+		}
+		if req.Seconds == nil || *req.Seconds < 0 || *req.Seconds > maxRetention {
+			return nil, invalid(fmt.Sprintf(`"seconds" must be 0 (keep) to %d`, maxRetention))
+		}
+		return change(storage.ChangeGroup{Retention: req.Seconds}, http.StatusOK)
+	case opKey:
+		return a.runPutGroupKey(ctx, g, by, r)
+	case opSend:
+		body, err := readEnvelopeBody(r)
+		if err != nil {
+			return nil, err
+		}
+		res, err := a.acceptEnvelopeFrom(by, body, envelope.ParseGroup, func(h *envelope.Header, d *storage.Delivery, _ *storage.User, now time.Time) error {
+			if h.Group != g.ID {
+				return invalid(`"group" must be this group's id`)
+			}
+			d.Group, d.Epoch = g.ID, h.Epoch
+			if g.Retention > 0 {
+				limit := now.Add(time.Duration(g.Retention) * time.Second)
+				if d.ExpiresAt.IsZero() || limit.Before(d.ExpiresAt) {
+					d.ExpiresAt = limit
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		status := http.StatusCreated
+		if res.replay {
+			status = http.StatusOK
+		}
+		return &opResult{status: status, body: map[string]any{"id": res.id, "seq": res.seq}, relayTo: res.relayTo, replay: res.replay}, nil
+	}
+	return nil, invalid("unknown group operation " + strconv.Quote(op))
+}
+
+// maxRetention is the longest group retention: ten years.
+const maxRetention = 10 * 366 * 24 * 3600
+
+// runPutGroupKey stores the current epoch's key document of g for by.
+func (a *API) runPutGroupKey(ctx context.Context, g *storage.Group, by storage.GroupMember, r *http.Request) (*opResult, error) {
+	if by.Role != storage.RoleOwner && by.Role != storage.RoleAdmin {
+		return nil, privateline.E("clientapi.putGroupKey", privateline.Forbidden, "only the owner and admins distribute group keys")
 	}
 	body, err := readJSONBody(r, envelope.MaxGroupKeySize, "a group key document")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !utf8.Valid(body) {
-		return invalid("the document is not valid UTF-8")
+		return nil, invalid("the document is not valid UTF-8")
 	}
 	if err := checkJSONShape(body); err != nil {
-		return err
+		return nil, err
 	}
 	doc, err := envelope.ParseGroupKey(body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if doc.Group != g.ID {
-		return invalid(`"group" must be this group's id`)
+		return nil, invalid(`"group" must be this group's id`)
 	}
-	if me := g.Member(c.auth.UserID); me == nil || doc.From != me.Address {
-		return privateline.E("clientapi.putGroupKey", privateline.Forbidden, `"from" must be your own address`)
+	if doc.From != by.Address {
+		return nil, privateline.E("clientapi.putGroupKey", privateline.Forbidden, `"from" must be your own address`)
 	}
-	up := &storage.GroupKeyUpload{Group: g.ID, Epoch: doc.Epoch, By: c.auth.UserID, Members: doc.Members, Signed: doc.Signed,
+	up := &storage.GroupKeyUpload{Group: g.ID, Epoch: doc.Epoch, By: by.User, Members: doc.Members, Signed: doc.Signed,
 		Wraps: map[privateline.Address][2]string{}, KeyIDs: map[privateline.Address]string{}}
 	sum := sha256.Sum256(body)
 	up.Sum = sum[:]
 	for _, addr := range doc.Members {
-		kid, err := a.currentKeyID(addr)
+		kid, err := a.currentKeyID(ctx, addr)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		up.KeyIDs[addr] = kid
 		if w, ok := doc.Keys[kid]; ok {
@@ -346,22 +436,35 @@ func (a *API) putGroupKey(w http.ResponseWriter, r *http.Request, c *call) error
 	}
 	replay, err := a.grps.PutGroupKey(up)
 	if err != nil {
-		return storeErr(err)
+		return nil, storeErr(err)
 	}
 	status := http.StatusCreated
 	if replay {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, map[string]any{"group": g.ID, "epoch": doc.Epoch})
-	return nil
+	return &opResult{status: status, body: map[string]any{"group": g.ID, "epoch": doc.Epoch}, replay: replay}, nil
 }
 
-// currentKeyID is the key id of a local member's current bundle; a member
-// that is not (or no longer) a local user means the members changed.
-func (a *API) currentKeyID(addr privateline.Address) (string, error) {
+// currentKeyID is the key id of a member's current bundle: a local
+// user's, or a user of another server's as its key directory answers it
+// (verified, spec/federation.md §12.5). A member that is not (or no
+// longer) a user means the members changed.
+func (a *API) currentKeyID(ctx context.Context, addr privateline.Address) (string, error) {
 	name, server, err := addr.Split()
-	if err != nil || server != a.cfg.ServerName {
+	if err != nil {
 		return "", errMembersChanged
+	}
+	if server != a.cfg.ServerName {
+		if a.remote == nil {
+			return "", errMembersChanged
+		}
+		l, err := a.remote.LookupRemote(ctx, addr, 0)
+		if privateline.Is(privateline.NotExist, err) {
+			return "", errMembersChanged
+		} else if err != nil {
+			return "", privateline.E("clientapi.currentKeyID", privateline.Unavailable, "the keys of "+string(addr)+" cannot be checked now; try again later", err)
+		}
+		return l.Bundle.Encryption.ID(), nil
 	}
 	u, err := a.store.UserByName(name)
 	if privateline.Is(privateline.NotExist, err) {
@@ -407,38 +510,6 @@ func (a *API) getGroupKey(w http.ResponseWriter, r *http.Request, c *call) error
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(doc)
-	return nil
-}
-
-// postGroupMessage delivers a group envelope to the group's current
-// members (one synced write); an epoch other than the current one is 409
-// stale_epoch. Idempotency and the send limit are those of direct messages.
-func (a *API) postGroupMessage(w http.ResponseWriter, r *http.Request, c *call) error {
-	g, err := a.member(c)
-	if err != nil {
-		return err
-	}
-	body, err := readEnvelopeBody(r)
-	if err != nil {
-		return err
-	}
-	res, err := a.acceptEnvelope(c.auth.UserID, body, envelope.ParseGroup, func(h *envelope.Header, d *storage.Delivery, _ *storage.User, now time.Time) error {
-		if h.Group != g.ID {
-			return invalid(`"group" must be this group's id`)
-		}
-		d.Group, d.Epoch = g.ID, h.Epoch
-		if g.Retention > 0 {
-			limit := now.Add(time.Duration(g.Retention) * time.Second)
-			if d.ExpiresAt.IsZero() || limit.Before(d.ExpiresAt) {
-				d.ExpiresAt = limit
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	writeSent(w, res)
 	return nil
 }
 

@@ -90,6 +90,9 @@ type sent struct {
 	id     string
 	seq    uint64 // the sender's sequence number
 	replay bool   // the id and bytes were delivered before
+	// relayTo: a group message from a member of another server, the
+	// members on that server it is for (storage.Delivery.RelayTo).
+	relayTo []privateline.Address
 }
 
 // sendEnvelope is the one path that accepts a direct envelope from a
@@ -136,25 +139,42 @@ func (a *API) routeDirect(h *envelope.Header, d *storage.Delivery, u *storage.Us
 // envelope.MaxSize.
 func (a *API) acceptEnvelope(user storage.ID, body []byte, parse func([]byte) (*envelope.Header, error),
 	route func(h *envelope.Header, d *storage.Delivery, u *storage.User, now time.Time) error) (*sent, error) {
+	return a.acceptEnvelopeFrom(storage.GroupMember{User: user}, body, parse, route)
+}
+
+// acceptEnvelopeFrom is acceptEnvelope for a sender that is a user of
+// this server (by.User) or, for a group of this server, a member of
+// another server whose server forwarded the message (by.Remote,
+// by.Address; route gets no user).
+func (a *API) acceptEnvelopeFrom(by storage.GroupMember, body []byte, parse func([]byte) (*envelope.Header, error),
+	route func(h *envelope.Header, d *storage.Delivery, u *storage.User, now time.Time) error) (*sent, error) {
 	const op = "clientapi.acceptEnvelope"
+	user := by.User
 	if !utf8.Valid(body) {
 		return nil, invalid("the envelope is not valid UTF-8")
 	}
 	if err := checkJSONShape(body); err != nil {
 		return nil, err
 	}
-	if ok, after := a.msgLimit.allow(user.String()); !ok {
+	limitKey := user.String()
+	if by.Remote {
+		limitKey = "remote:" + string(by.Address)
+	}
+	if ok, after := a.msgLimit.allow(limitKey); !ok {
 		return nil, &rateLimitError{after}
 	}
 	h, err := parse(body)
 	if err != nil {
 		return nil, err
 	}
-	u, err := a.store.UserByID(user)
-	if err != nil {
-		return nil, goneIsUnauthenticated(err)
+	var u *storage.User
+	me := by.Address
+	if !by.Remote {
+		if u, err = a.store.UserByID(user); err != nil {
+			return nil, goneIsUnauthenticated(err)
+		}
+		me = privateline.MakeAddress(u.Username, a.cfg.ServerName)
 	}
-	me := privateline.MakeAddress(u.Username, a.cfg.ServerName)
 	if h.From != me {
 		return nil, privateline.E(op, privateline.Forbidden, `"from" must be your own address`)
 	}
@@ -166,10 +186,11 @@ func (a *API) acceptEnvelope(user storage.ID, body []byte, parse func([]byte) (*
 		return nil, invalid(`"expires_at" has passed`)
 	}
 	d := &storage.Delivery{
-		MsgID:     h.ID,
-		Raw:       body,
-		Sender:    storage.Recipient{ID: u.ID, Address: me},
-		ExpiresAt: h.ExpiresAt,
+		MsgID:        h.ID,
+		Raw:          body,
+		Sender:       storage.Recipient{ID: user, Address: me},
+		ExpiresAt:    h.ExpiresAt,
+		RemoteSender: by.Remote,
 	}
 	if err := route(h, d, u, now); err != nil {
 		return nil, err
@@ -190,7 +211,7 @@ func (a *API) acceptEnvelope(user storage.ID, body []byte, parse func([]byte) (*
 		}
 		return nil, err
 	}
-	return &sent{id: h.ID, seq: seq, replay: replay}, nil
+	return &sent{id: h.ID, seq: seq, replay: replay, relayTo: d.RelayTo}, nil
 }
 
 // readEnvelopeBody reads a JSON body of at most envelope.MaxSize bytes.

@@ -127,8 +127,9 @@ func New(cfg Config, o Options) (*Server, error) {
 			return nil, err
 		}
 		deps.Remote, deps.ServerDocument = s.fed, s.fed.Document
-		deps.RemoteFiles = s.fed // files of other servers (spec/federation.md §12.4)
-		deps.Witnessing = s.fed  // tree-head witnessing (spec/federation.md §12.6)
+		deps.RemoteFiles = s.fed  // files of other servers (spec/federation.md §12.4)
+		deps.Witnessing = s.fed   // tree-head witnessing (spec/federation.md §12.6)
+		deps.RemoteGroups = s.fed // groups across servers
 	}
 	if len(senders) > 0 {
 		s.push = push.New(push.Config{Senders: senders, Log: log.With("component", "push"), Registry: s.registry}, db)
@@ -177,6 +178,7 @@ func New(cfg Config, o Options) (*Server, error) {
 	db.SetNotifier(s.api.Notify)
 	if s.fed != nil {
 		db.SetOutboxNotifier(s.fed.Wake)
+		s.fed.SetGroupHandler(s.api) // peers' group requests run the client API's group operations
 	}
 	return s, nil
 }

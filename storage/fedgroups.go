@@ -61,6 +61,19 @@ func (g *Group) MemberAt(a privateline.Address) *GroupMember {
 	return nil
 }
 
+// GroupForAddress returns group id, one of this server's (not a
+// replica), if a is a member; otherwise NotExist.
+func (d *DB) GroupForAddress(id string, a privateline.Address) (*Group, error) {
+	g, _, err := d.group(id)
+	if err == nil && (g.Replica || g.MemberAt(a) == nil) {
+		err = privateline.E(privateline.NotExist)
+	}
+	if err != nil {
+		return nil, privateline.E("storage.GroupForAddress", err)
+	}
+	return g, nil
+}
+
 func hasRemote(ms []GroupMember) bool {
 	return slices.ContainsFunc(ms, func(m GroupMember) bool { return m.Remote })
 }

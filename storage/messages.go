@@ -439,9 +439,6 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		// No copy, no events, no files of this server for the sender.
 		parts = parts[1:]
 		dl.Sender.ID = ID{}
-		if len(dl.Files) > 0 {
-			return 0, false, privateline.E(op, privateline.Invalid, "files of a member on another server are not supported yet")
-		}
 	}
 	for _, p := range parts {
 		ok, err := d.userExists(p.ID)
@@ -457,7 +454,11 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	rec := &envelopeRecord{Raw: dl.Raw, Sum: sum[:], Sender: dl.Sender, Recipients: dl.Recipients, Group: dl.Group, Remote: dl.Remote}
 	// Files (files.go): each listed file must be the sender's; the
 	// references are written in this batch.
-	if len(dl.Files) > 0 {
+	if len(dl.Files) > 0 && dl.RemoteSender {
+		// The files are on the sender's server, as for a message from
+		// another server (inbound.go).
+		rec.OriginFiles = dl.Files
+	} else if len(dl.Files) > 0 {
 		rec.Files = dl.Files
 		if err := t.referenceFiles(dl.Sender.ID, mid, dl.Files); err != nil {
 			t.b.Close()
