@@ -356,8 +356,16 @@ func (sd *sender) link(ctx context.Context) (*transport.Conn, error) {
 		c.Close()
 		return nil, errClosed
 	}
-	if sd.conn != nil {
-		sd.conn.Close()
+	if old := sd.conn; old != nil {
+		select {
+		case <-old.Done():
+		default:
+			// Another exchange (a key look-up, a group request) dialled
+			// at the same time and its link is up: share it rather than
+			// closing it under that exchange.
+			c.Close()
+			return old, nil
+		}
 	}
 	sd.conn = c
 	return c, nil
