@@ -410,6 +410,15 @@ func (t *mtxn) applyReplica(gk []byte, r *GroupReplica) (bool, error) {
 		}
 	case privateline.Is(privateline.NotExist, err):
 		cur = nil
+		// Group records are keyed by the id's hex part: another group
+		// under it (of this server, or of a server that chose the same
+		// hex) is not this one's to replace.
+		var other Group
+		if err := d.getJSON(tGroup.key(gk), &other); err == nil && other.ID != g.ID {
+			return false, ErrNotReplica
+		} else if err != nil && !privateline.Is(privateline.NotExist, err) {
+			return false, err
+		}
 	default:
 		return false, err
 	}

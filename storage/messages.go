@@ -395,6 +395,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		}
 		parts = append([]Recipient{dl.Sender}, dl.Recipients...)
 		if grp.Replica {
+			unlock()
 			return 0, false, privateline.E(op, privateline.Invalid, "a message to a group of another server goes through that server")
 		}
 	} else {
