@@ -207,6 +207,7 @@ func (a *API) deleteAccount(w http.ResponseWriter, r *http.Request, c *call) err
 	if err := a.verifyCurrent(r, u, authKey); err != nil {
 		return err
 	}
+	a.leaveRemoteGroups(r.Context(), u) // fedgroups.go
 	if err := a.dir.DeleteUser(u.ID); err != nil {
 		return goneIsUnauthenticated(err)
 	}

@@ -189,3 +189,31 @@ func (a *API) HandleGroupRequest(ctx context.Context, req federation.GroupReques
 	}
 	return federation.GroupResult{Status: res.status, Recipients: res.relayTo, Replayed: res.replay}
 }
+
+// leaveRemoteGroups asks the servers of u's groups of other servers to
+// remove u, before u's account is deleted (spec/federation.md §12.1). A
+// server that cannot be reached keeps u as a member without an account
+// here; the deletion goes on.
+func (a *API) leaveRemoteGroups(ctx context.Context, u *storage.User) {
+	if a.remoteGroups == nil {
+		return
+	}
+	gs, err := a.grps.UserGroups(u.ID)
+	if err != nil {
+		a.log.Warn("account deletion: listing the groups to leave", "err", err)
+		return
+	}
+	me := privateline.MakeAddress(u.Username, a.cfg.ServerName)
+	for _, g := range gs {
+		if a.ownGroup(g.ID) {
+			continue
+		}
+		res, err := a.remoteGroups.GroupRequest(ctx, federation.GroupRequest{Group: g.ID, Op: opRemove, Requester: me, Target: me})
+		if err == nil && res.Status >= 400 {
+			err = errors.New(res.Code + ": " + res.Message)
+		}
+		if err != nil {
+			a.log.Warn("account deletion: the group's server did not remove the user", "group", g.ID, "err", err)
+		}
+	}
+}
