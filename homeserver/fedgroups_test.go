@@ -61,7 +61,8 @@ func TestFederationGroups(t *testing.T) {
 	for _, ts := range servers { // clients reach restarted servers where they were
 		ts.cfg.ListenAddr = ts.srv.Addr()
 	}
-	alice := sdkRegister(t, a, sdkClient(t, a, nil), "galice", "alice").login(t)
+	aliceU := sdkRegister(t, a, sdkClient(t, a, nil), "galice", "alice")
+	alice := aliceU.login(t)
 	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "gbob", "bob")
 	bob := bobU.login(t)
 	carol := sdkRegister(t, c, sdkClient(t, c, nil), "gcarol", "carol").login(t)
@@ -194,12 +195,24 @@ func TestFederationGroups(t *testing.T) {
 	introduce(a, servers)
 	back := mustSendGroup(t, bob, g.ID, "a.test is back")
 	want = append(want, "a.test is back")
-	alice = sdkRegister(t, a, sdkClient(t, a, nil), "galice2", "alice").login(t) // another account: not a member
-	if _, err := alice.Group(ctx, g.ID); !privateline.Is(privateline.NotExist, err) {
+	outsider := sdkRegister(t, a, sdkClient(t, a, nil), "galice2", "alice").login(t)
+	if _, err := outsider.Group(ctx, g.ID); !privateline.Is(privateline.NotExist, err) {
 		t.Fatalf("a non-member reads the group: %v", err)
 	}
-	_ = back
 	if got := groupBodies(t, bob, g.ID); !slices.Equal(got, want) {
 		t.Fatalf("bob reads\n%q\nwant\n%q", got, want)
+	}
+	alice = aliceU.login(t)
+	if got := groupBodies(t, alice, g.ID); !slices.Equal(got, want) || len(got) == 0 {
+		t.Fatalf("alice reads\n%q\nwant\n%q", got, want)
+	}
+	_ = back
+
+	// bob deletes his account: b.test asks a.test to remove him first.
+	if err := bob.DeleteAccount(ctx, bobU.password); err != nil {
+		t.Fatal(err)
+	}
+	if gg, err := alice.Group(ctx, g.ID); err != nil || len(gg.Members) != 1 || gg.Epoch != 3 {
+		t.Fatalf("the group after bob deleted his account: %+v %v", gg, err)
 	}
 }
