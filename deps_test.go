@@ -29,7 +29,7 @@ var allowedImports = map[string][]string{
 	// The public routing header of envelopes, for the server: no
 	// clients/go, no signature checks (hashing only).
 	"envelope":   {"", "cjson"},
-	"storage":    {"", "merkle"},
+	"storage":    {"", "merkle", "cjson"}, // cjson: group states are canonical JSON (fedgroups.go)
 	"keydir":     {"", "storage", "merkle", "keybundle", "keylog"},
 	"federation": {"", "storage", "keydir", "serverkey", "cjson", "merkle", "keybundle", "keylog", "envelope", "federation/wire", "federation/transport"},
 	// The federation byte format and its one verification function.
