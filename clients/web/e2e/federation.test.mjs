@@ -5,8 +5,8 @@
 // and "Read" when the other has read it, verify each other by QR code
 // across servers; a picture shows on the other server (its server fetches
 // the file from the sender's on the first view); a message to a server that stays down ends
-// "Failed" with the reason; and the privateline CLI on the second server
-// talks to a browser user on the first.
+// "Failed" with the reason; the privateline CLI on the second server
+// talks to a browser user on the first; and a group has members on both.
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'
 import net from 'node:net'
@@ -355,6 +355,55 @@ e2e(
     } finally {
       cli.close()
     }
+  },
+  slow,
+)
+
+e2e(
+  'a group with members on both homeservers: everyone reads everyone; one who leaves gets nothing new',
+  async ([w1, w2]) => {
+    const alice = await newUser(w1, 'alice')
+    const ann = await newUser(w1, 'ann')
+    const bob = await newUser(w2, 'bob')
+    await alice.page.getByRole('button', { name: 'New group' }).click()
+    const dialog = alice.page.getByRole('dialog')
+    await dialog.getByRole('textbox', { name: 'Group name' }).fill('Across')
+    await dialog.getByRole('textbox', { name: 'Members' }).fill(`${bob.address}, ${ann.address}`)
+    await dialog.getByRole('button', { name: 'Create group' }).click()
+    await chatHeading(alice.page, 'Across').waitFor({ timeout: REMOTE_TIMEOUT })
+    await send(alice.page, 'Welcome, both servers')
+
+    for (const u of [bob, ann]) {
+      await openConversation(u.page, 'Across')
+      await expectMessage(u.page, 'Welcome, both servers', REMOTE_TIMEOUT)
+    }
+    // bob's message goes through his server to the group's, and back out.
+    await send(bob.page, 'Hello from the other server')
+    await send(ann.page, 'Hello from the group’s server')
+    for (const u of [alice, bob, ann]) {
+      await expectMessage(u.page, 'Hello from the other server', REMOTE_TIMEOUT)
+      await expectMessage(u.page, 'Hello from the group’s server', REMOTE_TIMEOUT)
+    }
+    // The members, as bob's details show them (from his server's copy).
+    await bob.page.getByRole('button', { name: 'Conversation details' }).click()
+    for (const a of [alice.address, bob.address, ann.address]) {
+      await bob.page.getByRole('listitem').filter({ hasText: a }).first().waitFor({ timeout: REMOTE_TIMEOUT })
+    }
+    // bob leaves (his server asks the group's): he is gone from alice's
+    // member list, and what is written after does not reach him.
+    await bob.page.getByRole('button', { name: 'Leave group' }).click()
+    await alice.page.getByRole('button', { name: 'Conversation details' }).click()
+    await alice.page.getByRole('listitem').filter({ hasText: ann.address }).first().waitFor()
+    await waitUntil(async () => (await alice.page.getByRole('listitem').filter({ hasText: bob.address }).count()) === 0, {
+      timeout: REMOTE_TIMEOUT,
+      what: 'bob gone from alice’s member list',
+    })
+    await alice.page.keyboard.press('Escape') // the details drawer closes
+    await send(alice.page, 'After bob left')
+    await expectMessage(ann.page, 'After bob left', REMOTE_TIMEOUT)
+    await openConversation(bob.page, 'Across')
+    await expectMessage(bob.page, 'Hello from the group’s server')
+    assert.equal(await message(bob.page, 'After bob left').count(), 0, 'bob got a message written after he left')
   },
   slow,
 )
