@@ -356,7 +356,12 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 	if err := t.storeEnvelope(rec, e.ID, mid); err != nil {
 		return "", "", err
 	}
-	t.referenceRemoteFiles(oh, mid, e.Files) // remotefiles.go: fetched on demand
+	fh := oh
+	if e.Group != "" { // a group's server relays: the files are on the sender's
+		_, srv, _ := e.From.Split()
+		fh = d.serverHash(srv)
+	}
+	t.referenceRemoteFiles(fh, mid, e.Files) // remotefiles.go: fetched on demand
 	return InboundAccepted, "", nil
 }
 

@@ -459,6 +459,8 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 		// The files are on the sender's server, as for a message from
 		// another server (inbound.go).
 		rec.OriginFiles = dl.Files
+		_, srv, _ := dl.Sender.Address.Split()
+		t.referenceRemoteFiles(d.serverHash(srv), mid, dl.Files)
 	} else if len(dl.Files) > 0 {
 		rec.Files = dl.Files
 		if err := t.referenceFiles(dl.Sender.ID, mid, dl.Files); err != nil {
