@@ -1,6 +1,7 @@
 package homeserver_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -112,6 +113,43 @@ func TestFederationGroups(t *testing.T) {
 		}
 	}
 
+	// A file in bob's group message stays on b.test; a.test and c.test
+	// fetch it from there for their members (spec §12.1, §12.4).
+	photo := randBytes(200 << 10)
+	att, err := bob.UploadFile(ctx, photo, "photo.jpg", "image/jpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withFile, err := bob.SendGroup(ctx, g.ID, &e2ee.Message{Type: e2ee.MessageTypeText, Body: "a photo", Attachments: []e2ee.Attachment{*att}}, client.SendOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, "a photo")
+	for _, p := range []struct {
+		s *client.Session
+		l *listener
+	}{{alice, aliceEv}, {carol, carolEv}} {
+		var got e2ee.Attachment
+		for {
+			ev := p.l.next(client.EventGroupMessage)
+			if ev.Item != nil && ev.Item.ID == withFile.ID {
+				if ev.Item.Err != nil || len(ev.Item.Message.Attachments) != 1 {
+					t.Fatalf("%s's message with the file: %+v", p.s.Address(), ev.Item)
+				}
+				got = ev.Item.Message.Attachments[0]
+				break
+			}
+		}
+		data, err := p.s.DownloadFile(ctx, got)
+		if err != nil || !bytes.Equal(data, photo) {
+			t.Fatalf("%s downloads bob's file: %d bytes, %v", p.s.Address(), len(data), err)
+		}
+	}
+	outsider := sdkRegister(t, c, sdkClient(t, c, nil), "gdave", "carol").login(t)
+	if _, err := outsider.DownloadFile(ctx, *att); !privateline.Is(privateline.NotExist, err) {
+		t.Fatalf("a non-member downloads bob's file: %v, want NotExist", err)
+	}
+
 	// A change by a member of another server goes through the group's
 	// server with its checks: bob is no admin.
 	if err := bob.RemoveMember(ctx, g.ID, carol.Address()); !privateline.Is(privateline.Forbidden, err) {
@@ -153,8 +191,8 @@ func TestFederationGroups(t *testing.T) {
 	if r := c.do("GET", "/api/groups/"+g.ID+"/messages", access(carol), nil); r.Status != http.StatusNotFound {
 		t.Fatalf("carol reads the group after leaving: %d %s", r.Status, r.Body)
 	}
-	if n, err := carol.UnreadCount(ctx); err != nil || n.Groups != 2 {
-		t.Fatalf("carol's unread group messages: %+v %v (want the 2 from before she left)", n, err)
+	if n, err := carol.UnreadCount(ctx); err != nil || n.Groups != 3 {
+		t.Fatalf("carol's unread group messages: %+v %v (want the 3 from before she left)", n, err)
 	}
 
 	// b.test is down for a while: alice's messages wait in a.test's
@@ -195,7 +233,7 @@ func TestFederationGroups(t *testing.T) {
 	introduce(a, servers)
 	back := mustSendGroup(t, bob, g.ID, "a.test is back")
 	want = append(want, "a.test is back")
-	outsider := sdkRegister(t, a, sdkClient(t, a, nil), "galice2", "alice").login(t)
+	outsider = sdkRegister(t, a, sdkClient(t, a, nil), "galice2", "alice").login(t)
 	if _, err := outsider.Group(ctx, g.ID); !privateline.Is(privateline.NotExist, err) {
 		t.Fatalf("a non-member reads the group: %v", err)
 	}

@@ -74,6 +74,18 @@ func (d *DB) GroupForAddress(id string, a privateline.Address) (*Group, error) {
 	return g, nil
 }
 
+// groupHas reports whether a is a member of group id as this server
+// knows it (its own record, or its replica).
+func (d *DB) groupHas(id string, a privateline.Address) (bool, error) {
+	g, _, err := d.group(id)
+	if privateline.Is(privateline.NotExist, err) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	return g.MemberAt(a) != nil, nil
+}
+
 func hasRemote(ms []GroupMember) bool {
 	return slices.ContainsFunc(ms, func(m GroupMember) bool { return m.Remote })
 }

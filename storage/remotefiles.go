@@ -359,7 +359,8 @@ func (d *DB) RemoteFileCached(origin privateline.ServerName, id string) (bool, e
 // §12.4): this server's file id and its open blob, if requester is a user
 // of origin (the requesting server) named in the header "to" of message,
 // a live, unexpired direct envelope that a user of this server sent and
-// whose header "files" lists the file. Every other case is NotExist (the
+// whose header "files" lists the file — or, for a group message, a member
+// of its group as this server knows it (spec §12.1). Every other case is NotExist (the
 // wire's unknown_file). The caller closes the file.
 func (d *DB) FileForPeer(origin privateline.ServerName, requester privateline.Address, message, id string, now time.Time) (*FileInfo, *os.File, error) {
 	const op = "storage.FileForPeer"
@@ -381,8 +382,18 @@ func (d *DB) FileForPeer(origin privateline.ServerName, requester privateline.Ad
 	} else if err != nil {
 		return nil, nil, privateline.E(op, err)
 	}
-	if rec.expired(now) || rec.remoteSender() || rec.Group != "" ||
-		!slices.Contains(rec.Files, id) || !slices.Contains(rec.Remote, requester) {
+	if rec.expired(now) || rec.remoteSender() || !slices.Contains(rec.Files, id) {
+		return nil, nil, notExist
+	}
+	if rec.Group == "" {
+		if !slices.Contains(rec.Remote, requester) {
+			return nil, nil, notExist
+		}
+	} else if ok, err := d.groupHas(rec.Group, requester); err != nil {
+		return nil, nil, privateline.E(op, err)
+	} else if !ok {
+		// A group message's files: for the group's members as this
+		// server knows them (its own group, or its replica; fedgroups.go).
 		return nil, nil, notExist
 	}
 	var r fileRecord
