@@ -33,7 +33,6 @@ type PushToken struct {
 	RefreshedAt time.Time `json:"refreshed_at,omitzero"`
 }
 
-
 func (d *DB) pushTokenKey(user ID, token string) []byte {
 	m := hmac.New(sha256.New, d.nameKey)
 	m.Write([]byte("push-token\x00"))
