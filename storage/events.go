@@ -227,12 +227,15 @@ func (d *DB) fillEvent(user ID, ev *Event, now time.Time) (bool, error) {
 		} else if err != nil {
 			return false, err
 		}
-		// Reader counts the local recipients, then the remote ones.
+		// Reader counts the local recipients, then the remote ones, then a
+		// group message's readers on other servers.
 		switch n := len(rec.Recipients); {
 		case ev.Reader >= 1 && ev.Reader <= n:
 			ev.By = rec.Recipients[ev.Reader-1].Address
 		case ev.Reader > n && ev.Reader <= n+len(rec.Remote):
 			ev.By = rec.Remote[ev.Reader-n-1]
+		case ev.Reader > n+len(rec.Remote) && ev.Reader <= n+len(rec.Remote)+len(rec.RemoteReaders):
+			ev.By = rec.RemoteReaders[ev.Reader-n-len(rec.Remote)-1] // a group message's reader elsewhere
 		default:
 			return false, privateline.E("storage.fillEvent", privateline.Internal, "read event without its reader")
 		}

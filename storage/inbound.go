@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -226,6 +227,7 @@ lock:
 	t := d.newMtxn(nil)
 	t.release = unlock
 	t.now = now
+	defer t.unlockGroupDests() // after a failure; commit releases them
 	at := now.UnixMilli()
 	var idx replayIndex
 	accepted := map[string]bool{}
@@ -260,7 +262,10 @@ lock:
 			}
 		}
 	}
-	err = d.setJSON(t.b, rk, replayTxn{Results: results, At: at})
+	err = t.queueGroupDeletes() // a group's server passes deletes on (§12.3)
+	if err == nil {
+		err = d.setJSON(t.b, rk, replayTxn{Results: results, At: at})
+	}
 	if err == nil {
 		err = d.setJSON(t.b, tReplayByTime.key(u64(uint64(at)), oh, th), idx)
 	}
@@ -401,7 +406,8 @@ func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *Inboun
 	if e.Kind == OutboxDeletes {
 		who = e.From
 	}
-	if _, srv, err := who.Split(); err != nil || srv != origin {
+	_, whoSrv, err := who.Split()
+	if err != nil || whoSrv != origin && e.Kind != OutboxDeletes {
 		return refuse(RefusedWrongOrigin)
 	}
 	mmid, err := msgKeyID(e.Message)
@@ -417,11 +423,20 @@ func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *Inboun
 		}
 		recs[e.Message] = rec
 	}
+	// A reader speaks through its own server; a sender too, except that
+	// a group's server passes on its members' deletes of the group's
+	// messages (§12.3).
+	// (A delete of a message no longer here, relayed or not, changes
+	// nothing.)
 	if rec == nil || rec.expired(now) {
 		return InboundAccepted, "", nil
 	}
+	relayed := whoSrv != origin
+	if relayed && (rec.Group == "" || groupServer(rec.Group) != origin) {
+		return refuse(RefusedWrongOrigin)
+	}
 	if e.Kind == OutboxDeletes {
-		// Only the sender deletes for everyone, and only through its server.
+		// Only the sender deletes for everyone.
 		if !rec.remoteSender() || rec.Sender.Address != e.From {
 			return refuse(RefusedWrongOrigin)
 		}
@@ -429,11 +444,23 @@ func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *Inboun
 			return "", "", err
 		}
 		recs[e.Message] = nil
+		if rec.Group != "" && !relayed && len(rec.Fanout) > 0 {
+			// The group's server passes it on (§12.3), in this batch.
+			if err := t.relayGroupDelete(rec, e); err != nil {
+				return "", "", err
+			}
+		}
 		return InboundAccepted, "", nil
 	}
 	// A read mark: of a message a user of this server sent to the reader.
+	if rec.remoteSender() {
+		return refuse(RefusedNotForDestination)
+	}
+	if rec.Group != "" {
+		return t.receiveGroupRead(rec, mmid, e)
+	}
 	j := slices.Index(rec.Remote, e.Reader)
-	if rec.remoteSender() || j < 0 {
+	if j < 0 {
 		return refuse(RefusedNotForDestination)
 	}
 	if slices.Contains(rec.ReadBy, e.Reader) {
@@ -447,6 +474,88 @@ func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *Inboun
 		return "", "", err
 	}
 	return InboundAccepted, "", nil
+}
+
+// receiveGroupRead records a read mark of a group message a user of this
+// server sent (§12.2): the reader must have been sent it by this server
+// (the group's server's fan-out) or be a member of the group as this
+// server knows it (its record or replica).
+func (t *mtxn) receiveGroupRead(rec *envelopeRecord, mmid []byte, e *InboundEntry) (status, code string, err error) {
+	d := t.d
+	if !slices.Contains(rec.Fanout, e.Reader) {
+		ok, err := d.groupHas(rec.Group, e.Reader)
+		if err != nil {
+			return "", "", err
+		}
+		if !ok {
+			return InboundRefused, RefusedNotMember, nil
+		}
+	}
+	if slices.Contains(rec.ReadBy, e.Reader) {
+		return InboundAccepted, "", nil
+	}
+	rec.ReadBy = append(rec.ReadBy, e.Reader)
+	rec.RemoteReaders = append(rec.RemoteReaders, e.Reader)
+	if err := d.setJSON(t.b, tEnvelope.key(mmid), rec); err != nil {
+		return "", "", err
+	}
+	reader := len(rec.Recipients) + len(rec.Remote) + len(rec.RemoteReaders)
+	if _, err := t.event(rec.Sender.ID, Event{Type: EventRead, ID: e.Message, Reader: reader, By: e.Reader}); err != nil {
+		return "", "", err
+	}
+	return InboundAccepted, "", nil
+}
+
+// relayGroupDelete notes, on a group's server, a member's delete of their
+// group message for the servers it sent the message to (§12.3); they are
+// queued by queueGroupDeletes, in t's batch.
+func (t *mtxn) relayGroupDelete(rec *envelopeRecord, e *InboundEntry) error {
+	payload, err := json.Marshal(DeletePayload{Message: e.Message, From: e.From, DeletedAt: e.At.UnixMilli()})
+	if err != nil {
+		return err
+	}
+	t.groupDeletes = append(t.groupDeletes, groupDelete{to: slices.Clone(rec.Fanout), msgID: e.Message, payload: payload})
+	return nil
+}
+
+// groupDelete is a delete a group's server passes on.
+type groupDelete struct {
+	to      []privateline.Address
+	msgID   string
+	payload []byte
+}
+
+// queueGroupDeletes queues the deletes relayGroupDelete noted, taking
+// every destination's lock first, in lock order. A server the message
+// has not left for yet needs nothing (its item goes silently with the
+// message).
+func (t *mtxn) queueGroupDeletes() error {
+	var all []privateline.Address
+	for _, g := range t.groupDeletes {
+		all = append(all, g.to...)
+	}
+	ds, err := t.d.outboxDests(all)
+	if err != nil {
+		return err
+	}
+	for _, x := range ds {
+		t.lockGroupDest(x)
+	}
+	for _, g := range t.groupDeletes {
+		ds, err := t.d.outboxDests(g.to)
+		if err != nil {
+			return err
+		}
+		unsent, err := t.d.unsentTo(ds, g.msgID)
+		if err != nil {
+			return err
+		}
+		ds = slices.DeleteFunc(ds, func(x outboxDest) bool { return unsent[string(x.h)] })
+		if err := t.queueItems(ds, OutboxDeletes, NewID().String(), g.payload); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // TransactionResults returns the results committed for origin's

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -114,6 +115,14 @@ type envelopeRecord struct {
 	// never referenced here).
 	Remote      []privateline.Address `json:"remote,omitempty"`
 	OriginFiles []string              `json:"origin_files,omitempty"`
+	// Group messages across servers (spec/federation.md §12.2, §12.3).
+	// Fanout: on the group's server, the members on other servers it
+	// queued the message for (group_envelopes), who get its deletes.
+	// RemoteReaders: the members on other servers whose read marks came
+	// in, in that order (a read event's reader counts the recipients,
+	// then Remote, then these).
+	Fanout        []privateline.Address `json:"fanout,omitempty"`
+	RemoteReaders []privateline.Address `json:"remote_readers,omitempty"`
 }
 
 func (r *envelopeRecord) expired(now time.Time) bool {
@@ -280,6 +289,7 @@ type mtxn struct {
 	// outbox notifier once it is durable.
 	groupDests      []outboxDest
 	groupDestUnlock []func()
+	groupDeletes    []groupDelete     // inbound.go: deletes a group's server passes on
 	replicas        map[string]*Group // group replicas written in this batch (nil: deleted)
 }
 
@@ -471,6 +481,10 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	if !dl.ExpiresAt.IsZero() {
 		rec.ExpiresAt = dl.ExpiresAt.UnixMilli()
 	}
+	for _, to := range dl.fanout { // who gets its deletes (§12.3)
+		rec.Fanout = append(rec.Fanout, to...)
+	}
+	slices.Sort(rec.Fanout)
 	if err := t.storeEnvelope(rec, dl.MsgID, mid); err != nil {
 		t.b.Close()
 		return 0, false, privateline.E(op, err)
@@ -680,22 +694,25 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 		// (spec/federation.md §12.3), queued in this batch.
 		// Servers the envelope never left for need nothing: its item goes
 		// silently with the message.
-		if err == nil && len(rec.Remote) > 0 {
-			if dests, err = d.outboxDests(rec.Remote); err == nil {
-				unlockDests := d.lockDests(dests)
-				defer unlockDests()
-				t.release = func() { unlockDests(); unlock() }
-				var unsent map[string]bool
-				if unsent, err = d.unsentTo(dests, msgID); err == nil {
-					dests = slices.DeleteFunc(dests, func(x outboxDest) bool { return unsent[string(x.h)] })
-					payload, _ := json.Marshal(DeletePayload{Message: msgID, From: rec.Sender.Address, DeletedAt: now.UnixMilli()})
-					err = t.queueItems(dests, OutboxDeletes, NewID().String(), payload)
-				}
+		if err == nil {
+			dests, err = d.deleteDests(rec)
+		}
+		if err == nil && len(dests) > 0 {
+			unlockDests := d.lockDests(dests)
+			defer unlockDests()
+			t.release = func() { unlockDests(); unlock() }
+			var unsent map[string]bool
+			if unsent, err = d.unsentTo(dests, msgID); err == nil {
+				dests = slices.DeleteFunc(dests, func(x outboxDest) bool { return unsent[string(x.h)] })
+				payload, _ := json.Marshal(DeletePayload{Message: msgID, From: rec.Sender.Address, DeletedAt: now.UnixMilli()})
+				err = t.queueItems(dests, OutboxDeletes, NewID().String(), payload)
 			}
 		}
-	} else if rec.remoteSender() && !d.othersHoldCopy(rec, mid, user) {
+	} else if rec.remoteSender() && len(rec.Fanout) == 0 && !d.othersHoldCopy(rec, mid, user) {
 		// A message from another server that no local user keeps any
-		// more goes entirely (its id is tombstoned, tombstones.go).
+		// more goes entirely (its id is tombstoned, tombstones.go) —
+		// unless this is its group's server, which still passes its
+		// sender's delete on (§12.3).
 		err = t.removeMessage(rec, mid, EventDeleted)
 	} else {
 		var me Recipient
@@ -715,6 +732,27 @@ func (d *DB) DeleteMessage(user ID, msgID string, now time.Time) error {
 	}
 	d.outboxQueued(dests)
 	return nil
+}
+
+// deleteDests are the servers a sender's delete of rec goes to (spec
+// §12.3): those of its remote recipients; for a group message, on the
+// group's server those it queued the message for, elsewhere the group's
+// server, which passes it on.
+func (d *DB) deleteDests(rec *envelopeRecord) ([]outboxDest, error) {
+	if rec.Group == "" {
+		return d.outboxDests(rec.Remote)
+	}
+	gs := groupServer(rec.Group)
+	if _, ss, _ := rec.Sender.Address.Split(); gs != ss {
+		return []outboxDest{{name: gs, h: d.serverHash(gs)}}, nil
+	}
+	return d.outboxDests(rec.Fanout)
+}
+
+// groupServer is the server part of a group id, the group's server.
+func groupServer(id string) privateline.ServerName {
+	_, s, _ := strings.Cut(id, "@")
+	return privateline.ServerName(s)
 }
 
 // othersHoldCopy reports whether a participant of rec other than user

@@ -274,7 +274,7 @@ func (d *DB) unsentTo(ds []outboxDest, msgID string) (map[string]bool, error) {
 			if err := d.getJSON(k, &r); err != nil {
 				return err
 			}
-			if r.Type == OutboxEnvelopes && r.ID == msgID {
+			if (r.Type == OutboxEnvelopes || r.Type == OutboxGroupEnvelopes) && r.ID == msgID {
 				if p == nil || !slices.Contains(p.Seqs, binary.BigEndian.Uint64(k[len(prefix):])) {
 					out[string(x.h)] = true
 				}
