@@ -88,7 +88,7 @@ export async function expectMessage(page, text, timeout = DELIVERY_TIMEOUT) {
   await message(page, text).waitFor({ timeout })
 }
 
-/** Waits until the outgoing message with text has the status (aria-label) status. */
+/** Waits until the outgoing message with text has the status (aria-label) status (a string, or a RegExp for either of several). */
 export async function expectStatus(page, text, status, timeout = DELIVERY_TIMEOUT) {
   await message(page, text).getByLabel(status, { exact: true }).waitFor({ timeout })
 }
