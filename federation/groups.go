@@ -125,19 +125,13 @@ func (s *Service) checkGroupEntry(tx *wire.Transaction, e wire.Entry, dup bool, 
 		return in, nil
 	}
 	for _, to := range e.To {
-		name, server, _ := to.Split()
-		if server != s.cfg.Name {
+		if _, server, _ := to.Split(); server != s.cfg.Name {
 			in.Refused = entryNotForDestination
 			return in, nil
 		}
-		u, err := s.store.UserByName(name)
-		if privateline.Is(privateline.NotExist, err) {
-			continue
-		}
-		if err != nil {
-			return in, err
-		}
-		in.Recipients = append(in.Recipients, storage.Recipient{ID: u.ID, Address: to})
+	}
+	if in.Recipients, err = s.localRecipients(e.To); err != nil {
+		return in, err
 	}
 	if len(in.Recipients) == 0 {
 		in.Refused = entryUnknownRecipient

@@ -300,16 +300,8 @@ func (s *Service) checkEntry(origin privateline.ServerName, e wire.Entry, now ti
 		in.Refused = entryNotForDestination
 		return in, nil
 	}
-	for _, to := range local {
-		name, _, _ := to.Split()
-		u, err := s.store.UserByName(name)
-		if privateline.Is(privateline.NotExist, err) {
-			continue
-		}
-		if err != nil {
-			return in, err
-		}
-		in.Recipients = append(in.Recipients, storage.Recipient{ID: u.ID, Address: to})
+	if in.Recipients, err = s.localRecipients(local); err != nil {
+		return in, err
 	}
 	if len(in.Recipients) == 0 {
 		in.Refused = entryUnknownRecipient
@@ -388,4 +380,22 @@ func (s *Service) allow(origin privateline.ServerName, now time.Time) (bool, tim
 	}
 	wait := time.Duration(math.Ceil((1 - b.tokens) / rate * float64(time.Second)))
 	return false, max(wait, time.Millisecond)
+}
+
+// localRecipients resolves addresses of this server to its users; an
+// address with no account here is left out.
+func (s *Service) localRecipients(addrs []privateline.Address) ([]storage.Recipient, error) {
+	var out []storage.Recipient
+	for _, to := range addrs {
+		name, _, _ := to.Split()
+		u, err := s.store.UserByName(name)
+		if privateline.Is(privateline.NotExist, err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, storage.Recipient{ID: u.ID, Address: to})
+	}
+	return out, nil
 }
