@@ -1473,3 +1473,72 @@ func benchStore(b *testing.B, n int) (*DB, []*User) {
 	}
 	return db, users
 }
+
+// TestAccountDeletionDeletesAcrossServers: deleting an account queues, in
+// its batch, a delete for every message the user sent to users of other
+// servers that left for them (spec/federation.md §12.3, account
+// deletion) — several for one server, each once; none for a message that
+// never left or for messages the user received from another server.
+func TestAccountDeletionDeletesAcrossServers(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		us := createUsers(t, e.db, "ann", "ben")
+		ann, ben := us[0], us[1]
+		now := time.Now()
+		var c ids
+		sent := []string{
+			sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{}),
+			sendRemote(t, e.db, ann, []*User{ben}, []privateline.Address{rob, sue}, time.Time{}),
+			sendRemote(t, e.db, ann, nil, []privateline.Address{rita}, now.Add(time.Hour)),
+		}
+		for _, srv := range []privateline.ServerName{other, third} {
+			txn, err := e.db.OutboxNext(srv, 10, 1<<20, c.next)
+			if err != nil || txn == nil {
+				t.Fatalf("%s's outbox: %+v %v", srv, txn, err)
+			}
+			var rs []OutboxResult
+			for _, it := range txn.Items {
+				rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
+			}
+			if err := e.db.OutboxDone(srv, txn.TxnID, rs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		unsent := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		in := entry(rob, ann)
+		if _, _, err := e.db.ReceiveTransaction(other, "in1", []InboundEntry{in}, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.DeleteUser(ann.ID); err != nil {
+			t.Fatal(err)
+		}
+		deleted := func(srv privateline.ServerName) []string {
+			t.Helper()
+			txn, err := e.db.OutboxNext(srv, 10, 1<<20, c.next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if txn == nil {
+				return nil
+			}
+			var out []string
+			for _, it := range txn.Items {
+				var p DeletePayload
+				if txn.Type != OutboxDeletes || json.Unmarshal(it.Payload, &p) != nil || p.From != rcpt(ann).Address {
+					t.Fatalf("%s's outbox after the deletion: %+v, payload %s", srv, txn, it.Payload)
+				}
+				out = append(out, p.Message)
+			}
+			slices.Sort(out)
+			return out
+		}
+		if got, want := deleted(other), slices.Sorted(slices.Values(sent)); !slices.Equal(got, want) {
+			t.Fatalf("deletes for %s: %v, want %v (not the unsent %s nor rob's %s)", other, got, want, unsent, in.ID)
+		}
+		if got, want := deleted(third), sent[1:2]; !slices.Equal(got, want) {
+			t.Fatalf("deletes for %s: %v, want %v", third, got, want)
+		}
+		if ids := mailIDs(t, e.db, ben, rcpt(ann).Address); len(ids) != 0 {
+			t.Fatalf("ben keeps ann's messages: %v", ids)
+		}
+	})
+}

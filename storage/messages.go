@@ -291,6 +291,9 @@ type mtxn struct {
 	groupDestUnlock []func()
 	groupDeletes    []groupDelete     // inbound.go: deletes a group's server passes on
 	replicas        map[string]*Group // group replicas written in this batch (nil: deleted)
+	// destStates: outbox destination states queueItems changed in this
+	// batch (outbox.go), by serverHash.
+	destStates map[string]*destState
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
@@ -1054,6 +1057,48 @@ func (t *mtxn) dropGroupRecipient(rec *envelopeRecord, mid []byte, user ID) erro
 	return t.d.setJSON(t.b, tEnvelope.key(mid), rec)
 }
 
+// queueAccountDelete queues, in t's batch, the deletes of message rec
+// (id mid) that its sender's account deletion sends to other servers
+// (spec/federation.md §12.3, account deletion): to the same servers, and under the
+// same rules, as the sender's own delete for everyone (DeleteMessage,
+// deleteDests), so the copies there go too. A server the message has not
+// left for yet needs none (its item goes silently with the message); an
+// expired message needs none (every server enforces expiry itself).
+// unsent caches, per destination, the message ids whose items have not
+// left (unsentIDs): the deletion reads each outbox once. Every stripe is
+// held; the destinations are locked after them, until the batch is
+// applied (lockGroupDest).
+func (t *mtxn) queueAccountDelete(rec *envelopeRecord, mid []byte, unsent map[string]map[string]bool) error {
+	now := t.d.now()
+	if rec.expired(now) {
+		return nil
+	}
+	dests, err := t.d.deleteDests(rec)
+	if err != nil || len(dests) == 0 {
+		return err
+	}
+	msgID := hex.EncodeToString(mid)
+	var to []outboxDest
+	for _, x := range dests {
+		t.lockGroupDest(x)
+		ids, ok := unsent[string(x.h)]
+		if !ok {
+			if ids, err = t.d.unsentIDs(x); err != nil {
+				return err
+			}
+			unsent[string(x.h)] = ids
+		}
+		if !ids[msgID] {
+			to = append(to, x)
+		}
+	}
+	payload, err := json.Marshal(DeletePayload{Message: msgID, From: rec.Sender.Address, DeletedAt: now.UnixMilli()})
+	if err != nil {
+		return err
+	}
+	return t.queueItems(to, OutboxDeletes, NewID().String(), payload)
+}
+
 // deleteUserMessagesLocked adds to b the deletion of every message the
 // user sent or received, from every mailbox (an envelope names its sender
 // and recipients in its header, so none of them may outlive the account),
@@ -1065,6 +1110,7 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (*mtxn, func(), 
 	unlock := d.lockAllStripes()
 	t := d.newMtxn(b)
 	t.gone = user
+	unsent := map[string]map[string]bool{} // queueAccountDelete's cache
 	var mids [][]byte
 	err := d.scanKeys(tParticipant.key(user[:]), func(k, _ []byte) error {
 		mids = append(mids, slices.Clone(k[17:]))
@@ -1082,6 +1128,9 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (*mtxn, func(), 
 			err = t.dropGroupRecipient(rec, mid, user)
 		} else if err == nil {
 			err = t.removeMessage(rec, mid, EventDeleted)
+			if err == nil && rec.Sender.ID == user {
+				err = t.queueAccountDelete(rec, mid, unsent)
+			}
 		}
 	}
 	if err == nil {

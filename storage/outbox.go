@@ -237,9 +237,19 @@ func (t *mtxn) queueEnvelope(ds []outboxDest, msgID string) error {
 func (t *mtxn) queueItems(ds []outboxDest, typ, id string, payload []byte) error {
 	now := t.d.now().UnixMilli()
 	for _, x := range ds {
-		st, err := t.d.destState(x)
-		if err != nil {
-			return err
+		// A batch may queue several items for one destination (an
+		// account deletion's deletes, several groups' updates): each
+		// after the last, so the state is read once and kept in t.
+		st := t.destStates[string(x.h)]
+		if st == nil {
+			var err error
+			if st, err = t.d.destState(x); err != nil {
+				return err
+			}
+			if t.destStates == nil {
+				t.destStates = map[string]*destState{}
+			}
+			t.destStates[string(x.h)] = st
 		}
 		st.Next++
 		st.Depth++
@@ -285,6 +295,35 @@ func (d *DB) unsentTo(ds []outboxDest, msgID string) (map[string]bool, error) {
 		if err != nil && !errors.Is(err, errStop) {
 			return nil, err
 		}
+	}
+	return out, nil
+}
+
+// unsentIDs returns the ids of the messages whose envelope items
+// destination x's outbox holds outside a pending transaction (unsentTo,
+// for every message at once). The caller holds x's lock.
+func (d *DB) unsentIDs(x outboxDest) (map[string]bool, error) {
+	p, err := d.pendingTxn(x.h)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	prefix := tOutbox.key(x.h)
+	err = d.scanKeys(prefix, func(k, v []byte) error {
+		if len(k) != len(prefix)+8 {
+			return nil
+		}
+		var r outboxRecord
+		if err := d.getJSON(k, &r); err != nil {
+			return err
+		}
+		if (r.Type == OutboxEnvelopes || r.Type == OutboxGroupEnvelopes) && (p == nil || !slices.Contains(p.Seqs, binary.BigEndian.Uint64(k[len(prefix):]))) {
+			out[r.ID] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -1,0 +1,85 @@
+package homeserver_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/clients/go/client"
+)
+
+// Account deletion across servers (spec/federation.md §12.3, account
+// deletion; §12.1).
+
+// itemIDs lists the ids of items.
+func itemIDs(items []client.Item) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.ID)
+	}
+	return out
+}
+
+// TestFederationAccountDeletion: alice@a.test deletes her account; the
+// messages she sent to bob@b.test — direct, in a group of a.test and in a
+// group of b.test — leave bob's history with a deleted event each, as
+// for her delete for everyone. bob's own message to her stays his.
+func TestFederationAccountDeletion(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	servers := startFederation(t, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	aliceU := sdkRegister(t, a, sdkClient(t, a, nil), "dalice", "alice")
+	alice := aliceU.login(t)
+	bob := sdkRegister(t, b, sdkClient(t, b, nil), "dbob", "bob").login(t)
+	bobEv := listen(t, bob)
+
+	direct := mustSend(t, alice, bob.Address(), "direct from alice")
+	bobEv.message(direct.ID)
+	mine := mustSend(t, bob, alice.Address(), "bob's own")
+
+	onA, err := alice.CreateGroup(ctx, []privateline.Address{bob.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobEv.groupChanged(onA.ID, func(*client.Event) bool { return true })
+	inA := mustSendGroup(t, alice, onA.ID, "alice in her group")
+	bobEv.groupMessage(inA.ID)
+	fromBobA := mustSendGroup(t, bob, onA.ID, "bob in alice's group")
+
+	onB, err := bob.CreateGroup(ctx, []privateline.Address{alice.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromBobB := mustSendGroup(t, bob, onB.ID, "bob in his group")
+	inB := mustSendGroup(t, alice, onB.ID, "alice in bob's group")
+	bobEv.groupMessage(inB.ID)
+
+	if err := alice.DeleteAccount(ctx, aliceU.password); err != nil {
+		t.Fatal(err)
+	}
+	gone := map[string]bool{direct.ID: true, inA.ID: true, inB.ID: true}
+	for len(gone) > 0 {
+		ev := bobEv.next(client.EventDeleted)
+		if !gone[ev.ID] {
+			t.Fatalf("bob's deleted event for %s, not one of alice's messages", ev.ID)
+		}
+		delete(gone, ev.ID)
+	}
+	if got := itemIDs(mustMessages(t, bob, client.MessagesQuery{With: alice.Address()})); !slices.Equal(got, []string{mine.ID}) {
+		t.Fatalf("bob's conversation with alice: %v, want only his own %s", got, mine.ID)
+	}
+	for _, g := range []struct {
+		id   string
+		want []string
+	}{{onA.ID, []string{fromBobA.ID}}, {onB.ID, []string{fromBobB.ID}}} {
+		items, err := bob.GroupMessages(ctx, g.id, client.MessagesQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := itemIDs(items); !slices.Equal(got, g.want) {
+			t.Fatalf("bob's messages in %s: %v, want %v", g.id, got, g.want)
+		}
+	}
+}
