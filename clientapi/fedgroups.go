@@ -192,8 +192,9 @@ func (a *API) HandleGroupRequest(ctx context.Context, req federation.GroupReques
 
 // leaveRemoteGroups asks the servers of u's groups of other servers to
 // remove u, before u's account is deleted (spec/federation.md §12.1). A
-// server that cannot be reached keeps u as a member without an account
-// here; the deletion goes on.
+// server that cannot be reached hears of it later: the deletion goes on
+// and queues a durable group_leaves entry for each group whose replica
+// still lists u (storage/fedleave.go).
 func (a *API) leaveRemoteGroups(ctx context.Context, u *storage.User) {
 	if a.remoteGroups == nil {
 		return

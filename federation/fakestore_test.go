@@ -58,6 +58,7 @@ type fakeStore struct {
 	wit         fakeWitnessStore        // witness_fakestore_test.go
 	groupStates map[string][]byte       // GroupStateFor's answers
 	replicas    []*storage.GroupReplica // ApplyGroupReplica's calls
+	leaves      []string                // RemoveDeletedMember's calls (leave_test.go)
 }
 
 // outEvent is an event the outbox put in a local sender's log.

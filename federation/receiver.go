@@ -147,6 +147,8 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 		return s.answerWitness(tx, c.PeerKey())
 	case wire.TypeGroupRequest:
 		return s.answerGroup(tx)
+	case wire.TypeGroupLeaves:
+		return s.answerGroupLeaves(tx) // leave.go
 	default:
 		return s.refuse(origin, string(wire.UnknownType), fmt.Sprintf("this server does not take %q transactions", tx.Type), 0)
 	}

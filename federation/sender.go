@@ -423,6 +423,8 @@ func outboxEntry(typ string, it storage.OutboxItem) (wire.Entry, error) {
 		return wire.Entry{ID: it.ID, Message: p.Message, From: p.From, At: p.DeletedAt}, nil
 	case storage.OutboxGroupEnvelopes, storage.OutboxGroupUpdates:
 		return groupOutboxEntry(typ, it) // groups.go
+	case storage.OutboxGroupLeaves:
+		return leaveOutboxEntry(it) // leave.go
 	}
 	return wire.Entry{}, fmt.Errorf("outbox items of type %q cannot be sent by this version", typ)
 }

@@ -81,6 +81,9 @@ type Store interface {
 	// server, and the replica of a group of another server.
 	GroupStateFor(id string, dest privateline.ServerName) ([]byte, error)
 	ApplyGroupReplica(r *storage.GroupReplica) (bool, error)
+	// A deleted user of another server leaves a group of this server
+	// (leave.go, spec §12.1 group_leaves).
+	RemoveDeletedMember(id string, member privateline.Address, joined uint64) error
 }
 
 var _ Store = (*storage.DB)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/clients/go/client"
@@ -81,5 +82,52 @@ func TestFederationAccountDeletion(t *testing.T) {
 		if got := itemIDs(items); !slices.Equal(got, g.want) {
 			t.Fatalf("bob's messages in %s: %v, want %v", g.id, got, g.want)
 		}
+	}
+}
+
+// TestFederationAccountDeletionGroupServerDown: bob@b.test deletes his
+// account while a.test, the server of his group, is down; when a.test is
+// back, b.test's durable leave reaches it and bob is no member any more —
+// a new epoch, as when a member leaves — without an admin's removal.
+func TestFederationAccountDeletionGroupServerDown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	servers := startFederation(t, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	a.cfg.ListenAddr = a.srv.Addr() // alice reaches the restarted a.test where it was
+	aliceU := sdkRegister(t, a, sdkClient(t, a, nil), "lalice", "alice")
+	alice := aliceU.login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "lbob", "bob")
+	bob := bobU.login(t)
+	bobEv := listen(t, bob)
+	g, err := alice.CreateGroup(ctx, []privateline.Address{bob.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobEv.groupChanged(g.ID, func(*client.Event) bool { return true })
+
+	a.stop()
+	if err := bob.DeleteAccount(ctx, bobU.password); err != nil {
+		t.Fatal(err)
+	}
+	a.launch(nil)
+	introduce(a, servers)
+	alice = aliceU.login(t)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		gg, err := alice.Group(ctx, g.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(gg.Members) == 1 {
+			if gg.Members[0].Address != alice.Address() || gg.Epoch != 2 {
+				t.Fatalf("the group after bob's leave: %+v", gg)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bob is still a member a minute after a.test came back: %+v", gg.Members)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

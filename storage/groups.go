@@ -365,6 +365,9 @@ type ChangeGroup struct {
 	Meta   *string      // replace the meta blob (owner or admin)
 	// Retention replaces the retention in seconds (owner or admin).
 	Retention *int64
+	// Joined, with Remove: only the member who joined at this place
+	// (fedleave.go); another is NotExist.
+	Joined *uint64
 }
 
 // UpdateGroup applies one change and returns the group as it is after it
@@ -423,7 +426,7 @@ func (d *DB) UpdateGroup(c ChangeGroup) (*Group, error) {
 		g.Epoch++
 	case c.Remove != nil:
 		target := g.Member(*c.Remove)
-		if target == nil {
+		if target == nil || c.Joined != nil && target.Joined != *c.Joined {
 			return nil, privateline.E(op, privateline.NotExist, "not a member of this group")
 		}
 		if *c.Remove != c.By && (!g.admin(c.By) || target.Role == RoleOwner || (target.Role == RoleAdmin && me.Role != RoleOwner)) {
@@ -524,7 +527,13 @@ func (t *mtxn) leaveAllGroupsLocked(user ID) error {
 		}
 		if g.Replica {
 			// The group's server decides its members; here the user's
-			// place and keys go (spec federation §12.1).
+			// place and keys go (spec federation §12.1), and the group's
+			// server hears of it (fedleave.go).
+			if m := g.Member(user); m != nil {
+				if err := t.queueGroupLeave(&g, m); err != nil {
+					return err
+				}
+			}
 			t.del(tUserGroup.key(user[:], gk))
 			p := tGroupWrap.key(gk, user[:])
 			if err := t.b.DeleteRange(p, prefixEnd(p), nil); err != nil {

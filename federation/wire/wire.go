@@ -72,6 +72,9 @@ const (
 	TypeGroupUpdates   Type = "group_updates"   // the group's server sends its state to members' servers
 	TypeGroupRequest   Type = "group_request"   // a member's server asks the group's server to make a change (request)
 	TypeGroupAnswer    Type = "group_answer"    // the answer to a group_request
+	// TypeGroupLeaves: origin's users whose accounts were deleted leave
+	// groups of the destination (§12.1, leave.go); answered by a receipt.
+	TypeGroupLeaves Type = "group_leaves"
 )
 
 // Group limits of spec/federation.md §12.1.
@@ -178,6 +181,11 @@ type Entry struct {
 	Op     string
 	Target privateline.Address
 	Body   []byte
+
+	// group_leaves (§12.1, leave.go): Member, a user of origin whose
+	// account was deleted, leaves Group, where it joined at Joined.
+	Member privateline.Address
+	Joined int64
 }
 
 // Transaction is a signed batch from Origin to Destination.
@@ -278,6 +286,10 @@ func (t *Transaction) body() map[string]any {
 		}
 		if t.Type == TypeWitness {
 			entries[i] = witnessEntry(e)
+			continue
+		}
+		if t.Type == TypeGroupLeaves {
+			entries[i] = leaveEntryBody(e) // leave.go
 			continue
 		}
 		if t.Type == TypeGroupEnvelopes || t.Type == TypeGroupUpdates || t.Type == TypeGroupRequest {
@@ -630,7 +642,7 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	var m Message
 	switch typ {
 	case TypeEnvelopes, TypeKeyRequest, TypeReadMarks, TypeDeletes, TypeFileRequest, TypeWitness,
-		TypeGroupEnvelopes, TypeGroupUpdates, TypeGroupRequest:
+		TypeGroupEnvelopes, TypeGroupUpdates, TypeGroupRequest, TypeGroupLeaves:
 		t := &Transaction{Type: typ}
 		t.Entries = readEntries(o, typ)
 		if typ == TypeWitness && o.Err() == nil && len(t.Entries) != 1 {
@@ -736,6 +748,10 @@ func readEntries(o *cjson.Object, t Type) []Entry {
 		}
 		if t == TypeWitness {
 			es = append(es, readWitnessEntry(e))
+			return
+		}
+		if t == TypeGroupLeaves {
+			es = append(es, readLeaveEntry(e)) // leave.go
 			return
 		}
 		if t == TypeGroupEnvelopes || t == TypeGroupUpdates || t == TypeGroupRequest {
