@@ -18,6 +18,7 @@ import (
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/clientapi"
+	"github.com/privateline/privateline/federation"
 )
 
 // Config is everything a homeserver is told by its operator. LoadConfig
@@ -100,6 +101,7 @@ type Config struct {
 	FederationDeny            []privateline.ServerName // FEDERATION_DENY: peers always refused (wins over allow)
 	FederationDeliveryTimeout time.Duration            // FEDERATION_DELIVERY_TIMEOUT, default 72h, < 7 days
 	FederationRatePerOrigin   float64                  // FEDERATION_RATE_PER_ORIGIN, transactions/s, default 200
+	FederationWitnessInterval time.Duration            // FEDERATION_WITNESS_INTERVAL, default 10m, ≥ 1s: a co-signature this old is asked for again
 	FederationGossipAddr      string                   // FEDERATION_GOSSIP_ADDR, memberlist ip:port (TCP and UDP); "" = no gossip
 	FederationGossipAdvertise string                   // FEDERATION_GOSSIP_ADVERTISE_ADDR, host:port other members reach; "" = the bound address
 	FederationSeeds           []string                 // FEDERATION_SEEDS, comma-separated host:port
@@ -170,6 +172,7 @@ func Default() Config {
 
 		FederationDeliveryTimeout: DefaultFederationDeliveryTimeout,
 		FederationRatePerOrigin:   DefaultFederationRatePerOrigin,
+		FederationWitnessInterval: federation.DefaultWitnessInterval,
 	}
 }
 
@@ -534,6 +537,13 @@ func (p *parser) federation(c *Config) {
 		c.FederationDeliveryTimeout = d
 	}
 	p.floatTo("FEDERATION_RATE_PER_ORIGIN", &c.FederationRatePerOrigin)
+	if v, ok := p.str("FEDERATION_WITNESS_INTERVAL"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			p.fail("FEDERATION_WITNESS_INTERVAL", "must be a duration such as 10m (at least 1s)")
+		}
+		c.FederationWitnessInterval = d
+	}
 	p.strTo("FEDERATION_GOSSIP_ADDR", &c.FederationGossipAddr)
 	p.strTo("FEDERATION_GOSSIP_ADVERTISE_ADDR", &c.FederationGossipAdvertise)
 	if v, ok := p.str("FEDERATION_SEEDS"); ok {
@@ -734,6 +744,9 @@ func (c *Config) validateFederation(bad func(variable, msg string) error) error 
 	}
 	if c.FederationDeliveryTimeout <= 0 || c.FederationDeliveryTimeout >= federationReplayRetention {
 		return bad("FEDERATION_DELIVERY_TIMEOUT", fmt.Sprintf("is %v; it must be more than 0 and less than 168h (7 days, how long receivers remember transactions); default 72h", c.FederationDeliveryTimeout))
+	}
+	if c.FederationWitnessInterval < time.Second {
+		return bad("FEDERATION_WITNESS_INTERVAL", fmt.Sprintf("is %v; it must be at least 1s (how old a peer's co-signature of this server's key directory may get before the peer is asked again); default 10m", c.FederationWitnessInterval))
 	}
 	if !(c.FederationRatePerOrigin > 0) || math.IsInf(c.FederationRatePerOrigin, 0) {
 		return bad("FEDERATION_RATE_PER_ORIGIN", "must be a positive number of transactions per second (default 200)")

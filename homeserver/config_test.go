@@ -262,8 +262,8 @@ func TestFederationConfigDefaultsOff(t *testing.T) {
 	if c.FederationListenAddr != "" || c.FederationPeers != nil || c.FederationGossipAddr != "" || c.FederationGossipKey != nil {
 		t.Fatalf("federation is on by default: %+v", c)
 	}
-	if c.FederationDeliveryTimeout != 72*time.Hour || c.FederationRatePerOrigin != 200 {
-		t.Fatalf("federation defaults: timeout %v, rate %v", c.FederationDeliveryTimeout, c.FederationRatePerOrigin)
+	if c.FederationDeliveryTimeout != 72*time.Hour || c.FederationRatePerOrigin != 200 || c.FederationWitnessInterval != 10*time.Minute {
+		t.Fatalf("federation defaults: timeout %v, rate %v, witness interval %v", c.FederationDeliveryTimeout, c.FederationRatePerOrigin, c.FederationWitnessInterval)
 	}
 	if len(c.Notices) != 0 {
 		t.Fatalf("notices without any setting: %q", c.Notices)
@@ -283,6 +283,7 @@ func TestLoadConfigFederation(t *testing.T) {
 		"FEDERATION_DENY":                  "evil.example",
 		"FEDERATION_DELIVERY_TIMEOUT":      "36h30m",
 		"FEDERATION_RATE_PER_ORIGIN":       "12.5",
+		"FEDERATION_WITNESS_INTERVAL":      "2m30s",
 		"FEDERATION_GOSSIP_ADDR":           "0.0.0.0:7946",
 		"FEDERATION_SEEDS":                 "b.example.org:7946, [2001:db8::c]:7946",
 		"FEDERATION_GOSSIP_KEY":            gossipKey,
@@ -317,6 +318,7 @@ func TestLoadConfigFederation(t *testing.T) {
 		{"deny", len(c.FederationDeny) == 1 && c.FederationDeny[0] == "evil.example"},
 		{"timeout", c.FederationDeliveryTimeout == 36*time.Hour+30*time.Minute},
 		{"rate", c.FederationRatePerOrigin == 12.5},
+		{"witness interval", c.FederationWitnessInterval == 2*time.Minute+30*time.Second},
 		{"gossip", c.FederationGossipAddr == "0.0.0.0:7946" && len(c.FederationSeeds) == 2 && c.FederationSeeds[1] == "[2001:db8::c]:7946"},
 		{"gossip key", bytes.Equal(c.FederationGossipKey, bytes.Repeat([]byte{5}, 16))},
 		{"gossip advertise", c.FederationGossipAdvertise == "a.example.org:7946"},
@@ -325,6 +327,10 @@ func TestLoadConfigFederation(t *testing.T) {
 		if !ch.ok {
 			t.Errorf("%s not loaded: %+v", ch.name, c)
 		}
+	}
+	// The interval reaches the federation service.
+	if fc := federationConfig(c, nil, nil, slog.New(slog.DiscardHandler), time.Now, nil); fc.WitnessInterval != c.FederationWitnessInterval {
+		t.Errorf("the federation service's witness interval is %v, want %v", fc.WitnessInterval, c.FederationWitnessInterval)
 	}
 	// A consistent configuration with an encrypted gossip gives no notice.
 	if len(c.Notices) != 0 {
@@ -385,6 +391,11 @@ func TestFederationConfigErrors(t *testing.T) {
 		{"0s", "FEDERATION_DELIVERY_TIMEOUT", "more than 0"},
 		{"-1h", "FEDERATION_DELIVERY_TIMEOUT", "more than 0"},
 		{"168h", "FEDERATION_DELIVERY_TIMEOUT", "less than 168h"},
+		{"ten minutes", "FEDERATION_WITNESS_INTERVAL", "10m"},
+		{"0", "FEDERATION_WITNESS_INTERVAL", "at least 1s"},
+		{"0s", "FEDERATION_WITNESS_INTERVAL", "at least 1s"},
+		{"-5m", "FEDERATION_WITNESS_INTERVAL", "at least 1s"},
+		{"500ms", "FEDERATION_WITNESS_INTERVAL", "at least 1s"},
 		{"200/s", "FEDERATION_RATE_PER_ORIGIN", "number"},
 		{"0", "FEDERATION_RATE_PER_ORIGIN", "positive"},
 		{"NaN", "FEDERATION_RATE_PER_ORIGIN", "positive"},

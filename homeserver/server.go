@@ -200,6 +200,7 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 		Keys:            dir,
 		MaxFileSize:     cfg.MaxFileSize,
 		Witness:         dir, // peers co-sign this directory's head (§12.6)
+		WitnessInterval: cfg.FederationWitnessInterval,
 	}
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})
