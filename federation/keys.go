@@ -174,7 +174,7 @@ func (s *Service) LookupRemote(ctx context.Context, address privateline.Address,
 	if server == s.cfg.Name {
 		return nil, privateline.E(op, privateline.Invalid, "a user of this server")
 	}
-	l, err := s.lookupRemote(ctx, address, server, since)
+	l, err := s.lookupGraced(ctx, address, server, since) // keygrace.go
 	switch {
 	case err == nil:
 		if err := s.keep(address, l); err != nil {

@@ -180,6 +180,9 @@ type Service struct {
 	idleAfter time.Duration
 	// witnessPoll is how often the directory's head is checked for growth.
 	witnessPoll time.Duration
+	// lookupGrace: how long a key look-up with a kept answer waits for a
+	// peer it has no link to (keygrace.go).
+	lookupGrace time.Duration
 	// headMu serializes updates of the last verified head per peer (key
 	// look-ups and witness requests, spec §12.5, §12.6).
 	headMu sync.Mutex
@@ -201,6 +204,8 @@ type Service struct {
 	busy     map[privateline.ServerName]int // exchanges in progress per origin
 	doc      []byte
 	docAt    int64 // created_at of doc, ms
+
+	flights lookupFlights // key look-ups in progress in the background (keygrace.go)
 
 	files  fileState    // file transfers (files.go)
 	groups GroupHandler // forwarded group requests (groups.go); nil: refused
@@ -264,6 +269,7 @@ func New(cfg Config, store Store) (*Service, error) {
 		busy:      map[privateline.ServerName]int{},
 	}
 	s.witnessPoll = witnessPoll
+	s.lookupGrace, s.flights = lookupGrace, lookupFlights{}
 	keys := map[privateline.ServerName]ed25519.PublicKey{}
 	for _, p := range cfg.Peers {
 		if _, err := privateline.ParseServerName(string(p.Name)); err != nil {

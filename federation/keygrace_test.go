@@ -1,0 +1,63 @@
+package federation
+
+import (
+	"testing"
+	"time"
+
+	"github.com/privateline/privateline"
+)
+
+// TestLookupWhilePeerDown: with a verified answer kept, a key look-up of
+// a peer that went down answers from it within lookupGrace instead of
+// waiting for the handshake timeout (a long one here, 60 s), and another
+// look-up while that dial is still in progress answers at once; a
+// look-up of a peer that is up gets its fresh answer.
+func TestLookupWhilePeerDown(t *testing.T) {
+	f := newKeyFixture(t)
+	f.register(t, "alice")
+	d := &node{name: dirServer, key: f.key, st: newFakeStore()}
+	asker := newNode(t, nameA)
+	asker.hand = 60 * time.Second
+	pair(t, d, asker, func(c *Config) { c.Keys = f.dir }, nil)
+	alice := privateline.Address("alice@example.org")
+	fresh, err := asker.svc.LookupRemote(testCtx(t), alice, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The link is up: no grace is spent, the answer is fresh again.
+	start := time.Now()
+	if _, err := asker.svc.LookupRemote(testCtx(t), alice, 0); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= lookupGrace {
+		t.Fatalf("a look-up over a live link took %v", took)
+	}
+
+	d.svc.Close()
+	waitFor(t, "the link to the stopped peer to close", func() bool {
+		asker.svc.mu.Lock()
+		sd := asker.svc.senders[dirServer]
+		asker.svc.mu.Unlock()
+		return sd == nil || !sd.linked()
+	})
+	for i, limit := range []time.Duration{lookupGrace + 5*time.Second, lookupGrace / 2} {
+		start := time.Now()
+		l, err := asker.svc.LookupRemote(testCtx(t), alice, 0)
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("look-up %d while the peer is down: %v", i, err)
+		}
+		if !l.Bundle.Equal(fresh.Bundle) || l.Head.TreeSize != fresh.Head.TreeSize {
+			t.Fatalf("look-up %d while the peer is down gave another answer than the kept one", i)
+		}
+		if took > limit {
+			t.Fatalf("look-up %d while the peer is down took %v, want at most %v (the handshake timeout is 60 s)", i, took, limit)
+		}
+	}
+	asker.svc.mu.Lock()
+	inFlight := asker.svc.flights[dirServer]
+	asker.svc.mu.Unlock()
+	if !inFlight {
+		t.Fatal("no look-up of the stopped peer is in progress in the background")
+	}
+}
