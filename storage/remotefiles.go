@@ -355,13 +355,27 @@ func (d *DB) RemoteFileCached(origin privateline.ServerName, id string) (bool, e
 	return d.exists(tRemoteFile.key(d.serverHash(origin), fid))
 }
 
+// directFileReader is FileForPeer's rule for a direct message's files:
+// requester is one of its recipients on other servers (the header "to").
+func directFileReader(rec *envelopeRecord, requester privateline.Address) (bool, error) {
+	return slices.Contains(rec.Remote, requester), nil
+}
+
+// groupFileReader is FileForPeer's rule for a group message's files:
+// requester is a member of its group as this server knows it (its own
+// group, or its replica; fedgroups.go, spec/federation.md §12.1).
+func (d *DB) groupFileReader(rec *envelopeRecord, requester privateline.Address) (bool, error) {
+	return d.groupHas(rec.Group, requester)
+}
+
 // FileForPeer is the answering side of a file_request (spec/federation.md
 // §12.4): this server's file id and its open blob, if requester is a user
 // of origin (the requesting server) named in the header "to" of message,
 // a live, unexpired direct envelope that a user of this server sent and
-// whose header "files" lists the file — or, for a group message, a member
-// of its group as this server knows it (spec §12.1). Every other case is NotExist (the
-// wire's unknown_file). The caller closes the file.
+// whose header "files" lists the file (directFileReader) — or, for a
+// group message, a member of its group as this server knows it
+// (groupFileReader, spec §12.1). Every other case is NotExist (the wire's
+// unknown_file). The caller closes the file.
 func (d *DB) FileForPeer(origin privateline.ServerName, requester privateline.Address, message, id string, now time.Time) (*FileInfo, *os.File, error) {
 	const op = "storage.FileForPeer"
 	if d.blobs == nil {
@@ -385,15 +399,13 @@ func (d *DB) FileForPeer(origin privateline.ServerName, requester privateline.Ad
 	if rec.expired(now) || rec.remoteSender() || !slices.Contains(rec.Files, id) {
 		return nil, nil, notExist
 	}
-	if rec.Group == "" {
-		if !slices.Contains(rec.Remote, requester) {
-			return nil, nil, notExist
-		}
-	} else if ok, err := d.groupHas(rec.Group, requester); err != nil {
+	check := directFileReader
+	if rec.Group != "" {
+		check = d.groupFileReader
+	}
+	if ok, err := check(rec, requester); err != nil {
 		return nil, nil, privateline.E(op, err)
 	} else if !ok {
-		// A group message's files: for the group's members as this
-		// server knows them (its own group, or its replica; fedgroups.go).
 		return nil, nil, notExist
 	}
 	var r fileRecord
