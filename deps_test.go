@@ -38,9 +38,9 @@ var allowedImports = map[string][]string{
 	// Fakes of the push services, for tests (imports none of ours).
 	"push/pushtest": {},
 	"clientapi":     {"", "storage", "keydir", "federation", "push", "spec", "cjson", "keybundle", "keylog", "envelope"},
-	"homeserver":    {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging", "serverkey"},
+	"homeserver":    {"", "storage", "keydir", "federation", "push", "clientapi", "spec", "internal/logging", "serverkey", "keylog"}, // keylog: rotate-key
 	// QUIC links between homeservers (identity, trust, frames).
-	"federation/transport": {"", "serverkey", "cjson"},
+	"federation/transport": {"", "serverkey", "cjson", "keylog"}, // keylog: key-change statements (shared with clients)
 	// The client SDK; private-key code lives in clients/go/e2ee only.
 	"clients/go":      {"", "cjson", "merkle", "keybundle", "keylog"},
 	"cmd/homeserver":  {"homeserver"},

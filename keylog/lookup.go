@@ -34,6 +34,10 @@ type Lookup struct {
 	// Consistency is the proof from Since to Head.TreeSize when Since > 0.
 	Since       uint64
 	Consistency []merkle.Hash
+	// KeyChanges, oldest first, lead from the directory's earlier keys to
+	// ServerKey (spec/e2ee.md §6.4 step 2): "key_changes", present only
+	// after the server rotated its key.
+	KeyChanges []ServerKeyChange
 }
 
 func hashList(hs []merkle.Hash) []any {
@@ -85,6 +89,9 @@ func (l *Lookup) MarshalJSON() ([]byte, error) {
 	if l.Since > 0 {
 		m["consistency"] = hashList(l.Consistency)
 	}
+	if len(l.KeyChanges) > 0 {
+		m["key_changes"] = keyChangesList(l.KeyChanges)
+	}
 	return cjson.Marshal(m)
 }
 
@@ -105,6 +112,10 @@ func ParseLookup(data []byte, since uint64) (*Lookup, error) {
 	if since > 0 {
 		cons = hashesFrom(o, "consistency")
 	}
+	changes, err := keyChangesMember(o, op)
+	if err != nil {
+		return nil, err
+	}
 	if err := o.Done(false); err != nil {
 		return nil, malformed(op, "lookup: "+err.Error())
 	}
@@ -124,7 +135,7 @@ func ParseLookup(data []byte, since uint64) (*Lookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Lookup{Address: addr, Bundle: b, Entry: *e, InclusionProof: proof, Head: *h, ServerKey: key, Since: since, Consistency: cons}, nil
+	return &Lookup{Address: addr, Bundle: b, Entry: *e, InclusionProof: proof, Head: *h, ServerKey: key, Since: since, Consistency: cons, KeyChanges: changes}, nil
 }
 
 // Verify checks everything in the answer that needs no earlier state,
@@ -186,18 +197,31 @@ func ParseConsistency(data []byte) (*Consistency, error) {
 type HeadAnswer struct {
 	Head      TreeHead
 	ServerKey ed25519.PublicKey
+	// KeyChanges lead from the directory's earlier keys to ServerKey
+	// ("key_changes", after a rotation; see Lookup.KeyChanges).
+	KeyChanges []ServerKeyChange
 }
 
-// MarshalJSON writes the wire form.
-func (a *HeadAnswer) MarshalJSON() ([]byte, error) {
-	return cjson.Marshal(map[string]any{"server_key": b64.EncodeToString(a.ServerKey), "tree_head": a.Head.object()})
+func (a *HeadAnswer) object() map[string]any {
+	m := map[string]any{"server_key": b64.EncodeToString(a.ServerKey), "tree_head": a.Head.object()}
+	if len(a.KeyChanges) > 0 {
+		m["key_changes"] = keyChangesList(a.KeyChanges)
+	}
+	return m
 }
+
+// MarshalJSON writes the wire form: {"key_changes" (optional), "server_key", "tree_head"}.
+func (a *HeadAnswer) MarshalJSON() ([]byte, error) { return cjson.Marshal(a.object()) }
 
 // ParseHeadAnswer reads a head answer; it does not verify the head.
 func ParseHeadAnswer(data []byte) (*HeadAnswer, error) {
 	o := cjson.ParseObject(data)
 	key := o.Bytes("server_key", true, ed25519.PublicKeySize, ed25519.PublicKeySize)
 	hv := o.Object("tree_head", true)
+	changes, err := keyChangesMember(o, "keylog.ParseHeadAnswer")
+	if err != nil {
+		return nil, err
+	}
 	if err := o.Done(false); err != nil {
 		return nil, malformed("keylog.ParseHeadAnswer", "head: "+err.Error())
 	}
@@ -205,5 +229,5 @@ func ParseHeadAnswer(data []byte) (*HeadAnswer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &HeadAnswer{Head: *h, ServerKey: key}, nil
+	return &HeadAnswer{Head: *h, ServerKey: key, KeyChanges: changes}, nil
 }

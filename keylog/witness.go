@@ -177,7 +177,9 @@ func (a *CosignaturesAnswer) MarshalJSON() ([]byte, error) {
 			return nil, err
 		}
 	}
-	return cjson.Marshal(map[string]any{"cosignatures": cs, "server_key": b64.EncodeToString(a.ServerKey), "tree_head": a.Head.object()})
+	m := a.HeadAnswer.object()
+	m["cosignatures"] = cs
+	return cjson.Marshal(m)
 }
 
 // ParseCosignaturesAnswer reads the answer; it verifies nothing.
@@ -187,6 +189,10 @@ func ParseCosignaturesAnswer(data []byte) (*CosignaturesAnswer, error) {
 	key := o.Bytes("server_key", true, ed25519.PublicKeySize, ed25519.PublicKeySize)
 	hv := o.Object("tree_head", true)
 	cv := o.Array("cosignatures", true)
+	changes, err := keyChangesMember(o, op)
+	if err != nil {
+		return nil, err
+	}
 	if err := o.Done(false); err != nil {
 		return nil, malformed(op, "co-signatures: "+err.Error())
 	}
@@ -194,7 +200,7 @@ func ParseCosignaturesAnswer(data []byte) (*CosignaturesAnswer, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &CosignaturesAnswer{HeadAnswer: HeadAnswer{Head: *h, ServerKey: key}}
+	a := &CosignaturesAnswer{HeadAnswer: HeadAnswer{Head: *h, ServerKey: key, KeyChanges: changes}}
 	for _, v := range cv {
 		c, err := cosignatureFrom(v)
 		if err != nil {
