@@ -67,6 +67,9 @@ func (s *Service) documentLocked() ([]byte, error) {
 		"server":     string(s.cfg.Name),
 		"v":          int64(wire.Version),
 	}
+	if len(s.cfg.KeyChanges) > 0 {
+		body["key_changes"] = keyChangesJSON(s.cfg.KeyChanges)
+	}
 	in, err := documentInput(body)
 	if err != nil {
 		return nil, privateline.E(op, privateline.Internal, err)

@@ -126,6 +126,12 @@ type Config struct {
 	// WitnessInterval is how old a co-signature of the current tree may
 	// get before the witness is asked again (default 10 min).
 	WitnessInterval time.Duration
+	// KeyChanges, oldest first, lead from the server's earlier identity
+	// keys to Key (homeserver rotate-key, spec §2.2): the certificate
+	// carries the last transport.MaxKeyChanges of them, the server
+	// document all (at most 16), so peers that pinned an earlier key
+	// follow them (rotate.go).
+	KeyChanges []transport.KeyChange
 }
 
 // Defaults and fixed settings (spec/federation.md §6.4, §11, §14).
@@ -247,7 +253,7 @@ func New(cfg Config, store Store) (*Service, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	id, err := transport.NewIdentity(cfg.Name, cfg.Key)
+	id, err := newIdentity(cfg)
 	if err != nil {
 		return nil, privateline.E(op, privateline.Invalid, err)
 	}
@@ -301,6 +307,9 @@ func New(cfg Config, store Store) (*Service, error) {
 			return nil, privateline.E(op, privateline.Invalid, err)
 		}
 		s.gossip = newGossip(s, *cfg.Gossip)
+	}
+	if err := s.resignCosignedHeads(); err != nil {
+		return nil, privateline.E(op, err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil

@@ -24,6 +24,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "usage: homeserver [-env-file F]            serve (configuration from the environment)\n")
 		fmt.Fprintf(stderr, "       homeserver [-env-file F] decrypt-log FILE   print a log written with ENCRYPTED_LOG_KEY\n")
 		fmt.Fprintf(stderr, "       homeserver gen-vapid                     print a new VAPID key pair for Web Push (VAPID_PRIVATE_KEY)\n")
+		fmt.Fprintf(stderr, "       homeserver [-env-file F] rotate-key      replace the server identity key (server stopped; see docs/federation.md)\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -50,6 +51,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "":
 	case "decrypt-log":
 		return decryptLog(cfg, fs.Args()[1:], stdout, stderr)
+	case "rotate-key":
+		if fs.NArg() != 1 {
+			fs.Usage()
+			return 2
+		}
+		return rotateKey(cfg, stdout, stderr)
 	default:
 		fs.Usage()
 		return 2

@@ -23,6 +23,7 @@ import (
 	"github.com/privateline/privateline/clientapi"
 	"github.com/privateline/privateline/federation"
 	"github.com/privateline/privateline/keydir"
+	"github.com/privateline/privateline/keylog"
 	"github.com/privateline/privateline/push"
 	"github.com/privateline/privateline/serverkey"
 	"github.com/privateline/privateline/storage"
@@ -53,6 +54,9 @@ type Server struct {
 	fed      *federation.Service // nil: federation is off
 	push     *push.Service       // nil: no platform is configured
 	registry *prometheus.Registry
+
+	// keyChanges lead from earlier identity keys to identity (rotate.go).
+	keyChanges []keylog.ServerKeyChange
 
 	shuttingDown atomic.Bool
 	shutdownOnce sync.Once
@@ -86,10 +90,6 @@ func New(cfg Config, o Options) (*Server, error) {
 	if now == nil {
 		now = time.Now
 	}
-	identity, err := loadIdentity(cfg, log)
-	if err != nil {
-		return nil, err
-	}
 	senders, webPush, err := pushSenders(cfg, o.Push)
 	if err != nil {
 		return nil, err
@@ -106,8 +106,19 @@ func New(cfg Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the store in %s: %w", cfg.DataDir, err)
 	}
-	s := &Server{cfg: cfg, log: log, now: now, db: db, identity: identity, registry: prometheus.NewRegistry(), done: make(chan struct{})}
+	// The identity is read with the store open: the store's lock keeps
+	// homeserver rotate-key from changing it meanwhile (rotate.go).
+	identity, keyChanges, err := loadIdentity(cfg, log)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, now: now, db: db, identity: identity, keyChanges: keyChanges, registry: prometheus.NewRegistry(), done: make(chan struct{})}
 	s.dir = keydir.New(cfg.ServerName, db, identity, now)
+	if err := s.adoptKeyChanges(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), storageCollector{db})
 	deps := clientapi.Deps{
 		Store:    db,
@@ -201,6 +212,8 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 		MaxFileSize:     cfg.MaxFileSize,
 		Witness:         dir, // peers co-sign this directory's head (§12.6)
 		WitnessInterval: cfg.FederationWitnessInterval,
+		// A rotated key's statements (rotate.go).
+		KeyChanges: dir.KeyChanges(),
 	}
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})

@@ -47,6 +47,10 @@ type Directory struct {
 
 	mu   sync.Mutex
 	head *keylog.TreeHead // guarded by mu: the newest head signed
+
+	// changes lead from the server's earlier identity keys to key (set
+	// once at start by SetKeyChanges; read-only after).
+	changes []keylog.ServerKeyChange
 }
 
 // New returns the directory of server, kept in store and signed by key.
@@ -270,10 +274,11 @@ func (d *Directory) Lookups(names []privateline.Username) ([]*keylog.Lookup, err
 		}
 		index[i] = rec.Index
 		out[i] = &keylog.Lookup{
-			Address:   b.Address,
-			Bundle:    b,
-			Entry:     keylog.Entry{Leaf: *leaf, Salt: rec.Salt, Signature: sig},
-			ServerKey: d.ServerKey(),
+			Address:    b.Address,
+			Bundle:     b,
+			Entry:      keylog.Entry{Leaf: *leaf, Salt: rec.Salt, Signature: sig},
+			ServerKey:  d.ServerKey(),
+			KeyChanges: d.changes,
 		}
 	}
 	// Each entry was committed with the size that covers it, so the head
@@ -337,7 +342,7 @@ func (d *Directory) HeadAnswer() (*keylog.HeadAnswer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &keylog.HeadAnswer{Head: *h, ServerKey: d.ServerKey()}, nil
+	return &keylog.HeadAnswer{Head: *h, ServerKey: d.ServerKey(), KeyChanges: d.changes}, nil
 }
 
 // Consistency returns the proof that the log at size from is a prefix of

@@ -73,7 +73,14 @@ func (l *Leaf) Hash() merkle.Hash { return merkle.LeafHash(l.Canonical()) }
 
 // SigningInput returns the bytes the directory signs for the entry:
 // "privateline/v1/directory-entry" ‖ 0x00 ‖ canonical leaf.
-func (l *Leaf) SigningInput() []byte { return append(domain(LabelEntry), l.Canonical()...) }
+func (l *Leaf) SigningInput() []byte { return EntrySigningInput(l.Canonical()) }
+
+// EntrySigningInput is the signing input of an entry whose leaf is the
+// canonical JSON canonical (as the directory stores it):
+// "privateline/v1/directory-entry" ‖ 0x00 ‖ canonical.
+func EntrySigningInput(canonical []byte) []byte {
+	return append(domain(LabelEntry), canonical...)
+}
 
 // ParseLeaf reads a leaf from its JSON (possibly re-serialized).
 func ParseLeaf(data []byte) (*Leaf, error) {

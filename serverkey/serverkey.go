@@ -227,3 +227,59 @@ func create(path string, k *PrivateKey) error {
 	}
 	return nil
 }
+
+// Load reads the identity at path (PKCS #8 PEM, mode 0600 or stricter). A
+// missing file is an error wrapping os.ErrNotExist.
+func Load(path string) (*PrivateKey, error) { return load(path) }
+
+// Save writes k to path, replacing any file there, so that path holds
+// either its old content or k, whole, after a crash: a temporary file in
+// the same directory (mode 0600), synced, renamed over path, and the
+// directory synced.
+func Save(path string, k *PrivateKey) error {
+	data, err := k.encode()
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, data)
+}
+
+// WriteFileAtomic writes data to path (mode 0600) as Save does: temporary
+// file, fsync, rename, fsync of the directory.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir syncs a directory, making the renames and links in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
