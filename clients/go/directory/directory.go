@@ -7,7 +7,8 @@
 // For a lookup (GET /api/public_key/{username}) a Verifier checks, in
 // order: the directory's key against the one pinned for the server (the
 // first key seen is pinned, like SSH's known_hosts, unless the caller
-// pinned one before); the tree head's signature; that the answer is for
+// pinned one before; another key only with the answer's key-change
+// statements leading from the pinned key to it, which re-pins it); the tree head's signature; that the answer is for
 // the address asked; the entry's commitment to the bundle and the
 // directory's signature on the entry; the inclusion proof of the entry in
 // the tree the head describes; and that the head extends the last head
@@ -143,7 +144,7 @@ func (v *Verifier) VerifyLookup(ctx context.Context, address privateline.Address
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s, err := v.stateLocked(server, l.ServerKey)
+	s, rekeyed, err := v.stateLocked(server, l.ServerKey, l.KeyChanges)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +155,7 @@ func (v *Verifier) VerifyLookup(ctx context.Context, address privateline.Address
 	if l.Since > 0 {
 		proof = &keylog.Consistency{From: l.Since, To: l.Head.TreeSize, Proof: l.Consistency}
 	}
-	if err := v.advanceLocked(ctx, server, s, &l.Head, proof); err != nil {
+	if err := v.advanceLocked(ctx, server, s, &l.Head, proof, rekeyed); err != nil {
 		return nil, err
 	}
 	return l.Bundle, nil
@@ -165,7 +166,7 @@ func (v *Verifier) VerifyLookup(ctx context.Context, address privateline.Address
 func (v *Verifier) VerifyHead(ctx context.Context, server privateline.ServerName, a *keylog.HeadAnswer) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s, err := v.stateLocked(server, a.ServerKey)
+	s, rekeyed, err := v.stateLocked(server, a.ServerKey, a.KeyChanges)
 	if err != nil {
 		return err
 	}
@@ -175,7 +176,7 @@ func (v *Verifier) VerifyHead(ctx context.Context, server privateline.ServerName
 	if err := a.Head.Verify(s.Key); err != nil {
 		return err
 	}
-	return v.advanceLocked(ctx, server, s, &a.Head, nil)
+	return v.advanceLocked(ctx, server, s, &a.Head, nil, rekeyed)
 }
 
 // LastHead returns the last head verified for server, or nil.
@@ -188,30 +189,42 @@ func (v *Verifier) LastHead(server privateline.ServerName) (*keylog.TreeHead, er
 }
 
 // stateLocked loads the server's state, pinning offered on first contact
-// and refusing a key other than the pinned one.
-func (v *Verifier) stateLocked(server privateline.ServerName, offered ed25519.PublicKey) (*State, error) {
+// and refusing a key other than the pinned one unless changes, the
+// answer's key-change statements, lead from the pinned key to it
+// (spec/e2ee.md §6.4 step 2; the server rotated its key). Then the state
+// returned has offered as its key and rekeyed is true: the caller
+// verifies the answer under it and saves the state (re-pins) only if all
+// of the answer's checks pass.
+func (v *Verifier) stateLocked(server privateline.ServerName, offered ed25519.PublicKey, changes []keylog.ServerKeyChange) (s *State, rekeyed bool, err error) {
 	const op = "directory.Verifier"
-	s, err := v.store.Load(server)
+	s, err = v.store.Load(server)
 	if err != nil {
-		return nil, privateline.E(op, privateline.Unavailable, err)
+		return nil, false, privateline.E(op, privateline.Unavailable, err)
 	}
 	if s == nil || len(s.Key) == 0 {
 		if len(offered) != ed25519.PublicKeySize {
-			return nil, keybundle.Refuse(op, keybundle.ErrMalformed, "the answer has no directory key")
+			return nil, false, keybundle.Refuse(op, keybundle.ErrMalformed, "the answer has no directory key")
 		}
 		// Saved with the first head that verifies under it.
-		return &State{Key: bytes.Clone(offered)}, nil
+		return &State{Key: bytes.Clone(offered)}, false, nil
 	}
-	if !s.Key.Equal(offered) {
-		return nil, keybundle.Refuse(op, keybundle.ErrServerKeyChanged, "the directory's key is not the one pinned for this server")
+	if s.Key.Equal(offered) {
+		return s, false, nil
 	}
-	return s, nil
+	if err := keylog.FollowServerKeyChain(server, s.Key, offered, changes); err != nil {
+		return nil, false, err
+	}
+	s.Key = bytes.Clone(offered)
+	return s, true, nil
 }
 
 // advanceLocked checks that h (already verified under s.Key) extends the
 // last head in s, and stores it. proof, if it starts at the last head's
 // size, is used instead of fetching one (a lookup asked with ?since=).
-func (v *Verifier) advanceLocked(ctx context.Context, server privateline.ServerName, s *State, h *keylog.TreeHead, proof *keylog.Consistency) error {
+// rekeyed saves s (its new key) even when h is not newer than the last
+// head. The last head, signed by an earlier key, still anchors the log:
+// the new key's heads must extend it.
+func (v *Verifier) advanceLocked(ctx context.Context, server privateline.ServerName, s *State, h *keylog.TreeHead, proof *keylog.Consistency, rekeyed bool) error {
 	const op = "directory.Verifier"
 	last := s.Head
 	switch {
@@ -224,6 +237,9 @@ func (v *Verifier) advanceLocked(ctx context.Context, server privateline.ServerN
 			return keybundle.Refuse(op, keybundle.ErrLogFork, "the directory shows a different log of the same size than before")
 		}
 		if h.Timestamp <= last.Timestamp {
+			if rekeyed {
+				return v.saveLocked(server, s)
+			}
 			return nil // nothing new
 		}
 		// The same tree, signed again later: keep the fresher head.
@@ -243,8 +259,12 @@ func (v *Verifier) advanceLocked(ctx context.Context, server privateline.ServerN
 		}
 	}
 	s.Head = h
+	return v.saveLocked(server, s)
+}
+
+func (v *Verifier) saveLocked(server privateline.ServerName, s *State) error {
 	if err := v.store.Save(server, s); err != nil {
-		return privateline.E(op, privateline.Unavailable, err)
+		return privateline.E("directory.Verifier", privateline.Unavailable, err)
 	}
 	return nil
 }
