@@ -8,6 +8,7 @@ import { LABEL, prefixed } from './labels'
 import { leafHash, verifyConsistency, verifyInclusion } from './merkle'
 import { ed25519Verify, hmacSha256, sha256 } from './primitives'
 import { toB64 } from './bytes'
+import { type ServerKeyChange, acceptServerKey, parseKeyChanges } from './keychange'
 
 export const MAX_PROOF = 128
 
@@ -138,6 +139,8 @@ export interface Lookup {
   /** Asked with ?since=: the tree size the proof starts from, and the proof to `head`. */
   since?: number
   consistency?: Bytes[]
+  /** "key_changes": statements from the server's earlier keys to serverKey (after a rotation). */
+  keyChanges: ServerKeyChange[]
 }
 
 /**
@@ -154,6 +157,7 @@ export async function parseLookup(data: Uint8Array | string, since = 0): Promise
   const serverKey = f.bytes('server_key', true, 32, 32)
   const hv = f.object('tree_head')
   const consistency = since > 0 ? hashes(f, 'consistency') : undefined
+  const keyChanges = parseKeyChanges(f)
   malformed('lookup', f.done(false))
   const bundle = await parseKeyBundle(encodeBytes(bv))
   const ef = new Fields(ev)
@@ -161,7 +165,7 @@ export async function parseLookup(data: Uint8Array | string, since = 0): Promise
   const salt = ef.bytes('salt', true, 32, 32)
   const signature = ef.bytes('signature', true, 64, 64)
   malformed('entry', ef.done(false))
-  const l: Lookup = { address, bundle, entry: { leaf: parseLeaf(lv), salt, signature }, inclusionProof: proof, serverKey, head: parseTreeHead(hv) }
+  const l: Lookup = { address, bundle, entry: { leaf: parseLeaf(lv), salt, signature }, inclusionProof: proof, serverKey, head: parseTreeHead(hv), keyChanges }
   if (since > 0) Object.assign(l, { since, consistency })
   return l
 }
@@ -210,8 +214,10 @@ export async function acceptLookup(
   l: Lookup, server: string, address: string, state: ServerState,
   fetchConsistency: (from: number, to: number) => Promise<Consistency>,
 ): Promise<KeyBundle> {
-  if (state.serverKey !== undefined && !equal(state.serverKey, l.serverKey))
-    throw new E2EEError('server_key_changed', `the directory of ${server} answered under another key`)
+  // Step 2: the pinned key, or a chain of key-change statements from it
+  // (the server rotated its key); the new key is pinned below, once
+  // everything else verified under it.
+  await acceptServerKey(server, state.serverKey, l.serverKey, l.keyChanges)
   await verifyLookup(l, l.serverKey, server, address)
   const given = l.since !== undefined && l.since === state.lastHead?.treeSize ? l : undefined
   await checkHeadProgress(l.head, state, (from, to) =>

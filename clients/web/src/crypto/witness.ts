@@ -9,6 +9,7 @@ import { prefixed } from './labels'
 import { verifyConsistency } from './merkle'
 import { ed25519Verify } from './primitives'
 import { MAX_PROOF, type TreeHead, parseTreeHead, verifyTreeHead } from './directory'
+import { type ServerKeyChange, parseKeyChanges } from './keychange'
 
 export const LABEL_WITNESS = 'privateline/v1/federation-witness'
 
@@ -25,6 +26,8 @@ export interface CosignaturesAnswer {
   serverKey: Bytes
   head: TreeHead
   cosignatures: Cosignature[]
+  /** "key_changes" after a rotation of the server's key (keychange.ts). */
+  keyChanges: ServerKeyChange[]
 }
 
 export type ForkKind = 'same_size' | 'inconsistent'
@@ -86,9 +89,9 @@ function parseCosignature(v: JSONValue): Cosignature {
 /** GET /api/keys/cosignatures; verifies nothing. */
 export function parseCosignatures(data: Uint8Array | string): CosignaturesAnswer {
   const f = new Fields(parseJSON(data, 'co-signatures'))
-  const a = { cosignatures: f.array('cosignatures'), serverKey: f.bytes('server_key', true, 32, 32), head: f.object('tree_head') }
+  const a = { cosignatures: f.array('cosignatures'), serverKey: f.bytes('server_key', true, 32, 32), head: f.object('tree_head'), keyChanges: parseKeyChanges(f) }
   done(f, 'co-signatures')
-  return { serverKey: a.serverKey, head: parseTreeHead(a.head), cosignatures: a.cosignatures.map(parseCosignature) }
+  return { serverKey: a.serverKey, head: parseTreeHead(a.head), cosignatures: a.cosignatures.map(parseCosignature), keyChanges: a.keyChanges }
 }
 
 function parseFork(v: JSONValue): ForkEvidence {

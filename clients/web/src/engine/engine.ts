@@ -19,6 +19,7 @@ import { type Pin, type Pins, encodePins, mergePins, openPins, sealPins } from '
 import { random, sha256 } from '../crypto/primitives'
 import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verifyQrPayload } from '../crypto/safety'
 import { covers, parseCosignatures, parseForks, verifyCosignature, verifyFork } from '../crypto/witness'
+import { acceptServerKey } from '../crypto/keychange'
 import { EngineError, asHuman, human, remoteFileGone, remoteFileUnreachable, retryable } from './errors'
 import { metaEpoch, openMeta, sealMeta } from './meta'
 import { PushControl, type PushEnv, type Registered, browserPushEnv } from './push'
@@ -696,6 +697,20 @@ export class EngineImpl implements Engine {
       this.#emit()
     }
     return b
+  }
+
+  /**
+   * Pins `key` for the homeserver's own directory, keeping the last head
+   * (which the new key's heads extend): after a head or answer verified
+   * under `key` through a chain of key-change statements from the old pin.
+   */
+  async #repinOwnDirectory(key: Uint8Array): Promise<ServerState> {
+    const state: ServerState = { ...this.#dir, serverKey: key }
+    const saved = { serverKey: toB64(key), head: headJSON(state) }
+    this.#dir = state
+    await this.#store.put('kv', 'directory', saved)
+    await this.#device.setServer(this.#server, saved)
+    return state
   }
 
   /** What this account verified of another server's directory. */
@@ -1541,12 +1556,15 @@ export class EngineImpl implements Engine {
   async #witnessing(): Promise<DirectoryWitnessing> {
     try {
       const a = parseCosignatures(JSON.stringify(await this.#api.get<unknown>('/api/keys/cosignatures', { auth: false })))
-      const state = this.#dir
-      if (state.serverKey === undefined || !constantTimeEqual(state.serverKey, a.serverKey))
-        throw new E2EEError('server_key_changed', 'the directory answered under another key')
+      let state = this.#dir
+      if (state.serverKey === undefined) throw new E2EEError('server_key_changed', 'the directory answered under another key')
+      // The pinned key, or a chain of key-change statements from it (the
+      // server rotated its key; spec/e2ee.md §6.4 step 2).
+      await acceptServerKey(this.#server, state.serverKey, a.serverKey, a.keyChanges)
       if (a.head.server !== this.#server) throw new E2EEError('bad_proof', 'a head of another server')
       await verifyTreeHead(a.head, a.serverKey)
       await checkHeadProgress(a.head, { ...state }, (from, to) => this.#consistency(from, to))
+      if (!constantTimeEqual(state.serverKey, a.serverKey)) state = await this.#repinOwnDirectory(a.serverKey)
       const vouchedBy: string[] = []
       for (const c of a.cosignatures) {
         if (c.witness === this.#server || !covers(c, a.head)) continue

@@ -1,9 +1,11 @@
 // The app's entry to the engine: createAuth() → restore / register / login → Engine.
 import { ApiClient, type EpochStore, type Locks, localStorageEpoch } from '../api/client'
 import { type Account, login as apiLogin, register as apiRegister } from '../api/account'
-import { equal, fromB64, toB64 } from '../crypto/bytes'
+import { fromB64, toB64 } from '../crypto/bytes'
 import { checkHeadProgress, parseConsistency, parseTreeHead, verifyTreeHead } from '../crypto/directory'
 import { E2EEError } from '../crypto/errors'
+import { Fields } from '../crypto/fields'
+import { acceptServerKey, parseKeyChanges } from '../crypto/keychange'
 import type { EngineImpl } from './engine'
 import { EngineError, asHuman } from './errors'
 import type { PushEnv } from './push'
@@ -82,13 +84,15 @@ export function createAuth(o: AuthOptions = {}): EngineAuth {
     if (server) return server
     const api = newApi(() => undefined)
     try {
-      const a = await api.get<{ server_key: string; tree_head: unknown }>('/api/keys/head', { auth: false })
+      const a = await api.get<{ server_key: string; tree_head: unknown; key_changes?: unknown }>('/api/keys/head', { auth: false })
       const head = parseTreeHead(a.tree_head as never)
       const key = fromB64(a.server_key)
       if (!key || key.length !== 32) throw new E2EEError('malformed', 'server_key')
       const d = await dev()
       const pin = await d.server(head.server)
-      if (pin && !equal(fromB64(pin.serverKey)!, key)) throw new E2EEError('server_key_changed', 'the directory key changed')
+      // The pinned key, or a chain of key-change statements from it (the
+      // server rotated its key, spec/e2ee.md §6.4 step 2); re-pinned below.
+      await acceptServerKey(head.server, pin ? fromB64(pin.serverKey)! : undefined, key, parseKeyChanges(new Fields(a as never)))
       await verifyTreeHead(head, key)
       const state = { serverKey: key, lastHead: pin?.head ? parseTreeHead(pin.head as never) : undefined }
       await checkHeadProgress(head, state, async (from, to) =>

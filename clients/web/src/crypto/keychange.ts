@@ -1,0 +1,82 @@
+// A homeserver's key-change statements (spec/federation.md §2.2), as a
+// client follows them (spec/e2ee.md §6.4 step 2): when a server rotates its
+// identity key (homeserver rotate-key), its directory's answers carry
+// "key_changes", each statement naming the next key and signed by the one
+// before. A client that pinned an earlier key accepts the new one only
+// through a valid chain from its pin; anything else is server_key_changed.
+import { E2EEError } from './errors'
+import { type Bytes, equal, toB64 } from './bytes'
+import { type JSONValue, encodeBytes, obj } from './cjson'
+import { Fields, MAX_SAFE } from './fields'
+import { prefixed } from './labels'
+import { ed25519Verify } from './primitives'
+
+export const LABEL_SERVER_KEY_CHANGE = 'privateline/v1/federation-key-change'
+/** At most this many statements in an answer (spec/federation.md §2.1). */
+export const MAX_KEY_CHANGES = 16
+
+export interface ServerKeyChange {
+  createdAt: number
+  newKey: Bytes
+  oldKey: Bytes
+  server: string
+  signature: Bytes
+}
+
+/** The label, 0x00 and canonical {created_at, new_key, old_key, server}. */
+export function serverKeyChangeSigned(c: ServerKeyChange): Bytes {
+  return prefixed(
+    LABEL_SERVER_KEY_CHANGE,
+    encodeBytes(obj([['created_at', c.createdAt], ['new_key', toB64(c.newKey)], ['old_key', toB64(c.oldKey)], ['server', c.server]])),
+  )
+}
+
+function parseOne(v: JSONValue): ServerKeyChange {
+  const f = new Fields(v)
+  const c = {
+    createdAt: f.int('created_at', true, 0, MAX_SAFE),
+    newKey: f.bytes('new_key', true, 32, 32),
+    oldKey: f.bytes('old_key', true, 32, 32),
+    server: f.str('server'),
+    signature: f.bytes('signature', true, 64, 64),
+  }
+  const err = f.done(false)
+  if (err !== null) throw new E2EEError('malformed', `key change: ${err}`)
+  return c
+}
+
+/**
+ * Reads the optional "key_changes" member of a directory answer: absent is
+ * none; present, 1 to MAX_KEY_CHANGES statements. Signatures are checked
+ * by acceptServerKey.
+ */
+export function parseKeyChanges(f: Fields): ServerKeyChange[] {
+  if (!f.has('key_changes')) return []
+  const a = f.array('key_changes', false)
+  if (f.err !== null) return []
+  if (a.length === 0 || a.length > MAX_KEY_CHANGES) throw new E2EEError('malformed', `key_changes: 1 to ${MAX_KEY_CHANGES} statements`)
+  return a.map(parseOne)
+}
+
+/**
+ * §6.4 step 2. `pinned` is the key this client pinned for `server`
+ * (undefined: none yet, `offered` will be pinned); `offered` the answer's
+ * server_key; `changes` its key_changes. Accepts the pinned key, or a run
+ * of statements for `server` starting at the pinned key, each signed by the
+ * key the previous one led to, ending at `offered`. The caller re-pins only
+ * after the rest of the answer verified under `offered`.
+ */
+export async function acceptServerKey(server: string, pinned: Bytes | undefined, offered: Bytes, changes: readonly ServerKeyChange[]): Promise<void> {
+  if (pinned === undefined || equal(pinned, offered)) return
+  const start = changes.findIndex((c) => equal(c.oldKey, pinned))
+  if (start < 0) throw new E2EEError('server_key_changed', `the directory of ${server} answered under another key, and no key-change statement starts at the pinned one`)
+  let cur = pinned
+  for (let i = start; i < changes.length; i++) {
+    const c = changes[i]!
+    if (!equal(c.oldKey, cur) || c.server !== server || equal(c.oldKey, c.newKey) || !(await ed25519Verify(c.oldKey, serverKeyChangeSigned(c), c.signature)))
+      throw new E2EEError('server_key_changed', `the directory of ${server} changed its key, but key-change statement ${i} does not verify`)
+    cur = c.newKey
+    if (equal(cur, offered)) return
+  }
+  throw new E2EEError('server_key_changed', `the directory of ${server} changed its key, but its key-change statements do not lead to it`)
+}
