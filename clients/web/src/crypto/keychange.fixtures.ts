@@ -1,7 +1,8 @@
 // Made by the Go implementation (keylog.ServerKeyChange, keylog.Lookup):
 // example.org's directory with alice's entry, signed by k1, then by k2
 // after a rotation (k1 → k2), then k3 (k2 → k3). Keys are Ed25519 of the
-// seeds SHA-256("privateline rotate fixtures/k1") etc.
+// seeds SHA-256("privateline rotate fixtures/k1") etc. Regenerate with
+// `go run ./internal/_rotgen` from the repository root.
 export const fixtures = {
   "k1": "WTB3q13Tbn21kB+cwyiGDD334poRRrcnAfS82YBrPSQ=",
   "k2": "GoB1rOvWa5mJEXZ5EjfhkySgVXy4PN1VeGr+uJXNyCI=",
