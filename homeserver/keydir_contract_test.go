@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/privateline/privateline/homeserver"
 )
 
 // keysContract drives the key-directory routes for TestContractResponses
@@ -145,5 +147,31 @@ func keysContract(t *testing.T, c *contract, ts *testServer) {
 		cur := c.send(t, ts, specAccepts, 200, apiReq("GET", "/api/pinned_keys", nil, "Cookie", "pl_access="+access)).Header.Get("ETag")
 		put(specRejects, 403, blob(32), "Cookie", "pl_access="+access, "If-Match", cur)
 		put(specAccepts, 200, blob(32), "Cookie", "pl_access="+access, "X-CSRF-Token", csrf, "If-Match", cur)
+	})
+
+	// After homeserver rotate-key the answers carry "key_changes"
+	// (rotate_test.go checks what clients do with them).
+	t.Run("after a key rotation", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.FederationListenAddr = "127.0.0.1:0"
+		rs := startServer(t, cfg)
+		carol := rs.registerWithKeys("kccarol", "carol")
+		rs.stop()
+		var out, errb strings.Builder
+		if rc := homeserver.RotateKey(rs.cfg, &out, &errb); rc != 0 {
+			t.Fatalf("rotate-key: %s", errb.String())
+		}
+		rs.launch(nil)
+		for _, r := range []apiExchange{
+			apiReq("GET", "/api/keys/head", nil),
+			apiReq("GET", "/api/public_key/"+carol.Username, nil, authBearer(rs.loginAgain(carol.account).Access)...),
+			apiReq("GET", "/api/keys/cosignatures", nil),
+			apiReq("GET", "/.well-known/privateline/server", nil),
+		} {
+			m := c.send(t, rs, specAccepts, 200, r).json(t)
+			if cs, _ := m["key_changes"].([]any); len(cs) != 1 {
+				t.Errorf("%s: key_changes %v", r.path, m["key_changes"])
+			}
+		}
 	})
 }
