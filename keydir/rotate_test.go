@@ -52,7 +52,7 @@ func TestResignEntriesAfterRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := l.Verify(nk.Public(), "example.org", privateline.Address(name + "@example.org")); err != nil {
+		if err := l.Verify(nk.Public(), "example.org", privateline.Address(name+"@example.org")); err != nil {
 			t.Fatalf("%s under the new key: %v", name, err)
 		}
 		if len(l.KeyChanges) != 1 || !l.KeyChanges[0].NewKey.Equal(nk.Public()) {
