@@ -448,3 +448,45 @@ func (f *fakeStore) ApplyGroupReplica(r *storage.GroupReplica) (bool, error) {
 	f.replicas = append(f.replicas, r)
 	return true, nil
 }
+
+// Replica resync (groupsync.go): the replicas are the last applied
+// state of each group that has members.
+func (f *fakeStore) GroupReplicas() ([]storage.ReplicaVersion, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last := map[string]uint64{}
+	var order []string
+	for _, r := range f.replicas {
+		if _, ok := last[r.Group.ID]; !ok {
+			order = append(order, r.Group.ID)
+		}
+		last[r.Group.ID] = r.Group.Version
+	}
+	var out []storage.ReplicaVersion
+	for _, id := range order {
+		out = append(out, storage.ReplicaVersion{Group: id, Version: last[id]})
+	}
+	return out, nil
+}
+
+func (f *fakeStore) GroupReplicaOf(id string) (*storage.Group, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range slices.Backward(f.replicas) {
+		if r.Group.ID == id && len(r.Group.Members) > 0 {
+			return r.Group, nil
+		}
+		if r.Group.ID == id {
+			break
+		}
+	}
+	return nil, privateline.E(privateline.NotExist)
+}
+
+func (f *fakeStore) GroupSyncState(id string, dest privateline.ServerName) ([]byte, error) {
+	return f.GroupStateFor(id, dest)
+}
+
+func (f *fakeStore) DropGroupReplica(id string, version uint64) (bool, error) {
+	return f.ApplyGroupReplica(&storage.GroupReplica{Group: &storage.Group{ID: id, Version: version + 1, Replica: true}})
+}

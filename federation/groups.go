@@ -255,6 +255,8 @@ func (s *Service) answerGroup(tx *wire.Transaction) []byte {
 	srv, _ := wire.GroupServer(e.Group)
 	_, rsrv, _ := e.Requester.Split()
 	switch {
+	case e.Op == wire.GroupOpState:
+		res = s.answerGroupState(tx) // groupsync.go
 	case rsrv != tx.Origin:
 		res.HTTPStatus, res.Error, res.Message = http.StatusForbidden, groupWrongOrigin, "a server acts only for its own users"
 	case srv != s.cfg.Name:
@@ -315,47 +317,13 @@ func (s *Service) GroupRequest(ctx context.Context, req GroupRequest) (*GroupRes
 	if server == s.cfg.Name {
 		return nil, privateline.E(op, privateline.Invalid, "a group of this server")
 	}
-	s.mu.Lock()
-	if !s.started || s.closed {
-		s.mu.Unlock()
-		return nil, privateline.E(op, privateline.Unavailable, "federation is not running")
-	}
-	sd := s.senderLocked(server)
-	s.mu.Unlock()
-	tx := &wire.Transaction{Type: wire.TypeGroupRequest,
-		Header:  wire.Header{Origin: s.cfg.Name, Destination: server, TxnID: wire.NewTxnID(), CreatedAt: s.now().UnixMilli()},
-		Entries: []wire.Entry{{ID: wire.NewTxnID(), Group: req.Group, Op: req.Op, Requester: req.Requester, Target: req.Target, Body: req.Body}}}
-	raw, err := wire.Sign(tx, s.cfg.Key)
+	r, _, err := s.groupExchange(ctx, server, wire.Entry{ID: wire.NewTxnID(), Group: req.Group, Op: req.Op, Requester: req.Requester, Target: req.Target, Body: req.Body})
 	if err != nil {
-		return nil, privateline.E(op, privateline.Internal, err)
+		return nil, privateline.E(op, err)
 	}
 	unreachable := func(why string, err error) error {
 		return privateline.E(op, privateline.Unavailable, fmt.Sprintf("the group's server %s %s; nothing was changed, try again later", server, why), err)
 	}
-	if sd.down() {
-		return nil, unreachable("could not be reached moments ago", nil)
-	}
-	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
-	defer cancel()
-	conn, err := sd.link(ctx)
-	if err != nil {
-		return nil, unreachable("cannot be reached", err)
-	}
-	resp, err := exchange(ctx, conn, raw)
-	if err != nil {
-		sd.dropLink()
-		return nil, unreachable("did not answer", err)
-	}
-	if ef, ok := parseErrorFrame(resp); ok {
-		return nil, unreachable(fmt.Sprintf("refused the request (%s)", ef.code), nil)
-	}
-	peer := wire.Peer{Name: server, Key: conn.PeerKey()}
-	ans, err := wire.VerifyReceipt(resp, peer, s.cfg.Name, s.now(), wire.DefaultLimits(), tx)
-	if err != nil {
-		s.log.Warn("federation: a group answer does not verify", "peer", string(server), "err", err)
-		return nil, unreachable("answered with something that does not verify", err)
-	}
-	r := ans.Results[0]
 	out := &GroupResult{Status: r.HTTPStatus, Code: r.Error, Message: r.Message, Recipients: r.Recipients, Replayed: r.Replayed}
 	if r.State != nil {
 		rep, err := s.parseGroupState(r.State, req.Group)
@@ -374,6 +342,55 @@ func (s *Service) GroupRequest(ctx context.Context, req GroupRequest) (*GroupRes
 		}
 	}
 	return out, nil
+}
+
+// groupExchange sends one group_request entry e to the group's server
+// and returns the verified answer's one result. A server that cannot be
+// reached, refuses the frame or answers with something that does not
+// verify is an Unavailable error saying so (nothing was changed there
+// that an answer would confirm); retryAfter is a rate_limited refusal's.
+func (s *Service) groupExchange(ctx context.Context, server privateline.ServerName, e wire.Entry) (res wire.Result, retryAfter time.Duration, err error) {
+	s.mu.Lock()
+	if !s.started || s.closed {
+		s.mu.Unlock()
+		return res, 0, privateline.E(privateline.Unavailable, "federation is not running")
+	}
+	sd := s.senderLocked(server)
+	s.mu.Unlock()
+	tx := &wire.Transaction{Type: wire.TypeGroupRequest,
+		Header:  wire.Header{Origin: s.cfg.Name, Destination: server, TxnID: wire.NewTxnID(), CreatedAt: s.now().UnixMilli()},
+		Entries: []wire.Entry{e}}
+	raw, err := wire.Sign(tx, s.cfg.Key)
+	if err != nil {
+		return res, 0, privateline.E(privateline.Internal, err)
+	}
+	unreachable := func(why string, err error) error {
+		return privateline.E(privateline.Unavailable, fmt.Sprintf("the group's server %s %s; nothing was changed, try again later", server, why), err)
+	}
+	if sd.down() {
+		return res, 0, unreachable("could not be reached moments ago", nil)
+	}
+	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	conn, err := sd.link(ctx)
+	if err != nil {
+		return res, 0, unreachable("cannot be reached", err)
+	}
+	resp, err := exchange(ctx, conn, raw)
+	if err != nil {
+		sd.dropLink()
+		return res, 0, unreachable("did not answer", err)
+	}
+	if ef, ok := parseErrorFrame(resp); ok {
+		return res, ef.retryAfter, unreachable(fmt.Sprintf("refused the request (%s)", ef.code), nil)
+	}
+	peer := wire.Peer{Name: server, Key: conn.PeerKey()}
+	ans, err := wire.VerifyReceipt(resp, peer, s.cfg.Name, s.now(), wire.DefaultLimits(), tx)
+	if err != nil {
+		s.log.Warn("federation: a group answer does not verify", "peer", string(server), "err", err)
+		return res, 0, unreachable("answered with something that does not verify", err)
+	}
+	return ans.Results[0], 0, nil
 }
 
 // groupOutboxEntry is the wire entry of a group outbox item.

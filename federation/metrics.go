@@ -23,6 +23,9 @@ type metrics struct {
 	witnessAnswered *prometheus.CounterVec // witness requests answered, by outcome
 	witnessAsked    *prometheus.CounterVec // witness requests sent, by outcome
 	forks           *prometheus.CounterVec // peers' directory forks detected, by kind
+
+	// Replica resync (groupsync.go).
+	resyncs *prometheus.CounterVec // state requests made, by outcome
 }
 
 func newMetrics(reg prometheus.Registerer, st Store) *metrics {
@@ -84,8 +87,13 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 			Name: "privateline_federation_directory_forks_total",
 			Help: "Forks of peers' key directories detected by this server as a witness (two heads that cannot both be true), by kind.",
 		}, []string{"kind"}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_group_resyncs_total",
+			Help: "Group replica state requests made to groups' servers (spec/federation.md §12.1), by outcome: updated (the replica was behind), current, not_found (the replica went), unreachable, bad_state.",
+		}, []string{"outcome"}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.resyncs)
 		reg.MustRegister(m.witnessAnswered, m.witnessAsked, m.forks)
 		reg.MustRegister(m.attempts, m.failures, m.delivered, m.refusedEntries, m.expired, m.latency,
 			m.transactions, m.entries, m.rejected, depthCollector{st})

@@ -62,6 +62,7 @@ func (s *Service) acceptLoop(ln *transport.Listener) {
 			sd.dropStaleLink(c.PeerInstance())
 			sd.poke(true)
 		}
+		s.resyncPoke(c.PeerName()) // groupsync.go
 		s.mu.Unlock()
 		go s.serveConn(c)
 	}
@@ -184,6 +185,11 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 			entries[i], err = s.checkEntry(tx.Origin, e, now)
 			if err != nil {
 				return s.storeFailure(origin, tx, err)
+			}
+		}
+		if tx.Type == wire.TypeGroupEnvelopes {
+			if refusal := s.replicaBehind(tx, entries); refusal != nil { // groupsync.go
+				return refusal
 			}
 		}
 		stored, replayed, err := s.store.ReceiveTransaction(tx.Origin, tx.TxnID, entries, now)

@@ -84,6 +84,13 @@ type Store interface {
 	// A deleted user of another server leaves a group of this server
 	// (leave.go, spec §12.1 group_leaves).
 	RemoveDeletedMember(id string, member privateline.Address, joined uint64) error
+	// Replica resync (groupsync.go, spec §12.1): the replicas kept here,
+	// one of them, a group's state for a server with members of it (else
+	// NotExist), and deleting a replica still at a version.
+	GroupReplicas() ([]storage.ReplicaVersion, error)
+	GroupReplicaOf(id string) (*storage.Group, error)
+	GroupSyncState(id string, dest privateline.ServerName) ([]byte, error)
+	DropGroupReplica(id string, version uint64) (bool, error)
 }
 
 var _ Store = (*storage.DB)(nil)
@@ -215,6 +222,7 @@ type Service struct {
 
 	files  fileState    // file transfers (files.go)
 	groups GroupHandler // forwarded group requests (groups.go); nil: refused
+	rs     resync       // replica resyncs (groupsync.go)
 }
 
 // New checks cfg and returns a Service; Start makes it run.
@@ -375,6 +383,8 @@ func (s *Service) Start() error {
 		s.wg.Add(1)
 		go s.witnessLoop()
 	}
+	s.wg.Add(1)
+	go s.resyncAll() // groupsync.go
 	s.mu.Unlock()
 
 	dests, err := s.store.OutboxDestinations() // without s.mu: the store may call Wake
@@ -427,6 +437,9 @@ func (s *Service) wake(dest privateline.ServerName, reset bool) {
 		return
 	}
 	s.senderLocked(dest).poke(reset)
+	if reset {
+		s.resyncPoke(dest) // groupsync.go
+	}
 }
 
 // SetPeerAddr sets the QUIC address of a peer learnt after New (tests,

@@ -754,7 +754,9 @@ func (d *DB) OutboxAttemptFailed(dest privateline.ServerName, errText string) er
 // the pending transaction, which is cleared if left empty), each with a
 // `delivery_failed` event for its sender, Error "timeout" and Detail the
 // destination's last error, in one synced batch; items whose message has
-// gone go silently. It returns how many items went.
+// gone go silently. It returns how many items went. Group updates stay
+// (spec/federation.md §14): a group's state is not a message someone
+// waits on but what the destination's replica needs when it is back.
 func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error) {
 	const op = "storage.OutboxExpire"
 	x := outboxDest{name: dest, h: d.serverHash(dest)}
@@ -766,6 +768,9 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 		err := d.scanItems(x.h, now, func(it *item) bool {
 			if it.QueuedAt.UnixMilli() >= cut {
 				return false
+			}
+			if it.Type == OutboxGroupUpdates {
+				return true // kept: a group's state never expires (fedgroupsync.go)
 			}
 			items = append(items, it)
 			return len(items) < maxSweep
@@ -841,7 +846,8 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 }
 
 // headQueuedSince reports whether dest h's outbox is empty or its first
-// item was queued at or after cut (ms); it reads only the item's record.
+// item that may expire (not a group update queued before cut) was queued
+// at or after cut (ms); it reads only the items' records.
 func (d *DB) headQueuedSince(h []byte, cut int64) (bool, error) {
 	p := tOutbox.key(h)
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
@@ -857,6 +863,9 @@ func (d *DB) headQueuedSince(h []byte, cut int64) (bool, error) {
 		var r outboxRecord
 		if err := d.getJSON(slices.Clone(k), &r); err != nil {
 			return false, err
+		}
+		if r.Type == OutboxGroupUpdates && r.QueuedAt < cut {
+			continue // kept (OutboxExpire): look further
 		}
 		return r.QueuedAt >= cut, nil
 	}

@@ -51,7 +51,9 @@ func groupEntryBody(t Type, e Entry) map[string]any {
 		m["state"] = parsed(e.State)
 	case TypeGroupRequest:
 		m["op"] = e.Op
-		m["requester"] = string(e.Requester)
+		if e.Requester != "" || e.Op != GroupOpState {
+			m["requester"] = string(e.Requester)
+		}
 		if e.Target != "" {
 			m["target"] = string(e.Target)
 		}
@@ -148,6 +150,15 @@ func readGroupEntry(e *cjson.Object, t Type) Entry {
 		x.Op = e.String("op", true)
 		if e.Err() == nil && !slices.Contains(GroupOps, x.Op) {
 			e.Fail("op", "one of "+strings.Join(GroupOps, ", "))
+		}
+		if x.Op == GroupOpState {
+			// A server's own pull (spec §12.1): nothing but the group.
+			for _, n := range []string{"requester", "target", "body"} {
+				if e.Err() == nil && e.Has(n) {
+					e.Fail(n, "absent in a state request")
+				}
+			}
+			break
 		}
 		x.Requester = address(e, "requester")
 		if e.Has("target") {

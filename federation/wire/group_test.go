@@ -22,6 +22,7 @@ func TestGroupTypesRoundTrip(t *testing.T) {
 		groupTx(TypeGroupUpdates, Entry{ID: NewTxnID(), Group: gid, State: []byte(`{"group":"` + gid + `","members":[],"version":3}`)}),
 		groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "remove", Requester: "bobby@a.example", Target: "carol@x.example"}),
 		groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "send", Requester: "bobby@a.example", Body: []byte(`{"header":{}}`)}),
+		groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: GroupOpState}),
 	} {
 		raw := mustSign(t, tx, f.ka)
 		got, err := VerifyTransaction(raw, f.peerA, srvB, now, DefaultLimits())
@@ -62,15 +63,18 @@ func TestGroupEntryShapes(t *testing.T) {
 		tx   *Transaction
 		want Reason
 	}{
-		"to unsorted":   {groupTx(TypeGroupEnvelopes, Entry{ID: NewTxnID(), Group: gid, Envelope: env, To: []privateline.Address{"bobby@x.example", "alice@x.example"}}), Malformed},
-		"to repeated":   {groupTx(TypeGroupEnvelopes, Entry{ID: NewTxnID(), Group: gid, Envelope: env, To: []privateline.Address{"alice@x.example", "alice@x.example"}}), Malformed},
-		"to empty":      {groupTx(TypeGroupEnvelopes, Entry{ID: NewTxnID(), Group: gid, Envelope: env, To: []privateline.Address{}}), Malformed},
-		"bad group id":  {groupTx(TypeGroupUpdates, Entry{ID: NewTxnID(), Group: "g1@a.example", State: []byte(`{}`)}), Malformed},
-		"unknown op":    {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "delete", Requester: "bobby@a.example"}), Malformed},
-		"two requests":  {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "meta", Requester: "bobby@a.example"}, Entry{ID: NewTxnID(), Group: gid, Op: "meta", Requester: "bobby@a.example"}), TooManyEntries},
-		"body too big":  {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "key", Requester: "bobby@a.example", Body: make([]byte, MaxGroupBody+1)}), TooLarge},
-		"no requester":  {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "meta"}), Malformed},
-		"state missing": {groupTx(TypeGroupUpdates, Entry{ID: NewTxnID(), Group: gid}), Malformed},
+		"to unsorted":                 {groupTx(TypeGroupEnvelopes, Entry{ID: NewTxnID(), Group: gid, Envelope: env, To: []privateline.Address{"bobby@x.example", "alice@x.example"}}), Malformed},
+		"to repeated":                 {groupTx(TypeGroupEnvelopes, Entry{ID: NewTxnID(), Group: gid, Envelope: env, To: []privateline.Address{"alice@x.example", "alice@x.example"}}), Malformed},
+		"to empty":                    {groupTx(TypeGroupEnvelopes, Entry{ID: NewTxnID(), Group: gid, Envelope: env, To: []privateline.Address{}}), Malformed},
+		"bad group id":                {groupTx(TypeGroupUpdates, Entry{ID: NewTxnID(), Group: "g1@a.example", State: []byte(`{}`)}), Malformed},
+		"unknown op":                  {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "delete", Requester: "bobby@a.example"}), Malformed},
+		"two requests":                {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "meta", Requester: "bobby@a.example"}, Entry{ID: NewTxnID(), Group: gid, Op: "meta", Requester: "bobby@a.example"}), TooManyEntries},
+		"body too big":                {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "key", Requester: "bobby@a.example", Body: make([]byte, MaxGroupBody+1)}), TooLarge},
+		"no requester":                {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: "meta"}), Malformed},
+		"state missing":               {groupTx(TypeGroupUpdates, Entry{ID: NewTxnID(), Group: gid}), Malformed},
+		"state pull with a requester": {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: GroupOpState, Requester: "bobby@a.example"}), Malformed},
+		"state pull with a target":    {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: GroupOpState, Target: "bobby@a.example"}), Malformed},
+		"state pull with a body":      {groupTx(TypeGroupRequest, Entry{ID: NewTxnID(), Group: gid, Op: GroupOpState, Body: []byte(`{}`)}), Malformed},
 	}
 	for name, c := range cases {
 		m := c.tx.body()

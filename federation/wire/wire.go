@@ -89,8 +89,13 @@ const (
 	MaxGroupMessage = 512
 )
 
-// Group request operations (spec/federation.md §12.1).
-var GroupOps = []string{"add", "key", "meta", "remove", "retention", "role", "send"}
+// Group request operations (spec/federation.md §12.1). GroupOpState is
+// a server's pull of the group's state for its replica: no requester,
+// target or body.
+var GroupOps = []string{"add", "key", "meta", "remove", "retention", "role", "send", GroupOpState}
+
+// GroupOpState is the op of a replica's resync (spec §12.1).
+const GroupOpState = "state"
 
 // MaxKeyRequests caps the entries of a key_request (spec/federation.md
 // §12.5).

@@ -1,0 +1,312 @@
+package federation
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/envelope"
+	"github.com/privateline/privateline/federation/wire"
+	"github.com/privateline/privateline/storage"
+)
+
+// Replica resync (spec/federation.md §12.1, "Resync"). A replica follows
+// the group_updates its group's server G queues, and those never expire
+// from G's outbox; but a replica can still be behind — this server was
+// restored from a backup, lost data, or G's updates could not be had — so
+// this server asks G for the group's current state (a group_request of
+// op "state", answered like any group request with the state for this
+// server, or not_found when none of the group's members is here any more):
+//
+//   - at start, for every replica, one after the other per server, again
+//     with backoff while the server cannot be reached, and at once when it
+//     is back (an inbound connection from it, or Retry);
+//   - before committing a group_envelopes transaction with an entry that
+//     shows the replica behind (no replica, the sender not a member, or an
+//     epoch newer than the replica's): the entry is not taken against a
+//     stale replica. If the state cannot be had, the whole transaction is
+//     refused as `unavailable`, so G keeps it and sends it again: nothing
+//     is lost, and nothing was stored, so nothing is duplicated.
+//
+// Reads never wait for any of this: they answer from the replica.
+
+// resyncFresh is how long after a replica was brought up to date an
+// envelope's evidence does not make this server ask again (the state it
+// got is as new as G's updates; a message still refused after it is
+// refused for good).
+const resyncFresh = 30 * time.Second
+
+// maxResyncPerTxn bounds the groups one inbound transaction makes this
+// server ask about; past it the transaction is refused as unavailable
+// and the rest are asked on its retry.
+const maxResyncPerTxn = 16
+
+// resyncTimeout bounds one state request made while a transaction waits.
+const resyncTimeout = 10 * time.Second
+
+// resync is the state of replica resyncs: the groups still to ask about
+// per server, the worker of each server, and when each group was last
+// brought up to date.
+type resync struct {
+	mu      sync.Mutex
+	pending map[privateline.ServerName]map[string]bool
+	workers map[privateline.ServerName]chan struct{} // a worker's wake-up (capacity 1)
+	synced  map[string]time.Time
+}
+
+// errNoReplicaChange: the state request was answered, but with a status
+// that is neither a state nor not_found (a bug there); not retried.
+var errNoReplicaChange = privateline.E(privateline.Invalid, "the group's server answered a state request with neither a state nor not_found")
+
+// SyncGroup asks the group's server for the current state of group id
+// and applies it to the replica here (not_found deletes the replica, if
+// it has not moved on meanwhile). A server that cannot be reached is an
+// Unavailable error; nothing changes then.
+func (s *Service) SyncGroup(ctx context.Context, id string) error {
+	_, err := s.syncGroup(ctx, id)
+	return err
+}
+
+func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, error) {
+	const op = "federation.SyncGroup"
+	server, err := wire.GroupServer(id)
+	if err != nil {
+		return 0, privateline.E(op, privateline.Invalid, err)
+	}
+	if server == s.cfg.Name {
+		return 0, privateline.E(op, privateline.Invalid, "a group of this server")
+	}
+	var known uint64
+	have := false
+	switch g, err := s.store.GroupReplicaOf(id); {
+	case err == nil:
+		known, have = g.Version, true
+	case !privateline.Is(privateline.NotExist, err):
+		return 0, privateline.E(op, err)
+	}
+	r, after, err := s.groupExchange(ctx, server, wire.Entry{ID: wire.NewTxnID(), Group: id, Op: wire.GroupOpState})
+	if err != nil {
+		s.met.resyncs.WithLabelValues("unreachable").Inc()
+		return after, privateline.E(op, err)
+	}
+	switch {
+	case r.HTTPStatus == http.StatusOK && r.State != nil:
+		rep, err := s.parseGroupState(r.State, id)
+		if err != nil {
+			s.met.resyncs.WithLabelValues("bad_state").Inc()
+			s.log.Warn("federation: a group's state from its server does not parse", "group", id, "err", err)
+			return 0, privateline.E(op, privateline.Invalid, err)
+		}
+		applied, err := s.store.ApplyGroupReplica(rep)
+		if err != nil {
+			return 0, privateline.E(op, err)
+		}
+		if applied {
+			s.met.resyncs.WithLabelValues("updated").Inc()
+			s.log.Info("federation: a group replica was behind; brought up to date", "group", id, "from", known, "to", rep.Group.Version)
+		} else {
+			s.met.resyncs.WithLabelValues("current").Inc()
+		}
+	case r.HTTPStatus == http.StatusNotFound:
+		if have {
+			gone, err := s.store.DropGroupReplica(id, known)
+			if err != nil {
+				return 0, privateline.E(op, err)
+			}
+			if gone {
+				s.log.Info("federation: the group's server has no such group for this server any more; its replica is gone", "group", id)
+			}
+		}
+		s.met.resyncs.WithLabelValues("not_found").Inc()
+	default:
+		s.met.resyncs.WithLabelValues("bad_state").Inc()
+		s.log.Warn("federation: a state request was answered with neither a state nor not_found", "group", id, "status", r.HTTPStatus, "error", r.Error)
+		return 0, privateline.E(op, errNoReplicaChange)
+	}
+	s.rs.mu.Lock()
+	if s.rs.synced == nil {
+		s.rs.synced = map[string]time.Time{}
+	}
+	s.rs.synced[id] = s.now()
+	s.rs.mu.Unlock()
+	return 0, nil
+}
+
+// answerGroupState answers a verified state request: the group's state
+// for origin if it is one of this server's groups with a member on
+// origin, otherwise not_found.
+func (s *Service) answerGroupState(tx *wire.Transaction) wire.Result {
+	e := tx.Entries[0]
+	res := wire.Result{ID: e.ID, HTTPStatus: http.StatusNotFound, Error: groupNotFound, Message: "no such group with members on your server"}
+	if srv, _ := wire.GroupServer(e.Group); srv != s.cfg.Name {
+		return res
+	}
+	st, err := s.store.GroupSyncState(e.Group, tx.Origin)
+	switch {
+	case err == nil:
+		return wire.Result{ID: e.ID, HTTPStatus: http.StatusOK, State: st}
+	case privateline.Is(privateline.NotExist, err):
+		return res
+	default:
+		s.log.Error("federation: reading a group's state for a state request", "group", e.Group, "err", err)
+		return wire.Result{ID: e.ID, HTTPStatus: http.StatusServiceUnavailable, Error: codeUnavailable, Message: "the group's state cannot be read now"}
+	}
+}
+
+// resyncAll queues a resync of every replica (at start).
+func (s *Service) resyncAll() {
+	defer s.wg.Done()
+	reps, err := s.store.GroupReplicas()
+	if err != nil {
+		s.log.Error("federation: listing group replicas to bring up to date", "err", err)
+		return
+	}
+	for _, r := range reps {
+		s.resyncLater(r.Group)
+	}
+}
+
+// resyncLater queues a resync of group id with its server's worker,
+// starting it if needed.
+func (s *Service) resyncLater(id string) {
+	server, err := wire.GroupServer(id)
+	if err != nil || server == s.cfg.Name {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started || s.closed {
+		return
+	}
+	s.rs.mu.Lock()
+	defer s.rs.mu.Unlock()
+	if s.rs.pending == nil {
+		s.rs.pending = map[privateline.ServerName]map[string]bool{}
+		s.rs.workers = map[privateline.ServerName]chan struct{}{}
+	}
+	if s.rs.pending[server] == nil {
+		s.rs.pending[server] = map[string]bool{}
+	}
+	s.rs.pending[server][id] = true
+	if s.rs.workers[server] == nil {
+		wake := make(chan struct{}, 1)
+		s.rs.workers[server] = wake
+		s.wg.Add(1)
+		go s.resyncWorker(server, wake)
+	}
+}
+
+// resyncPoke tells server's resync worker, if any, that the server is
+// back: it asks again at once.
+func (s *Service) resyncPoke(server privateline.ServerName) {
+	s.rs.mu.Lock()
+	defer s.rs.mu.Unlock()
+	if w := s.rs.workers[server]; w != nil {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// resyncWorker asks server for the state of its groups queued by
+// resyncLater, one after the other, with the senders' backoff while the
+// server cannot be reached; it ends when none is left.
+func (s *Service) resyncWorker(server privateline.ServerName, wake chan struct{}) {
+	defer s.wg.Done()
+	n := 0
+	for {
+		s.rs.mu.Lock()
+		var id string
+		for g := range s.rs.pending[server] {
+			id = g
+			break
+		}
+		if id == "" {
+			delete(s.rs.pending, server)
+			delete(s.rs.workers, server)
+			s.rs.mu.Unlock()
+			return
+		}
+		s.rs.mu.Unlock()
+		after, err := s.syncGroup(s.ctx, id)
+		if s.ctx.Err() != nil {
+			return
+		}
+		if err == nil || !privateline.Is(privateline.Unavailable, err) {
+			if err != nil {
+				s.log.Warn("federation: bringing a group replica up to date", "group", id, "err", err)
+			}
+			s.rs.mu.Lock()
+			delete(s.rs.pending[server], id)
+			s.rs.mu.Unlock()
+			n = 0
+			continue
+		}
+		s.log.Debug("federation: the group's server cannot be asked for a replica's state now", "server", string(server), "err", err)
+		d := max(backoff(s.base, n, s.jitter()), after)
+		n++
+		timer := time.NewTimer(d)
+		select {
+		case <-s.ctx.Done():
+			timer.Stop()
+			return
+		case <-wake:
+			timer.Stop()
+			n = 0
+		case <-timer.C:
+		}
+	}
+}
+
+// replicaBehind brings the replicas of the groups of a verified
+// group_envelopes transaction up to date where an entry shows that the
+// replica is behind: no replica, its sender not a member, or its epoch
+// newer than the replica's (spec §12.1, "Resync"). It returns an error
+// frame when the transaction is to be refused (unavailable: its sender
+// keeps it and sends it again), nil to go on with the commit.
+func (s *Service) replicaBehind(tx *wire.Transaction, entries []storage.InboundEntry) []byte {
+	var ask []string
+	for i, in := range entries {
+		if in.Refused != "" || in.Raw == nil || in.Replica != nil || slices.Contains(ask, in.Group) {
+			continue
+		}
+		h, err := envelope.ParseGroup(tx.Entries[i].Envelope)
+		if err != nil {
+			continue
+		}
+		g, err := s.store.GroupReplicaOf(in.Group)
+		switch {
+		case err == nil && g.MemberAt(h.From) != nil && g.Epoch >= h.Epoch:
+			continue // the replica knows what this entry needs
+		case err != nil && !privateline.Is(privateline.NotExist, err):
+			return s.storeFailure(tx.Origin, tx, err)
+		}
+		s.rs.mu.Lock()
+		at, ok := s.rs.synced[in.Group]
+		s.rs.mu.Unlock()
+		if ok && s.now().Sub(at) < resyncFresh {
+			continue // as new as the group's server says: the commit decides
+		}
+		ask = append(ask, in.Group)
+	}
+	for i, id := range ask {
+		if i == maxResyncPerTxn {
+			return s.refuse(tx.Origin, codeUnavailable, "bringing group replicas up to date; send again", 0)
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, resyncTimeout)
+		_, err := s.syncGroup(ctx, id)
+		cancel()
+		if privateline.Is(privateline.Unavailable, err) {
+			s.log.Warn("federation: a group message shows the replica behind, and its state cannot be had now", "group", id, "err", err)
+			return s.refuse(tx.Origin, codeUnavailable, "the group's replica here is behind and its state could not be had; send again", 0)
+		}
+		if err != nil { // answered, but not usefully: the commit decides with the replica as it is
+			s.log.Warn("federation: bringing a group replica up to date for a message", "group", id, "err", err)
+		}
+	}
+	return nil
+}
