@@ -72,6 +72,12 @@ func TestGroupEntriesChecked(t *testing.T) {
 	bob := addr("bob", nameB)
 	g := newID() + "@" + string(groupServer)
 	elsewhere := newID() + "@" + string(nameA) // a group of another server
+	// B's replica of g is current: no entry makes it ask g.example
+	// (groupsync.go).
+	n.st.mu.Lock()
+	n.st.replicas = append(n.st.replicas, &storage.GroupReplica{Group: &storage.Group{ID: g, Version: 1, Epoch: 1, Replica: true,
+		Members: []storage.GroupMember{{Address: "ann@a.example", Role: storage.RoleOwner, Remote: true}, {Address: bob, Role: storage.RoleMember}}}})
+	n.st.mu.Unlock()
 
 	ids := []string{newID(), newID(), newID(), newID(), newID(), newID()}
 	tx := txn(groupServer, nameB, time.Now(),
