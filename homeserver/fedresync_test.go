@@ -1,0 +1,264 @@
+package homeserver_test
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/clients/go/client"
+	"github.com/privateline/privateline/homeserver"
+)
+
+// Group replica resync (spec/federation.md §12.1 "Resync", §14): a
+// member's server that missed the group's changes, or lost its replica,
+// catches up without any further change on the group's server.
+
+// startFederationWith is startFederation with each configuration changed
+// by mod first.
+func startFederationWith(t *testing.T, mod func(*homeserver.Config), names ...privateline.ServerName) []*testServer {
+	t.Helper()
+	var ts []*testServer
+	for _, n := range names {
+		cfg := testConfig(t)
+		cfg.ServerName = n
+		cfg.FederationListenAddr = "127.0.0.1:0"
+		mod(&cfg)
+		ts = append(ts, startServer(t, cfg))
+	}
+	for _, a := range ts {
+		introduce(a, ts)
+	}
+	for _, s := range ts { // clients reach restarted servers where they were
+		s.cfg.ListenAddr = s.srv.Addr()
+	}
+	return ts
+}
+
+// outboxDepth is the number of entries ts has queued for dest, from its
+// metrics.
+func (ts *testServer) outboxDepth(dest privateline.ServerName) int {
+	ts.t.Helper()
+	prefix := `privateline_federation_outbox_depth{destination="` + string(dest) + `"} `
+	for _, line := range strings.Split(ts.metrics(), "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			d, err := strconv.Atoi(v)
+			if err != nil {
+				ts.t.Fatalf("metrics: %q", line)
+			}
+			return d
+		}
+	}
+	return 0 // no line: nothing queued
+}
+
+// waitGroup polls s's view of group id until ok holds (a minute at most).
+func waitGroup(t *testing.T, s *client.Session, id string, what string, ok func(*client.Group) bool) *client.Group {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		g, err := s.Group(context.Background(), id)
+		if err == nil && ok(g) {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s: the group reads %+v, %v", s.Address(), what, g, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFederationGroupResyncAfterTimeout: b.test is down longer than the
+// delivery timeout while a.test, the group's server, adds carol@c.test
+// and moves the group to a new epoch. A message sent meanwhile expires
+// for b.test (alice is told); the group's state does not. When b.test is
+// back, bob sees carol, and reads and sends in the new epoch with no
+// further change made on a.test.
+func TestFederationGroupResyncAfterTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	servers := startFederationWith(t, func(c *homeserver.Config) { c.FederationDeliveryTimeout = 2 * time.Second },
+		"a.test", "b.test", "c.test")
+	a, b, c := servers[0], servers[1], servers[2]
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "salice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "sbob", "bob")
+	bob := bobU.login(t)
+	carol := sdkRegister(t, c, sdkClient(t, c, nil), "scarol", "carol").login(t)
+	mustLookup(t, alice, carol.Address())
+	aliceEv, carolEv := listen(t, alice), listen(t, carol)
+	bobEv := listen(t, bob)
+
+	g, err := alice.CreateGroup(ctx, []privateline.Address{bob.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustSendGroup(t, alice, g.ID, "epoch one")
+	if got := bobEv.groupMessage(first.ID); got != "epoch one" {
+		t.Fatalf("bob got %q", got)
+	}
+
+	b.stop()
+	g2, err := alice.AddMember(ctx, g.ID, carol.Address(), "")
+	if err != nil {
+		t.Fatalf("alice adds carol while b.test is down: %v", err)
+	}
+	if g2.Epoch != 2 || len(g2.Members) != 3 {
+		t.Fatalf("the group after adding carol: %+v", g2)
+	}
+	missed := mustSendGroup(t, alice, g.ID, "while b.test is down")
+	if got := carolEv.groupMessage(missed.ID); got != "while b.test is down" {
+		t.Fatalf("carol got %q", got)
+	}
+	// The message expires for b.test: alice hears of it.
+	for {
+		ev := aliceEv.next(client.EventDeliveryFailed)
+		if ev.ID == missed.ID {
+			if ev.Server != "b.test" || ev.Error != "timeout" {
+				t.Fatalf("alice's delivery_failed: %+v", ev)
+			}
+			break
+		}
+	}
+	// The group's state stays queued for b.test (it never expires).
+	if n := a.outboxDepth("b.test"); n < 1 {
+		t.Fatalf("a.test's outbox for b.test holds %d entries after the timeout; the group's state must stay", n)
+	}
+
+	b.launch(nil)
+	introduce(b, servers)
+	bob = bobU.login(t)
+	bobEv = listen(t, bob)
+	waitGroup(t, bob, g.ID, "carol and epoch 2 after b.test is back", func(g *client.Group) bool {
+		return g.Epoch == 2 && len(g.Members) == 3 && g.Role(carol.Address()) == "member"
+	})
+	// bob sends in epoch 2 (his key wrap of it came with the state); alice
+	// and carol read it; carol's reply reaches bob and opens.
+	hi := mustSendGroup(t, bob, g.ID, "bob is back")
+	for _, l := range []*listener{aliceEv, carolEv} {
+		if got := l.groupMessage(hi.ID); got != "bob is back" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	// What a.test kept for b.test is delivered (an attempt that was
+	// dialling b.test's old address ends first); with a delivery timeout
+	// of 2 s, a message queued before that could expire.
+	waitUntil(t, "a.test's outbox for b.test to empty", time.Minute, func() bool { return a.outboxDepth("b.test") == 0 })
+	reply := mustSendGroup(t, carol, g.ID, "welcome back")
+	if got := bobEv.groupMessage(reply.ID); got != "welcome back" {
+		t.Fatalf("bob got %q", got)
+	}
+	// The expired message never reached bob; everything else did, once.
+	if got, want := groupBodies(t, bob, g.ID), []string{"epoch one", "bob is back", "welcome back"}; !slices.Equal(got, want) {
+		t.Fatalf("bob reads %q, want %q", got, want)
+	}
+}
+
+// copyDir copies the tree at from to to (which must not exist), with
+// the files' permissions: a backup of a stopped server.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	err := filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, info.Mode().Perm())
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, data, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFederationGroupLostReplica: b.test is restored from a backup taken
+// before bob joined the group, so it has no replica. alice's next message
+// shows b.test the replica is missing: b.test gets the group's state
+// from a.test before taking the message, so bob receives it exactly once
+// and can open it, and alice hears it was delivered.
+func TestFederationGroupLostReplica(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "lalice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "lbob", "bob")
+	bob := bobU.login(t)
+	mustLookup(t, alice, bob.Address())
+
+	b.stop()
+	backup := t.TempDir() + "/backup"
+	copyDir(t, b.cfg.DataDir, backup)
+	b.launch(nil)
+	introduce(b, servers)
+	bob = bobU.login(t)
+	bobEv := listen(t, bob)
+
+	g, err := alice.CreateGroup(ctx, []privateline.Address{bob.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mustSendGroup(t, alice, g.ID, "before the restore")
+	if got := bobEv.groupMessage(before.ID); got != "before the restore" {
+		t.Fatalf("bob got %q", got)
+	}
+
+	b.stop()
+	if err := os.RemoveAll(b.cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, b.cfg.DataDir)
+	b.launch(nil)
+	introduce(b, servers)
+	bob = bobU.login(t)
+	if gs, err := bob.Groups(ctx); err != nil || len(gs) != 0 {
+		t.Fatalf("after the restore b.test should know no group of bob's: %+v %v", gs, err)
+	}
+	bobEv = listen(t, bob)
+	aliceEv := listen(t, alice)
+
+	after := mustSendGroup(t, alice, g.ID, "after the restore")
+	if got := bobEv.groupMessage(after.ID); got != "after the restore" {
+		t.Fatalf("bob got %q", got)
+	}
+	for {
+		ev := aliceEv.next(client.EventDelivered, client.EventDeliveryFailed)
+		if ev.ID != after.ID {
+			continue
+		}
+		if ev.Type != client.EventDelivered || ev.Server != "b.test" {
+			t.Fatalf("alice's event for the message: %+v", ev)
+		}
+		break
+	}
+	if gg, err := bob.Group(ctx, g.ID); err != nil || len(gg.Members) != 2 || gg.Epoch != 1 {
+		t.Fatalf("bob's group after the message: %+v %v", gg, err)
+	}
+	// Exactly once: the restored b.test had nothing of the group, and
+	// the message was taken once.
+	if got, want := groupBodies(t, bob, g.ID), []string{"after the restore"}; !slices.Equal(got, want) {
+		t.Fatalf("bob reads %q, want %q", got, want)
+	}
+	if !strings.Contains(b.logs.String(), "brought up to date") {
+		t.Fatalf("b.test did not log that it brought the replica up to date")
+	}
+}
