@@ -3,6 +3,7 @@ package homeserver_test
 import (
 	"context"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,7 +88,7 @@ func TestFederationGroupResyncAfterTimeout(t *testing.T) {
 		"a.test", "b.test", "c.test")
 	a, b, c := servers[0], servers[1], servers[2]
 	alice := sdkRegister(t, a, sdkClient(t, a, nil), "salice", "alice").login(t)
-	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "sbob", "bob")
+	bobU := sdkRegister(t, b, sdkClient(t, b, fresh()), "sbob", "bob")
 	bob := bobU.login(t)
 	carol := sdkRegister(t, c, sdkClient(t, c, nil), "scarol", "carol").login(t)
 	mustLookup(t, alice, carol.Address())
@@ -159,6 +160,10 @@ func TestFederationGroupResyncAfterTimeout(t *testing.T) {
 	}
 }
 
+// fresh is a transport with a new connection per request: bob's client
+// must not reuse a connection to b.test's previous process.
+func fresh() http.RoundTripper { return &http.Transport{DisableKeepAlives: true} }
+
 // copyDir copies the tree at from to to (which must not exist), with
 // the files' permissions: a backup of a stopped server.
 func copyDir(t *testing.T, from, to string) {
@@ -201,7 +206,7 @@ func TestFederationGroupLostReplica(t *testing.T) {
 	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test", "b.test")
 	a, b := servers[0], servers[1]
 	alice := sdkRegister(t, a, sdkClient(t, a, nil), "lalice", "alice").login(t)
-	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "lbob", "bob")
+	bobU := sdkRegister(t, b, sdkClient(t, b, fresh()), "lbob", "bob")
 	bob := bobU.login(t)
 	mustLookup(t, alice, bob.Address())
 
