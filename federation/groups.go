@@ -246,7 +246,7 @@ func (s *Service) answerGroup(tx *wire.Transaction) []byte {
 	s.mu.Lock()
 	h := s.groups
 	s.mu.Unlock()
-	if h == nil {
+	if h == nil && tx.Entries[0].Op != wire.GroupOpState {
 		return s.refuse(tx.Origin, string(wire.UnknownType), "this server does not answer group requests", 0)
 	}
 	s.met.transactions.WithLabelValues("group_request").Inc()

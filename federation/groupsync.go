@@ -121,6 +121,9 @@ func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, erro
 			}
 		}
 		s.met.resyncs.WithLabelValues("not_found").Inc()
+	case r.HTTPStatus >= 500:
+		s.met.resyncs.WithLabelValues("unreachable").Inc()
+		return 0, privateline.E(op, privateline.Unavailable, "the group's server cannot answer now ("+r.Error+")")
 	default:
 		s.met.resyncs.WithLabelValues("bad_state").Inc()
 		s.log.Warn("federation: a state request was answered with neither a state nor not_found", "group", id, "status", r.HTTPStatus, "error", r.Error)
