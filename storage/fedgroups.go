@@ -265,7 +265,7 @@ func (t *mtxn) queueGroupUpdates(gk []byte, id string, old []GroupMember, g *Gro
 			return err
 		}
 		t.lockGroupDest(x)
-		if err := t.queueItems([]outboxDest{x}, OutboxGroupUpdates, NewID().String(), st); err != nil {
+		if err := t.queueGroupState(x, gk, st); err != nil { // fedgroupsync.go
 			return err
 		}
 	}
@@ -292,6 +292,9 @@ func (t *mtxn) queueGroupEnvelopes(dl *Delivery) error {
 		}
 		t.lockGroupDest(x)
 		if err := t.queueItems([]outboxDest{x}, OutboxGroupEnvelopes, dl.MsgID, p); err != nil {
+			return err
+		}
+		if err := t.groupItemQueued(x, dl.Group); err != nil { // fedgroupsync.go
 			return err
 		}
 	}

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"slices"
+
 	"github.com/privateline/privateline"
 )
 
@@ -11,7 +13,81 @@ import (
 // same state it queues in group_updates. The group_updates items
 // themselves never expire from the outbox (OutboxExpire): each is a whole
 // state, and the newest one is what the destination needs when it comes
-// back.
+// back. So that a server that is down for long does not pile up one state
+// per change, a new state replaces the group's previous one when that is
+// the last item of the group queued for the destination and not handed
+// out yet: nothing of the group was queued between them that needs the
+// older state (a message is checked against the state before it, and its
+// epoch's key came with an earlier state), so delivering only the newer
+// one is the same to the destination. So at most one state per group
+// waits behind the pending transaction and the group's messages.
+//
+//	'l' dest(16) group(16)   the last group item queued for dest of the
+//	                         group: its sequence number, and whether it
+//	                         is a state (lastQueued)
+
+// lastQueued is the last group item queued for a destination of a group.
+type lastQueued struct {
+	Seq   uint64 `json:"seq,omitempty"` // a state's (0: the item is a message)
+	State bool   `json:"state,omitempty"`
+}
+
+// queueGroupState queues the group's state st (canonical JSON) for x in
+// t's batch, in place of the group's previous state if that is the last
+// item of the group queued for x and not in x's pending transaction. The
+// caller holds x's lock until the batch is applied, and queues nothing
+// else for x in the batch.
+func (t *mtxn) queueGroupState(x outboxDest, gk []byte, st []byte) error {
+	d := t.d
+	ds, err := d.destState(x)
+	if err != nil {
+		return err
+	}
+	lk := tGroupLastQueued.key(x.h, gk)
+	var last lastQueued
+	if err := d.getJSON(lk, &last); err != nil && !privateline.Is(privateline.NotExist, err) {
+		return err
+	}
+	if last.State && last.Seq > 0 {
+		ik := tOutbox.key(x.h, u64(last.Seq))
+		queued, err := d.exists(ik)
+		if err != nil {
+			return err
+		}
+		p, err := d.pendingTxn(x.h)
+		if err != nil {
+			return err
+		}
+		if queued && (p == nil || !slices.Contains(p.Seqs, last.Seq)) {
+			t.del(ik)
+			ds.Depth--
+		}
+	}
+	ds.Next++
+	ds.Depth++
+	ds.Last = max(ds.Last, d.now().UnixMilli())
+	if err := d.setJSON(t.b, tOutbox.key(x.h, u64(ds.Next)), outboxRecord{Type: OutboxGroupUpdates, ID: NewID().String(), QueuedAt: ds.Last, Payload: st}); err != nil {
+		return err
+	}
+	if err := d.setJSON(t.b, stateKey(x.h), ds); err != nil {
+		return err
+	}
+	return d.setJSON(t.b, lk, lastQueued{Seq: ds.Next, State: true})
+}
+
+// groupItemQueued records, in t's batch, that a message of group id was
+// queued for x after its last state: that state stays.
+func (t *mtxn) groupItemQueued(x outboxDest, id string) error {
+	gk, err := groupKeyID(id)
+	if err != nil {
+		return err
+	}
+	lk := tGroupLastQueued.key(x.h, gk)
+	if ok, err := t.d.exists(lk); err != nil || !ok {
+		return err // no state queued before: nothing to keep
+	}
+	return t.d.setJSON(t.b, lk, lastQueued{})
+}
 
 // ReplicaVersion names a replica and the version it holds.
 type ReplicaVersion struct {

@@ -157,3 +157,78 @@ func TestGroupSyncState(t *testing.T) {
 		}
 	})
 }
+
+// TestGroupStatesCoalesce: while a destination does not take them, a
+// group's new state replaces its previous one if nothing of the group was
+// queued after it and it is not handed out (pending); a message between
+// two states keeps the earlier one.
+func TestGroupStatesCoalesce(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		d := e.db
+		ann := createUsers(t, d, "ann")[0]
+		g, err := d.CreateGroup("hs", member(ann), []GroupMember{{Address: rob, Remote: true}}, "", time.Unix(1_800_000_000, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another group's state between two of g's does not keep the first.
+		h, err := d.CreateGroup("hs", member(ann), []GroupMember{{Address: rita, Remote: true}}, "", time.Unix(1_800_000_000, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta := func(id string, m string) {
+			t.Helper()
+			if _, err := d.UpdateGroup(ChangeGroup{Group: id, By: ann.ID, Meta: ptr(m)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		depth := func() int {
+			t.Helper()
+			dd, err := d.OutboxDepth()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return dd[other]
+		}
+		if n := depth(); n != 2 {
+			t.Fatalf("depth %d after two groups were made", n)
+		}
+		var c ids
+		txn, err := d.OutboxNext(other, 1, 1<<20, c.next) // g's version 1, handed out
+		if err != nil || len(txn.Items) != 1 || stateOf(t, OutboxItem{Type: txn.Type, Payload: txn.Items[0].Payload}).Group != g.ID {
+			t.Fatalf("pending %+v %v", txn, err)
+		}
+		meta(g.ID, "YQ==") // v2: the pending v1 stays
+		meta(g.ID, "Yg==") // v3 replaces v2
+		meta(h.ID, "Yw==") // h's v2 replaces h's v1
+		meta(g.ID, "ZA==") // v4 replaces v3
+		if n := depth(); n != 3 {
+			t.Fatalf("depth %d, want g's pending v1, h's v2 and g's v4", n)
+		}
+		dl := &Delivery{MsgID: newMsgID(), Sender: rcpt(ann), Group: g.ID, Epoch: 1, Raw: []byte(`{}`)}
+		if _, _, err := d.Deliver(dl); err != nil {
+			t.Fatal(err)
+		}
+		meta(g.ID, "ZQ==") // v5 after a message: v4 stays
+		meta(g.ID, "Zg==") // v6 replaces v5
+		type got struct {
+			group   string
+			version uint64
+		}
+		var items []got
+		for _, it := range drain(t, d, other) {
+			if it.Type == OutboxGroupEnvelopes {
+				items = append(items, got{it.ID, 0})
+				continue
+			}
+			st := stateOf(t, it)
+			items = append(items, got{st.Group, st.Version})
+		}
+		want := []got{{g.ID, 1}, {h.ID, 2}, {g.ID, 4}, {dl.MsgID, 0}, {g.ID, 6}}
+		if !slices.Equal(items, want) {
+			t.Fatalf("delivered %v, want %v", items, want)
+		}
+		if n := depth(); n != 0 {
+			t.Fatalf("depth %d after draining", n)
+		}
+	})
+}

@@ -67,6 +67,8 @@ var (
 	// Tree-head witnessing (witness.go).
 	tCosignature = table{'J', "fed-witness-cosignature"}
 	tFork        = table{'Y', "fed-directory-fork"}
+	// The last group item queued per destination and group (fedgroupsync.go).
+	tGroupLastQueued = table{'l', "fed-group-last-queued"}
 )
 
 var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedToken, tKeyLeaf, tKeyNode, tKeyEntry, tPinnedKeys,
@@ -76,7 +78,8 @@ var tables = []table{tMeta, tUser, tUserName, tSession, tUserSessions, tDeniedTo
 	tOutbox, tOutboxDest, tReplayTxn, tReplayEnv, tReplayByTime, tPeerPin, tPeerHead, tRemoteLookup,
 	tRemoteContact, tRemoteContactByUser,
 	tRemoteFile, tRemoteFileRef,
-	tCosignature, tFork}
+	tCosignature, tFork,
+	tGroupLastQueued}
 
 func (t table) key(parts ...[]byte) []byte {
 	n := 1
