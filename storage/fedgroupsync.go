@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/json"
 	"slices"
 
 	"github.com/privateline/privateline"
@@ -25,6 +26,21 @@ import (
 //	'l' dest(16) group(16)   the last group item queued for dest of the
 //	                         group: its sequence number, and whether it
 //	                         is a state (lastQueued)
+
+// stateHasMemberOn reports whether the group state st (as queued) lists a
+// member on server dest; one that does not parse does (it is kept).
+func stateHasMemberOn(st []byte, dest privateline.ServerName) bool {
+	var g GroupState
+	if err := json.Unmarshal(st, &g); err != nil {
+		return true
+	}
+	for _, m := range g.Members {
+		if _, srv, _ := m.Address.Split(); srv == dest {
+			return true
+		}
+	}
+	return false
+}
 
 // lastQueued is the last group item queued for a destination of a group.
 type lastQueued struct {

@@ -81,6 +81,23 @@ func TestGroupUpdatesOutliveTheDeliveryTimeout(t *testing.T) {
 		if items := drain(t, d, other); len(items) != 1 || stateOf(t, items[0]).Version != 3 {
 			t.Fatalf("left: %+v", items)
 		}
+		// rob, other's last member, is removed: that state (none of its
+		// members on other) expires, silently; other, when back, asks
+		// for the state of its replica and drops it.
+		robID := g.MemberAt(rob).User
+		if _, err := d.UpdateGroup(ChangeGroup{Group: g.ID, By: ann.ID, Remove: &robID}); err != nil {
+			t.Fatal(err)
+		}
+		seq = lastSeq(t, d, ann)
+		if n, err := d.OutboxExpire(other, clock.Add(time.Hour)); err != nil || n != 1 {
+			t.Fatalf("expire the farewell state: %d, %v", n, err)
+		}
+		if depth, _ := d.OutboxDepth(); depth[other] != 0 {
+			t.Fatalf("depth %d after the farewell state expired", depth[other])
+		}
+		if evs := fedEvents(t, d, ann, seq); len(evs) != 0 {
+			t.Fatalf("events for an expired state: %+v", evs)
+		}
 	})
 }
 

@@ -754,9 +754,12 @@ func (d *DB) OutboxAttemptFailed(dest privateline.ServerName, errText string) er
 // the pending transaction, which is cleared if left empty), each with a
 // `delivery_failed` event for its sender, Error "timeout" and Detail the
 // destination's last error, in one synced batch; items whose message has
-// gone go silently. It returns how many items went. Group updates stay
-// (spec/federation.md §14): a group's state is not a message someone
-// waits on but what the destination's replica needs when it is back.
+// gone go silently. It returns how many items went. Group states with
+// members on dest stay (spec/federation.md §14): a group's state is not a
+// message someone waits on but what the destination's replica needs when
+// it is back. One without (dest's last member left, or the group went)
+// expires silently: dest, when back, asks for the state of the replica it
+// still has and drops it (fedgroupsync.go).
 func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error) {
 	const op = "storage.OutboxExpire"
 	x := outboxDest{name: dest, h: d.serverHash(dest)}
@@ -769,7 +772,7 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 			if it.QueuedAt.UnixMilli() >= cut {
 				return false
 			}
-			if it.Type == OutboxGroupUpdates {
+			if it.Type == OutboxGroupUpdates && stateHasMemberOn(it.Payload, dest) {
 				return true // kept: a group's state never expires (fedgroupsync.go)
 			}
 			items = append(items, it)
@@ -780,7 +783,7 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 	// Queue times grow with sequence numbers: if the head is young
 	// enough, nothing has expired (read without the envelope, once a
 	// delivery step).
-	if young, err := d.headQueuedSince(x.h, cut); err != nil {
+	if young, err := d.headQueuedSince(x.h, dest, cut); err != nil {
 		return 0, privateline.E(op, err)
 	} else if young {
 		return 0, nil
@@ -848,7 +851,7 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 // headQueuedSince reports whether dest h's outbox is empty or its first
 // item that may expire (not a group update queued before cut) was queued
 // at or after cut (ms); it reads only the items' records.
-func (d *DB) headQueuedSince(h []byte, cut int64) (bool, error) {
+func (d *DB) headQueuedSince(h []byte, dest privateline.ServerName, cut int64) (bool, error) {
 	p := tOutbox.key(h)
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
@@ -864,7 +867,7 @@ func (d *DB) headQueuedSince(h []byte, cut int64) (bool, error) {
 		if err := d.getJSON(slices.Clone(k), &r); err != nil {
 			return false, err
 		}
-		if r.Type == OutboxGroupUpdates && r.QueuedAt < cut {
+		if r.Type == OutboxGroupUpdates && r.QueuedAt < cut && stateHasMemberOn(r.Payload, dest) {
 			continue // kept (OutboxExpire): look further
 		}
 		return r.QueuedAt >= cut, nil
