@@ -593,6 +593,7 @@ func (s *Service) gossipSeen(name privateline.ServerName, addr string, moved boo
 		return false
 	}
 	s.gaddrs[name] = addr
+	s.resyncPoke(name) // groupsync.go
 	sd := s.senders[name]
 	if sd == nil {
 		return false

@@ -29,7 +29,7 @@ func (f *flakyStates) GroupSyncState(id string, dest privateline.ServerName) ([]
 
 func startOn(t *testing.T, n *realNode, st Store, peers []Peer) {
 	t.Helper()
-	svc, err := New(Config{Name: n.name, Key: n.key, ListenAddr: "127.0.0.1:0", Peers: peers, Log: quiet}, st)
+	svc, err := New(Config{Name: n.name, Key: n.key, ListenAddr: "127.0.0.1:0", Peers: peers, Log: quiet, HTTPClient: &http.Client{Transport: noHTTP{}}}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,5 +190,45 @@ func TestStateRequests(t *testing.T) {
 	}
 	if _, err := b.db.GroupReplicaOf(g.ID); err != nil {
 		t.Fatalf("the replica after a failed SyncGroup: %v", err)
+	}
+}
+
+// TestResyncAtStart: a server starts with a replica that is behind (A's
+// updates were lost) while the group's server cannot be reached: it asks
+// again with backoff, and at once when A is back, and the replica catches
+// up with A's record though A never delivers an update to it.
+func TestResyncAtStart(t *testing.T) {
+	a, aid := newRealNode(t, nameA, "ann")
+	b, bid := newRealNode(t, nameB, "bob")
+	ann, bob := addr("ann", nameA), addr("bob", nameB)
+	g, err := a.db.CreateGroup(nameA, storage.GroupMember{User: aid["ann"], Address: ann}, []storage.GroupMember{{Address: bob, Remote: true}}, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"YQ==", "Yg=="} {
+		if g, err = a.db.UpdateGroup(storage.ChangeGroup{Group: g.ID, By: aid["ann"], Meta: &m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := &storage.GroupReplica{Group: &storage.Group{ID: g.ID, Version: 1, Epoch: 1, Replica: true, Members: []storage.GroupMember{
+		{Address: ann, Role: storage.RoleOwner, Remote: true}, {Address: bob, User: bid["bob"], Role: storage.RoleMember, Joined: 1}}}}
+	if ok, err := b.db.ApplyGroupReplica(old); err != nil || !ok {
+		t.Fatalf("old replica: %v %v", ok, err)
+	}
+	startOn(t, b, b.db, []Peer{{Name: nameA, Key: a.key.Public()}}) // A is not there
+	waitFor(t, "B to find A unreachable", func() bool { return counter(b.svc.met.resyncs, "unreachable") >= 1 })
+	if r, _ := b.db.GroupReplicaOf(g.ID); r == nil || r.Version != 1 {
+		t.Fatalf("B's replica while A is down: %+v", r)
+	}
+	// A comes back; B learns its address (as from gossip or configuration).
+	// A cannot reach B (no address): only B's request brings the state.
+	startOn(t, a, a.db, []Peer{{Name: nameB, Key: b.key.Public()}})
+	b.svc.SetPeerAddr(nameA, a.svc.Addr())
+	waitFor(t, "B's replica to catch up", func() bool {
+		r, err := b.db.GroupReplicaOf(g.ID)
+		return err == nil && r.Version == g.Version && r.Meta == "Yg=="
+	})
+	if d, _ := a.db.OutboxDepth(); d[nameB] == 0 {
+		t.Fatal("A delivered its updates; the test wants B's request to be what caught up")
 	}
 }

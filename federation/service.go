@@ -453,6 +453,7 @@ func (s *Service) SetPeerAddr(name privateline.ServerName, addr string) {
 		sd.dropLink()
 		sd.poke(true)
 	}
+	s.resyncPoke(name) // groupsync.go
 }
 
 // Close stops the senders and the listener, closes every link and waits
