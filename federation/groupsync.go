@@ -44,6 +44,10 @@ const resyncFresh = 30 * time.Second
 // and the rest are asked on its retry.
 const maxResyncPerTxn = 16
 
+// maxSyncedKept is how many recently synced groups are remembered before
+// those older than resyncFresh are forgotten.
+const maxSyncedKept = 1024
+
 // resyncTimeout bounds one state request made while a transaction waits.
 const resyncTimeout = 10 * time.Second
 
@@ -129,11 +133,19 @@ func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, erro
 		s.log.Warn("federation: a state request was answered with neither a state nor not_found", "group", id, "status", r.HTTPStatus, "error", r.Error)
 		return 0, privateline.E(op, errNoReplicaChange)
 	}
+	now := s.now()
 	s.rs.mu.Lock()
 	if s.rs.synced == nil {
 		s.rs.synced = map[string]time.Time{}
 	}
-	s.rs.synced[id] = s.now()
+	if len(s.rs.synced) >= maxSyncedKept {
+		for g, at := range s.rs.synced {
+			if now.Sub(at) >= resyncFresh {
+				delete(s.rs.synced, g)
+			}
+		}
+	}
+	s.rs.synced[id] = now
 	s.rs.mu.Unlock()
 	return 0, nil
 }
@@ -273,6 +285,7 @@ func (s *Service) resyncWorker(server privateline.ServerName, wake chan struct{}
 // keeps it and sends it again), nil to go on with the commit.
 func (s *Service) replicaBehind(tx *wire.Transaction, entries []storage.InboundEntry) []byte {
 	var ask []string
+	reps := map[string]*storage.Group{} // read once per transaction; nil: none
 	for i, in := range entries {
 		if in.Refused != "" || in.Raw == nil || in.Replica != nil || slices.Contains(ask, in.Group) {
 			continue
@@ -281,12 +294,16 @@ func (s *Service) replicaBehind(tx *wire.Transaction, entries []storage.InboundE
 		if err != nil {
 			continue
 		}
-		g, err := s.store.GroupReplicaOf(in.Group)
-		switch {
-		case err == nil && g.MemberAt(h.From) != nil && g.Epoch >= h.Epoch:
+		g, seen := reps[in.Group]
+		if !seen {
+			g, err = s.store.GroupReplicaOf(in.Group)
+			if err != nil && !privateline.Is(privateline.NotExist, err) {
+				return s.storeFailure(tx.Origin, tx, err)
+			}
+			reps[in.Group] = g
+		}
+		if g != nil && g.MemberAt(h.From) != nil && g.Epoch >= h.Epoch {
 			continue // the replica knows what this entry needs
-		case err != nil && !privateline.Is(privateline.NotExist, err):
-			return s.storeFailure(tx.Origin, tx, err)
 		}
 		s.rs.mu.Lock()
 		at, ok := s.rs.synced[in.Group]
