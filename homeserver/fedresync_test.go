@@ -158,6 +158,24 @@ func TestFederationGroupResyncAfterTimeout(t *testing.T) {
 	if got, want := groupBodies(t, bob, g.ID), []string{"epoch one", "bob is back", "welcome back"}; !slices.Equal(got, want) {
 		t.Fatalf("bob reads %q, want %q", got, want)
 	}
+
+	// b.test restarts while a.test is down: it cannot ask a.test for the
+	// group's state, and bob's reads do not wait for it (a dial to a.test
+	// alone would take the 10 s handshake timeout).
+	a.stop()
+	b.restart()
+	introduce(b, servers)
+	bob = bobU.login(t)
+	start := time.Now()
+	if gg, err := bob.Group(ctx, g.ID); err != nil || gg.Epoch != 2 || len(gg.Members) != 3 {
+		t.Fatalf("bob reads the group while a.test is down: %+v %v", gg, err)
+	}
+	if got := groupBodies(t, bob, g.ID); len(got) != 3 {
+		t.Fatalf("bob reads %q while a.test is down", got)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("bob's reads took %v while the group's server is down", d)
+	}
 }
 
 // fresh is a transport with a new connection per request: bob's client
