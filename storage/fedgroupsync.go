@@ -50,45 +50,44 @@ type lastQueued struct {
 
 // queueGroupState queues the group's state st (canonical JSON) for x in
 // t's batch, in place of the group's previous state if that is the last
-// item of the group queued for x and not in x's pending transaction. The
-// caller holds x's lock until the batch is applied, and queues nothing
-// else for x in the batch.
+// item of the group queued for x, in the store (not in this batch), and
+// not in x's pending transaction. The caller holds x's lock until the
+// batch is applied.
 func (t *mtxn) queueGroupState(x outboxDest, gk []byte, st []byte) error {
 	d := t.d
-	ds, err := d.destState(x)
-	if err != nil {
-		return err
-	}
 	lk := tGroupLastQueued.key(x.h, gk)
-	var last lastQueued
-	if err := d.getJSON(lk, &last); err != nil && !privateline.Is(privateline.NotExist, err) {
-		return err
-	}
-	if last.State && last.Seq > 0 {
-		ik := tOutbox.key(x.h, u64(last.Seq))
-		queued, err := d.exists(ik)
-		if err != nil {
+	var drop uint64
+	if !t.groupLast[string(lk)] {
+		var last lastQueued
+		if err := d.getJSON(lk, &last); err != nil && !privateline.Is(privateline.NotExist, err) {
 			return err
 		}
-		p, err := d.pendingTxn(x.h)
-		if err != nil {
+		if last.State && last.Seq > 0 {
+			queued, err := d.exists(tOutbox.key(x.h, u64(last.Seq)))
+			if err != nil {
+				return err
+			}
+			p, err := d.pendingTxn(x.h)
+			if err != nil {
+				return err
+			}
+			if queued && (p == nil || !slices.Contains(p.Seqs, last.Seq)) {
+				drop = last.Seq
+			}
+		}
+	}
+	if err := t.queueItems([]outboxDest{x}, OutboxGroupUpdates, NewID().String(), st); err != nil {
+		return err
+	}
+	ds := t.destStates[string(x.h)] // queueItems keeps it
+	if drop != 0 {
+		t.del(tOutbox.key(x.h, u64(drop)))
+		ds.Depth--
+		if err := d.setJSON(t.b, stateKey(x.h), ds); err != nil {
 			return err
 		}
-		if queued && (p == nil || !slices.Contains(p.Seqs, last.Seq)) {
-			t.del(ik)
-			ds.Depth--
-		}
 	}
-	ds.Next++
-	ds.Depth++
-	ds.Last = max(ds.Last, d.now().UnixMilli())
-	if err := d.setJSON(t.b, tOutbox.key(x.h, u64(ds.Next)), outboxRecord{Type: OutboxGroupUpdates, ID: NewID().String(), QueuedAt: ds.Last, Payload: st}); err != nil {
-		return err
-	}
-	if err := d.setJSON(t.b, stateKey(x.h), ds); err != nil {
-		return err
-	}
-	return d.setJSON(t.b, lk, lastQueued{Seq: ds.Next, State: true})
+	return t.setGroupLast(lk, lastQueued{Seq: ds.Next, State: true})
 }
 
 // groupItemQueued records, in t's batch, that a message of group id was
@@ -99,12 +98,21 @@ func (t *mtxn) groupItemQueued(x outboxDest, id string) error {
 		return err
 	}
 	lk := tGroupLastQueued.key(x.h, gk)
-	if ok, err := t.d.exists(lk); err != nil || !ok {
-		return err // no state queued before: nothing to keep
+	if !t.groupLast[string(lk)] {
+		if ok, err := t.d.exists(lk); err != nil || !ok {
+			return err // no state queued before: nothing to keep
+		}
 	}
-	return t.d.setJSON(t.b, lk, lastQueued{})
+	return t.setGroupLast(lk, lastQueued{})
 }
 
+func (t *mtxn) setGroupLast(lk []byte, v lastQueued) error {
+	if t.groupLast == nil {
+		t.groupLast = map[string]bool{}
+	}
+	t.groupLast[string(lk)] = true
+	return t.d.setJSON(t.b, lk, v)
+}
 // ReplicaVersion names a replica and the version it holds.
 type ReplicaVersion struct {
 	Group   string

@@ -294,6 +294,9 @@ type mtxn struct {
 	// destStates: outbox destination states queueItems changed in this
 	// batch (outbox.go), by serverHash.
 	destStates map[string]*destState
+	// groupLast: the last-queued records of groups (fedgroupsync.go)
+	// written in this batch.
+	groupLast map[string]bool
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
