@@ -113,6 +113,7 @@ func (t *mtxn) setGroupLast(lk []byte, v lastQueued) error {
 	t.groupLast[string(lk)] = true
 	return t.d.setJSON(t.b, lk, v)
 }
+
 // ReplicaVersion names a replica and the version it holds.
 type ReplicaVersion struct {
 	Group   string
