@@ -8,6 +8,7 @@ import { Link as RouterLink, useMatch } from 'react-router-dom'
 import type { Conversation } from '../engine/types'
 import { useEngineState } from './context'
 import { conversationPath, listTime, localPart } from './format'
+import { AddressText } from './AddressText'
 import { NameAvatar } from './Avatar'
 import { NewChatDialog, NewGroupDialog } from './NewConversationDialogs'
 
@@ -35,8 +36,8 @@ function ConversationRow({ c, me, selected }: { c: Conversation; me: string; sel
       </ListItemAvatar>
       <Box sx={{ flex: 1, minWidth: 0 }}>
         <Box sx={{ display: 'flex', alignItems: 'baseline', gap: 1 }}>
-          <Typography component="span" noWrap sx={{ flex: 1, fontWeight: unread ? 700 : 500 }}>
-            {c.title}
+          <Typography component="span" sx={{ flex: 1, minWidth: 0, fontWeight: unread ? 700 : 500 }}>
+            <AddressText text={c.title} address={c.kind === 'direct'} />
           </Typography>
           {c.lastMessage && (
             <Typography component="span" variant="caption" color={unread ? 'primary' : 'text.secondary'} sx={{ flexShrink: 0, fontWeight: unread ? 700 : 400 }}>

@@ -5,6 +5,7 @@ import TimerIcon from '@mui/icons-material/TimerOutlined'
 import { useEffect, useState } from 'react'
 import { Link as RouterLink, useParams } from 'react-router-dom'
 import type { Contact, Conversation } from '../../engine/types'
+import { AddressText } from '../AddressText'
 import { NameAvatar } from '../Avatar'
 import { useEngine, useEngineState, useNotify } from '../context'
 import { errorMessage } from '../errors'
@@ -116,12 +117,12 @@ function ChatView({ c }: { c: Conversation }) {
       <Box sx={{ display: 'flex', alignItems: 'center', gap: 1.5, px: { xs: 1.5, sm: 2.5 }, py: 1.25, borderBottom: 1, borderColor: 'divider', bgcolor: 'background.paper' }}>
         <NameAvatar name={c.title} group={c.kind === 'group'} />
         <Box sx={{ flex: 1, minWidth: 0 }}>
-          <Typography component="h2" variant="h2" noWrap>
-            {c.title}
+          <Typography component="h2" variant="h2">
+            <AddressText text={c.title} address={c.kind === 'direct'} />
           </Typography>
           <Box sx={{ display: 'flex', alignItems: 'center', gap: 1, color: 'text.secondary' }}>
             {c.kind === 'group' ? (
-              <Typography variant="body2" noWrap>{c.members.map((m) => m.address).join(', ')}</Typography>
+              <Typography variant="body2" noWrap title={c.members.map((m) => m.address).join(', ')}>{c.members.map((m) => m.address).join(', ')}</Typography>
             ) : peerContact?.trust === 'verified' ? (
               <Box sx={{ display: 'inline-flex', alignItems: 'center', gap: 0.5, color: 'success.main' }}>
                 <VerifiedIcon sx={{ fontSize: 16 }} aria-hidden />

@@ -9,6 +9,7 @@ import LogoutIcon from '@mui/icons-material/Logout'
 import { useState, type FormEvent } from 'react'
 import { useNavigate } from 'react-router-dom'
 import type { Conversation, Role } from '../../engine/types'
+import { AddressText } from '../AddressText'
 import { NameAvatar } from '../Avatar'
 import { useEngine, useEngineState, useNotify } from '../context'
 import { errorMessage } from '../errors'
@@ -110,7 +111,12 @@ function Members({ c }: { c: Conversation }) {
                 <NameAvatar name={m.address} size={32} />
               </ListItemAvatar>
               <ListItemText
-                primary={m.address === me ? `${m.address} (you)` : m.address}
+                primary={
+                  <Box component="span" sx={{ display: 'flex', minWidth: 0 }}>
+                    <AddressText text={m.address} />
+                    {m.address === me && <Box component="span" sx={{ flexShrink: 0, whiteSpace: 'pre' }}> (you)</Box>}
+                  </Box>
+                }
                 secondary={
                   <>
                     {roleLabel[m.role]}
@@ -118,7 +124,7 @@ function Members({ c }: { c: Conversation }) {
                     {contacts[m.address]?.trust === 'changed' && ' · Key changed'}
                   </>
                 }
-                slotProps={{ primary: { noWrap: true } }}
+                slotProps={{ primary: { component: 'div' } }}
               />
             </ListItem>
           )

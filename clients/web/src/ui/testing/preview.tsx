@@ -1,5 +1,6 @@
 // Dev-only entry (src/ui/testing/preview.html): the real App over the fake
 // engine, for looking at the screens. Query: ?as=alice (signed in) &route=/chat/… &connection=offline &ended=1
+// &long=1 (two conversations with long addresses of other servers)
 import { StrictMode } from 'react'
 import { createRoot } from 'react-dom/client'
 import { App } from '../../App'
@@ -30,6 +31,14 @@ if (as) {
   const png = await new Promise<Blob | null>((r) => c.toBlob(r))
   if (png) engine.storeFile('venue-map', png)
   engine.storeFile('booking', new Blob(['%PDF-1.4 fake'], { type: 'application/pdf' }))
+  if (q.get('long')) {
+    // Two people on other servers whose addresses differ only at the end.
+    for (const a of ['someone.with.a.rather.long.name@chat.example.org', 'someone.with.a.rather.long.name@chat.example.com']) {
+      engine.directory.add(a)
+      const id = await engine.openDirect(a)
+      engine.receive(id, a, 'Hello from the other server')
+    }
+  }
   if (q.get('connection') === 'offline') engine.setConnection('offline')
   if (q.get('ended')) engine.endSession()
 }
