@@ -21,6 +21,8 @@ export type ApiErrorCode =
   | 'csrf_failed' | 'wrong_password' | 'precondition_failed' | 'precondition_required'
   /** a file of another homeserver that cannot be fetched from it now (502) */
   | 'origin_unreachable'
+  /** a message lists a file the server no longer has for the sender (400) */
+  | 'unknown_file'
   /** the request did not reach the server (offline, DNS, connection refused) */
   | 'network'
   /** the server answered something this client cannot read */
@@ -31,7 +33,7 @@ export type ApiErrorCode =
 const knownCodes = new Set<string>([
   'invalid_request', 'unauthenticated', 'forbidden', 'not_found', 'conflict', 'too_large', 'rate_limited',
   'unavailable', 'internal', 'unsupported_media_type', 'method_not_allowed', 'csrf_failed', 'wrong_password',
-  'precondition_failed', 'precondition_required', 'origin_unreachable',
+  'precondition_failed', 'precondition_required', 'origin_unreachable', 'unknown_file',
 ])
 
 function codeForStatus(status: number): ApiErrorCode {
@@ -78,6 +80,7 @@ export function humanMessage(code: ApiErrorCode, retryAfter?: number): string {
     case 'csrf_failed': return 'Your session could not be checked. Reload the page and try again.'
     case 'precondition_failed': return 'Someone else changed this at the same time. Try again.'
     case 'origin_unreachable': return "The sender's server cannot be reached right now. Try again later."
+    case 'unknown_file': return 'An attachment is no longer on the server. Attach it again.'
     default: return 'The request was refused. Check what you entered and try again.'
   }
 }

@@ -54,6 +54,11 @@ interface MessageRecord extends ChatMessage {
   deliveredTo?: string[]
   /** our server took it, another refused it or could not be reached (delivery_failed) */
   deliveryFailed?: boolean
+  /**
+   * sent again as this new message (retry after delivery_failed): not
+   * shown, and forgotten once the server deleted it
+   */
+  replacedBy?: string
   /** an envelope that could not be opened yet (sender's key changed), to retry */
   envelope?: unknown
   seq?: number
@@ -84,6 +89,13 @@ interface OutboxRecord {
   envelope?: string
   epoch?: number
   queuedAt: number
+  /**
+   * the message this one sends again after another server refused it or
+   * never took it (delivery_failed; its id is spent): deleted for everyone
+   * once this one is acknowledged, not before, since its files stay on the
+   * server only while a message lists them and this one lists the same
+   */
+  replaces?: string
 }
 
 interface GroupKeyJSON {
@@ -284,6 +296,7 @@ export class EngineImpl implements Engine {
     const messages: Record<string, ChatMessage[]> = {}
     const byConv = new Map<string, MessageRecord[]>()
     for (const m of this.#messages.values()) {
+      if (m.replacedBy !== undefined) continue
       const l = byConv.get(m.conversationId) ?? []
       l.push(m)
       byConv.set(m.conversationId, l)
@@ -1239,40 +1252,59 @@ export class EngineImpl implements Engine {
   // ---------------------------------------------------------------- sending
 
   async send(conversationId: string, text: string, opts: SendOptions = {}): Promise<void> {
+    const files = []
+    for (const f of opts.files ?? []) files.push({ name: f.name, mime: f.type || 'application/octet-stream', data: toB64(new Uint8Array(await f.arrayBuffer())) })
+    await this.#queue(conversationId, text, files, { expiresInSeconds: opts.expiresInSeconds })
+  }
+
+  /** Writes a new message to the outbox (with its files, or the references of files uploaded before) and starts the drainer. */
+  async #queue(
+    conversationId: string,
+    text: string,
+    files: OutboxRecord['files'],
+    more: { expiresInSeconds?: number; refs?: RefJSON[]; replaces?: string },
+  ): Promise<string> {
     const c = this.#conversations.get(conversationId)
     if (!c) throw new EngineError('There is no such conversation.')
     if (c.kind === 'group' && c.left) throw new EngineError('You are no longer a member of this group.')
-    const files = []
-    for (const f of opts.files ?? []) files.push({ name: f.name, mime: f.type || 'application/octet-stream', data: toB64(new Uint8Array(await f.arrayBuffer())) })
     const id = [...random(16)].map((b) => b.toString(16).padStart(2, '0')).join('')
     const now = this.#now()
-    const ob: OutboxRecord = { id, conversationId, text, files, queuedAt: now, ...(opts.expiresInSeconds ? { expiresInSeconds: opts.expiresInSeconds } : {}) }
+    const ob: OutboxRecord = {
+      id, conversationId, text, files, queuedAt: now,
+      ...(more.expiresInSeconds ? { expiresInSeconds: more.expiresInSeconds } : {}),
+      ...(more.refs ? { refs: more.refs } : {}),
+      ...(more.replaces ? { replaces: more.replaces } : {}),
+    }
     await this.#store.put('outbox', id, ob)
     const rec: MessageRecord = {
       id, conversationId, sender: this.me, outgoing: true, sentAt: now, text, attachments: [], status: 'queued', readBy: [],
-      refs: files.map((f) => ({ fileId: '', key: '', mime: f.mime, name: f.name, sha256: '', size: fromB64(f.data)!.length })),
+      refs: more.refs ?? files.map((f) => ({ fileId: '', key: '', mime: f.mime, name: f.name, sha256: '', size: fromB64(f.data)!.length })),
     }
     await this.#saveMessage(rec)
     await this.#saveConversation({ ...c, updatedAt: now })
     this.#emit()
     this.#kick()
+    return id
   }
 
   async retry(messageId: string): Promise<void> {
     const m = this.#messages.get(messageId)
     if (!m || !m.outgoing || m.status !== 'failed') return
     const ob = await this.#store.get<OutboxRecord>('outbox', messageId)
-    if (!ob && m.deliveryFailed && m.text !== '' && (m.refs?.length ?? 0) === 0) {
-      // Our server took it, another did not: its id is spent, so the text
-      // goes again as a new message, which takes this one's place.
-      const opts = m.expiresAt !== undefined ? { expiresInSeconds: Math.max(1, Math.round((m.expiresAt - m.sentAt) / 1000)) } : {}
-      await this.send(m.conversationId, m.text, opts)
-      try {
-        await this.#api.request('DELETE', `/api/messages/${messageId}`)
-      } catch {
-        // gone already, or the server is unreachable: the copy here goes all the same
-      }
-      await this.#forget(messageId)
+    if (!ob && m.deliveryFailed) {
+      // Our server took it, another did not: its id is spent, so it goes
+      // again as a new message (a new envelope, sealed anew) in this one's
+      // place, with the same files: they are still on our server, listed
+      // by this message, which is deleted for everyone once the new one is
+      // acknowledged (a copy that reached anyone after all goes with it).
+      // Until then it is kept, hidden, so that the history the server
+      // still lists does not bring it back.
+      const refs = m.refs ?? []
+      if (refs.some((r) => r.fileId === '') || (m.text === '' && refs.length === 0)) throw new EngineError('This message can no longer be sent again; write it anew.')
+      const expiresInSeconds = m.expiresAt !== undefined ? Math.max(1, Math.round((m.expiresAt - m.sentAt) / 1000)) : undefined
+      const id = await this.#queue(m.conversationId, m.text, [], { expiresInSeconds, refs: refs.map((r) => ({ ...r })), replaces: messageId })
+      await this.#saveMessage({ ...this.#messages.get(messageId)!, replacedBy: id })
+      this.#emit()
       return
     }
     if (!ob) throw new EngineError('This message can no longer be sent again; write it anew.')
@@ -1339,27 +1371,17 @@ export class EngineImpl implements Engine {
     await this.#saveMessage({ ...m, status: 'sending' })
     this.#emit()
     // 1. Attachments: encrypt and upload once (kept in the outbox).
-    if (ob.files.length > 0 && !ob.refs) {
-      const refs: RefJSON[] = []
-      for (const f of ob.files) {
-        const sealed = await sealAttachment(fromB64(f.data)!)
-        const r = await this.#api.requestBytes('POST', '/api/files', { bytes: sealed.blob })
-        const fr = JSON.parse(new TextDecoder().decode(r.data)) as { id: string; size: number }
-        if (fr.size !== sealed.blob.length) throw new EngineError('The server stored another number of bytes than were sent.')
-        refs.push({ fileId: fr.id, key: toB64(sealed.key), mime: f.mime, name: f.name, sha256: toB64(sealed.sha256), size: sealed.size })
-      }
-      ob.refs = refs
-      await this.#store.put('outbox', ob.id, ob)
-    }
-    const message: Message = { type: 'text', body: ob.text, attachments: (ob.refs ?? []).map(refFromJSON) }
+    if (ob.files.length > 0 && !ob.refs) await this.#upload(ob)
     // 2. Seal (once: a retry posts the same bytes under the same id).
     const path = c.kind === 'direct' ? '/api/messages' : `/api/groups/${encodeURIComponent(c.group!)}/messages`
+    let reuploaded = false
     for (let attempt = 0; ; attempt++) {
       let recipients: string[]
       if (!ob.envelope) {
         const sentAt = this.#now()
         const ttl = [ob.expiresInSeconds, c.retentionSeconds ?? undefined].filter((x): x is number => !!x)
         const expiresAt = ttl.length ? sentAt + Math.min(...ttl) * 1000 : undefined
+        const message: Message = { type: 'text', body: ob.text, attachments: (ob.refs ?? []).map(refFromJSON) }
         let env: Envelope
         if (c.kind === 'direct') {
           const { bundle } = await this.#checked(c.peer!, true)
@@ -1387,6 +1409,14 @@ export class EngineImpl implements Engine {
         if (r.data.id !== ob.id) throw new EngineError('The server acknowledged another message.')
         break
       } catch (e) {
+        if (e instanceof ApiError && e.code === 'unknown_file' && ob.files.length > 0 && !reuploaded) {
+          // The upload went (unreferenced for too long while the message
+          // could not be sent): the files are still here, so up again and seal anew.
+          reuploaded = true
+          delete ob.envelope
+          await this.#upload(ob)
+          continue
+        }
         if (e instanceof ApiError && e.code === 'invalid_request' && /stale_epoch/.test(e.serverMessage)) throw e
         if (e instanceof ApiError && e.status === 409 && c.kind === 'group' && attempt < 2 && /epoch/i.test(e.serverMessage + e.code)) {
           delete ob.envelope // the group moved on: seal again with the new epoch's key
@@ -1394,6 +1424,16 @@ export class EngineImpl implements Engine {
         }
         throw e
       }
+    }
+    // 4. The failed message this one sends again goes, now that its files are listed by this one.
+    if (ob.replaces) {
+      try {
+        await this.#api.request('DELETE', `/api/messages/${encodeURIComponent(ob.replaces)}`)
+      } catch (e) {
+        if (retryable(e) || (e instanceof ApiError && e.code === 'session_ended')) throw e // posted again (the same bytes: 200) and deleted then
+        // 404: gone already (expired, deleted elsewhere)
+      }
+      await this.#forget(ob.replaces)
     }
     await this.#store.delete('outbox', ob.id)
     const cur = this.#messages.get(ob.id)
@@ -1403,6 +1443,20 @@ export class EngineImpl implements Engine {
       await this.#saveMessage(done)
       this.#emit()
     }
+  }
+
+  /** Encrypts and uploads the outbox record's files; their references are kept in the outbox. */
+  async #upload(ob: OutboxRecord): Promise<void> {
+    const refs: RefJSON[] = []
+    for (const f of ob.files) {
+      const sealed = await sealAttachment(fromB64(f.data)!)
+      const r = await this.#api.requestBytes('POST', '/api/files', { bytes: sealed.blob })
+      const fr = JSON.parse(new TextDecoder().decode(r.data)) as { id: string; size: number }
+      if (fr.size !== sealed.blob.length) throw new EngineError('The server stored another number of bytes than were sent.')
+      refs.push({ fileId: fr.id, key: toB64(sealed.key), mime: f.mime, name: f.name, sha256: toB64(sealed.sha256), size: sealed.size })
+    }
+    ob.refs = refs
+    await this.#store.put('outbox', ob.id, ob)
   }
 
   // ---------------------------------------------------------------- reading, deleting, files
@@ -1455,14 +1509,17 @@ export class EngineImpl implements Engine {
     const m = this.#messages.get(messageId)
     if (!m) return
     const queued = await this.#store.get<OutboxRecord>('outbox', messageId)
-    if (!queued || m.status === 'sending') {
-      try {
-        await this.#api.request('DELETE', `/api/messages/${messageId}`)
-      } catch (e) {
-        if (!(e instanceof ApiError && e.status === 404)) throw asHuman(e)
+    // A retry not sent yet takes the failed message it replaces with it.
+    for (const id of [messageId, ...(queued?.replaces ? [queued.replaces] : [])]) {
+      if (id !== messageId || !queued || m.status === 'sending') {
+        try {
+          await this.#api.request('DELETE', `/api/messages/${id}`)
+        } catch (e) {
+          if (!(e instanceof ApiError && e.status === 404)) throw asHuman(e)
+        }
       }
+      await this.#forget(id)
     }
-    await this.#forget(messageId)
   }
 
   async openAttachment(messageId: string, fileId: string): Promise<Blob> {
