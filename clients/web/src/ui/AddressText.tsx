@@ -32,18 +32,6 @@ function Part({ text, sx }: { text: string; sx: SxProps<Theme> }) {
   return <Box component="span" aria-hidden data-part={text} sx={[{ '&::before': { content: 'attr(data-part)' } }, ...(Array.isArray(sx) ? sx : [sx])]} />
 }
 
-/**
- * The end of the server gives way only when nothing else can (a very
- * narrow box; the other pieces shrink a thousand times faster): it then
- * loses its start, never its end. The marks keep the
- * text left to right inside the right-to-left box that puts the ellipsis
- * at the start.
- */
-const lastResort = {
-  flexShrink: 1, minWidth: '3em', overflow: 'hidden', textOverflow: 'ellipsis', whiteSpace: 'nowrap', direction: 'rtl',
-  '&::before': { content: '"\\200e" attr(data-part) "\\200e"' },
-} as const
-
 const cut = { overflow: 'hidden', textOverflow: 'ellipsis', whiteSpace: 'nowrap', minWidth: 0 } as const
 
 /**
@@ -52,7 +40,7 @@ const cut = { overflow: 'hidden', textOverflow: 'ellipsis', whiteSpace: 'nowrap'
  * were another); a piece that short stays whole.
  */
 function shrinkable(text: string, least: string) {
-  return text.length <= 3 ? { flexShrink: 0 } : { ...cut, flexShrink: 1000, minWidth: least }
+  return text.length <= 3 ? { flexShrink: 0 } : { ...cut, flexShrink: 1, minWidth: least }
 }
 
 /**
@@ -79,7 +67,7 @@ export function AddressText({ text, address = true, quiet = 'text.secondary' }: 
       <Part text={p.local} sx={shrinkable(p.local, '1.4em')} />
       <Part text="@" sx={{ flexShrink: 0, color: quiet, fontWeight: 400 }} />
       {p.serverHead !== '' && <Part text={p.serverHead} sx={{ ...shrinkable(p.serverHead, '1.5em'), color: quiet, fontWeight: 400 }} />}
-      <Part text={p.serverTail} sx={{ ...lastResort, color: quiet, fontWeight: 400 }} />
+      <Part text={p.serverTail} sx={{ flexShrink: 0, color: quiet, fontWeight: 400 }} />
     </Box>
   )
 }

@@ -35,20 +35,18 @@ function ConversationRow({ c, me, selected }: { c: Conversation; me: string; sel
         <NameAvatar name={c.title} group={c.kind === 'group'} />
       </ListItemAvatar>
       <Box sx={{ flex: 1, minWidth: 0 }}>
-        <Box sx={{ display: 'flex', alignItems: 'baseline', gap: 1 }}>
-          <Typography component="span" sx={{ flex: 1, minWidth: 0, fontWeight: unread ? 700 : 500 }}>
-            <AddressText text={c.title} address={c.kind === 'direct'} />
+        <Typography component="span" sx={{ display: 'block', fontWeight: unread ? 700 : 500 }}>
+          <AddressText text={c.title} address={c.kind === 'direct'} />
+        </Typography>
+        <Box sx={{ display: 'flex', alignItems: 'center', gap: 1 }}>
+          <Typography component="span" variant="body2" noWrap color={unread ? 'text.primary' : 'text.secondary'} sx={{ flex: 1 }}>
+            {preview(c, me)}
           </Typography>
           {c.lastMessage && (
             <Typography component="span" variant="caption" color={unread ? 'primary' : 'text.secondary'} sx={{ flexShrink: 0, fontWeight: unread ? 700 : 400 }}>
               {listTime(c.lastMessage.sentAt)}
             </Typography>
           )}
-        </Box>
-        <Box sx={{ display: 'flex', alignItems: 'center', gap: 1 }}>
-          <Typography component="span" variant="body2" noWrap color={unread ? 'text.primary' : 'text.secondary'} sx={{ flex: 1 }}>
-            {preview(c, me)}
-          </Typography>
           {unread && (
             <Box
               component="span"
