@@ -329,6 +329,72 @@ e2e(
 )
 
 e2e(
+  'a long address of another server stays apart from the same name on this one at phone width; an unknown user or server gets a clear sentence',
+  async ([w1, w2]) => {
+    const alice = await newUser(w1, 'alice')
+    // The same long name on both servers: the addresses differ only in the server.
+    const remote = await newUser(w2, 'someone-with-a-rather-long-name')
+    const { page: localPage } = await w1.newPage('local namesake')
+    await localPage.goto('/register')
+    await register(localPage, remote.username)
+    const local = { address: `${remote.username}@${w1.server.serverName}` }
+
+    // Clear sentences for an address that leads nowhere.
+    await alice.page.getByRole('button', { name: 'New chat' }).click()
+    const dialog = alice.page.getByRole('dialog')
+    const address = dialog.getByRole('textbox', { name: 'Address' })
+    await address.fill(`nobody-here@${w2.server.serverName}`)
+    await dialog.getByRole('button', { name: 'Start chat' }).click()
+    await dialog.getByRole('alert').filter({ hasText: `There is no user nobody-here@${w2.server.serverName}.` }).waitFor({ timeout: REMOTE_TIMEOUT })
+    await address.fill('someone@localhost:1')
+    await dialog.getByRole('button', { name: 'Start chat' }).click()
+    await dialog.getByRole('alert').filter({ hasText: 'localhost:1 cannot be reached right now. Check the address, or try again later.' }).waitFor({ timeout: REMOTE_TIMEOUT })
+    await dialog.getByRole('button', { name: 'Cancel' }).click()
+
+    await startChat(alice.page, remote.address)
+    await send(alice.page, 'Hello, other server')
+    await startChat(alice.page, local.address)
+    await send(alice.page, 'Hello, this server')
+
+    // At phone width: each conversation is named by its full address, and
+    // the end of each server shows whole (the local part gives way).
+    await alice.page.setViewportSize({ width: 375, height: 740 })
+    await chatHeading(alice.page, local.address).waitFor()
+    await alice.page.getByRole('button', { name: 'Open conversations' }).click()
+    const shown = []
+    for (const a of [remote.address, local.address]) {
+      const link = conversationLink(alice.page, a)
+      await link.waitFor()
+      shown.push(
+        await link.evaluate((el) => {
+          const box = el.getBoundingClientRect()
+          const parts = [...el.querySelectorAll('[data-part]')]
+          const tail = parts.at(-1)
+          const t = tail.getBoundingClientRect()
+          return {
+            tail: tail.getAttribute('data-part'),
+            whole: tail.scrollWidth <= tail.clientWidth && t.left >= box.left && t.right <= box.right,
+            width: window.innerWidth,
+          }
+        }),
+      )
+    }
+    assert.deepEqual(
+      shown,
+      [
+        { tail: w2.server.serverName, whole: true, width: 375 },
+        { tail: w1.server.serverName, whole: true, width: 375 },
+      ],
+      'the servers as the sidebar shows them at 375 px',
+    )
+    await conversationLink(alice.page, remote.address).click()
+    await chatHeading(alice.page, remote.address).waitFor()
+    await expectMessage(alice.page, 'Hello, other server')
+  },
+  slow,
+)
+
+e2e(
   'the privateline CLI on one homeserver and a browser user on the other exchange messages both ways',
   async ([w1, w2]) => {
     const cli = cliAccount(shared.servers[1].url, shared.servers[1].serverName)
