@@ -44,8 +44,19 @@ async function stopServer(): Promise<void> {
   await s?.stop()
 }
 
-/** A browser's cookie jar; records every request body. */
-const browser = () => cookieJar((b) => sent.push(b))
+/** The ids of the files uploaded (POST /api/files), in order. */
+const uploads: string[] = []
+
+/** A browser's cookie jar; records every request body and the ids of uploaded files. */
+const browser = () => {
+  const j = cookieJar((b) => sent.push(b))
+  const f: typeof fetch = async (input, init) => {
+    const r = await j.fetch(input, init)
+    if (init?.method === 'POST' && String(input).endsWith('/api/files') && r.ok) uploads.push(((await r.clone().json()) as { id: string }).id)
+    return r
+  }
+  return { ...j, fetch: f }
+}
 
 type User = { name: string; address: string; b: ReturnType<typeof browser>; e: ClosableEngine }
 const users: Record<string, User> = {}
@@ -320,6 +331,38 @@ describe('engine against a real homeserver', () => {
     users.bob.e = e
     await waitFor(e, (x) => msgs(x, dm('alice')).some((m) => m.text === 'to the new key'), 'bob reads with the new keys')
     expect(msgs(e.getState(), dm('alice')).some((m) => m.text === `hello bob ${MARKER}`)).toBe(true)
+  })
+
+  it('uploads a file again when the upload is gone by the time its message is sent again', async () => {
+    const { alice } = users
+    // Bob is verified again, then his keys change: the send fails at sealing, after the upload.
+    await alice.e.markVerified('bob')
+    await changeKeysOnServer('bob')
+    await waitFor(alice.e, (s) => s.contacts[users.bob.address]?.trust === 'changed', 'alice sees bob changed again')
+    const before = uploads.length
+    const content = 'the agenda\n'.repeat(100)
+    await alice.e.send(dm('bob'), 'with the agenda', { files: [new File([content], 'agenda.txt', { type: 'text/plain' })] })
+    const s = await waitFor(alice.e, (x) => msgs(x, dm('bob')).some((m) => m.text === 'with the agenda' && m.status === 'failed'), 'send refused')
+    expect(uploads.length).toBe(before + 1)
+    const failed = msgs(s, dm('bob')).find((m) => m.text === 'with the agenda')!
+
+    // The upload goes meanwhile (as the server does with a file no message lists after a while).
+    const api = new ApiClient({ baseUrl: base, mode: 'body', locks: null })
+    await apiLogin(api, 'alice', PW)
+    await api.request('DELETE', `/api/files/${uploads[before]}`)
+
+    await alice.e.acceptKeyChange('bob')
+    await alice.e.retry(failed.id)
+    await waitFor(alice.e, (x) => msgs(x, dm('bob')).find((m) => m.id === failed.id)?.status === 'delivered', 'delivered after uploading again')
+    expect(uploads.length).toBe(before + 2)
+    expect(msgs(alice.e.getState(), dm('bob')).find((m) => m.id === failed.id)?.attachments[0].fileId).toBe(uploads[before + 1])
+
+    users.bob.e.close()
+    const e = (await auth(users.bob).login('bob', PW)) as ClosableEngine
+    users.bob.e = e
+    const sb = await waitFor(e, (x) => msgs(x, dm('alice')).some((m) => m.text === 'with the agenda'), 'bob reads it with his new keys')
+    const got = msgs(sb, dm('alice')).find((m) => m.text === 'with the agenda')!
+    expect(await (await e.openAttachment(got.id, got.attachments[0].fileId)).text()).toBe(content)
   })
 
   it('stores and sends nothing readable: no plaintext in IndexedDB, in requests or on the server', async () => {
