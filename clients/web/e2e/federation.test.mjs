@@ -333,7 +333,7 @@ e2e(
   async ([w1, w2]) => {
     const alice = await newUser(w1, 'alice')
     // The same long name on both servers: the addresses differ only in the server.
-    const remote = await newUser(w2, 'someone-with-a-rather-long-name')
+    const remote = await newUser(w2, 'someone.with.a.rather.long.name')
     const { page: localPage } = await w1.newPage('local namesake')
     await localPage.goto('/register')
     await register(localPage, remote.username)
@@ -390,6 +390,11 @@ e2e(
     await conversationLink(alice.page, remote.address).click()
     await chatHeading(alice.page, remote.address).waitFor()
     await expectMessage(alice.page, 'Hello, other server')
+    // The verify dialog wraps the long address inside itself.
+    const verify = await openVerify(alice.page, remote.address)
+    await verify.getByTestId('safety-number').waitFor({ timeout: REMOTE_TIMEOUT })
+    const overflow = await verify.evaluate((el) => [...el.querySelectorAll('*')].filter((x) => x.textContent.trim() !== '' && x.scrollWidth > x.clientWidth + 1 && getComputedStyle(x).overflowX !== 'hidden').map((x) => x.textContent.slice(0, 60)))
+    assert.deepEqual(overflow, [], 'nothing in the verify dialog reaches past its edge at 375 px')
   },
   slow,
 )

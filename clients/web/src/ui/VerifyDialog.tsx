@@ -166,7 +166,7 @@ export function VerifyDialog({ address, open, onClose }: { address: string; open
 
   return (
     <Dialog open={open} onClose={onClose} aria-labelledby="verify-title" fullWidth maxWidth="sm" scroll="body">
-      <DialogTitle id="verify-title">Verify {address}</DialogTitle>
+      <DialogTitle id="verify-title" sx={{ overflowWrap: 'anywhere' }}>Verify {address}</DialogTitle>
       <DialogContent>
         <Box sx={{ display: 'flex', alignItems: 'center', gap: 1, mb: 2 }}>
           {trust === 'verified' ? (
@@ -177,7 +177,7 @@ export function VerifyDialog({ address, open, onClose }: { address: string; open
             <Chip label="Not verified" variant="outlined" />
           )}
         </Box>
-        <Typography color="text.secondary" sx={{ mb: 2 }}>
+        <Typography color="text.secondary" sx={{ mb: 2, overflowWrap: 'anywhere' }}>
           Compare these numbers with {address} in person or on a call, or scan each other’s code. If they match, nobody is
           in the middle of your conversation.
         </Typography>
