@@ -48,4 +48,9 @@ func (d *Directory) ResignEntries() (uint64, error) {
 }
 
 // KeyChanges returns the statements set by SetKeyChanges.
-func (d *Directory) KeyChanges() []keylog.ServerKeyChange { return slices.Clone(d.changes) }
+func (d *Directory) KeyChanges() []keylog.ServerKeyChange {
+	if d == nil { // a server without a directory (configuration tests)
+		return nil
+	}
+	return slices.Clone(d.changes)
+}

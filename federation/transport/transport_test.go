@@ -476,16 +476,18 @@ func TestIdleTimeoutCloses(t *testing.T) {
 }
 
 // TestKeepAlive: the dialling side's pings keep a quiet link open past the
-// idle timeout (a sender's link lives while it has work).
+// idle timeout (a sender's link lives while it has work). QUIC pings at
+// half the idle timeout, so a ping may be late by up to that much: 1 s
+// leaves half a second, which a loaded -race run needs (300 ms did not).
 func TestKeepAlive(t *testing.T) {
-	idle := Limits{IdleTimeout: 300 * time.Millisecond}
+	idle := Limits{IdleTimeout: time.Second}
 	d, c := pair(t, idle, idle)
 	select {
 	case <-d.Done():
-		t.Fatalf("the link closed within 1.5 s: %v", d.Err())
+		t.Fatalf("the link closed within 5 s: %v", d.Err())
 	case <-c.Done():
-		t.Fatalf("the link closed within 1.5 s: %v", c.Err())
-	case <-time.After(1500 * time.Millisecond): // five idle timeouts
+		t.Fatalf("the link closed within 5 s: %v", c.Err())
+	case <-time.After(5 * time.Second): // five idle timeouts
 	}
 	if _, err := d.OpenStream(testCtx(t)); err != nil {
 		t.Fatalf("a stream after the quiet time: %v", err)
