@@ -467,9 +467,7 @@ func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *Inboun
 		return InboundAccepted, "", nil
 	}
 	rec.ReadBy = append(rec.ReadBy, e.Reader)
-	if err := d.setJSON(t.b, tEnvelope.key(mmid), rec); err != nil {
-		return "", "", err
-	}
+	d.putEnvelope(t.b, mmid, rec)
 	if _, err := t.event(rec.Sender.ID, Event{Type: EventRead, ID: e.Message, Reader: len(rec.Recipients) + 1 + j, By: e.Reader}); err != nil {
 		return "", "", err
 	}
@@ -496,9 +494,7 @@ func (t *mtxn) receiveGroupRead(rec *envelopeRecord, mmid []byte, e *InboundEntr
 	}
 	rec.ReadBy = append(rec.ReadBy, e.Reader)
 	rec.RemoteReaders = append(rec.RemoteReaders, e.Reader)
-	if err := d.setJSON(t.b, tEnvelope.key(mmid), rec); err != nil {
-		return "", "", err
-	}
+	d.putEnvelope(t.b, mmid, rec)
 	reader := len(rec.Recipients) + len(rec.Remote) + len(rec.RemoteReaders)
 	if _, err := t.event(rec.Sender.ID, Event{Type: EventRead, ID: e.Message, Reader: reader, By: e.Reader}); err != nil {
 		return "", "", err
