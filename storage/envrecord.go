@@ -210,7 +210,16 @@ func (d *DB) putEnvelope(b *pebble.Batch, mid []byte, r *envelopeRecord) {
 // envelope reads message mid's record (either form); NotExist if there
 // is none.
 func (d *DB) envelope(mid []byte) (*envelopeRecord, error) {
-	pt, err := d.get(tEnvelope.key(mid))
+	return d.envelopeFrom(d.get(tEnvelope.key(mid)))
+}
+
+// envelopeIfAny is envelope for a message id that is most likely new
+// (getNew): a sent or received message's.
+func (d *DB) envelopeIfAny(mid []byte) (*envelopeRecord, error) {
+	return d.envelopeFrom(d.getNew(tEnvelope.key(mid)))
+}
+
+func (d *DB) envelopeFrom(pt []byte, err error) (*envelopeRecord, error) {
 	if err != nil {
 		return nil, err
 	}

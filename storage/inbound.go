@@ -292,7 +292,7 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 		return refuse(RefusedWrongOrigin)
 	}
 	sum := sha256.Sum256(e.Raw)
-	if rec, err := d.envelope(mid); err == nil {
+	if rec, err := d.envelopeIfAny(mid); err == nil {
 		if _, srv, _ := rec.Sender.Address.Split(); rec.remoteSender() && (srv == origin || e.Group != "" && rec.Group == e.Group) && bytes.Equal(rec.Sum, sum[:]) {
 			return InboundDuplicate, "", nil
 		}
@@ -301,7 +301,7 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 		return "", "", err
 	}
 	var ts tombstone
-	if err := d.getJSON(tTombstone.key(mid), &ts); err == nil {
+	if err := d.getJSONNew(tTombstone.key(mid), &ts); err == nil {
 		if ts.Origin != nil && bytes.Equal(ts.Origin, d.originSumOf(origin, sum[:])) {
 			return InboundDuplicate, "", nil
 		}
@@ -379,7 +379,7 @@ func (t *mtxn) triage(oh []byte, e *InboundEntry, mid []byte, accepted map[strin
 		if accepted[e.ID] {
 			return InboundDuplicate, "", nil
 		}
-		if seen, err := t.d.exists(tReplayEnv.key(oh, mid)); err != nil || seen {
+		if seen, err := t.d.existsNew(tReplayEnv.key(oh, mid)); err != nil || seen {
 			return InboundDuplicate, "", err
 		}
 	}

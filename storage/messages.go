@@ -411,7 +411,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	}
 	defer unlock()
 
-	if r, err := d.envelope(mid); err == nil {
+	if r, err := d.envelopeIfAny(mid); err == nil {
 		sameSender := r.Sender.ID == dl.Sender.ID
 		if dl.RemoteSender {
 			sameSender = r.remoteSender() && r.Sender.Address == dl.Sender.Address
