@@ -574,7 +574,7 @@ func (d *DB) SeenEnvelope(origin privateline.ServerName, id string) (bool, error
 	if err != nil {
 		return false, nil
 	}
-	ok, err := d.exists(tReplayEnv.key(d.serverHash(origin), mid))
+	ok, err := d.existsNew(tReplayEnv.key(d.serverHash(origin), mid))
 	if err != nil {
 		return false, privateline.E("storage.SeenEnvelope", err)
 	}
