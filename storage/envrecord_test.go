@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -112,4 +113,80 @@ func TestOldJSONEnvelopeRecords(t *testing.T) {
 			t.Fatalf("ann's sent copy after the read mark: %+v, %v", items, err)
 		}
 	})
+}
+
+// BenchmarkEnvelopeRecord: decoding and encoding a received message's
+// record (a 3.5 KB envelope) in the binary form and in the JSON form of
+// earlier versions.
+func BenchmarkEnvelopeRecord(b *testing.B) {
+	r := &envelopeRecord{Raw: bytes.Repeat([]byte(`{"ciphertext":"QUJD"}`), 167), Sum: bytes.Repeat([]byte{7}, 32),
+		Sender: Recipient{Address: "rob@other.example"}, Recipients: []Recipient{{ID: NewID(), Address: "ben@here.example"}}}
+	bin := marshalEnvelopeRecord(r)
+	js, _ := json.Marshal(r)
+	for _, c := range []struct {
+		name string
+		pt   []byte
+	}{{"binary", bin}, {"json", js}} {
+		b.Run("decode/"+c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var x envelopeRecord
+				if err := unmarshalEnvelopeRecord(c.pt, &x); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("encode/binary", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			marshalEnvelopeRecord(r)
+		}
+	})
+	b.Run("encode/json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := json.Marshal(r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkLookupAbsent: looking up keys that are not there in a store
+// whose data is in its last level, with DB.Get (get) and with every
+// level's Bloom filter (getNew), as a new message's id is looked up.
+func BenchmarkLookupAbsent(b *testing.B) {
+	db, err := Open(Options{Dir: b.TempDir(), Key: testKey(), CacheBytes: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	val := bytes.Repeat([]byte{1}, 3500)
+	newKey := func() []byte { id := NewID(); return tEnvelope.key(id[:]) }
+	for range 8 {
+		batch := db.db.NewBatch()
+		for range 1000 {
+			db.setSealed(batch, newKey(), val)
+		}
+		if err := batch.Commit(pebble.NoSync); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := db.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		fn   func([]byte) ([]byte, error)
+	}{{"get", db.get}, {"getNew", db.getNew}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.fn(newKey()); !privateline.Is(privateline.NotExist, err) {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
