@@ -61,6 +61,15 @@ func Parse(data []byte) (*Header, error) { return parse("envelope.Parse", data, 
 func ParseGroup(data []byte) (*Header, error) { return parse("envelope.ParseGroup", data, true) }
 
 func parse(op string, data []byte, group bool) (*Header, error) {
+	if h, ok := fastParse(data, group); ok { // fast.go
+		return h, nil
+	}
+	return parseGeneral(op, data, group)
+}
+
+// parseGeneral is parse for any input: encoding/json decodes the members,
+// then the rules are applied one by one, the first broken one named.
+func parseGeneral(op string, data []byte, group bool) (*Header, error) {
 	if len(data) > MaxSize {
 		return nil, privateline.E(op, privateline.TooLarge, fmt.Sprintf("an envelope may be at most %d bytes", MaxSize))
 	}

@@ -43,6 +43,11 @@ type Config struct {
 	CSP            string         // CONTENT_SECURITY_POLICY
 	HSTS           bool           // HSTS_ENABLED
 	WebRoot        string         // WEB_ROOT: the built web client served at /; empty: none
+	// StoreMemTableBytes sizes the store's Pebble memtables (0: Pebble's
+	// 4 MiB). Larger ones cost less CPU per message written (fewer
+	// flushes and compactions; docs/benchmarks.md) and add up to about
+	// twice their size to the resident memory.
+	StoreMemTableBytes int64 // STORE_MEMTABLE_BYTES
 
 	EncryptedLogKey  privateline.Secret // ENCRYPTED_LOG_KEY (32 bytes) or nil
 	LogPath          string             // LOG_PATH
@@ -127,6 +132,9 @@ func (p FederationPeer) String() string {
 	}
 	return s
 }
+
+// MaxStoreMemTableBytes bounds STORE_MEMTABLE_BYTES.
+const MaxStoreMemTableBytes = 1 << 30
 
 // Federation defaults and bounds (spec/federation.md §11, §13, §14).
 const (
@@ -253,6 +261,7 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	p.boolTo("JWT_COOKIE_CSRF_PROTECT", &c.CookieCSRF)
 	p.bytesTo("MAX_FILE_SIZE", &c.MaxFileSize)
 	p.bytesTo("FILE_QUOTA_BYTES", &c.FileQuotaBytes)
+	p.bytesTo("STORE_MEMTABLE_BYTES", &c.StoreMemTableBytes)
 	p.floatTo("FILE_UPLOAD_RATE_PER_MINUTE", &c.FileUploadRatePerMin)
 	p.intTo("FILE_UPLOAD_BURST", &c.FileUploadBurst)
 	var graceHours int
@@ -380,6 +389,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FileQuotaBytes < c.MaxFileSize {
 		return bad("FILE_QUOTA_BYTES", "must be at least MAX_FILE_SIZE")
+	}
+	if c.StoreMemTableBytes != 0 && (c.StoreMemTableBytes < 1<<20 || c.StoreMemTableBytes > MaxStoreMemTableBytes) {
+		return bad("STORE_MEMTABLE_BYTES", fmt.Sprintf("must be 1048576 (1 MiB) to %d (1 GiB) bytes", MaxStoreMemTableBytes))
 	}
 	if c.FileUploadRatePerMin <= 0 || c.FileUploadBurst <= 0 {
 		return bad("FILE_UPLOAD_RATE_PER_MINUTE", "and FILE_UPLOAD_BURST must be positive")

@@ -67,6 +67,7 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 		"VAPID_PRIVATE_KEY": "/etc/vapid.pem", "VAPID_SUBJECT": "mailto:ops@example.org", "WEB_PUSH_ALLOWED_HOSTS": " Push.Example.net, .notify.example ,",
 		"FCM_CREDENTIALS_FILE": "/etc/fcm.json", "FCM_SERVER_KEY": "legacy",
 		"DATABASE_URI": "postgres://x", "REDIS_URL": "redis://y", "REFRESH_TOKEN_DAYS": "7",
+		"STORE_MEMTABLE_BYTES": "67108864",
 	}
 	c, err := LoadConfig(lookupMap(env))
 	if err != nil {
@@ -92,6 +93,7 @@ func TestLoadConfigEveryVariable(t *testing.T) {
 			c.APNSTopic != "" && c.APNSUseSandbox && c.VAPIDPrivateKey != "" && c.VAPIDSubject != "" && c.FCMCredentialsFile == "/etc/fcm.json" && c.FCMServerKey != "" &&
 			strings.Join(c.WebPushHosts, " ") == "push.example.net .notify.example"},
 		{"refresh", c.RefreshTokenTTL == 7*24*time.Hour},
+		{"store", c.StoreMemTableBytes == 64<<20},
 	}
 	for _, ch := range checks {
 		if !ch.ok {
@@ -126,6 +128,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{map[string]string{"MAX_FILE_SIZE": "5MB"}, "MAX_FILE_SIZE"},
 		{map[string]string{"MAX_FILE_SIZE": "104857629"}, "MAX_FILE_SIZE"},
 		{map[string]string{"FILE_QUOTA_BYTES": "1000"}, "FILE_QUOTA_BYTES"},
+		{map[string]string{"STORE_MEMTABLE_BYTES": "1000"}, "STORE_MEMTABLE_BYTES"},
+		{map[string]string{"STORE_MEMTABLE_BYTES": "2147483648"}, "STORE_MEMTABLE_BYTES"},
+		{map[string]string{"STORE_MEMTABLE_BYTES": "64MiB"}, "STORE_MEMTABLE_BYTES"},
 		{map[string]string{"FILE_QUOTA_BYTES": "0"}, "FILE_QUOTA_BYTES"},
 		{map[string]string{"FILE_UPLOAD_RATE_PER_MINUTE": "-1"}, "FILE_UPLOAD_RATE_PER_MINUTE"},
 		{map[string]string{"FILE_UPLOAD_BURST": "0"}, "FILE_UPLOAD_BURST"},

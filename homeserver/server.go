@@ -100,6 +100,8 @@ func New(cfg Config, o Options) (*Server, error) {
 		Key:      cfg.AESKey,
 		Logger:   log.With("component", "storage"),
 		FilesDir: filepath.Join(cfg.DataDir, "files"),
+		// docs/benchmarks.md, federation: larger memtables, less CPU per message.
+		MemTableBytes: uint64(cfg.StoreMemTableBytes),
 
 		EventWindow: o.EventWindow,
 	})

@@ -292,7 +292,7 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 		return refuse(RefusedWrongOrigin)
 	}
 	sum := sha256.Sum256(e.Raw)
-	if rec, err := d.envelope(mid); err == nil {
+	if rec, err := d.envelopeIfAny(mid); err == nil {
 		if _, srv, _ := rec.Sender.Address.Split(); rec.remoteSender() && (srv == origin || e.Group != "" && rec.Group == e.Group) && bytes.Equal(rec.Sum, sum[:]) {
 			return InboundDuplicate, "", nil
 		}
@@ -301,7 +301,7 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 		return "", "", err
 	}
 	var ts tombstone
-	if err := d.getJSON(tTombstone.key(mid), &ts); err == nil {
+	if err := d.getJSONNew(tTombstone.key(mid), &ts); err == nil {
 		if ts.Origin != nil && bytes.Equal(ts.Origin, d.originSumOf(origin, sum[:])) {
 			return InboundDuplicate, "", nil
 		}
@@ -379,7 +379,7 @@ func (t *mtxn) triage(oh []byte, e *InboundEntry, mid []byte, accepted map[strin
 		if accepted[e.ID] {
 			return InboundDuplicate, "", nil
 		}
-		if seen, err := t.d.exists(tReplayEnv.key(oh, mid)); err != nil || seen {
+		if seen, err := t.d.existsNew(tReplayEnv.key(oh, mid)); err != nil || seen {
 			return InboundDuplicate, "", err
 		}
 	}
@@ -467,9 +467,7 @@ func (t *mtxn) receiveChange(origin privateline.ServerName, oh []byte, e *Inboun
 		return InboundAccepted, "", nil
 	}
 	rec.ReadBy = append(rec.ReadBy, e.Reader)
-	if err := d.setJSON(t.b, tEnvelope.key(mmid), rec); err != nil {
-		return "", "", err
-	}
+	d.putEnvelope(t.b, mmid, rec)
 	if _, err := t.event(rec.Sender.ID, Event{Type: EventRead, ID: e.Message, Reader: len(rec.Recipients) + 1 + j, By: e.Reader}); err != nil {
 		return "", "", err
 	}
@@ -496,9 +494,7 @@ func (t *mtxn) receiveGroupRead(rec *envelopeRecord, mmid []byte, e *InboundEntr
 	}
 	rec.ReadBy = append(rec.ReadBy, e.Reader)
 	rec.RemoteReaders = append(rec.RemoteReaders, e.Reader)
-	if err := d.setJSON(t.b, tEnvelope.key(mmid), rec); err != nil {
-		return "", "", err
-	}
+	d.putEnvelope(t.b, mmid, rec)
 	reader := len(rec.Recipients) + len(rec.Remote) + len(rec.RemoteReaders)
 	if _, err := t.event(rec.Sender.ID, Event{Type: EventRead, ID: e.Message, Reader: reader, By: e.Reader}); err != nil {
 		return "", "", err
@@ -578,7 +574,7 @@ func (d *DB) SeenEnvelope(origin privateline.ServerName, id string) (bool, error
 	if err != nil {
 		return false, nil
 	}
-	ok, err := d.exists(tReplayEnv.key(d.serverHash(origin), mid))
+	ok, err := d.existsNew(tReplayEnv.key(d.serverHash(origin), mid))
 	if err != nil {
 		return false, privateline.E("storage.SeenEnvelope", err)
 	}

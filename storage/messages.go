@@ -349,14 +349,6 @@ func (t *mtxn) flush() error {
 	return nil
 }
 
-func (d *DB) envelope(mid []byte) (*envelopeRecord, error) {
-	var r envelopeRecord
-	if err := d.getJSON(tEnvelope.key(mid), &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
 func (d *DB) exists(key []byte) (bool, error) {
 	_, closer, err := d.db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -419,7 +411,7 @@ func (d *DB) Deliver(dl *Delivery) (seq uint64, replay bool, err error) {
 	}
 	defer unlock()
 
-	if r, err := d.envelope(mid); err == nil {
+	if r, err := d.envelopeIfAny(mid); err == nil {
 		sameSender := r.Sender.ID == dl.Sender.ID
 		if dl.RemoteSender {
 			sameSender = r.remoteSender() && r.Sender.Address == dl.Sender.Address
@@ -566,7 +558,8 @@ func (t *mtxn) storeEnvelope(rec *envelopeRecord, msgID string, mid []byte) erro
 	if err := t.addContacts(rec); err != nil {
 		return err
 	}
-	return d.setJSON(t.b, tEnvelope.key(mid), rec)
+	d.putEnvelope(t.b, mid, rec)
+	return nil
 }
 
 // liveSeq returns the sequence number of u's copy of message mid, or
@@ -838,7 +831,7 @@ func (d *DB) MarkRead(user ID, msgID string, now time.Time) error {
 		err = d.setJSON(t.b, mk, e)
 	}
 	if err == nil {
-		err = d.setJSON(t.b, tEnvelope.key(mid), rec)
+		d.putEnvelope(t.b, mid, rec)
 	}
 	// The reader's other devices and the sender hear of it (a sender on
 	// another server, zero id, has no log here).
@@ -1057,7 +1050,8 @@ func (t *mtxn) dropGroupRecipient(rec *envelopeRecord, mid []byte, user ID) erro
 		rec.Recipients[i] = Recipient{}
 	}
 	t.del(tParticipant.key(user[:], mid))
-	return t.d.setJSON(t.b, tEnvelope.key(mid), rec)
+	t.d.putEnvelope(t.b, mid, rec)
+	return nil
 }
 
 // queueAccountDelete queues, in t's batch, the deletes of message rec

@@ -354,11 +354,20 @@ type item struct {
 
 // loadItem reads the item at key k (nil, nil if there is none).
 func (d *DB) loadItem(k []byte, now time.Time) (*item, error) {
-	var r outboxRecord
-	if err := d.getJSON(k, &r); privateline.Is(privateline.NotExist, err) {
+	pt, err := d.get(k)
+	if privateline.Is(privateline.NotExist, err) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err
+	}
+	return d.itemOf(k, pt, now)
+}
+
+// itemOf decodes the item at key k from its opened record pt.
+func (d *DB) itemOf(k, pt []byte, now time.Time) (*item, error) {
+	var r outboxRecord
+	if err := json.Unmarshal(pt, &r); err != nil {
+		return nil, privateline.E("storage.loadItem", privateline.Internal, err)
 	}
 	it := &item{OutboxItem: OutboxItem{Seq: binary.BigEndian.Uint64(k[len(k)-8:]), Type: r.Type, ID: r.ID, QueuedAt: time.UnixMilli(r.QueuedAt)}}
 	switch r.Type {
@@ -397,7 +406,12 @@ func (d *DB) scanItems(h []byte, now time.Time, fn func(*item) bool) error {
 		if len(k) != len(p)+8 {
 			continue
 		}
-		x, err := d.loadItem(slices.Clone(k), now)
+		// The record is the iterator's value: no second read of it.
+		pt, err := d.seal.open(k, it.Value())
+		if err != nil {
+			return privateline.E("storage.scanItems", privateline.Internal, err)
+		}
+		x, err := d.itemOf(k, pt, now)
 		if err != nil {
 			return err
 		}

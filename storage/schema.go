@@ -26,6 +26,10 @@ var migrations = []migration{
 	{version: 2, name: "key directory log and pinned keys", apply: func(*DB, *pebble.Batch) error { return nil }},
 	// New tables only (files, tombstones, retention, push tokens).
 	{version: 3, name: "files, tombstones, retention and push tokens", apply: func(*DB, *pebble.Batch) error { return nil }},
+	// Envelope records in a binary form (envrecord.go); the JSON records
+	// of earlier versions are still read, but an older binary must not
+	// open a store holding records it cannot read.
+	{version: 4, name: "binary envelope records", apply: func(*DB, *pebble.Batch) error { return nil }},
 }
 
 var schemaKey = tMeta.key([]byte("schema"))

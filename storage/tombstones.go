@@ -67,7 +67,7 @@ func (t *mtxn) tombstone(rec *envelopeRecord, mid []byte) error {
 // checkTombstone returns an Exist error if message id mid was removed
 // less than TombstoneTTL ago (the stripe of mid is held).
 func (d *DB) checkTombstone(mid []byte) error {
-	ok, err := d.exists(tTombstone.key(mid))
+	ok, err := d.existsNew(tTombstone.key(mid))
 	if err != nil {
 		return err
 	}
