@@ -16,6 +16,7 @@ import { makeKeyBundle, signKeyChange } from '../src/crypto/bundle'
 import { toB64 } from '../src/crypto/bytes'
 import { type ClosableEngine, createAuth } from '../src/engine'
 import type { EngineState } from '../src/engine/types'
+import { waitFor } from './waitfor'
 import { buildHomeserver, cookieJar, type Homeserver, startHomeserver } from './homeserver'
 
 const SERVER = 'engine.test'
@@ -65,33 +66,6 @@ function auth(u: { name: string; b: ReturnType<typeof browser> }) {
   return createAuth({
     baseUrl: base, fetch: u.b.fetch, csrfCookie: u.b.csrfCookie, WebSocket: globalThis.WebSocket, namespace: `pl-${u.name}`,
     locks: null, minBackoffMs: 100, maxBackoffMs: 800,
-  })
-}
-
-/** Resolves when cond(state) holds (checked on every change and every 50 ms). */
-function waitFor(e: ClosableEngine, cond: (s: EngineState) => boolean, what: string, ms = 20_000): Promise<EngineState> {
-  return new Promise((resolve, reject) => {
-    let done = false
-    const check = () => {
-      if (done) return
-      const s = e.getState()
-      if (cond(s)) {
-        done = true
-        clearInterval(iv)
-        clearTimeout(to)
-        unsub()
-        resolve(s)
-      }
-    }
-    const unsub = e.subscribe(check)
-    const iv = setInterval(check, 50)
-    const to = setTimeout(() => {
-      done = true
-      clearInterval(iv)
-      unsub()
-      reject(new Error(`timed out waiting for ${what}; state: ${JSON.stringify(e.getState()).slice(0, 2000)}`))
-    }, ms)
-    check()
   })
 }
 

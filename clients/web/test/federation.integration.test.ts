@@ -19,6 +19,7 @@ import { ApiClient } from '../src/api/client'
 import { login as apiLogin } from '../src/api/account'
 import { type ClosableEngine, createAuth } from '../src/engine'
 import type { EngineState } from '../src/engine/types'
+import { waitFor } from './waitfor'
 import { buildHomeserver, cookieJar, type Homeserver, startHomeserver } from './homeserver'
 
 const PW = 'correct horse battery staple'
@@ -70,33 +71,6 @@ function auth(name: string, b: ReturnType<typeof cookieJar>, server: number) {
   return createAuth({
     baseUrl: `http://127.0.0.1:${http[server]}`, fetch: b.fetch, csrfCookie: b.csrfCookie, WebSocket: globalThis.WebSocket,
     namespace: `pl-fed-${name}`, locks: null, minBackoffMs: 100, maxBackoffMs: 800,
-  })
-}
-
-/** Resolves when cond(state) holds (checked on every change and every 50 ms). */
-function waitFor(e: ClosableEngine, cond: (s: EngineState) => boolean, what: string, ms = 40_000): Promise<EngineState> {
-  return new Promise((resolve, reject) => {
-    let done = false
-    const check = () => {
-      if (done) return
-      const s = e.getState()
-      if (cond(s)) {
-        done = true
-        clearInterval(iv)
-        clearTimeout(to)
-        unsub()
-        resolve(s)
-      }
-    }
-    const unsub = e.subscribe(check)
-    const iv = setInterval(check, 50)
-    const to = setTimeout(() => {
-      done = true
-      clearInterval(iv)
-      unsub()
-      reject(new Error(`timed out waiting for ${what}; state: ${JSON.stringify(e.getState()).slice(0, 2000)}`))
-    }, ms)
-    check()
   })
 }
 

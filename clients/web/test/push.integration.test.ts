@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ClosableEngine, createAuth } from '../src/engine'
 import { FakeBrowser } from '../src/engine/testing/fakePush'
-import type { EngineState } from '../src/engine/types'
+import { waitFor } from './waitfor'
 import { buildHomeserver, cookieJar, type Homeserver, startHomeserver } from './homeserver'
 
 const SERVER = 'push.test'
@@ -61,27 +61,6 @@ function auth(u: Pick<User, 'name' | 'jar' | 'browser'>) {
 function track(e: ClosableEngine): ClosableEngine {
   engines.push(e)
   return e
-}
-
-/** Resolves when cond(state) holds (checked on every change and every 50 ms). */
-function waitFor(e: ClosableEngine, cond: (s: EngineState) => boolean, what: string, ms = 20_000): Promise<EngineState> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (!cond(e.getState())) return
-      clearInterval(iv)
-      clearTimeout(to)
-      unsub()
-      resolve(e.getState())
-    }
-    const unsub = e.subscribe(check)
-    const iv = setInterval(check, 50)
-    const to = setTimeout(() => {
-      clearInterval(iv)
-      unsub()
-      reject(new Error(`timed out waiting for ${what}; state: ${JSON.stringify(e.getState()).slice(0, 1500)}`))
-    }, ms)
-    check()
-  })
 }
 
 interface Token {

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type ClosableEngine, createAuth } from '../src/engine'
 import type { EngineState } from '../src/engine/types'
+import { waitFor } from './waitfor'
 import { buildHomeserver, cookieJar, type Homeserver, startHomeserver } from './homeserver'
 
 const SERVER = 'rotate.test'
@@ -31,27 +32,6 @@ function auth(name: string, b: Jar, fetch: typeof globalThis.fetch = b.fetch) {
   return createAuth({
     baseUrl: base, fetch, csrfCookie: b.csrfCookie, WebSocket: globalThis.WebSocket, namespace: `pl-rot-${name}`,
     locks: null, minBackoffMs: 100, maxBackoffMs: 800,
-  })
-}
-
-function waitFor(e: ClosableEngine, cond: (s: EngineState) => boolean, what: string, ms = 30_000): Promise<EngineState> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (cond(e.getState())) {
-        clearInterval(iv)
-        clearTimeout(to)
-        unsub()
-        resolve(e.getState())
-      }
-    }
-    const unsub = e.subscribe(check)
-    const iv = setInterval(check, 50)
-    const to = setTimeout(() => {
-      clearInterval(iv)
-      unsub()
-      reject(new Error(`timed out waiting for ${what}`))
-    }, ms)
-    check()
   })
 }
 
