@@ -271,23 +271,9 @@ func (t *mtxn) queueItems(ds []outboxDest, typ, id string, payload []byte) error
 func (d *DB) unsentTo(ds []outboxDest, msgID string) (map[string]bool, error) {
 	out := map[string]bool{}
 	for _, x := range ds {
-		p, err := d.pendingTxn(x.h)
-		if err != nil {
-			return nil, err
-		}
-		prefix := tOutbox.key(x.h)
-		err = d.scanKeys(prefix, func(k, v []byte) error {
-			if len(k) != len(prefix)+8 {
-				return nil
-			}
-			var r outboxRecord
-			if err := d.getJSON(k, &r); err != nil {
-				return err
-			}
-			if (r.Type == OutboxEnvelopes || r.Type == OutboxGroupEnvelopes) && r.ID == msgID {
-				if p == nil || !slices.Contains(p.Seqs, binary.BigEndian.Uint64(k[len(prefix):])) {
-					out[string(x.h)] = true
-				}
+		err := d.eachUnsent(x, func(id string) error {
+			if id == msgID {
+				out[string(x.h)] = true
 				return errStop
 			}
 			return nil
@@ -303,13 +289,27 @@ func (d *DB) unsentTo(ds []outboxDest, msgID string) (map[string]bool, error) {
 // destination x's outbox holds outside a pending transaction (unsentTo,
 // for every message at once). The caller holds x's lock.
 func (d *DB) unsentIDs(x outboxDest) (map[string]bool, error) {
-	p, err := d.pendingTxn(x.h)
+	out := map[string]bool{}
+	err := d.eachUnsent(x, func(id string) error {
+		out[id] = true
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]bool{}
+	return out, nil
+}
+
+// eachUnsent calls fn with the message id of each envelope item (direct or
+// group) of x's outbox that is not in its pending transaction, in queue
+// order, until fn returns an error. The caller holds x's lock.
+func (d *DB) eachUnsent(x outboxDest, fn func(id string) error) error {
+	p, err := d.pendingTxn(x.h)
+	if err != nil {
+		return err
+	}
 	prefix := tOutbox.key(x.h)
-	err = d.scanKeys(prefix, func(k, v []byte) error {
+	return d.scanKeys(prefix, func(k, v []byte) error {
 		if len(k) != len(prefix)+8 {
 			return nil
 		}
@@ -317,15 +317,14 @@ func (d *DB) unsentIDs(x outboxDest) (map[string]bool, error) {
 		if err := d.getJSON(k, &r); err != nil {
 			return err
 		}
-		if (r.Type == OutboxEnvelopes || r.Type == OutboxGroupEnvelopes) && (p == nil || !slices.Contains(p.Seqs, binary.BigEndian.Uint64(k[len(prefix):]))) {
-			out[r.ID] = true
+		if r.Type != OutboxEnvelopes && r.Type != OutboxGroupEnvelopes {
+			return nil
 		}
-		return nil
+		if p != nil && slices.Contains(p.Seqs, binary.BigEndian.Uint64(k[len(prefix):])) {
+			return nil
+		}
+		return fn(r.ID)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // outboxQueued tells the outbox notifier of destinations whose items are
