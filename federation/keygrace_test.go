@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -59,5 +60,50 @@ func TestLookupWhilePeerDown(t *testing.T) {
 	asker.svc.mu.Unlock()
 	if !inFlight {
 		t.Fatal("no look-up of the stopped peer is in progress in the background")
+	}
+}
+
+// TestStaleDialDoesNotMarkMovedPeerDown: a dial to the address a peer has
+// left, failing after the peer's new address was learnt (SetPeerAddr),
+// does not mark the peer down: a key look-up right after it reaches the
+// peer at its new address instead of answering "could not be reached
+// moments ago".
+func TestStaleDialDoesNotMarkMovedPeerDown(t *testing.T) {
+	f := newKeyFixture(t)
+	f.register(t, "alice")
+	d := &node{name: dirServer, key: f.key, st: newFakeStore()}
+	asker := newNode(t, nameA)
+	d.start(t, []Peer{{Name: asker.name, Key: asker.key.Public()}}, func(c *Config) { c.Keys = f.dir })
+	asker.start(t, []Peer{{Name: d.name, Key: d.key.Public()}}, nil)
+
+	// The old address: a UDP socket that takes packets and never answers.
+	old, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	asker.svc.SetPeerAddr(dirServer, old.LocalAddr().String())
+	asker.svc.mu.Lock()
+	sd := asker.svc.senderLocked(dirServer)
+	asker.svc.mu.Unlock()
+	failed := make(chan error, 1)
+	go func() {
+		_, err := sd.link(testCtx(t))
+		failed <- err
+	}()
+	// The dial is under way once its first packet reaches the old address.
+	old.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if _, _, err := old.ReadFrom(make([]byte, 2048)); err != nil {
+		t.Fatalf("no handshake reached the old address: %v", err)
+	}
+	asker.svc.SetPeerAddr(dirServer, d.svc.Addr())
+	if err := <-failed; err == nil {
+		t.Fatal("the dial to the old address succeeded")
+	}
+	if sd.down() {
+		t.Fatal("a dial begun before the peer moved marked it down")
+	}
+	if _, err := asker.svc.LookupRemote(testCtx(t), "alice@example.org", 0); err != nil {
+		t.Fatalf("a look-up after the peer moved: %v", err)
 	}
 }

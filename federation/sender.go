@@ -25,8 +25,11 @@ type sender struct {
 	fails atomic.Int64 // failed attempts since the last success (tests read it)
 	// downUntil (Unix ms) is set when dialling failed: until then key
 	// look-ups do not wait for another handshake timeout but answer from
-	// what was verified before. A wake-up with reset clears it.
+	// what was verified before. A wake-up with reset clears it and moves
+	// resets on, so that a dial begun before it (perhaps to an address
+	// the peer has left) does not mark the peer down when it fails.
 	downUntil atomic.Int64
+	resets    atomic.Uint64
 
 	mu      sync.Mutex
 	conn    *transport.Conn // the link, nil until dialled
@@ -37,7 +40,10 @@ type sender struct {
 func (sd *sender) poke(reset bool) {
 	if reset {
 		sd.reset.Store(true)
+		sd.mu.Lock()
+		sd.resets.Add(1)
 		sd.downUntil.Store(0)
+		sd.mu.Unlock()
 	}
 	select {
 	case sd.wake <- true:
@@ -337,6 +343,7 @@ func (sd *sender) link(ctx context.Context) (*transport.Conn, error) {
 			return c, nil
 		}
 	}
+	resets := sd.resets.Load()
 	addr, err := sd.address(ctx)
 	if err != nil {
 		return nil, err
@@ -345,8 +352,10 @@ func (sd *sender) link(ctx context.Context) (*transport.Conn, error) {
 	if err != nil {
 		sd.mu.Lock()
 		sd.docAddr = "" // resolve again next time
+		if sd.resets.Load() == resets {
+			sd.downUntil.Store(s.now().Add(downHold).UnixMilli())
+		}
 		sd.mu.Unlock()
-		sd.downUntil.Store(s.now().Add(downHold).UnixMilli())
 		return nil, fmt.Errorf("dialling %s at %s: %w", sd.dest, addr, err)
 	}
 	sd.downUntil.Store(0)
