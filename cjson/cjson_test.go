@@ -90,17 +90,66 @@ func TestCheck(t *testing.T) {
 		{``, nil, true},
 		{`1 2`, nil, true},
 		{strings.Repeat("[", 40) + strings.Repeat("]", 40), nil, true},
+		{`"é"`, nil, false},
+		{`"\"\\\n\u0001"`, nil, false},
+		{`"\u00e9"`, ErrNotCanonical, false},
+		{`"\u000a"`, ErrNotCanonical, false},
+		{`{"a":{"d":1,"c":2},"b":[]}`, ErrNotCanonical, false},
+		{`{"a":{"c":1,"d":[1, 2]}}`, ErrNotCanonical, false},
+		{`{"a":1,"b":2} `, ErrNotCanonical, false},
+		{`{"ab":1,"a":2}`, ErrNotCanonical, false},
+		{`{"a":1,"ab":2,"b":{"x":"\u0041","y":-3}}`, ErrNotCanonical, false},
+		{`{"b":1,"a":1.5}`, nil, true}, // refused, not merely non-canonical
+		{`{ "a":1,"a":2}`, nil, true},
 	}
 	for _, tc := range tests {
-		err := Check([]byte(tc.in))
-		var se *SyntaxError
-		switch {
-		case tc.wantSyn && !errors.As(err, &se):
-			t.Errorf("%q: got %v, want a syntax error", tc.in, err)
-		case !tc.wantSyn && !errors.Is(err, tc.want) && err != tc.want:
-			t.Errorf("%q: got %v, want %v", tc.in, err, tc.want)
+		for name, check := range map[string]func([]byte) error{
+			"Check":          Check,
+			"ParseCanonical": func(b []byte) error { _, err := ParseCanonical(b); return err },
+		} {
+			err := check([]byte(tc.in))
+			var se *SyntaxError
+			switch {
+			case tc.wantSyn && !errors.As(err, &se):
+				t.Errorf("%s(%q): got %v, want a syntax error", name, tc.in, err)
+			case !tc.wantSyn && !errors.Is(err, tc.want) && err != tc.want:
+				t.Errorf("%s(%q): got %v, want %v", name, tc.in, err, tc.want)
+			}
 		}
 	}
+}
+
+// FuzzParseCanonical holds ParseCanonical to Parse followed by Check: the
+// same verdict (refused, not canonical, accepted) and the same value.
+func FuzzParseCanonical(f *testing.F) {
+	for _, s := range []string{`{"a":[1,"x",null]}`, `"\u0000"`, `{"b":{"a":true}}`, `{"a":{"b":1},"a":2}`,
+		`-1`, `"é"`, `"\u00e9"`, `{"b":1,"a":2}`, `[1, 2]`, `"a\/b"`, `{"a":"\ud83d\ude00"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, err := ParseCanonical(data)
+		want, perr := Parse(data)
+		var se *SyntaxError
+		switch {
+		case perr != nil:
+			if !errors.As(err, &se) || err.Error() != perr.Error() {
+				t.Fatalf("%q: ParseCanonical %v, Parse %v", data, err, perr)
+			}
+		case Check(data) != nil:
+			if err != ErrNotCanonical {
+				t.Fatalf("%q: not canonical, ParseCanonical says %v", data, err)
+			}
+		default:
+			if err != nil {
+				t.Fatalf("%q: canonical, ParseCanonical says %v", data, err)
+			}
+			a, _ := Marshal(got)
+			b, _ := Marshal(want)
+			if string(a) != string(b) {
+				t.Fatalf("%q: ParseCanonical's value %s, Parse's %s", data, a, b)
+			}
+		}
+	})
 }
 
 func TestParseValues(t *testing.T) {

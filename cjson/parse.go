@@ -35,9 +35,36 @@ func Parse(data []byte) (any, error) {
 	return v, nil
 }
 
+// ParseCanonical is Parse that also checks, in the same pass, that data is
+// exactly the canonical encoding of its value (what Marshal would write):
+// no white space, member names in increasing byte order, every string
+// escaped as Marshal escapes it. It returns Parse's error for input Parse
+// refuses, ErrNotCanonical for valid input written differently, and the
+// value otherwise — the same verdict as Parse followed by Check, without
+// encoding the value again.
+func ParseCanonical(data []byte) (any, error) {
+	p := &parser{data: data, canon: true}
+	p.space()
+	v, err := p.value(0)
+	if err != nil {
+		return nil, err
+	}
+	p.space()
+	if p.pos != len(p.data) {
+		return nil, p.fail("trailing data")
+	}
+	if p.nonCanon {
+		return nil, ErrNotCanonical
+	}
+	return v, nil
+}
+
 type parser struct {
 	data []byte
 	pos  int
+	// canon: note in nonCanon whether anything is written other than
+	// Marshal writes it (ParseCanonical).
+	canon, nonCanon bool
 }
 
 func (p *parser) fail(msg string) error { return &SyntaxError{Offset: p.pos, Msg: msg} }
@@ -47,6 +74,7 @@ func (p *parser) space() {
 		switch p.data[p.pos] {
 		case ' ', '\t', '\n', '\r':
 			p.pos++
+			p.nonCanon = p.canon
 		default:
 			return
 		}
@@ -96,7 +124,8 @@ func (p *parser) object(depth int) (any, error) {
 		p.pos++
 		return m, nil
 	}
-	for {
+	prev := ""
+	for first := true; ; first = false {
 		p.space()
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return nil, p.fail("expected member name")
@@ -112,6 +141,10 @@ func (p *parser) object(depth int) (any, error) {
 		if _, dup := m[k]; dup {
 			return nil, &SyntaxError{at, fmt.Sprintf("duplicate member name %q", k)}
 		}
+		if p.canon && !first && k < prev {
+			p.nonCanon = true // Marshal sorts names bytewise
+		}
+		prev = k
 		p.space()
 		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
 			return nil, p.fail("expected ':'")
@@ -244,6 +277,12 @@ func (p *parser) string() (string, error) {
 		switch {
 		case c == '"':
 			p.pos++
+			if p.canon && !p.nonCanon {
+				// Escapes and non-ASCII bytes: canonical if Marshal writes
+				// the decoded string the same way (it is valid UTF-8).
+				c, _ := appendString(nil, string(b))
+				p.nonCanon = string(c) != string(p.data[start-1:p.pos])
+			}
 			return string(b), nil
 		case c == '\\':
 			r, err := p.escape()

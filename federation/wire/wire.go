@@ -619,13 +619,12 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	if len(raw) > lim.MaxFrame {
 		return nil, nil, refuse(TooLarge, "%d bytes, at most %d", len(raw), lim.MaxFrame)
 	}
-	v, err := cjson.Parse(raw)
-	if err != nil {
-		return nil, nil, refuse(Malformed, "%v", err)
-	}
-	c, err := cjson.Marshal(v)
-	if err != nil || string(c) != string(raw) {
+	// One pass parses and checks the canonical form (no re-encoding).
+	v, err := cjson.ParseCanonical(raw)
+	if err == cjson.ErrNotCanonical {
 		return nil, nil, refuse(NonCanonical, "not in canonical JSON form")
+	} else if err != nil {
+		return nil, nil, refuse(Malformed, "%v", err)
 	}
 	body, ok := v.(map[string]any)
 	if !ok {
