@@ -107,7 +107,10 @@ func (o *Object) Bytes(name string, required bool, lo, hi int) []byte {
 	if ok {
 		b, err = b64.DecodeString(s)
 	}
-	if !ok || err != nil || b64.EncodeToString(b) != s || len(b) < lo || len(b) > hi {
+	// Strict decoding refuses non-zero pad bits, and a string longer than
+	// the encoding of what it decodes to has line breaks (which the
+	// decoder skips): what is left is the one canonical form.
+	if !ok || err != nil || len(s) != b64.EncodedLen(len(b)) || len(b) < lo || len(b) > hi {
 		o.Fail(name, fmt.Sprintf("standard base64 (with padding) of %d to %d bytes", lo, hi))
 		return nil
 	}

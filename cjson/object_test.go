@@ -1,6 +1,7 @@
 package cjson
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 )
@@ -26,6 +27,9 @@ func TestObject(t *testing.T) {
 		{`{"a":"AQI"}`, func(o *Object) { o.Bytes("a", true, 0, 9) }, "base64"},
 		{`{"a":"AQJ="}`, func(o *Object) { o.Bytes("a", true, 0, 9) }, "base64"}, // non-zero pad bits
 		{`{"a":"AQI="}`, func(o *Object) { o.Bytes("a", true, 3, 9) }, "base64"},
+		{`{"a":"AQ\nI="}`, func(o *Object) { o.Bytes("a", true, 0, 9) }, "base64"}, // a line break
+		{`{"a":"AQI=\r\n"}`, func(o *Object) { o.Bytes("a", true, 0, 9) }, "base64"},
+		{`{"a":"AQI-"}`, func(o *Object) { o.Bytes("a", true, 0, 9) }, "base64"}, // URL alphabet
 		{`{"a":1,"b":2}`, func(o *Object) { o.Int("a", true, 0, 9) }, `unknown member "b"`},
 		{`{"a":1}`, func(o *Object) { o.Array("a", true) }, "an array"},
 		{`{"a":1}`, func(o *Object) { o.Object("a", true) }, "an object"},
@@ -41,4 +45,21 @@ func TestObject(t *testing.T) {
 	if o.Done(true) != nil {
 		t.Error("unknown members refused with allowUnknown")
 	}
+}
+
+// FuzzBytes holds Bytes to its rule: accepted exactly when the string is
+// the standard encoding (with padding) of what it decodes to.
+func FuzzBytes(f *testing.F) {
+	for _, s := range []string{"AQI=", "AQJ=", "AQ\nI=", "AQI=\r\n", "", "AA==", "AAA=", "/+8="} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		o := NewObject(map[string]any{"a": s})
+		got := o.Bytes("a", true, 0, 1<<20)
+		b, err := base64.StdEncoding.DecodeString(s)
+		want := err == nil && base64.StdEncoding.EncodeToString(b) == s
+		if (o.Err() == nil) != want || want && string(got) != string(b) {
+			t.Fatalf("%q: Bytes %x, %v; want accepted %v", s, got, o.Err(), want)
+		}
+	})
 }
