@@ -79,6 +79,9 @@ type DB struct {
 	// (outbox.go; taken after stripes, before applyMu).
 	destMu    sync.Mutex
 	destLocks map[string]*sync.Mutex
+	// outboxFloor: string(serverHash) → *atomic.Uint64, a sequence number
+	// below which that destination's outbox holds no item (outbox.go).
+	outboxFloor sync.Map
 	// now is the clock of the outbox (tests override it).
 	now         func() time.Time
 	eventWindow int

@@ -1542,3 +1542,58 @@ func TestAccountDeletionDeletesAcrossServers(t *testing.T) {
 		}
 	})
 }
+
+// TestOutboxFloor: walks of a destination's outbox start at the first item
+// an earlier walk met (no stepping over the deletion marks of settled
+// items again), and nothing queued later — while a transaction is pending,
+// after the outbox ran empty, after a restart — is missed or reordered.
+func TestOutboxFloor(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ann := createUsers(t, e.db, "ann")[0]
+		var c ids
+		send := func() string { return sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{}) }
+		deliver := func(want ...string) {
+			t.Helper()
+			txn, err := e.db.OutboxNext(other, 2, 1<<20, c.next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(itemIDs(txn), want) {
+				t.Fatalf("transaction %v, want %v", itemIDs(txn), want)
+			}
+			if txn == nil {
+				return
+			}
+			var rs []OutboxResult
+			for _, it := range txn.Items {
+				rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
+			}
+			if err := e.db.OutboxDone(other, txn.TxnID, rs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h := e.db.serverHash(other)
+		m1, m2, m3 := send(), send(), send()
+		deliver(m1, m2)
+		m4 := send()
+		deliver(m3, m4)
+		// The walk that found m3 (sequence 3) starts there now.
+		if got, want := e.db.outboxLower(h), tOutbox.key(h, u64(3)); !bytes.Equal(got, want) {
+			t.Fatalf("walks start at %x, want %x (sequence 3)", got, want)
+		}
+		deliver() // empty
+		m5, m6, m7 := send(), send(), send()
+		deliver(m5, m6)
+		e.reopen() // the floor is in memory: a reopened store walks from the start
+		h = e.db.serverHash(other)
+		if got := e.db.outboxLower(h); !bytes.Equal(got, tOutbox.key(h)) {
+			t.Fatalf("reopened store walks from %x", got)
+		}
+		m8 := send()
+		deliver(m7, m8)
+		deliver()
+		if d, _ := e.db.OutboxDepth(); d[other] != 0 {
+			t.Errorf("depth %d after everything was settled", d[other])
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -391,19 +392,57 @@ func (d *DB) itemOf(k, pt []byte, now time.Time) (*item, error) {
 	return it, nil
 }
 
+// outboxLower is where a walk of destination h's items starts: its
+// outbox floor, the first item a walk from the start last met. Items that
+// were settled, dropped or expired leave deletion marks at the head of the
+// queue that every walk from the start would step over again until
+// compactions drop them. Nothing is ever queued below the floor: sequence
+// numbers only grow (destState.Next, given out under the destination's
+// lock until the batch is applied), and the floor is a key an iterator
+// saw, so every item queued before it was already applied. It lives in
+// memory only (a reopened store walks from the start once).
+func (d *DB) outboxLower(h []byte) []byte {
+	if f, ok := d.outboxFloor.Load(string(h)); ok {
+		return tOutbox.key(h, u64(f.(*atomic.Uint64).Load()))
+	}
+	return tOutbox.key(h)
+}
+
+// raiseOutboxFloor records seq (8 bytes, big-endian), the first item a
+// walk of destination h's outbox met, as its floor if higher.
+func (d *DB) raiseOutboxFloor(h, seq []byte) {
+	n := binary.BigEndian.Uint64(seq)
+	f, ok := d.outboxFloor.Load(string(h))
+	if !ok {
+		f, _ = d.outboxFloor.LoadOrStore(string(h), new(atomic.Uint64))
+	}
+	a := f.(*atomic.Uint64)
+	for {
+		old := a.Load()
+		if old >= n || a.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
 // scanItems calls fn with each item of dest in outbox order until fn
 // returns false.
 func (d *DB) scanItems(h []byte, now time.Time, fn func(*item) bool) error {
 	p := tOutbox.key(h)
-	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: d.outboxLower(h), UpperBound: prefixEnd(p)})
 	if err != nil {
 		return privateline.E("storage.scanItems", privateline.Unavailable, err)
 	}
 	defer it.Close()
+	first := true
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
 		if len(k) != len(p)+8 {
 			continue
+		}
+		if first {
+			d.raiseOutboxFloor(h, k[len(p):])
+			first = false
 		}
 		// The record is the iterator's value: no second read of it.
 		pt, err := d.seal.open(k, it.Value())
@@ -866,15 +905,20 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 // at or after cut (ms); it reads only the items' records.
 func (d *DB) headQueuedSince(h []byte, dest privateline.ServerName, cut int64) (bool, error) {
 	p := tOutbox.key(h)
-	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: d.outboxLower(h), UpperBound: prefixEnd(p)})
 	if err != nil {
 		return false, privateline.E(privateline.Unavailable, err)
 	}
 	defer it.Close()
+	first := true
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
 		if len(k) != len(p)+8 {
 			continue
+		}
+		if first {
+			d.raiseOutboxFloor(h, k[len(p):])
+			first = false
 		}
 		var r outboxRecord
 		if err := d.getJSON(slices.Clone(k), &r); err != nil {
