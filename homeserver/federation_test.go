@@ -276,3 +276,46 @@ func TestFederationRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestFederationWaitingForDestination: a message to a user of a server that
+// is down is announced to its sender as waiting for that server, and as
+// delivered once the server is back.
+func TestFederationWaitingForDestination(t *testing.T) {
+	t.Parallel()
+	servers := startFederation(t, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	b.cfg.ListenAddr = b.srv.Addr()
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "walice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "wbob", "bob")
+	bob := bobU.login(t)
+	aliceEv := listen(t, alice)
+	mustLookup(t, alice, bob.Address())
+	first := mustSend(t, alice, bob.Address(), "while b.test is up")
+	if ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting); ev.Type != client.EventDelivered || ev.ID != first.ID {
+		t.Fatalf("first message: %+v, want delivered", ev)
+	}
+
+	b.stop()
+	waiting := mustSend(t, alice, bob.Address(), "while b.test is down")
+	ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting, client.EventDeliveryFailed)
+	if ev.Type != client.EventDeliveryWaiting || ev.ID != waiting.ID || ev.Server != "b.test" {
+		t.Fatalf("alice's event while b.test is down: %+v, want delivery_waiting for %s from b.test", ev, waiting.ID)
+	}
+
+	b.launch(nil)
+	introduce(b, servers)
+	for {
+		ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting, client.EventDeliveryFailed)
+		if ev.Type == client.EventDeliveryWaiting && ev.ID == waiting.ID {
+			continue // an attempt failed before b.test was back (announced once per run of failures)
+		}
+		if ev.Type != client.EventDelivered || ev.ID != waiting.ID || ev.Server != "b.test" {
+			t.Fatalf("alice's event once b.test is back: %+v, want delivered", ev)
+		}
+		break
+	}
+	items := mustMessages(t, bobU.login(t), client.MessagesQuery{With: alice.Address(), Limit: 10})
+	if len(items) != 2 || items[0].Body() != "while b.test is down" {
+		t.Fatalf("bob's messages after b.test is back: %d", len(items))
+	}
+}
