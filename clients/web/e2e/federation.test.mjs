@@ -4,8 +4,8 @@
 // real time, see "Delivered" when the other server has stored a message
 // and "Read" when the other has read it, verify each other by QR code
 // across servers; a picture shows on the other server (its server fetches
-// the file from the sender's on the first view); a message to a server that stays down ends
-// "Failed" with the reason; the privateline CLI on the second server
+// the file from the sender's on the first view); a message to a server that stays down says
+// "Waiting for <server>", then ends "Failed" with the reason; the privateline CLI on the second server
 // talks to a browser user on the first; and a group has members on both.
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'
@@ -305,8 +305,11 @@ e2e(
     await worlds[1].server.stop()
     await send(alice.page, 'Anyone there?')
     const failed = message(alice.page, 'Anyone there?')
-    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
     const server2 = bob.address.split('@')[1]
+    // First it says what it waits for (her server could not reach bob's yet) …
+    await failed.getByLabel(`Waiting for ${server2}`, { exact: true }).waitFor({ timeout: 30_000 })
+    // … then, past the delivery timeout, that it failed.
+    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
     await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
     // The earlier message, which bob read, stays read.
     await expectStatus(alice.page, `Hello ${bob.username}, from the other server`, 'Read')
