@@ -3,6 +3,8 @@ package homeserver_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -317,5 +319,37 @@ func TestFederationWaitingForDestination(t *testing.T) {
 	items := mustMessages(t, bobU.login(t), client.MessagesQuery{With: alice.Address(), Limit: 10})
 	if len(items) != 2 || items[0].Body() != "while b.test is down" {
 		t.Fatalf("bob's messages after b.test is back: %d", len(items))
+	}
+}
+
+// TestFederationUnknownServer: a look-up of a user of a server name that
+// does not exist answers 404 unknown_server, while a name whose resolution
+// fails for now (a DNS server failure) answers 503 as an unreachable
+// server does. Name resolution is the test's own (no real DNS).
+func TestFederationUnknownServer(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.FederationListenAddr = "127.0.0.1:0"
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		switch host {
+		case "typo.example":
+			return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
+		case "flaky.example":
+			return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "server misbehaving", Name: host, IsTemporary: true}}
+		}
+		return nil, fmt.Errorf("the test resolves no name %q", host)
+	}
+	cfg.FederationHTTPClient = &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: 10 * time.Second}
+	a := startServer(t, cfg)
+	alice := a.register("ualice")
+
+	r := a.do("GET", "/api/public_key/bob@typo.example", alice.Access, nil)
+	if r.Status != http.StatusNotFound || r.json(t)["error"].(map[string]any)["code"] != "unknown_server" {
+		t.Fatalf("look-up on a server name that does not exist: %d %s, want 404 unknown_server", r.Status, r.Body)
+	}
+	r = a.do("GET", "/api/public_key/bob@flaky.example", alice.Access, nil)
+	if r.Status != http.StatusServiceUnavailable || r.json(t)["error"].(map[string]any)["code"] != "unavailable" {
+		t.Fatalf("look-up while DNS fails for now: %d %s, want 503 unavailable", r.Status, r.Body)
 	}
 }

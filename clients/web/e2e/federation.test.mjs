@@ -9,6 +9,7 @@
 // talks to a browser user on the first; and a group has members on both.
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'
+import http from 'node:http'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
 import { cliAccount } from './cli.mjs'
@@ -352,6 +353,18 @@ e2e(
     await address.fill('someone@localhost:1')
     await dialog.getByRole('button', { name: 'Start chat' }).click()
     await dialog.getByRole('alert').filter({ hasText: 'localhost:1 cannot be reached right now. Check the address, or try again later.' }).waitFor({ timeout: REMOTE_TIMEOUT })
+    // A web server that is not a PrivateLine server (no server document):
+    // there is no server of that name, which the user can correct.
+    const notPL = http.createServer((_req, res) => res.writeHead(404).end('not found'))
+    await new Promise((resolve, reject) => (notPL.once('error', reject), notPL.listen(0, '127.0.0.1', resolve)))
+    try {
+      const name = `localhost:${notPL.address().port}`
+      await address.fill(`someone@${name}`)
+      await dialog.getByRole('button', { name: 'Start chat' }).click()
+      await dialog.getByRole('alert').filter({ hasText: `There is no server ${name}. Check the address.` }).waitFor({ timeout: REMOTE_TIMEOUT })
+    } finally {
+      await new Promise((resolve) => notPL.close(resolve))
+    }
     await dialog.getByRole('button', { name: 'Cancel' }).click()
 
     await startChat(alice.page, remote.address)

@@ -688,7 +688,11 @@ export class EngineImpl implements Engine {
     const state: ServerState = own ? { ...this.#dir } : { ...(await this.#remoteDir(server)) }
     const since = state.lastHead?.treeSize ?? 0
     const data = await this.#api.get<unknown>(`/api/public_key/${encodeURIComponent(address)}${since > 0 ? `?since=${since}` : ''}`, {
-      messages: { not_found: `There is no user ${address}.`, unavailable: `${server} cannot be reached right now. Check the address, or try again later.` },
+      messages: {
+        not_found: `There is no user ${address}.`,
+        unknown_server: `There is no server ${server}. Check the address.`,
+        unavailable: `${server} cannot be reached right now. Check the address, or try again later.`,
+      },
     })
     const l = await parseLookup(JSON.stringify(data), since)
     const b = await acceptLookup(l, server, address, state, (from, to) => {
