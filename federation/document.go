@@ -245,6 +245,19 @@ func (s *Service) configuredKey(name privateline.ServerName) ed25519.PublicKey {
 // address are resolved, so a known peer is never called unknown.
 var ErrUnknownServer = errors.New("federation: there is no server of that name")
 
+// knownServer reports whether name is a configured peer or one whose key
+// was pinned (it was reached before): a name that stops resolving is then
+// taken as unreachable, not unknown, and kept answers still serve.
+func (s *Service) knownServer(name privateline.ServerName) bool {
+	for _, p := range s.cfg.Peers {
+		if p.Name == name {
+			return true
+		}
+	}
+	pin, err := s.store.PeerPin(name)
+	return err != nil || pin != nil
+}
+
 // noSuchHost reports whether err says the name does not resolve, for good:
 // the resolver's definite "not found", not a temporary failure.
 func noSuchHost(err error) bool {

@@ -278,7 +278,7 @@ func (s *Service) lookupRemote(ctx context.Context, address privateline.Address,
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
 	conn, err := sd.link(ctx)
-	if errors.Is(err, ErrUnknownServer) {
+	if errors.Is(err, ErrUnknownServer) && !s.knownServer(server) {
 		return nil, privateline.E(op, privateline.NotExist, fmt.Sprintf("there is no server %s", server), err)
 	}
 	if err != nil {
