@@ -13,6 +13,7 @@ import (
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/cjson"
 	"github.com/privateline/privateline/envelope"
+	"github.com/privateline/privateline/federation"
 	"github.com/privateline/privateline/keybundle"
 	"github.com/privateline/privateline/keydir"
 	"github.com/privateline/privateline/keylog"
@@ -96,7 +97,8 @@ func (a *API) bodyLimit(r *http.Request) int64 {
 type RemoteKeys interface {
 	// LookupRemote returns the other server's verified answer for address,
 	// with the consistency proof from since when since > 0. An unknown user
-	// is a NotExist error; an unreachable or refused server Unavailable.
+	// is a NotExist error; an unreachable or refused server Unavailable; a
+	// server name that leads to no server wraps federation.ErrUnknownServer.
 	LookupRemote(ctx context.Context, address privateline.Address, since uint64) (*keylog.Lookup, error)
 }
 
@@ -162,6 +164,10 @@ func (a *API) remotePublicKey(w http.ResponseWriter, r *http.Request, addr priva
 		return invalid(string(addr) + " is on another server, and this server does not federate")
 	}
 	l, err := a.remote.LookupRemote(r.Context(), addr, since)
+	if errors.Is(err, federation.ErrUnknownServer) {
+		_, server, _ := addr.Split()
+		return &statusError{http.StatusNotFound, "unknown_server", "there is no server " + string(server) + ": the name does not exist or serves no PrivateLine server document"}
+	}
 	if err != nil {
 		return err
 	}

@@ -227,8 +227,11 @@ func TestDeliveryTimeout(t *testing.T) {
 	a.svc.Retry(nameB)
 	waitFor(t, "the timeout", func() bool { return a.st.depth(nameB) == 0 })
 	evs := a.st.eventList()
-	if len(evs) != 1 || evs[0].Type != "delivery_failed" || evs[0].ID != id || evs[0].Error != "timeout" || evs[0].Detail == "" {
-		t.Fatalf("events %+v, want one delivery_failed timeout with the last error", evs)
+	// The failed attempt told alice her message waits for B (once, though
+	// B failed again after Retry), then the timeout failed it.
+	if len(evs) != 2 || evs[0].Type != "delivery_waiting" || evs[0].ID != id || evs[0].Server != nameB ||
+		evs[1].Type != "delivery_failed" || evs[1].ID != id || evs[1].Error != "timeout" || evs[1].Detail == "" {
+		t.Fatalf("events %+v, want delivery_waiting, then delivery_failed timeout with the last error", evs)
 	}
 	a.st.mu.Lock()
 	last := a.st.expires[len(a.st.expires)-1]

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -203,9 +204,15 @@ func (s *Service) fetchDocument(ctx context.Context, name privateline.ServerName
 	req.Header.Set("Accept", "application/json")
 	resp, err := s.http.Do(req)
 	if err != nil {
+		if noSuchHost(err) {
+			return nil, fmt.Errorf("fetching the server document of %s: %w: %w", name, ErrUnknownServer, err)
+		}
 		return nil, fmt.Errorf("fetching the server document of %s: %w", name, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("fetching the server document of %s: %w: HTTP 404", name, ErrUnknownServer)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetching the server document of %s: HTTP %d", name, resp.StatusCode)
 	}
@@ -227,4 +234,33 @@ func (s *Service) configuredKey(name privateline.ServerName) ed25519.PublicKey {
 		}
 	}
 	return nil
+}
+
+// ErrUnknownServer marks a server name that leads to no server: DNS says
+// the name does not exist (NXDOMAIN, or no address for it), or the host
+// answers that it has no server document (HTTP 404). A failure that may
+// pass — a DNS server failure or timeout, a refused or dropped
+// connection, another HTTP status — is not this (the server may exist
+// and be unreachable for now). Only names with no configured or gossiped
+// address are resolved, so a known peer is never called unknown.
+var ErrUnknownServer = errors.New("federation: there is no server of that name")
+
+// knownServer reports whether name is a configured peer or one whose key
+// was pinned (it was reached before): a name that stops resolving is then
+// taken as unreachable, not unknown, and kept answers still serve.
+func (s *Service) knownServer(name privateline.ServerName) bool {
+	for _, p := range s.cfg.Peers {
+		if p.Name == name {
+			return true
+		}
+	}
+	pin, err := s.store.PeerPin(name)
+	return err != nil || pin != nil
+}
+
+// noSuchHost reports whether err says the name does not resolve, for good:
+// the resolver's definite "not found", not a temporary failure.
+func noSuchHost(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de) && de.IsNotFound && !de.IsTimeout && !de.IsTemporary
 }

@@ -2,7 +2,9 @@ package federation
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -158,5 +160,50 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A name that leads to no server (DNS: no such host; or the host has no
+// server document) is ErrUnknownServer; a failure that may pass is not.
+func TestUnknownServer(t *testing.T) {
+	status := atomic.Int64{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(int(status.Load()))
+	}))
+	defer hs.Close()
+	nameH := privateline.ServerName(hs.Listener.Addr().(*net.TCPAddr).String()) // 127.0.0.1:port, http
+	dnsErr := map[string]error{
+		"typo.example":  &net.DNSError{Err: "no such host", Name: "typo.example", IsNotFound: true},
+		"flaky.example": &net.DNSError{Err: "server misbehaving", Name: "flaky.example", IsTemporary: true},
+		"slow.example":  &net.DNSError{Err: "i/o timeout", Name: "slow.example", IsTimeout: true},
+	}
+	tr := hs.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		if err, ok := dnsErr[host]; ok {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}
+	a := newNode(t, nameA, "alice")
+	a.start(t, nil, func(c *Config) { c.HTTPClient = &http.Client{Transport: tr, Timeout: 10 * time.Second} })
+	ctx := context.Background()
+	for _, c := range []struct {
+		name    privateline.ServerName
+		status  int
+		unknown bool
+	}{
+		{"typo.example", 0, true},
+		{"flaky.example", 0, false},
+		{"slow.example", 0, false},
+		{nameH, http.StatusNotFound, true},
+		{nameH, http.StatusServiceUnavailable, false},
+		{nameH, http.StatusInternalServerError, false},
+	} {
+		status.Store(int64(max(c.status, 200)))
+		_, err := a.svc.fetchDocument(ctx, c.name)
+		if err == nil || errors.Is(err, ErrUnknownServer) != c.unknown {
+			t.Errorf("%s (HTTP %d): %v, want unknown %v", c.name, c.status, err, c.unknown)
+		}
 	}
 }

@@ -191,6 +191,21 @@ func (f *fakeStore) OutboxAttemptFailed(dest privateline.ServerName, errText str
 	return nil
 }
 
+func (f *fakeStore) OutboxWaiting(dest privateline.ServerName, after uint64) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last := after
+	for _, it := range f.outbox[dest] {
+		if it.Seq > after {
+			last = max(last, it.Seq)
+			if it.Type == storage.OutboxEnvelopes {
+				f.events = append(f.events, outEvent{Type: "delivery_waiting", ID: it.ID, Server: dest})
+			}
+		}
+	}
+	return last, nil
+}
+
 func (f *fakeStore) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -278,6 +278,9 @@ func (s *Service) lookupRemote(ctx context.Context, address privateline.Address,
 	ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 	defer cancel()
 	conn, err := sd.link(ctx)
+	if errors.Is(err, ErrUnknownServer) && !s.knownServer(server) {
+		return nil, privateline.E(op, privateline.NotExist, fmt.Sprintf("there is no server %s", server), err)
+	}
 	if err != nil {
 		return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("%s cannot be reached", server), fmt.Errorf("%w: %w", errUnreachable, err))
 	}

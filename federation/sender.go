@@ -31,6 +31,10 @@ type sender struct {
 	downUntil atomic.Int64
 	resets    atomic.Uint64
 
+	// told (run's goroutine only): the highest outbox sequence number
+	// whose sender was told it waits for the destination (OutboxWaiting).
+	told uint64
+
 	mu      sync.Mutex
 	conn    *transport.Conn // the link, nil until dialled
 	docAddr string          // address from the peer's server document
@@ -214,6 +218,15 @@ func (sd *sender) step(n int) (time.Duration, int) {
 	}
 	if err := s.store.OutboxAttemptFailed(sd.dest, detail); err != nil {
 		s.log.Error("federation: recording a failed attempt", "destination", string(sd.dest), "err", err)
+	}
+	if !o.permanent && o.retryAfter == 0 {
+		// Not reached (or unavailable): the senders of what is queued
+		// learn that their messages wait for this server.
+		if last, err := s.store.OutboxWaiting(sd.dest, sd.told); err != nil {
+			s.log.Error("federation: telling senders their messages wait", "destination", string(sd.dest), "err", err)
+		} else {
+			sd.told = last
+		}
 	}
 	if o.permanent {
 		n = max(n, permanentFailures)

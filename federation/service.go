@@ -41,6 +41,9 @@ type Store interface {
 	OutboxAttemptFailed(dest privateline.ServerName, errText string) error
 	OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error)
 	OutboxDepth() (map[privateline.ServerName]int, error)
+	// Waiting for a destination (helper G): tell the senders of dest's
+	// queued envelopes above sequence number after that they wait for it.
+	OutboxWaiting(dest privateline.ServerName, after uint64) (uint64, error)
 
 	// Inbound (the receiver).
 	ReceiveTransaction(origin privateline.ServerName, txnID string, entries []storage.InboundEntry, now time.Time) (results []storage.InboundResult, replayed bool, err error)

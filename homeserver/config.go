@@ -111,6 +111,10 @@ type Config struct {
 	FederationGossipAdvertise string                   // FEDERATION_GOSSIP_ADVERTISE_ADDR, host:port other members reach; "" = the bound address
 	FederationSeeds           []string                 // FEDERATION_SEEDS, comma-separated host:port
 	FederationGossipKey       []byte                   // FEDERATION_GOSSIP_KEY, 16, 24 or 32 bytes, or nil
+	// FederationHTTPClient fetches peers' server documents (nil: the
+	// default client); not from the environment — tests give one whose
+	// dialer answers name resolution themselves.
+	FederationHTTPClient *http.Client
 
 	// Notices are messages about the configuration for the log at start-up
 	// (deprecated variables, ignored settings).

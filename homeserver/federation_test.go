@@ -3,6 +3,8 @@ package homeserver_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"testing"
 	"time"
 
@@ -274,5 +276,80 @@ func TestFederationRestart(t *testing.T) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestFederationWaitingForDestination: a message to a user of a server that
+// is down is announced to its sender as waiting for that server, and as
+// delivered once the server is back.
+func TestFederationWaitingForDestination(t *testing.T) {
+	t.Parallel()
+	servers := startFederation(t, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	b.cfg.ListenAddr = b.srv.Addr()
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "walice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "wbob", "bob")
+	bob := bobU.login(t)
+	aliceEv := listen(t, alice)
+	mustLookup(t, alice, bob.Address())
+	first := mustSend(t, alice, bob.Address(), "while b.test is up")
+	if ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting); ev.Type != client.EventDelivered || ev.ID != first.ID {
+		t.Fatalf("first message: %+v, want delivered", ev)
+	}
+
+	b.stop()
+	waiting := mustSend(t, alice, bob.Address(), "while b.test is down")
+	ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting, client.EventDeliveryFailed)
+	if ev.Type != client.EventDeliveryWaiting || ev.ID != waiting.ID || ev.Server != "b.test" {
+		t.Fatalf("alice's event while b.test is down: %+v, want delivery_waiting for %s from b.test", ev, waiting.ID)
+	}
+
+	b.launch(nil)
+	introduce(b, servers)
+	for {
+		ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting, client.EventDeliveryFailed)
+		if ev.Type == client.EventDeliveryWaiting && ev.ID == waiting.ID {
+			continue // an attempt failed before b.test was back (announced once per run of failures)
+		}
+		if ev.Type != client.EventDelivered || ev.ID != waiting.ID || ev.Server != "b.test" {
+			t.Fatalf("alice's event once b.test is back: %+v, want delivered", ev)
+		}
+		break
+	}
+	items := mustMessages(t, bobU.login(t), client.MessagesQuery{With: alice.Address(), Limit: 10})
+	if len(items) != 2 || items[0].Body() != "while b.test is down" {
+		t.Fatalf("bob's messages after b.test is back: %d", len(items))
+	}
+}
+
+// TestFederationUnknownServer: a look-up of a user of a server name that
+// does not exist answers 404 unknown_server, while a name whose resolution
+// fails for now (a DNS server failure) answers 503 as an unreachable
+// server does. Name resolution is the test's own (no real DNS).
+func TestFederationUnknownServer(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.FederationListenAddr = "127.0.0.1:0"
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := net.SplitHostPort(addr)
+		switch host {
+		case "typo.example":
+			return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
+		case "flaky.example":
+			return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "server misbehaving", Name: host, IsTemporary: true}}
+		}
+		return nil, fmt.Errorf("the test resolves no name %q", host)
+	}
+	cfg.FederationHTTPClient = &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: 10 * time.Second}
+	a := startServer(t, cfg)
+	alice := a.register("ualice")
+
+	r := a.do("GET", "/api/public_key/bob@typo.example", alice.Access, nil)
+	if r.Status != http.StatusNotFound || r.json(t)["error"].(map[string]any)["code"] != "unknown_server" {
+		t.Fatalf("look-up on a server name that does not exist: %d %s, want 404 unknown_server", r.Status, r.Body)
+	}
+	r = a.do("GET", "/api/public_key/bob@flaky.example", alice.Access, nil)
+	if r.Status != http.StatusServiceUnavailable || r.json(t)["error"].(map[string]any)["code"] != "unavailable" {
+		t.Fatalf("look-up while DNS fails for now: %d %s, want 503 unavailable", r.Status, r.Body)
 	}
 }

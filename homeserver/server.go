@@ -216,6 +216,8 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 		WitnessInterval: cfg.FederationWitnessInterval,
 		// A rotated key's statements (rotate.go).
 		KeyChanges: dir.KeyChanges(),
+		// Server documents (unknown names: federation.ErrUnknownServer).
+		HTTPClient: cfg.FederationHTTPClient,
 	}
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})

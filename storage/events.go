@@ -53,6 +53,11 @@ const (
 	// delivered within the delivery timeout (Error "timeout", Detail: the
 	// destination's last error).
 	EventDeliveryFailed = "delivery_failed"
+	// … or is still queued after a delivery attempt to the destination
+	// failed without a refusal (it could not be reached or was
+	// unavailable): the message waits for Server (OutboxWaiting). A
+	// later delivered or delivery_failed event for the same id ends it.
+	EventDeliveryWaiting = "delivery_waiting"
 )
 
 // Event is one entry of a user's event log.
@@ -74,7 +79,7 @@ type Event struct {
 	// changed (instead of Subject): the user's own contact's address.
 	Remote privateline.Address `json:"remote,omitempty"`
 
-	Server privateline.ServerName `json:"server,omitempty"` // delivered, delivery_failed: the destination
+	Server privateline.ServerName `json:"server,omitempty"` // delivered, delivery_failed, delivery_waiting: the destination
 	Error  string                 `json:"error,omitempty"`  // delivery_failed: refusal code or "timeout"
 	Detail string                 `json:"detail,omitempty"` // delivery_failed: the last error (≤ 512 bytes)
 

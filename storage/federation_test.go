@@ -101,7 +101,7 @@ func fedEvents(t *testing.T, d *DB, u *User, after uint64) []Event {
 	}
 	var out []Event
 	for _, e := range evs {
-		if e.Type == EventDelivered || e.Type == EventDeliveryFailed {
+		if e.Type == EventDelivered || e.Type == EventDeliveryFailed || e.Type == EventDeliveryWaiting {
 			out = append(out, e)
 		}
 	}
@@ -382,6 +382,44 @@ func TestOutboxDone(t *testing.T) {
 		}
 		if left := e.db.scanFor(t, ann.ID[:], []byte("ann@hs")); len(left) > 0 {
 			t.Errorf("after account deletion: %v", left)
+		}
+	})
+}
+
+// TestOutboxWaiting: each queued message's sender is told once that it
+// waits for the destination; a later call names only what was queued
+// since; other senders' messages reach only their own logs.
+func TestOutboxWaiting(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		us := createUsers(t, e.db, "ann", "ben")
+		ann, ben := us[0], us[1]
+		annSeq, benSeq := lastSeq(t, e.db, ann), lastSeq(t, e.db, ben)
+		m1 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		m2 := sendRemote(t, e.db, ben, nil, []privateline.Address{rob}, time.Time{})
+		last, err := e.db.OutboxWaiting(other, 0)
+		if err != nil || last == 0 {
+			t.Fatalf("waiting: %d, %v", last, err)
+		}
+		if got := fedEvents(t, e.db, ann, annSeq); len(got) != 1 || got[0].Type != EventDeliveryWaiting || got[0].ID != m1 || got[0].Server != other {
+			t.Fatalf("ann's events: %+v", got)
+		}
+		if got := fedEvents(t, e.db, ben, benSeq); len(got) != 1 || got[0].Type != EventDeliveryWaiting || got[0].ID != m2 {
+			t.Fatalf("ben's events: %+v", got)
+		}
+		// Again with nothing new: nobody is told twice.
+		if again, err := e.db.OutboxWaiting(other, last); err != nil || again != last {
+			t.Fatalf("again: %d, %v (want %d)", again, err, last)
+		}
+		m3 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		if _, err := e.db.OutboxWaiting(other, last); err != nil {
+			t.Fatal(err)
+		}
+		got := fedEvents(t, e.db, ann, annSeq)
+		if len(got) != 2 || got[1].ID != m3 || got[1].Type != EventDeliveryWaiting {
+			t.Fatalf("ann's events after a new message: %+v", got)
+		}
+		if got := fedEvents(t, e.db, ben, benSeq); len(got) != 1 {
+			t.Fatalf("ben told about ann's message: %+v", got)
 		}
 	})
 }

@@ -802,6 +802,60 @@ func (d *DB) OutboxAttemptFailed(dest privateline.ServerName, errText string) er
 	return nil
 }
 
+// OutboxWaiting puts a `delivery_waiting` event (Server dest) in the log
+// of the sender of each envelope item (direct or group) of dest's outbox
+// with a sequence number above after, in one synced batch per sweep, and
+// returns the highest sequence number it looked at (after if none): the
+// caller passes it back next time so that each item is announced once per
+// run of failures. Items whose message has gone are skipped silently.
+func (d *DB) OutboxWaiting(dest privateline.ServerName, after uint64) (uint64, error) {
+	const op = "storage.OutboxWaiting"
+	x := outboxDest{name: dest, h: d.serverHash(dest)}
+	now := d.now()
+	last := after
+	for {
+		n := 0
+		from := last
+		pick := func(*destState, *pendingTxn) ([]*item, error) {
+			var items []*item
+			err := d.scanItems(x.h, now, func(it *item) bool {
+				if it.Seq <= from {
+					return true
+				}
+				items = append(items, it)
+				return len(items) < maxSweep
+			})
+			return items, err
+		}
+		err := d.lockSenders(x, pick, func(_ *destState, _ *pendingTxn, items []*item, unlock func()) error {
+			if len(items) == 0 {
+				return nil
+			}
+			t := d.newMtxn(nil)
+			t.release = unlock
+			t.now = now
+			for _, it := range items {
+				last = max(last, it.Seq)
+				if it.Type != OutboxEnvelopes && it.Type != OutboxGroupEnvelopes {
+					continue
+				}
+				if err := t.senderEvent(it, Event{Type: EventDeliveryWaiting, Server: dest}); err != nil {
+					t.b.Close()
+					return err
+				}
+			}
+			n = len(items)
+			return t.commit()
+		})
+		if err != nil {
+			return last, privateline.E(op, err)
+		}
+		if n < maxSweep {
+			return last, nil
+		}
+	}
+}
+
 // OutboxExpire removes every item of dest queued before cutoff (also from
 // the pending transaction, which is cleared if left empty), each with a
 // `delivery_failed` event for its sender, Error "timeout" and Detail the

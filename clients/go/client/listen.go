@@ -48,6 +48,10 @@ const (
 	// recipients on Server: Error is the refusal code or "timeout",
 	// Detail the last error seen.
 	EventDeliveryFailed = "delivery_failed"
+	// EventDeliveryWaiting: this account's message ID is still queued for
+	// Server, which could not be reached on the last attempt; a later
+	// EventDelivered or EventDeliveryFailed for ID ends the wait.
+	EventDeliveryWaiting = "delivery_waiting"
 	// EventReady: connected and caught up; Seq is the last number seen.
 	EventReady = "ready"
 	// EventReset: the server no longer had the events after the last one
@@ -67,7 +71,8 @@ type Event struct {
 	By      privateline.Address // read
 	Address privateline.Address // key_changed
 	Group   string              // group_message, group_changed
-	// Server, Error, Detail: delivered and delivery_failed.
+	// Server, Error, Detail: delivered, delivery_failed (Server also
+	// delivery_waiting).
 	Server privateline.ServerName
 	Error  string
 	Detail string

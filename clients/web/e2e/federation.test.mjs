@@ -4,11 +4,12 @@
 // real time, see "Delivered" when the other server has stored a message
 // and "Read" when the other has read it, verify each other by QR code
 // across servers; a picture shows on the other server (its server fetches
-// the file from the sender's on the first view); a message to a server that stays down ends
-// "Failed" with the reason; the privateline CLI on the second server
+// the file from the sender's on the first view); a message to a server that stays down says
+// "Waiting for <server>", then ends "Failed" with the reason; the privateline CLI on the second server
 // talks to a browser user on the first; and a group has members on both.
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'
+import http from 'node:http'
 import net from 'node:net'
 import { after, before, test } from 'node:test'
 import { cliAccount } from './cli.mjs'
@@ -305,8 +306,11 @@ e2e(
     await worlds[1].server.stop()
     await send(alice.page, 'Anyone there?')
     const failed = message(alice.page, 'Anyone there?')
-    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
     const server2 = bob.address.split('@')[1]
+    // First it says what it waits for (her server could not reach bob's yet) …
+    await failed.getByLabel(`Waiting for ${server2}`, { exact: true }).waitFor({ timeout: 30_000 })
+    // … then, past the delivery timeout, that it failed.
+    await failed.getByLabel('Failed', { exact: true }).waitFor({ timeout: 90_000 })
     await alice.page.getByText(`Not delivered: ${server2} could not be reached for too long`, { exact: false }).waitFor()
     // The earlier message, which bob read, stays read.
     await expectStatus(alice.page, `Hello ${bob.username}, from the other server`, 'Read')
@@ -349,6 +353,18 @@ e2e(
     await address.fill('someone@localhost:1')
     await dialog.getByRole('button', { name: 'Start chat' }).click()
     await dialog.getByRole('alert').filter({ hasText: 'localhost:1 cannot be reached right now. Check the address, or try again later.' }).waitFor({ timeout: REMOTE_TIMEOUT })
+    // A web server that is not a PrivateLine server (no server document):
+    // there is no server of that name, which the user can correct.
+    const notPL = http.createServer((_req, res) => res.writeHead(404).end('not found'))
+    await new Promise((resolve, reject) => (notPL.once('error', reject), notPL.listen(0, '127.0.0.1', resolve)))
+    try {
+      const name = `localhost:${notPL.address().port}`
+      await address.fill(`someone@${name}`)
+      await dialog.getByRole('button', { name: 'Start chat' }).click()
+      await dialog.getByRole('alert').filter({ hasText: `There is no server ${name}. Check the address.` }).waitFor({ timeout: REMOTE_TIMEOUT })
+    } finally {
+      await new Promise((resolve) => notPL.close(resolve))
+    }
     await dialog.getByRole('button', { name: 'Cancel' }).click()
 
     await startChat(alice.page, remote.address)

@@ -2,7 +2,8 @@
 // (names localhost:<http port>, ports chosen before the start because each
 // server's FEDERATION_PEERS names the other's UDP port): alice on the
 // first, bob on the second, through createAuth() as the app does. A
-// message with a file that bob's server never takes (it is down for longer
+// message with a file that bob's server never takes first waits for it
+// ('waiting', naming the server), then (it is down for longer
 // than FEDERATION_DELIVERY_TIMEOUT) fails with the reason; Retry sends it
 // again whole, text and file, as one new message in its place: bob gets it
 // once, opens the file (his server fetches it from alice's), and the
@@ -110,11 +111,16 @@ describe('engine across two federated homeservers', () => {
     // Bob's server goes away for longer than its delivery timeout.
     await stop(1)
     const content = 'the minutes of the meeting\n'.repeat(200)
+    const waiting = waitFor(alice.e, (s) => msgs(s, toBob).some((m) => m.text === 'with the minutes' && m.status === 'waiting'), 'the message waits for bob’s server', 60_000)
     await alice.e.send(toBob, 'with the minutes', { files: [new File([content], 'minutes.txt', { type: 'text/plain' })] })
+    // Her server could not reach bob's: the message says it waits for it, not just "sent".
+    const waitingMsg = msgs(await waiting, toBob).find((m) => m.text === 'with the minutes')!
+    expect(waitingMsg.waitingFor).toEqual([names[1]])
     const failedState = await waitFor(alice.e, (s) => msgs(s, toBob).some((m) => m.text === 'with the minutes' && m.status === 'failed'), 'the message fails', 90_000)
     const failed = msgs(failedState, toBob).find((m) => m.text === 'with the minutes')!
     expect(failed.error).toMatch(new RegExp(`^Not delivered: ${names[1]} could not be reached for too long`))
     expect(failed.attachments).toMatchObject([{ name: 'minutes.txt', mime: 'text/plain', size: content.length }])
+    expect(failed.waitingFor).toBeUndefined()
 
     // Bob's server is back; his message opens the link both ways at once.
     await start(1)

@@ -52,6 +52,15 @@ describe('ApiClient errors', () => {
     expect(e.serverMessage).toBe('already exists')
   })
 
+  it('tells a server name that leads nowhere (404 unknown_server) from a missing user (404 not_found)', async () => {
+    const { fetch } = fakeFetch(() => json(404, { error: { code: 'unknown_server', message: 'there is no server typo.example' } }))
+    const e = await caught(new ApiClient({ fetch, mode: 'body', locks: null }).get('/api/public_key/bob%40typo.example'))
+    expect(e.code).toBe('unknown_server')
+    expect(e.status).toBe(404)
+    expect(e.message).toBe('There is no server with that name. Check the address.')
+    expect(humanMessage('not_found')).not.toBe(e.message)
+  })
+
   it('reads Retry-After on rate limiting', async () => {
     const { fetch } = fakeFetch(() => json(429, { error: { code: 'rate_limited', message: 'slow down' } }, { 'Retry-After': '30' }))
     const e = await caught(new ApiClient({ fetch, mode: 'body', locks: null }).post('/api/login', {}, { auth: false }))

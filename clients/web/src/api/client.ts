@@ -23,6 +23,8 @@ export type ApiErrorCode =
   | 'origin_unreachable'
   /** a message lists a file the server no longer has for the sender (400) */
   | 'unknown_file'
+  /** an address's server name leads to no server: no such name, or no server document there (404) */
+  | 'unknown_server'
   /** the request did not reach the server (offline, DNS, connection refused) */
   | 'network'
   /** the server answered something this client cannot read */
@@ -33,7 +35,7 @@ export type ApiErrorCode =
 const knownCodes = new Set<string>([
   'invalid_request', 'unauthenticated', 'forbidden', 'not_found', 'conflict', 'too_large', 'rate_limited',
   'unavailable', 'internal', 'unsupported_media_type', 'method_not_allowed', 'csrf_failed', 'wrong_password',
-  'precondition_failed', 'precondition_required', 'origin_unreachable', 'unknown_file',
+  'precondition_failed', 'precondition_required', 'origin_unreachable', 'unknown_file', 'unknown_server',
 ])
 
 function codeForStatus(status: number): ApiErrorCode {
@@ -81,6 +83,7 @@ export function humanMessage(code: ApiErrorCode, retryAfter?: number): string {
     case 'precondition_failed': return 'Someone else changed this at the same time. Try again.'
     case 'origin_unreachable': return "The sender's server cannot be reached right now. Try again later."
     case 'unknown_file': return 'An attachment is no longer on the server. Attach it again.'
+    case 'unknown_server': return 'There is no server with that name. Check the address.'
     default: return 'The request was refused. Check what you entered and try again.'
   }
 }

@@ -345,6 +345,7 @@ export class EngineImpl implements Engine {
       attachments: (m.refs ?? []).map(attachmentOf), status: m.status, readBy: [...m.readBy],
       ...(m.expiresAt !== undefined ? { expiresAt: m.expiresAt } : {}),
       ...(m.error !== undefined ? { error: m.error } : {}),
+      ...(m.status === 'waiting' && m.waitingFor?.length ? { waitingFor: [...m.waitingFor] } : {}),
     }
     return Object.freeze(c)
   }
@@ -647,6 +648,7 @@ export class EngineImpl implements Engine {
         break
       case 'delivered':
       case 'delivery_failed':
+      case 'delivery_waiting':
         if (f.id && f.server) await this.#onDelivery(f)
         break
       case 'group_changed':
@@ -686,7 +688,11 @@ export class EngineImpl implements Engine {
     const state: ServerState = own ? { ...this.#dir } : { ...(await this.#remoteDir(server)) }
     const since = state.lastHead?.treeSize ?? 0
     const data = await this.#api.get<unknown>(`/api/public_key/${encodeURIComponent(address)}${since > 0 ? `?since=${since}` : ''}`, {
-      messages: { not_found: `There is no user ${address}.`, unavailable: `${server} cannot be reached right now. Check the address, or try again later.` },
+      messages: {
+        not_found: `There is no user ${address}.`,
+        unknown_server: `There is no server ${server}. Check the address.`,
+        unavailable: `${server} cannot be reached right now. Check the address, or try again later.`,
+      },
     })
     const l = await parseLookup(JSON.stringify(data), since)
     const b = await acceptLookup(l, server, address, state, (from, to) => {
@@ -895,18 +901,27 @@ export class EngineImpl implements Engine {
     if (!m.outgoing || m.status === 'failed' || m.status === 'queued' || m.status === 'sending') return
     const need = m.recipients ?? []
     if (need.length > 0 && need.every((a) => m.readBy.includes(a))) m.status = 'read'
-    else m.status = need.length > 0 && need.every((a) => serverOf(a) === serverOf(this.me) || m.deliveredTo?.includes(serverOf(a))) ? 'delivered' : 'sent'
+    else if (need.length > 0 && need.every((a) => serverOf(a) === serverOf(this.me) || m.deliveredTo?.includes(serverOf(a)))) m.status = 'delivered'
+    else m.status = m.waitingFor?.length ? 'waiting' : 'sent'
   }
 
-  /** Another homeserver accepted or refused one of our messages for its users. */
+  /** Another homeserver accepted or refused one of our messages for its users, or could not be reached yet. */
   async #onDelivery(f: Frame): Promise<void> {
     const m = this.#messages.get(f.id!)
     if (!m || !m.outgoing) return
     const next: MessageRecord = { ...m }
-    if (f.type === 'delivered') {
+    const waiting = (m.waitingFor ?? []).filter((s) => s !== f.server)
+    if (waiting.length > 0) next.waitingFor = waiting
+    else delete next.waitingFor
+    if (f.type === 'delivery_waiting') {
+      if (m.status === 'failed' || m.deliveredTo?.includes(f.server!)) return
+      next.waitingFor = [...waiting, f.server!]
+      this.#statusFromReads(next)
+    } else if (f.type === 'delivered') {
       next.deliveredTo = [...new Set([...(m.deliveredTo ?? []), f.server!])]
       this.#statusFromReads(next)
     } else {
+      delete next.waitingFor
       next.status = 'failed'
       next.deliveryFailed = true
       next.error = deliveryFailure(f.server!, typeof f.error === 'string' ? f.error : '', f.detail)

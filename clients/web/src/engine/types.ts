@@ -49,9 +49,12 @@ export interface Attachment {
  * (durable); delivered: in every recipient's homeserver mailbox (for
  * recipients on the user's own server that is the acknowledgement itself;
  * remote ones when their homeserver accepted it); read: every recipient marked it read; failed:
- * refused for good (error says why, retry() tries again).
+ * refused for good (error says why, retry() tries again); waiting: sent, but
+ * the homeserver of some recipients could not be reached on the last attempt
+ * (waitingFor names it): our server keeps trying until it is delivered or
+ * the delivery timeout fails it.
  */
-export type MessageStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
+export type MessageStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed' | 'waiting'
 
 export interface ChatMessage {
   id: string
@@ -68,6 +71,8 @@ export interface ChatMessage {
   expiresAt?: number
   /** a human sentence: why it could not be sent, or could not be opened */
   error?: string
+  /** other servers it waits for (status 'waiting'): they could not be reached yet */
+  waitingFor?: string[]
 }
 
 export type Role = 'owner' | 'admin' | 'member'

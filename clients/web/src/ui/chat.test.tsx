@@ -80,8 +80,12 @@ describe('chat', () => {
     act(() => engine.sendGate.release())
     expect(await within(mine).findByLabelText('Sent')).toBeInTheDocument()
     const id = engine.getState().messages['d:' + bob].at(-1)!.id
+    act(() => engine.waitForServer(id, 'other.example'))
+    expect(within(mine).getByLabelText('Waiting for other.example')).toBeInTheDocument()
+    expect(within(mine).queryByLabelText('Sent')).toBeNull()
     act(() => engine.deliver(id))
     expect(within(mine).getByLabelText('Delivered')).toBeInTheDocument()
+    expect(within(mine).queryByLabelText('Waiting for other.example')).toBeNull()
     act(() => engine.readBy(id, bob))
     expect(within(mine).getByLabelText('Read')).toBeInTheDocument()
   })

@@ -5,6 +5,7 @@ import ScheduleIcon from '@mui/icons-material/Schedule'
 import ErrorIcon from '@mui/icons-material/ErrorOutline'
 import HourglassIcon from '@mui/icons-material/HourglassBottom'
 import DeleteIcon from '@mui/icons-material/DeleteOutline'
+import CloudOffIcon from '@mui/icons-material/CloudOffOutlined'
 import { memo, useState } from 'react'
 import type { ChatMessage, MessageStatus } from '../../engine/types'
 import { useEngine, useNotify } from '../context'
@@ -14,10 +15,10 @@ import { bubbleColors } from '../theme'
 import { Attachments } from './Attachments'
 
 const statusLabel: Record<MessageStatus, string> = {
-  queued: 'Queued', sending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Failed',
+  queued: 'Queued', sending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read', failed: 'Failed', waiting: 'Waiting',
 }
 
-function StatusMark({ status, readBy }: { status: MessageStatus; readBy: string[] }) {
+function StatusMark({ status, readBy, waitingFor }: { status: MessageStatus; readBy: string[]; waitingFor?: string[] }) {
   const icon = {
     queued: <ScheduleIcon sx={{ fontSize: 16 }} />,
     sending: <CircularProgress aria-hidden size={11} thickness={6} color="inherit" sx={{ mx: "2.5px" }} />,
@@ -25,11 +26,15 @@ function StatusMark({ status, readBy }: { status: MessageStatus; readBy: string[
     delivered: <DoneAllIcon sx={{ fontSize: 16 }} />,
     read: <DoneAllIcon sx={{ fontSize: 16, color: '#7fe3ff' }} />,
     failed: <ErrorIcon sx={{ fontSize: 16, color: '#ffb4ab' }} />,
+    waiting: <CloudOffIcon sx={{ fontSize: 16 }} />,
   }[status]
-  const tip = status === 'read' && readBy.length ? `Read by ${readBy.join(', ')}` : statusLabel[status]
+  const label = status === 'waiting' && waitingFor?.length ? `Waiting for ${waitingFor.join(', ')}` : statusLabel[status]
+  const tip = status === 'read' && readBy.length ? `Read by ${readBy.join(', ')}`
+    : status === 'waiting' ? `${label}: sent, but that server cannot be reached right now. It will be delivered when it is back.`
+    : label
   return (
     <Tooltip title={tip} describeChild>
-      <Box component="span" role="img" aria-label={statusLabel[status]} sx={{ display: 'inline-flex', alignItems: 'center', '& > *': { pointerEvents: 'none' } }}>
+      <Box component="span" role="img" aria-label={label} sx={{ display: 'inline-flex', alignItems: 'center', '& > *': { pointerEvents: 'none' } }}>
         {icon}
       </Box>
     </Tooltip>
@@ -113,7 +118,7 @@ export const MessageBubble = memo(function MessageBubble({ m, showSender, firstO
               </Box>
             )}
             <Box component="time" dateTime={new Date(m.sentAt).toISOString()}>{clockTime(m.sentAt)}</Box>
-            {m.outgoing && <StatusMark status={m.status} readBy={m.readBy} />}
+            {m.outgoing && <StatusMark status={m.status} readBy={m.readBy} waitingFor={m.waitingFor} />}
           </Box>
         </Box>
       </Box>

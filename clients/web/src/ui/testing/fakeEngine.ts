@@ -405,7 +405,12 @@ export class FakeEngine implements Engine {
   }
 
   deliver(messageId: string): void {
-    this.patchMessage(messageId, { status: 'delivered' })
+    this.patchMessage(messageId, { status: 'delivered', waitingFor: undefined })
+  }
+
+  /** Its recipients' server could not be reached yet (the server's delivery_waiting). */
+  waitForServer(messageId: string, server: string): void {
+    this.patchMessage(messageId, { status: 'waiting', waitingFor: [server] })
   }
 
   readBy(messageId: string, address: string): void {
