@@ -60,7 +60,10 @@ func (f *fake) Hits() int {
 	return f.hits
 }
 
-func (f *fake) wait(r *http.Request) {
+// wait counts the request and holds it for the scripted delay; false when
+// the sender gave up meanwhile (its request was cancelled or the fake is
+// closing), so there is nothing to answer or check.
+func (f *fake) wait(r *http.Request) bool {
 	f.mu.Lock()
 	f.hits++
 	d := f.delay
@@ -71,6 +74,7 @@ func (f *fake) wait(r *http.Request) {
 		case <-r.Context().Done():
 		}
 	}
+	return r.Context().Err() == nil
 }
 
 // Roots trusts the fake's certificate.
@@ -170,10 +174,15 @@ func (f *WebPush) Received() []WebPushMessage {
 }
 
 func (f *WebPush) serve(w http.ResponseWriter, r *http.Request) {
-	f.wait(r)
+	if !f.wait(r) {
+		return // the sender gave up (it was closed): nothing to check
+	}
 	pt, err := f.check(r)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err != nil && r.Context().Err() != nil {
+		return // the sender went away while its body was read
+	}
 	if err != nil {
 		f.t.Errorf("fake Web Push: %v", err)
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -323,7 +332,9 @@ func (f *APNs) Received() []APNsRequest {
 }
 
 func (f *APNs) serve(w http.ResponseWriter, r *http.Request) {
-	f.wait(r)
+	if !f.wait(r) {
+		return // the sender gave up (it was closed): nothing to check
+	}
 	tok, ok := strings.CutPrefix(r.URL.Path, "/3/device/")
 	if r.ProtoMajor != 2 || r.Method != http.MethodPost || !ok {
 		f.t.Errorf("fake APNs: %s %s over HTTP/%d", r.Method, r.URL.Path, r.ProtoMajor)
@@ -441,7 +452,9 @@ func (f *FCM) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *FCM) send(w http.ResponseWriter, r *http.Request) {
-	f.wait(r)
+	if !f.wait(r) {
+		return // the sender gave up (it was closed): nothing to check
+	}
 	at, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	f.mu.Lock()
 	defer f.mu.Unlock()
