@@ -21,19 +21,7 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("cjson: %s at offset %
 // a fraction or exponent, "-0", integers beyond ±(2^53−1), duplicate or
 // non-ASCII member names, invalid UTF-8, lone surrogate escapes, nesting
 // deeper than 32, and trailing data.
-func Parse(data []byte) (any, error) {
-	p := &parser{data: data}
-	p.space()
-	v, err := p.value(0)
-	if err != nil {
-		return nil, err
-	}
-	p.space()
-	if p.pos != len(p.data) {
-		return nil, p.fail("trailing data")
-	}
-	return v, nil
-}
+func Parse(data []byte) (any, error) { return parse(data, false) }
 
 // ParseCanonical is Parse that also checks, in the same pass, that data is
 // exactly the canonical encoding of its value (what Marshal would write):
@@ -42,8 +30,11 @@ func Parse(data []byte) (any, error) {
 // refuses, ErrNotCanonical for valid input written differently, and the
 // value otherwise — the same verdict as Parse followed by Check, without
 // encoding the value again.
-func ParseCanonical(data []byte) (any, error) {
-	p := &parser{data: data, canon: true}
+func ParseCanonical(data []byte) (any, error) { return parse(data, true) }
+
+// parse is Parse, and with canon also ParseCanonical's check.
+func parse(data []byte, canon bool) (any, error) {
+	p := &parser{data: data, canon: canon}
 	p.space()
 	v, err := p.value(0)
 	if err != nil {
