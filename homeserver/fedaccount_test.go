@@ -35,6 +35,7 @@ func TestFederationAccountDeletion(t *testing.T) {
 	alice := aliceU.login(t)
 	bob := sdkRegister(t, b, sdkClient(t, b, nil), "dbob", "bob").login(t)
 	bobEv := listen(t, bob)
+	aliceEv := listen(t, alice)
 
 	direct := mustSend(t, alice, bob.Address(), "direct from alice")
 	bobEv.message(direct.ID)
@@ -54,6 +55,9 @@ func TestFederationAccountDeletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	fromBobB := mustSendGroup(t, bob, onB.ID, "bob in his group")
+	// a.test learns of bob's group when b.test's group update arrives;
+	// alice can send in it once she has heard of it, as a user would.
+	aliceEv.groupChanged(onB.ID, func(*client.Event) bool { return true })
 	inB := mustSendGroup(t, alice, onB.ID, "alice in bob's group")
 	bobEv.groupMessage(inB.ID)
 
