@@ -35,7 +35,7 @@ trap 'rm -rf "$work"' EXIT
 echo "e2etest: building the web client"
 npm run build >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; fail "npm run build failed"; }
 echo "e2etest: building the homeserver and the CLI"
-(cd "$root" && go build -o "$work/homeserver" ./cmd/homeserver && go build -o "$work/privateline" ./cmd/privateline) ||
+(cd "$root" && export CGO_ENABLED=0 && go build -o "$work/homeserver" ./cmd/homeserver && go build -o "$work/privateline" ./cmd/privateline) ||
 	fail "go build failed"
 export PRIVATELINE_HOMESERVER="$work/homeserver" PRIVATELINE_CLI="$work/privateline"
 export E2E_WEB_ROOT="$root/clients/web/dist"

@@ -44,7 +44,7 @@ say "building the web client (make web)"
 make --no-print-directory web
 say "building the homeserver (bin/homeserver)"
 mkdir -p bin
-"$GO" build -o bin/homeserver ./cmd/homeserver
+CGO_ENABLED=0 "$GO" build -o bin/homeserver ./cmd/homeserver
 
 # alive PID: the process still runs.
 alive() { kill -0 "$1" 2>/dev/null; }

@@ -111,6 +111,21 @@ type DB struct {
 	remoteMu sync.Mutex
 }
 
+// valueSeparation keeps values of SeparateValuesFrom bytes or more out of
+// the sstables. Blob files whose values are a fifth garbage (deleted or
+// expired messages) are rewritten once they are an hour old.
+var valueSeparation = pebble.ValueSeparationPolicy{
+	Enabled:               true,
+	MinimumSize:           SeparateValuesFrom,
+	MaxBlobReferenceDepth: 10,
+	RewriteMinimumAge:     time.Hour,
+	TargetGarbageRatio:    0.2,
+}
+
+// SeparateValuesFrom is the size from which a stored value goes to a
+// blob file: envelope records, not the small index entries.
+const SeparateValuesFrom = 1024
+
 // Open opens (creating if needed) the store and runs pending migrations.
 func Open(o Options) (*DB, error) {
 	const op = "storage.Open"
@@ -154,6 +169,10 @@ func Open(o Options) (*DB, error) {
 	}
 	// Values are sealed (AES-GCM output): compressing them only costs CPU.
 	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionNone })
+	// Envelope records (a few KB each) go to blob files once and stay
+	// there: compactions move their keys and references, not the values
+	// (docs/benchmarks.md, "Federation, fourth pass").
+	po.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy { return valueSeparation }
 	pdb, err := pebble.Open(o.Dir, po)
 	if err != nil {
 		return nil, privateline.E(op, privateline.Unavailable, err)
