@@ -159,6 +159,16 @@ func (f *fakeStore) OutboxNext(dest privateline.ServerName, maxItems, maxBytes i
 	return &storage.OutboxTxn{TxnID: t.TxnID, Type: t.Type, Items: slices.Clone(t.Items)}, nil
 }
 
+// OutboxPeek never reads ahead: the sender then takes every transaction
+// with OutboxNext (storage.DB's read-ahead is tested over real storage).
+func (f *fakeStore) OutboxPeek(privateline.ServerName, uint64, int, int, func() string) (*storage.OutboxTxn, error) {
+	return nil, nil
+}
+
+func (f *fakeStore) OutboxTake(privateline.ServerName, *storage.OutboxTxn) (bool, error) {
+	return false, nil
+}
+
 var errConflict = privateline.E("fakeStore", privateline.Exist, "not the pending transaction")
 
 func (f *fakeStore) OutboxDone(dest privateline.ServerName, txnID string, results []storage.OutboxResult) error {

@@ -13,6 +13,7 @@ type metrics struct {
 	refusedEntries *prometheus.CounterVec // entries a destination refused, by code
 	expired        prometheus.Counter     // entries dropped at the delivery timeout
 	latency        prometheus.Histogram   // queued → receipt, per delivered entry
+	readAhead      *prometheus.CounterVec // transactions read ahead, by outcome (sender.go)
 	transactions   *prometheus.CounterVec // transactions received: committed, replayed
 	entries        *prometheus.CounterVec // entries received by status
 	rejected       *prometheus.CounterVec // frames refused, by reason
@@ -55,6 +56,10 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 			Help:    "Time from queueing an entry to the receipt that delivered it.",
 			Buckets: []float64{.01, .05, .1, .5, 1, 5, 30, 60, 300, 1800, 3600, 6 * 3600, 24 * 3600, 72 * 3600},
 		}),
+		readAhead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_federation_read_ahead_total",
+			Help: "Transactions read and signed while the one before was in flight, by outcome: sent, or stale (the outbox changed meanwhile; read again).",
+		}, []string{"outcome"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "privateline_federation_transactions_received_total",
 			Help: "Transactions received and answered with a receipt: committed, or replayed (answered again from the replay records).",
@@ -95,7 +100,7 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.resyncs)
 		reg.MustRegister(m.witnessAnswered, m.witnessAsked, m.forks)
-		reg.MustRegister(m.attempts, m.failures, m.delivered, m.refusedEntries, m.expired, m.latency,
+		reg.MustRegister(m.attempts, m.failures, m.delivered, m.refusedEntries, m.expired, m.latency, m.readAhead,
 			m.transactions, m.entries, m.rejected, depthCollector{st})
 		reg.MustRegister(m.files, m.fileBytes)
 	}

@@ -34,6 +34,9 @@ type sender struct {
 	// told (run's goroutine only): the highest outbox sequence number
 	// whose sender was told it waits for the destination (OutboxWaiting).
 	told uint64
+	// next (run's goroutine only): the transaction read and signed ahead
+	// while the last one was in flight, for the next step.
+	next *signedTxn
 
 	mu      sync.Mutex
 	conn    *transport.Conn // the link, nil until dialled
@@ -190,17 +193,39 @@ func (sd *sender) step(n int) (time.Duration, int) {
 		s.log.Warn("federation: entries not delivered within the delivery timeout were dropped; their senders were told",
 			"destination", string(sd.dest), "entries", k)
 	}
-	txn, err := s.store.OutboxNext(sd.dest, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
-	if err != nil {
-		s.log.Error("federation: reading the outbox", "destination", string(sd.dest), "err", err)
-		return backoff(s.base, n, s.jitter()), n + 1
+	var txn *storage.OutboxTxn
+	next := sd.next
+	sd.next = nil
+	if next != nil {
+		if ok, err := s.store.OutboxTake(sd.dest, next.txn); err != nil {
+			s.log.Error("federation: taking the transaction read ahead", "destination", string(sd.dest), "err", err)
+			next = nil
+		} else if ok {
+			txn = next.txn
+			s.met.readAhead.WithLabelValues("sent").Inc()
+		} else {
+			next = nil
+			s.met.readAhead.WithLabelValues("stale").Inc()
+		}
+	}
+	if txn == nil {
+		var err error
+		txn, err = s.store.OutboxNext(sd.dest, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
+		if err != nil {
+			s.log.Error("federation: reading the outbox", "destination", string(sd.dest), "err", err)
+			return backoff(s.base, n, s.jitter()), n + 1
+		}
 	}
 	if txn == nil || len(txn.Items) == 0 {
 		return idle, 0
 	}
 	var o outcome
 	for try := 0; try < 2; try++ {
-		o = sd.attempt(txn)
+		signed := next
+		if try > 0 || (signed != nil && s.now().Sub(signed.at) > maxAheadAge) {
+			signed = nil // re-sign: a new created_at
+		}
+		o = sd.attempt(txn, signed)
 		if o.err == nil || !o.skew {
 			break
 		}
@@ -243,29 +268,86 @@ func (sd *sender) step(n int) (time.Duration, int) {
 	return max(d, time.Nanosecond), n + 1
 }
 
-// attempt sends txn once over the link and settles the outbox on a
-// receipt that answers it.
-func (sd *sender) attempt(txn *storage.OutboxTxn) outcome {
+// signedTxn is an outbox transaction signed into its frame at a time.
+type signedTxn struct {
+	txn *storage.OutboxTxn
+	tx  *wire.Transaction
+	raw []byte
+	at  time.Time
+}
+
+// maxAheadAge is how old a transaction signed ahead may be when it is
+// sent: far inside the receiver's freshness window (wire.MaxSkew).
+const maxAheadAge = 30 * time.Second
+
+// sign builds and signs txn's frame.
+func (sd *sender) sign(txn *storage.OutboxTxn) (*signedTxn, error) {
 	s := sd.s
-	s.met.attempts.Inc()
+	now := s.now()
 	tx := &wire.Transaction{
-		Header: wire.Header{Origin: s.cfg.Name, Destination: sd.dest, TxnID: txn.TxnID, CreatedAt: s.now().UnixMilli()},
+		Header: wire.Header{Origin: s.cfg.Name, Destination: sd.dest, TxnID: txn.TxnID, CreatedAt: now.UnixMilli()},
 		Type:   wire.Type(txn.Type),
 	}
 	for _, it := range txn.Items {
 		e, err := outboxEntry(txn.Type, it)
 		if err != nil {
-			return outcome{err: err, reason: "internal", permanent: true}
+			return nil, err
 		}
 		tx.Entries = append(tx.Entries, e)
 	}
 	raw, err := wire.Sign(tx, s.cfg.Key)
 	if err != nil {
-		return outcome{err: err, reason: "internal", permanent: true}
+		return nil, err
 	}
 	if len(raw) > wire.MaxFrame {
-		return outcome{err: fmt.Errorf("transaction of %d bytes, over the frame cap", len(raw)), reason: "internal", permanent: true}
+		return nil, fmt.Errorf("transaction of %d bytes, over the frame cap", len(raw))
 	}
+	return &signedTxn{txn: txn, tx: tx, raw: raw, at: now}, nil
+}
+
+// readAhead reads and signs the transaction that follows txn (OutboxPeek)
+// while txn is in flight; nil if there is none or it cannot be read now.
+func (sd *sender) readAhead(txn *storage.OutboxTxn) *signedTxn {
+	s := sd.s
+	last := txn.Items[len(txn.Items)-1].Seq
+	next, err := s.store.OutboxPeek(sd.dest, last, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
+	if err != nil || next == nil {
+		return nil
+	}
+	st, err := sd.sign(next)
+	if err != nil {
+		return nil // OutboxNext and attempt meet the error again
+	}
+	return st
+}
+
+// attempt sends txn once over the link (signed, if given and still
+// txn's, as it is) and settles the outbox on a receipt that answers it.
+// Meanwhile it reads ahead the transaction that follows, kept in sd.next
+// for the next step when this one was delivered.
+func (sd *sender) attempt(txn *storage.OutboxTxn, signed *signedTxn) outcome {
+	s := sd.s
+	s.met.attempts.Inc()
+	if signed == nil || signed.txn != txn {
+		var err error
+		if signed, err = sd.sign(txn); err != nil {
+			return outcome{err: err, reason: "internal", permanent: true}
+		}
+	}
+	tx, raw := signed.tx, signed.raw
+	ahead := make(chan *signedTxn, 1)
+	go func() { ahead <- sd.readAhead(txn) }()
+	o := sd.send(txn, tx, raw)
+	if next := <-ahead; o.err == nil {
+		sd.next = next
+	}
+	return o
+}
+
+// send exchanges txn's signed frame raw with the destination and settles
+// the outbox on a receipt that answers it.
+func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte) outcome {
+	s := sd.s
 	ctx, cancel := context.WithTimeout(s.ctx, attemptTimeout)
 	defer cancel()
 	conn, err := sd.link(ctx)

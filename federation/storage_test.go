@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/envelope"
 	"github.com/privateline/privateline/storage"
@@ -100,5 +102,61 @@ func TestOverStorage(t *testing.T) {
 	}
 	if len(got) != 3 || got[0] != ids[0] || got[2] != ids[2] {
 		t.Fatalf("alice's delivered events %v, want %v", got, ids)
+	}
+}
+
+// TestReadAheadOverStorage: a backlog larger than one transaction goes
+// out in transactions read and signed while the one before was in flight
+// (storage.OutboxPeek/OutboxTake); every message arrives once, in order,
+// and its sender hears it was delivered.
+func TestReadAheadOverStorage(t *testing.T) {
+	a, aid := newRealNode(t, nameA, "alice")
+	b, bid := newRealNode(t, nameB, "bob")
+	alice, bob := addr("alice", nameA), addr("bob", nameB)
+	const n = 2*MaxTxnEntries + 100
+	var ids []string
+	for range n {
+		id := newID()
+		raw := env(t, id, alice, []privateline.Address{bob}, time.Now(), time.Time{})
+		if _, _, err := a.db.Deliver(&storage.Delivery{MsgID: id, Raw: raw, Sender: storage.Recipient{ID: aid["alice"], Address: alice}, Remote: []privateline.Address{bob}}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	a.start(t, []Peer{{Name: nameB, Key: b.key.Public()}})
+	b.start(t, []Peer{{Name: nameA, Key: a.key.Public()}})
+	b.svc.SetPeerAddr(nameA, a.svc.Addr())
+	a.svc.SetPeerAddr(nameB, b.svc.Addr())
+	waitFor(t, "delivery", func() bool {
+		d, err := a.db.OutboxDepth()
+		return err == nil && d[nameB] == 0
+	})
+	items, err := b.db.Mailbox(bid["bob"], storage.MailQuery{HasAfter: true, Limit: 2 * n, Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != n {
+		t.Fatalf("bob has %d messages, want %d", len(items), n)
+	}
+	for i, it := range items {
+		if h, err := envelope.Parse(it.Envelope); err != nil || h.ID != ids[i] {
+			t.Fatalf("bob's message %d: %v, %v; want %s (outbox order)", i, h, err, ids[i])
+		}
+	}
+	evs, err := a.db.EventsAfter(aid["alice"], 0, 2*n, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := 0
+	for _, e := range evs {
+		if e.Type == storage.EventDelivered {
+			delivered++
+		}
+	}
+	if delivered != n {
+		t.Fatalf("alice heard of %d deliveries, want %d", delivered, n)
+	}
+	if sent := testutil.ToFloat64(a.svc.met.readAhead.WithLabelValues("sent")); sent < 1 {
+		t.Fatalf("%v transactions sent as read ahead; want the backlog's later ones", sent)
 	}
 }

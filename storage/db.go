@@ -82,6 +82,9 @@ type DB struct {
 	// outboxFloor: string(serverHash) → *atomic.Uint64, a sequence number
 	// below which that destination's outbox holds no item (outbox.go).
 	outboxFloor sync.Map
+	// removalsBegun and removalsEnded count commits that delete envelope
+	// records, before they are applied and after (outboxahead.go).
+	removalsBegun, removalsEnded atomic.Uint64
 	// now is the clock of the outbox (tests override it).
 	now         func() time.Time
 	eventWindow int

@@ -146,7 +146,9 @@ func (t *mtxn) commit() error {
 			}
 		}
 	}
+	end := t.d.removing(t.removes)
 	err := t.d.commitEvents(t.b, t.events, release)
+	end()
 	t.unlockGroupDests()
 	if err != nil {
 		return err

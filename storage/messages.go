@@ -297,6 +297,9 @@ type mtxn struct {
 	// groupLast: the last-queued records of groups (fedgroupsync.go)
 	// written in this batch.
 	groupLast map[string]bool
+	// removes: the batch deletes envelope records (removeMessage); its
+	// commit is bracketed by the removal counters (outboxahead.go).
+	removes bool
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {
@@ -629,6 +632,7 @@ func (t *mtxn) removeMessage(rec *envelopeRecord, mid []byte, evType string) err
 		t.del(tExpiry.key(u64(uint64(rec.ExpiresAt)), mid))
 	}
 	t.del(tEnvelope.key(mid))
+	t.removes = true
 	return nil
 }
 

@@ -65,6 +65,8 @@ type OutboxTxn struct {
 	TxnID string
 	Type  string
 	Items []OutboxItem // outbox order
+	// ahead: read ahead of its turn by OutboxPeek (outboxahead.go).
+	ahead *aheadState
 }
 
 // OutboxResult is a receipt's result for one item.
@@ -348,8 +350,9 @@ func (d *DB) SetOutboxNotifier(fn func(privateline.ServerName)) { d.outboxNotify
 // gone or expired (the item is to be dropped silently).
 type item struct {
 	OutboxItem
-	sender ID
-	gone   bool
+	sender  ID
+	gone    bool
+	expires int64 // ms: when its message expires (0: never)
 }
 
 // loadItem reads the item at key k (nil, nil if there is none).
@@ -384,7 +387,7 @@ func (d *DB) itemOf(k, pt []byte, now time.Time) (*item, error) {
 			return nil, err
 		} else {
 			it.gone = rec.expired(now)
-			it.Payload, it.sender = rec.Raw, rec.Sender.ID
+			it.Payload, it.sender, it.expires = rec.Raw, rec.Sender.ID, rec.ExpiresAt
 		}
 	default:
 		it.Payload = r.Payload
@@ -428,13 +431,23 @@ func (d *DB) raiseOutboxFloor(h, seq []byte) {
 // scanItems calls fn with each item of dest in outbox order until fn
 // returns false.
 func (d *DB) scanItems(h []byte, now time.Time, fn func(*item) bool) error {
+	return d.scanItemsFrom(h, nil, now, fn)
+}
+
+// scanItemsFrom is scanItems from the item with sequence number *from on
+// (nil: from the head, raising the floor to the first item met).
+func (d *DB) scanItemsFrom(h []byte, from *uint64, now time.Time, fn func(*item) bool) error {
 	p := tOutbox.key(h)
-	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: d.outboxLower(h), UpperBound: prefixEnd(p)})
+	lower := d.outboxLower(h)
+	if from != nil {
+		lower = tOutbox.key(h, u64(*from))
+	}
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return privateline.E("storage.scanItems", privateline.Unavailable, err)
 	}
 	defer it.Close()
-	first := true
+	first := from == nil
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
 		if len(k) != len(p)+8 {
@@ -576,39 +589,24 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 		}
 	}
 	if txn == nil {
-		var bytes int
-		err := d.scanItems(x.h, now, func(it *item) bool {
-			if it.gone {
-				drop(it.Seq)
-				return true
-			}
-			if txn == nil {
-				txn = &OutboxTxn{Type: it.Type}
-			} else if it.Type != txn.Type || len(txn.Items) >= maxItems || bytes+len(it.Payload) > maxBytes {
-				return false
-			}
-			bytes += len(it.Payload)
-			txn.Items = append(txn.Items, it.OutboxItem)
-			senders[it.Seq] = it.sender
+		var items []*item
+		txn, items, err = d.collect(x.h, nil, now, maxItems, maxBytes, func(it *item) bool {
+			drop(it.Seq)
 			return true
 		})
 		if err != nil {
 			t.b.Close()
 			return nil, privateline.E(op, err)
 		}
+		for _, it := range items {
+			senders[it.Seq] = it.sender
+		}
 		if txn != nil {
 			txn.TxnID = newID()
 		}
 	}
 	if txn != nil {
-		np := pendingTxn{TxnID: txn.TxnID, Type: txn.Type}
-		for _, it := range txn.Items {
-			np.Seqs = append(np.Seqs, it.Seq)
-			np.IDs = append(np.IDs, it.ID)
-			sid := senders[it.Seq]
-			np.Senders = append(np.Senders, sid[:]...)
-		}
-		if err := d.setJSON(t.b, pendingKey(x.h), np); err != nil {
+		if err := d.setPending(t.b, x.h, txn, senders); err != nil {
 			t.b.Close()
 			return nil, privateline.E(op, err)
 		}
@@ -627,6 +625,44 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 		return nil, privateline.E(op, err)
 	}
 	return txn, nil
+}
+
+// collect reads the items of the next transaction from the item with
+// sequence number *from on (nil: the head): consecutive items of the first
+// item's type, at most maxItems and with the sum of len(Payload) ≤
+// maxBytes (always at least one). gone is called for each item whose
+// message has gone or expired, which is not taken; the scan stops when it
+// returns false. txn is nil when no item was taken; it has no TxnID.
+func (d *DB) collect(h []byte, from *uint64, now time.Time, maxItems, maxBytes int, gone func(*item) bool) (txn *OutboxTxn, items []*item, err error) {
+	var bytes int
+	err = d.scanItemsFrom(h, from, now, func(it *item) bool {
+		if it.gone {
+			return gone(it)
+		}
+		if txn == nil {
+			txn = &OutboxTxn{Type: it.Type}
+		} else if it.Type != txn.Type || len(txn.Items) >= maxItems || bytes+len(it.Payload) > maxBytes {
+			return false
+		}
+		bytes += len(it.Payload)
+		txn.Items = append(txn.Items, it.OutboxItem)
+		items = append(items, it)
+		return true
+	})
+	return txn, items, err
+}
+
+// setPending records txn as destination h's pending transaction in b;
+// senders gives each item's sender by sequence number.
+func (d *DB) setPending(b *pebble.Batch, h []byte, txn *OutboxTxn, senders map[uint64]ID) error {
+	np := pendingTxn{TxnID: txn.TxnID, Type: txn.Type}
+	for _, it := range txn.Items {
+		np.Seqs = append(np.Seqs, it.Seq)
+		np.IDs = append(np.IDs, it.ID)
+		sid := senders[it.Seq]
+		np.Senders = append(np.Senders, sid[:]...)
+	}
+	return d.setJSON(b, pendingKey(h), np)
 }
 
 // ErrNotPending: OutboxDone was given a txn id that is not the

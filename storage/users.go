@@ -202,7 +202,9 @@ func (d *DB) deleteUser(id ID, app LogAppend) error {
 	// The cache forgets the user before the stripes open, so no delivery
 	// under them finds the user (usercache.go).
 	release := func() { d.users.invalidate(id); unlockMessages() }
+	end := d.removing(mt.removes)
 	err = d.commitEvents(b, mt.events, release)
+	end()
 	d.users.invalidate(id)
 	if err != nil {
 		return privateline.E(op, err)
