@@ -48,6 +48,9 @@ func (t *mtxn) addContacts(rec *envelopeRecord) error {
 	}
 	for _, r := range rec.Recipients {
 		for _, k := range [][]byte{tContact.key(rec.Sender.ID[:], r.ID[:]), tContact.key(r.ID[:], rec.Sender.ID[:])} {
+			if t.known(string(k)) {
+				continue
+			}
 			if ok, err := t.d.exists(k); err != nil {
 				return err
 			} else if !ok {
@@ -56,6 +59,22 @@ func (t *mtxn) addContacts(rec *envelopeRecord) error {
 		}
 	}
 	return nil
+}
+
+// known reports whether this batch already made sure of the contact
+// record named by memo (it exists in the store or in the batch), and
+// notes it for the rest of the batch: a transaction of many messages
+// between the same users looks each record up once and writes it at most
+// once.
+func (t *mtxn) known(memo string) bool {
+	if t.contacts[memo] {
+		return true
+	}
+	if t.contacts == nil {
+		t.contacts = map[string]bool{}
+	}
+	t.contacts[memo] = true
+	return false
 }
 
 // Contacts returns the ids of the users user exchanged a direct message
@@ -164,6 +183,9 @@ func (d *DB) deleteContactsLocked(t *mtxn, user ID) error {
 // addRemoteContact records that local user u and remote user a exchanged
 // a direct message, if not yet recorded. The caller holds u's stripe.
 func (t *mtxn) addRemoteContact(u ID, a privateline.Address) error {
+	if t.known("r" + string(u[:]) + string(a)) { // local keys start with tContact.prefix
+		return nil
+	}
 	h := t.d.addressHash(a)
 	k := tRemoteContact.key(h, u[:])
 	if ok, err := t.d.exists(k); err != nil || ok {

@@ -297,6 +297,8 @@ type mtxn struct {
 	// groupLast: the last-queued records of groups (fedgroupsync.go)
 	// written in this batch.
 	groupLast map[string]bool
+	// contacts: contact records this batch made sure of (contacts.go).
+	contacts map[string]bool
 	// removes: the batch deletes envelope records (removeMessage); its
 	// commit is bracketed by the removal counters (outboxahead.go).
 	removes bool
