@@ -90,7 +90,7 @@ func plaintext1KiB(i int) *e2ee.Message {
 }
 
 func runFederation(o options) error {
-	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s, %s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), cgoSetting())
 	dir, err := os.MkdirTemp(o.dataDir, "plbench-fed-")
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -214,7 +215,7 @@ func run(o options) error {
 		}
 		defer srv.stop()
 	}
-	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Printf("machine: %s, %d CPUs, %s/%s, %s, %s\n", cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), cgoSetting())
 	if o.keyCache == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {
@@ -399,4 +400,18 @@ func sendPaced(tr *tracker, start time.Time, base, n, senders int, rate float64,
 	wg.Wait()
 	err, _ := sendErr.Load().(error)
 	return err
+}
+
+// cgoSetting says how the binary was built: with cgo, Pebble allocates
+// its block cache through it, which costs measurably more CPU; the
+// homeserver is built without it (Makefile, Dockerfile).
+func cgoSetting() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "CGO_ENABLED" && s.Value == "1" {
+				return "cgo (build with CGO_ENABLED=0 to measure what the homeserver runs)"
+			}
+		}
+	}
+	return "no cgo"
 }
