@@ -1,0 +1,124 @@
+package homeserver_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/homeserver"
+)
+
+// docRoutes is the federation HTTP client's transport in these tests: it
+// routes the test's server names to their HTTP listeners (no real DNS,
+// plain http), so peers fetch each other's server documents.
+type docRoutes struct {
+	mu sync.Mutex
+	m  map[string]string // server name → host:port of its HTTP listener
+}
+
+func (d *docRoutes) add(servers ...*testServer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]string{}
+	}
+	for _, s := range servers {
+		d.m[string(s.cfg.ServerName)] = s.cfg.ListenAddr
+	}
+}
+
+func (d *docRoutes) RoundTrip(r *http.Request) (*http.Response, error) {
+	d.mu.Lock()
+	addr, ok := d.m[r.URL.Host]
+	d.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("the test routes no server %q", r.URL.Host)
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Scheme, r2.URL.Host, r2.Host = "http", addr, r.URL.Host
+	return http.DefaultTransport.RoundTrip(r2)
+}
+
+// startRoutedFederation is startFederation with peers that fetch each
+// other's server documents through routes.
+func startRoutedFederation(t *testing.T, routes *docRoutes, names ...privateline.ServerName) []*testServer {
+	t.Helper()
+	servers := startFederationWith(t, func(c *homeserver.Config) {
+		c.FederationHTTPClient = &http.Client{Transport: routes, Timeout: 10 * time.Second}
+	}, names...)
+	routes.add(servers...)
+	return servers
+}
+
+// TestFederationLongKeyChain: b.test rotates its key 9 times while a.test,
+// which pinned the first key, does not talk to it; b's certificate carries
+// only the newest 8 statements, so a follows the chain of b's server
+// document and deliveries go on. After 8 more rotations b keeps 16
+// statements, the first key is no longer in its chain, and c.test, which
+// pinned that first key and was down all along, refuses b and tells its
+// operator to configure b's new key.
+func TestFederationLongKeyChain(t *testing.T) {
+	t.Parallel()
+	routes := &docRoutes{}
+	servers := startRoutedFederation(t, routes, "a.test", "b.test", "c.test")
+	a, b, c := servers[0], servers[1], servers[2]
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "lalice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "lbob", "bob")
+	bob := bobU.login(t)
+	carol := sdkRegister(t, c, sdkClient(t, c, nil), "lcarol", "carol").login(t)
+	mustLookup(t, alice, bob.Address()) // a pins b's first key
+	mustLookup(t, carol, bob.Address()) // so does c
+	mustSend(t, alice, bob.Address(), "before the rotations")
+	first := b.srv.IdentityKey()
+
+	c.stop() // c hears nothing of the rotations
+	b.stop()
+	for range 9 {
+		rotate(t, b)
+	}
+	b.launch(nil)
+	introduce(b, servers)
+	if b.srv.IdentityKey().Equal(first) {
+		t.Fatal("b's key did not change")
+	}
+
+	bob = bobU.login(t)
+	bobEv := listen(t, bob)
+	m := mustSend(t, alice, bob.Address(), "after nine rotations")
+	if ev := bobEv.message(m.ID); ev.Item.Body() != "after nine rotations" {
+		t.Fatalf("bob got %q", ev.Item.Body())
+	}
+	if !strings.Contains(a.logs.String(), `"statements_from":"its server document"`) {
+		t.Fatalf("a did not log that it followed b's chain from its server document:\n%s", grepLines(a.logs.String(), "key"))
+	}
+
+	b.stop()
+	for range 8 {
+		rotate(t, b)
+	}
+	b.launch(nil)
+	introduce(b, servers)
+	if h := headAnswer(t, b); len(h.KeyChanges) != 16 || h.KeyChanges[0].OldKey.Equal(first) {
+		t.Fatalf("b presents %d statements, the first from its first key: %v", len(h.KeyChanges), h.KeyChanges[0].OldKey.Equal(first))
+	}
+	c.launch(nil)
+	introduce(c, servers)
+	carol.PublicKey(t.Context(), bob.Address()) // c dials b (and b, c for its witness requests)
+	newKey := base64.StdEncoding.EncodeToString(b.srv.IdentityKey())
+	waitUntil(t, "c refuses b and says what to do", 60*time.Second, func() bool {
+		for _, l := range strings.Split(c.logs.String(), "\n") {
+			if strings.Contains(l, "FEDERATION_PEERS") && strings.Contains(l, `"presented_key":"`+newKey+`"`) && strings.Contains(l, `"level":"ERROR"`) {
+				return true
+			}
+		}
+		return false
+	})
+	if strings.Contains(c.logs.String(), "the new key is pinned") {
+		t.Fatal("c followed b to a key its chain does not reach")
+	}
+}
