@@ -164,3 +164,22 @@ func (c *docChains) get(name privateline.ServerName, fetch func() (*Document, er
 	close(done)
 	return d, err
 }
+
+// superseded reports whether kept, a verified answer of server's key
+// directory, is signed with a key server has replaced since: the key
+// this server trusts for it now (configured, or pinned and moved on by a
+// chain of statements) is another one. Such an answer is not passed on
+// as current while server cannot be reached: clients that followed the
+// rotation refuse the old key (server_key_changed), and accepting old-key
+// signatures would let a thief of that key forge answers.
+func (s *Service) superseded(server privateline.ServerName, kept *keylog.Lookup) bool {
+	key := s.configuredKey(server)
+	if key == nil {
+		k, err := s.store.PeerPin(server)
+		if err != nil {
+			return true // cannot tell: do not pass on what may be stale
+		}
+		key = k
+	}
+	return key != nil && !key.Equal(kept.ServerKey)
+}

@@ -176,7 +176,7 @@ func (p *Policy) Check(name privateline.ServerName, key ed25519.PublicKey, chang
 		defer p.mu.Unlock()
 		return p.repin(name, pinned, key, "its certificate")
 	case p.chain == nil:
-		p.mu.Unlock()
+		defer p.mu.Unlock()
 		return p.refuseChanged(name, pinned, key, nil)
 	}
 	p.mu.Unlock()
@@ -212,16 +212,14 @@ func (p *Policy) repin(name privateline.ServerName, pinned, key ed25519.PublicKe
 // refuseChanged refuses name's key, which no statement it showed leads
 // to from the pinned one (fetchErr: why its server document could not be
 // had, if it was asked for), and tells the operator, once per key, what
-// to do about it.
+// to do about it. p.mu is held.
 func (p *Policy) refuseChanged(name privateline.ServerName, pinned, key ed25519.PublicKey, fetchErr error) error {
 	fp, pfp := serverkey.Fingerprint(key), serverkey.Fingerprint(pinned)
 	if p.chain != nil {
-		p.mu.Lock()
 		logged := p.stuck[string(name)+"\x00"+string(key)]
 		if !logged && len(p.stuck) < maxStuck {
 			p.stuck[string(name)+"\x00"+string(key)] = true
 		}
-		p.mu.Unlock()
 		if !logged {
 			attrs := []any{"peer", string(name), "pinned", pfp, "presented", fp, "presented_key", std64.EncodeToString(key)}
 			if fetchErr != nil {
