@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -164,6 +165,12 @@ func (c *docChains) get(name privateline.ServerName, fetch func() (*Document, er
 	close(done)
 	return d, err
 }
+
+// ErrSupersededAnswer marks a key look-up of a server that cannot be
+// reached, whose last verified answer kept here is signed with a key the
+// server has replaced since (LookupRemote). Its message says so: the
+// client API passes it on.
+var ErrSupersededAnswer = errors.New("federation: the kept answer is signed with a superseded key")
 
 // superseded reports whether kept, a verified answer of server's key
 // directory, is signed with a key server has replaced since: the key

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/clients/go/client"
+	"github.com/privateline/privateline/clients/go/directory"
 	"github.com/privateline/privateline/homeserver"
+	"github.com/privateline/privateline/keybundle"
 )
 
 // docRoutes is the federation HTTP client's transport in these tests: it
@@ -121,4 +124,61 @@ func TestFederationLongKeyChain(t *testing.T) {
 	if strings.Contains(c.logs.String(), "the new key is pinned") {
 		t.Fatal("c followed b to a key its chain does not reach")
 	}
+}
+
+// TestFederationKeptAnswerOfRotatedServer: a.test keeps b.test's answer
+// for bob, signed with b's first key. b rotates; a learns the new key (b
+// dials it for bob's look-up of alice) and alice's client re-pins it (a look-up of carol).
+// While b is down, a does not pass on its kept answer for bob as current
+// (alice's client would call it server_key_changed): alice gets a clear
+// "cannot be reached" error. Once b is back her look-up works.
+func TestFederationKeptAnswerOfRotatedServer(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	pins := &directory.Memory{}
+	ac, err := client.New(client.Options{BaseURL: a.URL, Directory: pins})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := sdkRegister(t, a, ac, "ralice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "rbob", "bob")
+	bob := bobU.login(t)
+	carol := sdkRegister(t, b, sdkClient(t, b, nil), "rcarol", "carol").login(t)
+	mustLookup(t, alice, bob.Address()) // a keeps b's answer for bob; alice pins b's key
+	first := b.srv.IdentityKey()
+
+	b.stop()
+	rotate(t, b)
+	b.launch(nil)
+	introduce(b, servers)
+	newKey := b.srv.IdentityKey()
+	bob = bobU.login(t)
+	mustLookup(t, bob, alice.Address()) // b dials a, which follows b's statement
+	waitUntil(t, "a follows b's key change", 60*time.Second, func() bool {
+		return strings.Contains(a.logs.String(), "the new key is pinned")
+	})
+	if got := mustLookup(t, alice, carol.Address()); !mustKeys(t, carol).Matches(got) {
+		t.Fatal("alice got another bundle for carol")
+	}
+	if st, _ := pins.Load("b.test"); st == nil || !st.Key.Equal(newKey) || st.Key.Equal(first) {
+		t.Fatal("alice's client did not re-pin b's new key")
+	}
+
+	b.stop()
+	_, err = alice.PublicKey(ctx, bob.Address())
+	if keybundle.ReasonOf(err) == keybundle.ErrServerKeyChanged {
+		t.Fatalf("alice's look-up of bob while b is down: %v", err)
+	}
+	if !privateline.Is(privateline.Unavailable, err) || !strings.Contains(privateline.MessageOf(err), "b.test cannot be reached") {
+		t.Fatalf("alice's look-up of bob while b is down: %v (%q), want unavailable, b.test cannot be reached", err, privateline.MessageOf(err))
+	}
+
+	b.launch(nil)
+	introduce(b, servers)
+	waitUntil(t, "alice looks bob up once b is back", 60*time.Second, func() bool {
+		got, err := alice.PublicKey(ctx, bob.Address())
+		return err == nil && mustKeys(t, bob).Matches(got)
+	})
 }
