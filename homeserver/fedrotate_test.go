@@ -14,6 +14,8 @@ import (
 	"github.com/privateline/privateline/clients/go/directory"
 	"github.com/privateline/privateline/homeserver"
 	"github.com/privateline/privateline/keybundle"
+	"github.com/privateline/privateline/keylog"
+	"github.com/privateline/privateline/merkle"
 )
 
 // docRoutes is the federation HTTP client's transport in these tests: it
@@ -181,4 +183,65 @@ func TestFederationKeptAnswerOfRotatedServer(t *testing.T) {
 		got, err := alice.PublicKey(ctx, bob.Address())
 		return err == nil && mustKeys(t, bob).Matches(got)
 	})
+}
+
+// TestForkEvidenceAfterRotation: b.test keeps evidence that a.test's
+// directory forked, both heads signed with a's first key. a rotates its
+// key. Bob's client, which pinned a's first key and followed the chain to
+// the new one, still verifies the evidence; a new device of bob's, which
+// only ever pinned the new key, cannot tell the old key was a's and does
+// not call the evidence verified.
+func TestForkEvidenceAfterRotation(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "falice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "fbob", "bob")
+	bob := bobU.login(t)
+	mustLookup(t, bob, alice.Address()) // bob pins a's first key
+	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
+		return len(covered(cosignaturesOf(t, a))) == 1
+	})
+	aKey := identityOf(t, a)
+	held := cosignaturesOf(t, a).Cosignatures[0].Head
+	forked := keylog.TreeHead{Server: "a.test", TreeSize: held.TreeSize, RootHash: merkle.LeafHash([]byte("not a's log")), Timestamp: time.Now().UnixMilli()}
+	forked.Signature = aKey.Sign(forked.SigningInput())
+	if code := sendWitness(t, "a.test", aKey, b, &forked); code != "log_fork" {
+		t.Fatalf("b answered the forked head with %q, want log_fork", code)
+	}
+	verified := func(s *client.Session) (bool, error) {
+		t.Helper()
+		fs, err := s.Client().DirectoryForks(ctx)
+		if err != nil || len(fs) != 1 || fs[0].Evidence.Server != "a.test" {
+			t.Fatalf("b's fork evidence: %+v, %v", fs, err)
+		}
+		return fs[0].Verified, fs[0].Err
+	}
+	if ok, err := verified(bob); !ok {
+		t.Fatalf("bob does not verify the evidence before the rotation: %v", err)
+	}
+
+	a.stop()
+	rotate(t, a)
+	a.launch(nil)
+	introduce(a, servers)
+	alice = sdkRegister(t, a, sdkClient(t, a, nil), "falice2", "alice").login(t) // grows a's log under the new key
+	if got := mustLookup(t, bob, alice.Address()); !mustKeys(t, alice).Matches(got) {
+		t.Fatal("bob got another bundle for alice")
+	}
+	if st, _ := bob.Client().LastHead(); st == nil {
+		t.Fatal("bob holds no head of his own server")
+	}
+	if ok, err := verified(bob); !ok {
+		t.Fatalf("bob, who followed a's key change, does not verify the evidence made before it: %v", err)
+	}
+	fresh, err := sdkClient(t, b, nil).Login(ctx, bobU.name, bobU.password) // bob's new device: no pins yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustLookup(t, fresh, alice.Address()) // pins a's new key only
+	if ok, err := verified(fresh); ok || err == nil {
+		t.Fatal("a device that never pinned a's old key calls evidence signed by it verified")
+	}
 }
