@@ -190,8 +190,15 @@ func (p *Policy) Check(name privateline.ServerName, key ed25519.PublicKey, chang
 		return fmt.Errorf("%w: reading the pin of %s: %v", ErrUntrusted, name, err)
 	}
 	switch {
-	case pinned == nil || sameKey(key, pinned):
-		return nil // pinned meanwhile: by the first-contact rule, or to this very key
+	case pinned == nil: // the pin was removed meanwhile: first contact again
+		if err := p.pins.SetPin(name, key); err != nil {
+			return fmt.Errorf("%w: pinning %s: %v", ErrUntrusted, name, err)
+		}
+		p.log.Warn("federation: first contact with a server; its key is now pinned (verify it out of band)",
+			"peer", string(name), "key", fp)
+		return nil
+	case sameKey(key, pinned):
+		return nil // another handshake followed the same chain meanwhile
 	case ferr == nil && follows(name, pinned, key, append(slices.Clip(changes), more...)):
 		return p.repin(name, pinned, key, "its server document")
 	}
