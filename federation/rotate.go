@@ -20,6 +20,10 @@ import (
 // and the heads kept with the witnesses' co-signatures are signed again
 // with the new key.
 
+// CertKeyChanges is how many of the newest key-change statements the
+// certificate carries (spec §6.2); the server document carries all.
+const CertKeyChanges = transport.MaxKeyChanges
+
 // newIdentity makes the certificate for cfg's key, carrying the last
 // transport.MaxKeyChanges statements of cfg.KeyChanges.
 func newIdentity(cfg Config) (*transport.Identity, error) {

@@ -83,8 +83,12 @@ func TestFederationLongKeyChain(t *testing.T) {
 
 	c.stop() // c hears nothing of the rotations
 	b.stop()
+	var out string
 	for range 9 {
-		rotate(t, b)
+		out = rotate(t, b)
+	}
+	if !strings.Contains(out, "b.test/.well-known/privateline/server, which must reach this server") {
+		t.Fatalf("the ninth rotation does not say peers may need the server document:\n%s", out)
 	}
 	b.launch(nil)
 	introduce(b, servers)
