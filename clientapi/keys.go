@@ -168,6 +168,9 @@ func (a *API) remotePublicKey(w http.ResponseWriter, r *http.Request, addr priva
 		_, server, _ := addr.Split()
 		return &statusError{http.StatusNotFound, "unknown_server", "there is no server " + string(server) + ": the name does not exist or serves no PrivateLine server document"}
 	}
+	if errors.Is(err, federation.ErrSupersededAnswer) { // unreachable since its key rotation: say so
+		return &statusError{http.StatusServiceUnavailable, "unavailable", privateline.MessageOf(err)}
+	}
 	if err != nil {
 		return err
 	}

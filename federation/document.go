@@ -197,6 +197,12 @@ func (s *Service) fetchDocument(ctx context.Context, name privateline.ServerName
 		}
 		known = k
 	}
+	return s.getDocument(ctx, name, known)
+}
+
+// getDocument fetches and verifies name's server document, against known
+// if not nil (VerifyDocument).
+func (s *Service) getDocument(ctx context.Context, name privateline.ServerName, known ed25519.PublicKey) (*Document, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, documentURL(name), nil)
 	if err != nil {
 		return nil, err

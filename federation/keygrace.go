@@ -94,7 +94,11 @@ func (s *Service) keptUsable(address privateline.Address, since uint64) bool {
 		return false
 	}
 	kept, err := keylog.ParseLookup(raw, 0)
-	return err == nil && (since == 0 || since == kept.Head.TreeSize)
+	if err != nil || since != 0 && since != kept.Head.TreeSize {
+		return false
+	}
+	_, server, err := address.Split()
+	return err == nil && !s.superseded(server, kept)
 }
 
 // settle keeps the outcome of a background look-up nobody waits for any

@@ -195,6 +195,10 @@ func (s *Service) LookupRemote(ctx context.Context, address privateline.Address,
 		if cerr != nil || since != 0 && since != kept.Head.TreeSize {
 			return nil, err
 		}
+		if s.superseded(server, kept) { // rotate.go
+			s.log.Info("federation: not answering a key look-up from the last verified answer: the server's key changed since", "peer", string(server), "err", err)
+			return nil, privateline.E(op, privateline.Unavailable, fmt.Sprintf("%s cannot be reached, and the last answer this server kept for %s was signed with a key %s has since replaced (a key rotation): try again once %s is back", server, address, server, server), fmt.Errorf("%w: %w", ErrSupersededAnswer, err))
+		}
 		if since != 0 {
 			kept.Since, kept.Consistency = since, []merkle.Hash{}
 		}

@@ -208,6 +208,9 @@ type Service struct {
 	// headMu serializes updates of the last verified head per peer (key
 	// look-ups and witness requests, spec §12.5, §12.6).
 	headMu sync.Mutex
+	// chains: peers' server documents fetched for their key-change
+	// statements (rotate.go).
+	chains docChains
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -314,6 +317,7 @@ func New(cfg Config, store Store) (*Service, error) {
 		Allow:  cfg.Allow,
 		Deny:   cfg.Deny,
 		Logger: cfg.Log,
+		Chain:  s.documentChain, // rotate.go
 	})
 	if err != nil {
 		return nil, privateline.E(op, privateline.Invalid, err)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/federation"
 	"github.com/privateline/privateline/keylog"
 	"github.com/privateline/privateline/serverkey"
 	"github.com/privateline/privateline/storage"
@@ -245,6 +246,9 @@ func rotateKey(cfg Config, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "  old key: %s (fingerprint %s), kept in %s\n", std64(r.Old), serverkey.Fingerprint(r.Old), filepath.Join(cfg.DataDir, retiredKeyFile(r.Old)))
 	fmt.Fprintf(stdout, "  new key: %s (fingerprint %s), in %s\n", std64(r.New), serverkey.Fingerprint(r.New), filepath.Join(cfg.DataDir, serverkey.FileName))
 	fmt.Fprintf(stdout, "  key-change statements: %d, in %s\n", r.Changes, filepath.Join(cfg.DataDir, keyChangesFile))
+	if r.Changes > federation.CertKeyChanges {
+		fmt.Fprintf(stdout, "  the certificate carries the newest %d statements: peers that pin an older key fetch the others from %s%s, which must reach this server.\n", federation.CertKeyChanges, cfg.ServerName, federation.DocumentPath)
+	}
 	if r.Dropped > 0 {
 		fmt.Fprintf(stdout, "  dropped the %d oldest statement(s) (at most %d are kept): peers and clients that still pin a key older than the kept chain must be given the new key by hand.\n", r.Dropped, keylog.MaxServerKeyChanges)
 	}

@@ -244,9 +244,20 @@ func VerifyServerKeyChain(server privateline.ServerName, changes []ServerKeyChan
 // from pinned to offered, each starting at the key the previous one led
 // to. Anything else is server_key_changed.
 func FollowServerKeyChain(server privateline.ServerName, pinned, offered ed25519.PublicKey, changes []ServerKeyChange) error {
+	_, err := ServerKeyPath(server, pinned, offered, changes)
+	return err
+}
+
+// ServerKeyPath is FollowServerKeyChain that also returns the keys the
+// chain went through: pinned first, offered not included (none when
+// offered is pinned). They were the server's keys before offered, each
+// vouched for by the one before it, from the one the verifier trusted:
+// heads they signed (fork evidence, keylog.ForkEvidence.VerifyUnder) are
+// the server's.
+func ServerKeyPath(server privateline.ServerName, pinned, offered ed25519.PublicKey, changes []ServerKeyChange) ([]ed25519.PublicKey, error) {
 	const op = "keylog.FollowServerKeyChain"
 	if len(pinned) == ed25519.PublicKeySize && pinned.Equal(offered) {
-		return nil
+		return nil, nil
 	}
 	start := -1
 	for i, c := range changes {
@@ -256,18 +267,20 @@ func FollowServerKeyChain(server privateline.ServerName, pinned, offered ed25519
 		}
 	}
 	if start < 0 {
-		return keybundle.Refuse(op, keybundle.ErrServerKeyChanged, "the directory's key is not the one pinned for "+string(server)+", and no key-change statement starts at the pinned key")
+		return nil, keybundle.Refuse(op, keybundle.ErrServerKeyChanged, "the directory's key is not the one pinned for "+string(server)+", and no key-change statement starts at the pinned key")
 	}
 	cur := pinned
+	var path []ed25519.PublicKey
 	for i := start; i < len(changes); i++ {
 		c := changes[i]
 		if !c.OldKey.Equal(cur) || c.Server != server || c.Verify() != nil {
-			return keybundle.Refuse(op, keybundle.ErrServerKeyChanged, fmt.Sprintf("the directory's key changed, but key-change statement %d does not verify for %s", i, server))
+			return nil, keybundle.Refuse(op, keybundle.ErrServerKeyChanged, fmt.Sprintf("the directory's key changed, but key-change statement %d does not verify for %s", i, server))
 		}
+		path = append(path, bytes.Clone(cur))
 		cur = c.NewKey
 		if cur.Equal(offered) {
-			return nil
+			return path, nil
 		}
 	}
-	return keybundle.Refuse(op, keybundle.ErrServerKeyChanged, "the directory's key changed, but its key-change statements do not lead to it")
+	return nil, keybundle.Refuse(op, keybundle.ErrServerKeyChanged, "the directory's key changed, but its key-change statements do not lead to it")
 }

@@ -264,12 +264,32 @@ func NewForkEvidence(first, second *TreeHead, proof []merkle.Hash, witness priva
 // Verify checks the evidence under the directory's key: both heads are
 // signed by it, of its server, and conflict as Kind says.
 func (f *ForkEvidence) Verify(serverKey ed25519.PublicKey) error {
+	return f.VerifyUnder([]ed25519.PublicKey{serverKey})
+}
+
+// VerifyUnder is Verify where each head may be signed by any of keys:
+// the directory's key pinned now and the keys it had before, as the
+// verifier followed them (ServerKeyPath), so that evidence made before a
+// key rotation stays verifiable after it (spec/federation.md §2.2). Keys
+// must not come from whoever serves the evidence: anyone can make a
+// key-change statement that leads from a key of their own to the
+// directory's current key.
+func (f *ForkEvidence) VerifyUnder(keys []ed25519.PublicKey) error {
 	const op = "keylog.ForkEvidence.Verify"
+	if len(keys) == 0 {
+		return keybundle.Refuse(op, keybundle.ErrBadSignature, "no key to check the evidence under")
+	}
 	for _, h := range []*TreeHead{&f.First, &f.Second} {
 		if h.Server != f.Server {
 			return keybundle.Refuse(op, keybundle.ErrBadProof, "a head of another server")
 		}
-		if err := h.Verify(serverKey); err != nil {
+		var err error
+		for _, k := range keys {
+			if err = h.Verify(k); err == nil {
+				break
+			}
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -161,3 +161,32 @@ func TestForkEvidence(t *testing.T) {
 		t.Fatal("unknown kind parsed")
 	}
 }
+
+// TestForkEvidenceUnderEarlierKeys: evidence whose heads were signed by
+// the directory's keys before a rotation (one, or one each side of it)
+// verifies under the keys a verifier followed, not under the new key
+// alone nor under a key it never followed.
+func TestForkEvidenceUnderEarlierKeys(t *testing.T) {
+	old, oldPriv := witnessKey(t)
+	cur, curPriv := witnessKey(t)
+	other, _ := witnessKey(t)
+	a5 := signedHead(t, treeOf("a", 5), oldPriv, 1)
+	for name, second := range map[string]*TreeHead{
+		"both old":            signedHead(t, treeOf("b", 5), oldPriv, 2),
+		"across the rotation": signedHead(t, treeOf("b", 5), curPriv, 2),
+	} {
+		f := NewForkEvidence(a5, second, nil, "w.test", 3)
+		if err := f.Verify(cur); err == nil {
+			t.Fatalf("%s: verifies under the new key alone", name)
+		}
+		if err := f.VerifyUnder([]ed25519.PublicKey{cur, other}); keybundle.ReasonOf(err) != keybundle.ErrBadSignature {
+			t.Fatalf("%s: under keys never followed: %v", name, err)
+		}
+		if err := f.VerifyUnder([]ed25519.PublicKey{cur, old}); err != nil {
+			t.Fatalf("%s: under the keys followed: %v", name, err)
+		}
+	}
+	if err := NewForkEvidence(a5, signedHead(t, treeOf("b", 5), oldPriv, 2), nil, "w.test", 3).VerifyUnder(nil); err == nil {
+		t.Fatal("verified under no key")
+	}
+}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
+	"errors"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/serverkey"
 )
 
 func TestKeyChangeStatement(t *testing.T) {
@@ -165,5 +168,73 @@ func TestNewIdentityChecksTheChain(t *testing.T) {
 	}
 	if got, _ := pins.Pin(nameA); !got.Equal(k3.Public()) {
 		t.Fatal("the end of the chain was not pinned")
+	}
+}
+
+// TestPolicyFollowsLongerChain: a peer pinned at a key older than the
+// statements its certificate carries follows the longer chain Chain gives
+// (its server document's); a chain that does not reach the pin, a Chain
+// that fails, or one for another key is refused, and the pin stays.
+func TestPolicyFollowsLongerChain(t *testing.T) {
+	keys := []*serverkey.PrivateKey{newKey(t), newKey(t), newKey(t), newKey(t)}
+	var chain []KeyChange
+	for i := range 3 {
+		c, err := NewKeyChange(nameA, keys[i], keys[i+1].Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain = append(chain, c)
+	}
+	cur := keys[3].Public()
+	cert := chain[2:] // as if the certificate carried only the newest
+	for _, tc := range []struct {
+		name   string
+		pin    ed25519.PublicKey
+		doc    []KeyChange
+		docErr error
+		ok     bool
+	}{
+		{"document reaches the pin", keys[0].Public(), chain, nil, true},
+		{"document does not reach it", newKey(t).Public(), chain, nil, false},
+		{"document cannot be had", keys[0].Public(), nil, errors.New("unreachable"), false},
+		{"document of a broken chain", keys[0].Public(), []KeyChange{chain[0], chain[2]}, nil, false},
+	} {
+		pins := &MemoryPins{}
+		pins.SetPin(nameA, tc.pin)
+		var logs bytes.Buffer
+		asked := 0
+		p := newPolicy(t, PolicyConfig{Pins: pins, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+			Chain: func(name privateline.ServerName, key ed25519.PublicKey) ([]KeyChange, error) {
+				asked++
+				if name != nameA || !key.Equal(cur) {
+					t.Errorf("%s: Chain asked for %s", tc.name, name)
+				}
+				return tc.doc, tc.docErr
+			}})
+		err := p.Check(nameA, cur, cert)
+		got, _ := pins.Pin(nameA)
+		if tc.ok != (err == nil) || tc.ok != got.Equal(cur) || asked != 1 {
+			t.Fatalf("%s: %v, pinned the new key %v, asked %d", tc.name, err, got.Equal(cur), asked)
+		}
+		if !tc.ok && (!strings.Contains(err.Error(), "FEDERATION_PEERS") || !strings.Contains(logs.String(), "FEDERATION_PEERS") || !strings.Contains(logs.String(), std64.EncodeToString(cur))) {
+			t.Fatalf("%s: the refusal does not tell the operator what to do: %v\n%s", tc.name, err, logs.String())
+		}
+		if !tc.ok { // logged once per key
+			logs.Reset()
+			p.Check(nameA, cur, cert)
+			if logs.Len() != 0 {
+				t.Fatalf("%s: the refusal was logged again", tc.name)
+			}
+		}
+	}
+	// The certificate's statements suffice: the document is not asked for.
+	pins := &MemoryPins{}
+	pins.SetPin(nameA, keys[2].Public())
+	p := newPolicy(t, PolicyConfig{Pins: pins, Chain: func(privateline.ServerName, ed25519.PublicKey) ([]KeyChange, error) {
+		t.Error("Chain asked although the certificate reaches the pin")
+		return nil, nil
+	}})
+	if err := p.Check(nameA, cur, cert); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/privateline/privateline"
@@ -75,6 +76,15 @@ type PolicyConfig struct {
 	// Logger receives the warnings of pinning and key changes; nil is
 	// slog.Default().
 	Logger *slog.Logger
+	// Chain, if not nil, returns the longer chain of key-change statements
+	// of name, whose current key is key: its server document's (spec
+	// §2.1, all it keeps). Check asks it when the statements of the
+	// certificate (the newest MaxKeyChanges) do not lead from the pinned
+	// key to the presented one — a peer that rotated its key more often
+	// than that while this server did not talk to it. It is called with no
+	// lock held, inside the TLS handshake: it must return well within the
+	// handshake timeout. The statements are checked by Check.
+	Chain func(name privateline.ServerName, key ed25519.PublicKey) ([]KeyChange, error)
 }
 
 // Policy is the Trust of a homeserver: deny list, allow list, configured
@@ -84,7 +94,9 @@ type Policy struct {
 	pins        PinStore
 	allow, deny map[privateline.ServerName]bool
 	log         *slog.Logger
-	mu          sync.Mutex // serialises pin reads and writes
+	chain       func(privateline.ServerName, ed25519.PublicKey) ([]KeyChange, error)
+	mu          sync.Mutex      // serialises pin reads and writes
+	stuck       map[string]bool // name ‖ key refused for a chain gap, logged once (guarded by mu)
 }
 
 // NewPolicy checks c and returns its Policy.
@@ -95,6 +107,8 @@ func NewPolicy(c PolicyConfig) (*Policy, error) {
 		allow: map[privateline.ServerName]bool{},
 		deny:  map[privateline.ServerName]bool{},
 		log:   c.Logger,
+		chain: c.Chain,
+		stuck: map[string]bool{},
 	}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -141,13 +155,14 @@ func (p *Policy) Check(name privateline.ServerName, key ed25519.PublicKey, chang
 		return fmt.Errorf("%w: %s is not a configured peer", ErrUntrusted, name)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	pinned, err := p.pins.Pin(name)
 	if err != nil {
+		p.mu.Unlock()
 		return fmt.Errorf("%w: reading the pin of %s: %v", ErrUntrusted, name, err)
 	}
 	switch {
 	case pinned == nil:
+		defer p.mu.Unlock()
 		if err := p.pins.SetPin(name, key); err != nil {
 			return fmt.Errorf("%w: pinning %s: %v", ErrUntrusted, name, err)
 		}
@@ -155,19 +170,78 @@ func (p *Policy) Check(name privateline.ServerName, key ed25519.PublicKey, chang
 			"peer", string(name), "key", fp)
 		return nil
 	case sameKey(key, pinned):
+		p.mu.Unlock()
 		return nil
 	case follows(name, pinned, key, changes):
-		if err := p.pins.SetPin(name, key); err != nil {
-			return fmt.Errorf("%w: re-pinning %s: %v", ErrUntrusted, name, err)
-		}
-		p.log.Warn("federation: a peer changed its key with a statement signed by the pinned key; the new key is pinned",
-			"peer", string(name), "old", serverkey.Fingerprint(pinned), "new", fp)
-		return nil
-	default:
-		return fmt.Errorf("%w: the key of %s changed (pinned %s, presented %s) without a valid key-change statement",
-			ErrUntrusted, name, serverkey.Fingerprint(pinned), fp)
+		defer p.mu.Unlock()
+		return p.repin(name, pinned, key, "its certificate")
+	case p.chain == nil:
+		defer p.mu.Unlock()
+		return p.refuseChanged(name, pinned, key, nil)
 	}
+	p.mu.Unlock()
+
+	// The certificate carries only the newest statements: the server
+	// document has all the peer keeps (spec §2.1, §4.2 step 5).
+	more, ferr := p.chain(name, key)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pinned, err = p.pins.Pin(name); err != nil { // another handshake may have moved it meanwhile
+		return fmt.Errorf("%w: reading the pin of %s: %v", ErrUntrusted, name, err)
+	}
+	switch {
+	case pinned == nil: // the pin was removed meanwhile: first contact again
+		if err := p.pins.SetPin(name, key); err != nil {
+			return fmt.Errorf("%w: pinning %s: %v", ErrUntrusted, name, err)
+		}
+		p.log.Warn("federation: first contact with a server; its key is now pinned (verify it out of band)",
+			"peer", string(name), "key", fp)
+		return nil
+	case sameKey(key, pinned):
+		return nil // another handshake followed the same chain meanwhile
+	case ferr == nil && follows(name, pinned, key, append(slices.Clip(changes), more...)):
+		return p.repin(name, pinned, key, "its server document")
+	}
+	return p.refuseChanged(name, pinned, key, ferr)
 }
+
+// repin replaces name's pin by key, reached from pinned by statements
+// found in where. p.mu is held.
+func (p *Policy) repin(name privateline.ServerName, pinned, key ed25519.PublicKey, where string) error {
+	if err := p.pins.SetPin(name, key); err != nil {
+		return fmt.Errorf("%w: re-pinning %s: %v", ErrUntrusted, name, err)
+	}
+	p.log.Warn("federation: a peer changed its key with a statement signed by the pinned key; the new key is pinned",
+		"peer", string(name), "old", serverkey.Fingerprint(pinned), "new", serverkey.Fingerprint(key), "statements_from", where)
+	return nil
+}
+
+// refuseChanged refuses name's key, which no statement it showed leads
+// to from the pinned one (fetchErr: why its server document could not be
+// had, if it was asked for), and tells the operator, once per key, what
+// to do about it. p.mu is held.
+func (p *Policy) refuseChanged(name privateline.ServerName, pinned, key ed25519.PublicKey, fetchErr error) error {
+	fp, pfp := serverkey.Fingerprint(key), serverkey.Fingerprint(pinned)
+	if p.chain != nil {
+		logged := p.stuck[string(name)+"\x00"+string(key)]
+		if !logged && len(p.stuck) < maxStuck {
+			p.stuck[string(name)+"\x00"+string(key)] = true
+		}
+		if !logged {
+			attrs := []any{"peer", string(name), "pinned", pfp, "presented", fp, "presented_key", std64.EncodeToString(key)}
+			if fetchErr != nil {
+				attrs = append(attrs, "server_document_err", fetchErr.Error())
+			}
+			p.log.Error("federation: a peer presents a new key that no key-change statement it keeps (certificate or server document) leads to from the pinned key; it is refused. "+
+				"If its operator confirms the new key (compare the fingerprint with them out of band), configure it in FEDERATION_PEERS as name=host:port,KEY and restart", attrs...)
+		}
+	}
+	return fmt.Errorf("%w: the key of %s changed (pinned %s, presented %s) without a valid key-change statement; if its operator confirms the new key, configure it in FEDERATION_PEERS",
+		ErrUntrusted, name, pfp, fp)
+}
+
+// maxStuck bounds the refused keys remembered so that each is logged once.
+const maxStuck = 1024
 
 // follows reports whether changes hold a chain of valid statements for
 // name from the key from to the key to. Each statement is used once, so

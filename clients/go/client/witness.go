@@ -119,8 +119,12 @@ func (c *Client) checkCosignature(server privateline.ServerName, serverKey ed255
 type Fork struct {
 	Evidence *keylog.ForkEvidence
 	// Verified: both heads verify under the key this client pinned for
-	// Evidence.Server and they conflict as Evidence.Kind says. Err says
-	// why not (no pin: the evidence is unchecked, not false).
+	// Evidence.Server, or one it pinned before and followed to it through
+	// the server's key-change statements (directory.State.Earlier), and
+	// they conflict as Evidence.Kind says. Err says why not (no pin: the
+	// evidence is unchecked, not false; heads signed by a key this client
+	// never followed: unchecked too, as it cannot tell that key was the
+	// server's).
 	Verified bool
 	Err      error
 }
@@ -150,7 +154,7 @@ func (c *Client) DirectoryForks(ctx context.Context) ([]Fork, error) {
 		case st == nil || len(st.Key) == 0:
 			v.Err = privateline.E(op, privateline.NotExist, fmt.Sprintf("no key is pinned for %s", f.Server))
 		default:
-			v.Err = f.Verify(st.Key)
+			v.Err = f.VerifyUnder(append([]ed25519.PublicKey{st.Key}, st.Earlier...))
 		}
 		v.Verified = v.Err == nil
 		out = append(out, v)

@@ -38,6 +38,12 @@ type State struct {
 	Key ed25519.PublicKey
 	// Head is the last tree head verified, nil before the first.
 	Head *keylog.TreeHead
+	// Earlier are the directory's keys before Key that this client
+	// followed to it through key-change statements (the key it pinned
+	// before and those the chain went through), oldest first, at most
+	// keylog.MaxServerKeyChanges: heads they signed are the server's, so
+	// fork evidence made before a rotation still verifies.
+	Earlier []ed25519.PublicKey
 }
 
 // Store persists State per server. Implementations must be safe for
@@ -80,6 +86,9 @@ func (m *Memory) Save(server privateline.ServerName, s *State) error {
 
 func cloneState(s *State) *State {
 	c := &State{Key: bytes.Clone(s.Key)}
+	for _, k := range s.Earlier {
+		c.Earlier = append(c.Earlier, bytes.Clone(k))
+	}
 	if s.Head != nil {
 		h := *s.Head
 		h.Signature = bytes.Clone(s.Head.Signature)
@@ -211,8 +220,13 @@ func (v *Verifier) stateLocked(server privateline.ServerName, offered ed25519.Pu
 	if s.Key.Equal(offered) {
 		return s, false, nil
 	}
-	if err := keylog.FollowServerKeyChain(server, s.Key, offered, changes); err != nil {
+	path, err := keylog.ServerKeyPath(server, s.Key, offered, changes)
+	if err != nil {
 		return nil, false, err
+	}
+	s.Earlier = append(s.Earlier, path...)
+	if n := len(s.Earlier); n > keylog.MaxServerKeyChanges {
+		s.Earlier = s.Earlier[n-keylog.MaxServerKeyChanges:]
 	}
 	s.Key = bytes.Clone(offered)
 	return s, true, nil

@@ -107,6 +107,12 @@ func TestServerKeyRotation(t *testing.T) {
 		if !pin(st).Equal(k3.Public().(ed25519.PublicKey)) {
 			t.Fatal("the newest key is not pinned")
 		}
+		// The keys followed are kept: evidence signed by them stays the
+		// server's (keylog.ForkEvidence.VerifyUnder).
+		s, _ := st.Load(server)
+		if len(s.Earlier) != 2 || !s.Earlier[0].Equal(k1.Public().(ed25519.PublicKey)) || !s.Earlier[1].Equal(k2.Public().(ed25519.PublicKey)) {
+			t.Fatalf("earlier keys kept: %d", len(s.Earlier))
+		}
 	})
 	t.Run("same tree, older timestamp", func(t *testing.T) {
 		// The new key's head of the tree already seen, not newer: the

@@ -8,7 +8,7 @@ import { LABEL, prefixed } from './labels'
 import { leafHash, verifyConsistency, verifyInclusion } from './merkle'
 import { ed25519Verify, hmacSha256, sha256 } from './primitives'
 import { toB64 } from './bytes'
-import { type ServerKeyChange, acceptServerKey, parseKeyChanges } from './keychange'
+import { type ServerKeyChange, acceptServerKey, parseKeyChanges, withEarlier } from './keychange'
 
 export const MAX_PROOF = 128
 
@@ -204,6 +204,8 @@ export function parseConsistency(data: Uint8Array | string): Consistency {
 export interface ServerState {
   serverKey?: Bytes
   lastHead?: TreeHead
+  /** the keys this client followed to serverKey (acceptServerKey), oldest first */
+  earlier?: Bytes[]
 }
 
 /**
@@ -217,7 +219,7 @@ export async function acceptLookup(
   // Step 2: the pinned key, or a chain of key-change statements from it
   // (the server rotated its key); the new key is pinned below, once
   // everything else verified under it.
-  await acceptServerKey(server, state.serverKey, l.serverKey, l.keyChanges)
+  const path = await acceptServerKey(server, state.serverKey, l.serverKey, l.keyChanges)
   await verifyLookup(l, l.serverKey, server, address)
   const given = l.since !== undefined && l.since === state.lastHead?.treeSize ? l : undefined
   await checkHeadProgress(l.head, state, (from, to) =>
@@ -225,6 +227,7 @@ export async function acceptLookup(
   )
   state.serverKey = l.serverKey
   state.lastHead = l.head
+  if (path.length > 0) state.earlier = withEarlier(state.earlier, path)
   return l.bundle
 }
 

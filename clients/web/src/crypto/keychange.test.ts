@@ -34,6 +34,7 @@ describe('server key rotation (spec/e2ee.md §6.4 step 2)', () => {
     const b = await acceptLookup(await parseLookup(F.lookup2, 1), server, alice, state, noFetch)
     expect(b.address).toBe(alice)
     expect(state.serverKey).toEqual(k2)
+    expect(state.earlier).toEqual([k1])
     expect(state.lastHead?.treeSize).toBe(2)
     // pinned now: the same answer without the chain verifies
     await acceptLookup(await parseLookup(F.lookup2_nochain, 1), server, alice, state, noFetch)
@@ -43,6 +44,8 @@ describe('server key rotation (spec/e2ee.md §6.4 step 2)', () => {
     const state = await pinnedAtK1()
     await acceptLookup(await parseLookup(F.lookup3, 1), server, alice, state, noFetch)
     expect(state.serverKey).toEqual(k3)
+    // the keys followed are kept: fork evidence they signed stays the server's
+    expect(state.earlier).toEqual([k1, k2])
   })
 
   it('refuses another key without a chain', () => refused('lookup2_nochain'))

@@ -64,19 +64,36 @@ export function parseKeyChanges(f: Fields): ServerKeyChange[] {
  * server_key; `changes` its key_changes. Accepts the pinned key, or a run
  * of statements for `server` starting at the pinned key, each signed by the
  * key the previous one led to, ending at `offered`. The caller re-pins only
- * after the rest of the answer verified under `offered`.
+ * after the rest of the answer verified under `offered`, and keeps the keys
+ * returned — those the run went through, the pinned one first, `offered`
+ * not included; none when the key did not change — as the server's earlier
+ * keys (withEarlier), under which fork evidence made before the rotation
+ * still verifies.
  */
-export async function acceptServerKey(server: string, pinned: Bytes | undefined, offered: Bytes, changes: readonly ServerKeyChange[]): Promise<void> {
-  if (pinned === undefined || equal(pinned, offered)) return
+export async function acceptServerKey(server: string, pinned: Bytes | undefined, offered: Bytes, changes: readonly ServerKeyChange[]): Promise<Bytes[]> {
+  if (pinned === undefined || equal(pinned, offered)) return []
   const start = changes.findIndex((c) => equal(c.oldKey, pinned))
   if (start < 0) throw new E2EEError('server_key_changed', `the directory of ${server} answered under another key, and no key-change statement starts at the pinned one`)
   let cur = pinned
+  const path: Bytes[] = []
   for (let i = start; i < changes.length; i++) {
     const c = changes[i]!
     if (!equal(c.oldKey, cur) || c.server !== server || equal(c.oldKey, c.newKey) || !(await ed25519Verify(c.oldKey, serverKeyChangeSigned(c), c.signature)))
       throw new E2EEError('server_key_changed', `the directory of ${server} changed its key, but key-change statement ${i} does not verify`)
+    path.push(cur)
     cur = c.newKey
-    if (equal(cur, offered)) return
+    if (equal(cur, offered)) return path
   }
   throw new E2EEError('server_key_changed', `the directory of ${server} changed its key, but its key-change statements do not lead to it`)
+}
+
+/**
+ * The earlier keys kept after following `path` (acceptServerKey) from a
+ * pin whose earlier keys were `earlier`: oldest first, at most
+ * MAX_KEY_CHANGES. Only keys this client followed itself belong here: a
+ * statement from a key to the current one proves nothing about who held
+ * the old key (anyone can sign one from a key of their own).
+ */
+export function withEarlier(earlier: readonly Bytes[] | undefined, path: readonly Bytes[]): Bytes[] {
+  return [...(earlier ?? []), ...path].slice(-MAX_KEY_CHANGES)
 }

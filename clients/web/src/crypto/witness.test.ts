@@ -37,6 +37,14 @@ describe('tree-head witnessing (§6.4 Witnesses)', () => {
     await expect(verifyFork({ ...f, second: f.first }, aKey)).rejects.toThrow(/do not conflict/)
   })
 
+  it('verifies fork evidence under an earlier key this client followed to its pin (a rotation since)', async () => {
+    const [f] = parseForks(forks)
+    // a.test now signs with bKey (say); aKey is an earlier key of it.
+    await verifyFork(f, [bKey, aKey])
+    await expect(verifyFork(f, [bKey])).rejects.toThrow(/signature/)
+    await expect(verifyFork(f, [])).rejects.toThrow(/no key/)
+  })
+
   it('refuses malformed answers', () => {
     expect(() => parseCosignatures('{"cosignatures":[]}')).toThrow(E2EEError)
     expect(() => parseForks('{"forks":[{"kind":"other"}]}')).toThrow(E2EEError)

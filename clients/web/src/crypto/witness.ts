@@ -124,11 +124,27 @@ export function parseForks(data: Uint8Array | string): ForkEvidence[] {
   return fs.map(parseFork)
 }
 
-/** Both heads are the server's, signed by serverKey, and conflict as `kind` says. */
-export async function verifyFork(e: ForkEvidence, serverKey: Uint8Array): Promise<void> {
+/**
+ * Both heads are the server's, each signed by one of `keys` (its pinned key
+ * and the earlier keys this client followed to it, so that evidence made
+ * before a key rotation still verifies), and conflict as `kind` says.
+ */
+export async function verifyFork(e: ForkEvidence, keys: Uint8Array | readonly Uint8Array[]): Promise<void> {
+  const ks = keys instanceof Uint8Array ? [keys] : keys
+  if (ks.length === 0) throw new E2EEError('bad_signature', 'fork evidence: no key to check it under')
   for (const h of [e.first, e.second]) {
     if (h.server !== e.server) throw new E2EEError('bad_proof', 'fork evidence: a head of another server')
-    await verifyTreeHead(h, serverKey)
+    let err: unknown
+    for (const k of ks) {
+      try {
+        await verifyTreeHead(h, k)
+        err = undefined
+        break
+      } catch (x) {
+        err = x
+      }
+    }
+    if (err !== undefined) throw err
   }
   const { first: a, second: b } = e
   const conflict =

@@ -19,7 +19,7 @@ import { type Pin, type Pins, encodePins, mergePins, openPins, sealPins } from '
 import { random, sha256 } from '../crypto/primitives'
 import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verifyQrPayload } from '../crypto/safety'
 import { covers, parseCosignatures, parseForks, verifyCosignature, verifyFork } from '../crypto/witness'
-import { acceptServerKey } from '../crypto/keychange'
+import { acceptServerKey, withEarlier } from '../crypto/keychange'
 import { EngineError, asHuman, human, remoteFileGone, remoteFileUnreachable, retryable } from './errors'
 import { metaEpoch, openMeta, sealMeta } from './meta'
 import { PushControl, type PushEnv, type Registered, browserPushEnv } from './push'
@@ -376,15 +376,17 @@ export class EngineImpl implements Engine {
     this.#pins = pinsFromJSON(pins?.pins)
     this.#pinsVersion = pins?.version ?? 0
     for (const [a, k] of Object.entries((await kv<Record<string, string>>('observed')) ?? {})) this.#observed.set(a, fromB64(k)!)
-    const dir = await kv<{ serverKey?: string; head?: unknown }>('directory')
+    const dir = await kv<{ serverKey?: string; head?: unknown; earlier?: string[] }>('directory')
     if (dir?.serverKey) this.#dir.serverKey = fromB64(dir.serverKey)!
     if (dir?.head) this.#dir.lastHead = parseTreeHead(dir.head as never)
+    if (dir?.earlier) this.#dir.earlier = earlierKeys(dir.earlier)
     if (!dir) {
       // A new account on this device: start from the device's pin of the server.
       const sp = await this.#device.server(this.#server)
       if (sp) {
         this.#dir.serverKey = fromB64(sp.serverKey)!
         if (sp.head) this.#dir.lastHead = parseTreeHead(sp.head as never)
+        if (sp.earlier) this.#dir.earlier = earlierKeys(sp.earlier)
       }
     }
     for (const { value } of await this.#store.all<ConversationRecord>('conversations')) this.#conversations.set(value.id, value)
@@ -699,7 +701,7 @@ export class EngineImpl implements Engine {
       if (!own) throw new EngineError(`${server}'s directory did not prove that its log extends the one seen before.`)
       return this.#consistency(from, to)
     })
-    const saved = { serverKey: toB64(state.serverKey!), head: headJSON(state) }
+    const saved = dirJSON(state)
     if (own) {
       this.#dir = state
       await this.#store.put('kv', 'directory', saved)
@@ -721,11 +723,12 @@ export class EngineImpl implements Engine {
   /**
    * Pins `key` for the homeserver's own directory, keeping the last head
    * (which the new key's heads extend): after a head or answer verified
-   * under `key` through a chain of key-change statements from the old pin.
+   * under `key` through a chain of key-change statements from the old pin,
+   * which went through the keys `path` (acceptServerKey).
    */
-  async #repinOwnDirectory(key: Uint8Array): Promise<ServerState> {
-    const state: ServerState = { ...this.#dir, serverKey: key }
-    const saved = { serverKey: toB64(key), head: headJSON(state) }
+  async #repinOwnDirectory(key: Uint8Array, path: Uint8Array[]): Promise<ServerState> {
+    const state: ServerState = { ...this.#dir, serverKey: key, earlier: withEarlier(this.#dir.earlier, path) }
+    const saved = dirJSON(state)
     this.#dir = state
     await this.#store.put('kv', 'directory', saved)
     await this.#device.setServer(this.#server, saved)
@@ -736,8 +739,10 @@ export class EngineImpl implements Engine {
   async #remoteDir(server: string): Promise<ServerState> {
     let state = this.#dirs.get(server)
     if (!state) {
-      const saved = await this.#store.get<{ serverKey: string; head?: unknown }>('kv', `directory:${server}`)
-      state = saved ? { serverKey: fromB64(saved.serverKey)!, lastHead: saved.head ? parseTreeHead(saved.head as never) : undefined } : {}
+      const saved = await this.#store.get<{ serverKey: string; head?: unknown; earlier?: string[] }>('kv', `directory:${server}`)
+      state = saved
+        ? { serverKey: fromB64(saved.serverKey)!, lastHead: saved.head ? parseTreeHead(saved.head as never) : undefined, earlier: saved.earlier ? earlierKeys(saved.earlier) : undefined }
+        : {}
       this.#dirs.set(server, state)
     }
     return state
@@ -1632,11 +1637,11 @@ export class EngineImpl implements Engine {
       if (state.serverKey === undefined) throw new E2EEError('server_key_changed', 'the directory answered under another key')
       // The pinned key, or a chain of key-change statements from it (the
       // server rotated its key; spec/e2ee.md §6.4 step 2).
-      await acceptServerKey(this.#server, state.serverKey, a.serverKey, a.keyChanges)
+      const path = await acceptServerKey(this.#server, state.serverKey, a.serverKey, a.keyChanges)
       if (a.head.server !== this.#server) throw new E2EEError('bad_proof', 'a head of another server')
       await verifyTreeHead(a.head, a.serverKey)
       await checkHeadProgress(a.head, { ...state }, (from, to) => this.#consistency(from, to))
-      if (!constantTimeEqual(state.serverKey, a.serverKey)) state = await this.#repinOwnDirectory(a.serverKey)
+      if (!constantTimeEqual(state.serverKey, a.serverKey)) state = await this.#repinOwnDirectory(a.serverKey, path)
       const vouchedBy: string[] = []
       for (const c of a.cosignatures) {
         if (c.witness === this.#server || !covers(c, a.head)) continue
@@ -1652,11 +1657,14 @@ export class EngineImpl implements Engine {
       vouchedBy.sort(compareBytewise)
       const forks: { server: string; verified: boolean }[] = []
       for (const f of parseForks(JSON.stringify(await this.#api.get<unknown>('/api/keys/forks', { auth: false })))) {
-        const pin = f.server === this.#server ? state.serverKey : (await this.#remoteDir(f.server)).serverKey
+        const dir = f.server === this.#server ? state : await this.#remoteDir(f.server)
+        const pin = dir.serverKey
         let verified = false
         if (pin) {
           try {
-            await verifyFork(f, pin)
+            // Under the pin or a key this client followed to it: evidence
+            // made before a key rotation stays evidence.
+            await verifyFork(f, [pin, ...(dir.earlier ?? [])])
             verified = true
           } catch {
             continue // evidence that does not check out under the pinned key is not evidence
@@ -1909,6 +1917,16 @@ export class EngineImpl implements Engine {
     this.#listeners.clear()
     this.#store.close()
   }
+}
+
+/** What is kept of a server's directory (kv "directory", "directory:<server>", the device's pin). */
+function dirJSON(s: ServerState): { serverKey: string; head: unknown; earlier?: string[] } {
+  return { serverKey: toB64(s.serverKey!), head: headJSON(s), ...(s.earlier?.length ? { earlier: s.earlier.map(toB64) } : {}) }
+}
+
+/** Earlier keys as kept (b64); a malformed one is dropped (it would verify nothing). */
+function earlierKeys(a: readonly string[]): Uint8Array[] {
+  return a.map((k) => fromB64(k)).filter((k): k is Uint8Array => k !== null && k.length === 32)
 }
 
 function headJSON(s: ServerState): unknown {

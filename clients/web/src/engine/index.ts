@@ -5,7 +5,7 @@ import { fromB64, toB64 } from '../crypto/bytes'
 import { checkHeadProgress, parseConsistency, parseTreeHead, verifyTreeHead } from '../crypto/directory'
 import { E2EEError } from '../crypto/errors'
 import { Fields } from '../crypto/fields'
-import { acceptServerKey, parseKeyChanges } from '../crypto/keychange'
+import { acceptServerKey, parseKeyChanges, withEarlier } from '../crypto/keychange'
 import type { EngineImpl } from './engine'
 import { EngineError, asHuman } from './errors'
 import type { PushEnv } from './push'
@@ -92,13 +92,15 @@ export function createAuth(o: AuthOptions = {}): EngineAuth {
       const pin = await d.server(head.server)
       // The pinned key, or a chain of key-change statements from it (the
       // server rotated its key, spec/e2ee.md §6.4 step 2); re-pinned below.
-      await acceptServerKey(head.server, pin ? fromB64(pin.serverKey)! : undefined, key, parseKeyChanges(new Fields(a as never)))
+      const path = await acceptServerKey(head.server, pin ? fromB64(pin.serverKey)! : undefined, key, parseKeyChanges(new Fields(a as never)))
       await verifyTreeHead(head, key)
       const state = { serverKey: key, lastHead: pin?.head ? parseTreeHead(pin.head as never) : undefined }
       await checkHeadProgress(head, state, async (from, to) =>
         parseConsistency(JSON.stringify(await api.get<unknown>(`/api/keys/consistency?from=${from}&to=${to}`, { auth: false }))),
       )
+      const earlier = withEarlier(pin?.earlier?.map((k) => fromB64(k)!), path)
       await d.setServer(head.server, {
+        ...(earlier.length > 0 ? { earlier: earlier.map(toB64) } : {}),
         serverKey: toB64(key),
         head: { root_hash: toB64(head.rootHash), server: head.server, signature: toB64(head.signature), timestamp: head.timestamp, tree_size: head.treeSize },
       })

@@ -53,6 +53,8 @@ export interface ServerPin {
   serverKey: string
   /** the last verified tree head, as the server's JSON */
   head?: unknown
+  /** the keys followed to serverKey through key-change statements, oldest first (b64) */
+  earlier?: string[]
 }
 
 function idbAvailable(): void {

@@ -175,8 +175,9 @@ type dirStore struct {
 }
 
 type savedServer struct {
-	Key  []byte          `json:"key"`
-	Head json.RawMessage `json:"head,omitempty"`
+	Key     []byte          `json:"key"`
+	Head    json.RawMessage `json:"head,omitempty"`
+	Earlier [][]byte        `json:"earlier,omitempty"` // keys followed to Key (directory.State.Earlier)
 }
 
 type savedDirectory struct {
@@ -213,6 +214,12 @@ func (s *dirStore) Load(server privateline.ServerName) (*directory.State, error)
 		}
 		st.Key = ed25519.PublicKey(ss.Key)
 	}
+	for _, k := range ss.Earlier {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, privateline.E("cli.dirStore", privateline.Invalid, directoryFile+" holds a malformed earlier key for "+string(server))
+		}
+		st.Earlier = append(st.Earlier, ed25519.PublicKey(k))
+	}
 	if len(ss.Head) != 0 && !bytes.Equal(ss.Head, []byte("null")) {
 		h, err := keylog.ParseTreeHead(ss.Head)
 		if err != nil {
@@ -232,6 +239,9 @@ func (s *dirStore) Save(server privateline.ServerName, st *directory.State) erro
 		return err
 	}
 	ss := savedServer{Key: st.Key}
+	for _, k := range st.Earlier {
+		ss.Earlier = append(ss.Earlier, k)
+	}
 	if st.Head != nil {
 		if ss.Head, err = st.Head.MarshalJSON(); err != nil {
 			return privateline.E("cli.dirStore", privateline.Internal, err)
