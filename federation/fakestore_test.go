@@ -512,6 +512,6 @@ func (f *fakeStore) GroupSyncState(id string, dest privateline.ServerName) ([]by
 	return f.GroupStateFor(id, dest)
 }
 
-func (f *fakeStore) DropGroupReplica(id string, version uint64) (bool, error) {
-	return f.ApplyGroupReplica(&storage.GroupReplica{Group: &storage.Group{ID: id, Version: version + 1, Replica: true}})
+func (f *fakeStore) DropGroupReplica(id string, era, version uint64) (bool, error) {
+	return f.ApplyGroupReplica(&storage.GroupReplica{Group: &storage.Group{ID: id, Era: era, Version: version + 1, Replica: true}})
 }

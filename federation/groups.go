@@ -157,6 +157,7 @@ func (s *Service) parseGroupState(raw []byte, group string) (*storage.GroupRepli
 	}
 	g := &storage.Group{ID: group, Replica: true}
 	g.Version = uint64(o.Int("version", true, 1, cjson.MaxSafeInt))
+	g.Era = uint64(o.Int("era", false, 0, cjson.MaxSafeInt)) // groupsync.go
 	g.Epoch = o.Int("epoch", true, 0, cjson.MaxSafeInt)
 	g.Meta = o.String("meta", false)
 	if len(g.Meta) > storage.MaxGroupMeta {

@@ -59,6 +59,9 @@ type resync struct {
 	pending map[privateline.ServerName]map[string]bool
 	workers map[privateline.ServerName]chan struct{} // a worker's wake-up (capacity 1)
 	synced  map[string]time.Time
+	// procs: the process (certificate) of each server last seen on a
+	// link with it (peerProcess).
+	procs map[privateline.ServerName][32]byte
 }
 
 // errNoReplicaChange: the state request was answered, but with a status
@@ -83,11 +86,11 @@ func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, erro
 	if server == s.cfg.Name {
 		return 0, privateline.E(op, privateline.Invalid, "a group of this server")
 	}
-	var known uint64
+	var known, knownEra uint64
 	have := false
 	switch g, err := s.store.GroupReplicaOf(id); {
 	case err == nil:
-		known, have = g.Version, true
+		known, knownEra, have = g.Version, g.Era, true
 	case !privateline.Is(privateline.NotExist, err):
 		return 0, privateline.E(op, err)
 	}
@@ -116,7 +119,7 @@ func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, erro
 		}
 	case r.HTTPStatus == http.StatusNotFound:
 		if have {
-			gone, err := s.store.DropGroupReplica(id, known)
+			gone, err := s.store.DropGroupReplica(id, knownEra, known)
 			if err != nil {
 				return 0, privateline.E(op, err)
 			}
@@ -181,6 +184,58 @@ func (s *Service) resyncAll() {
 	}
 	for _, r := range reps {
 		s.resyncLater(r.Group)
+	}
+}
+
+// peerProcess notes that server name's process is instance (the
+// certificate of a link with it, transport.Conn.PeerInstance). A server
+// makes a new certificate at every start; when it differs from the one
+// seen before, the server has restarted — perhaps restored from a backup,
+// with its groups' states gone back to older versions in a new era — so
+// this server asks it again for the state of each of its groups it keeps
+// a replica of (spec §12.1, "Resync"). The first one seen since this
+// server started asks nothing: resyncAll did at start. Not called with
+// s.mu held.
+func (s *Service) peerProcess(name privateline.ServerName, instance [32]byte) {
+	if name == s.cfg.Name {
+		return
+	}
+	s.rs.mu.Lock()
+	if s.rs.procs == nil {
+		s.rs.procs = map[privateline.ServerName][32]byte{}
+	}
+	prev, seen := s.rs.procs[name]
+	s.rs.procs[name] = instance
+	s.rs.mu.Unlock()
+	if !seen || prev == instance {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started || s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go s.resyncServer(name)
+}
+
+// resyncServer queues a resync of every replica of a group of server.
+func (s *Service) resyncServer(server privateline.ServerName) {
+	defer s.wg.Done()
+	reps, err := s.store.GroupReplicas()
+	if err != nil {
+		s.log.Error("federation: listing group replicas to bring up to date", "err", err)
+		return
+	}
+	n := 0
+	for _, r := range reps {
+		if srv, err := wire.GroupServer(r.Group); err == nil && srv == server {
+			s.resyncLater(r.Group)
+			n++
+		}
+	}
+	if n > 0 {
+		s.log.Info("federation: a group's server restarted; asking it again for the state of its groups", "server", string(server), "groups", n)
 	}
 }
 

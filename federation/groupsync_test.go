@@ -63,7 +63,7 @@ func TestStaleReplicaMessage(t *testing.T) {
 	waitFor(t, "B's replica", func() bool { r, err := b.db.GroupReplicaOf(g.ID); return err == nil && r.Version == g.Version })
 
 	// B loses it (as a restore from a backup would).
-	if gone, err := b.db.DropGroupReplica(g.ID, g.Version); err != nil || !gone {
+	if gone, err := b.db.DropGroupReplica(g.ID, g.Era, g.Version); err != nil || !gone {
 		t.Fatalf("drop: %v %v", gone, err)
 	}
 	flaky.fails.Store(2)

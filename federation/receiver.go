@@ -63,6 +63,7 @@ func (s *Service) acceptLoop(ln *transport.Listener) {
 		}
 		s.resyncPoke(c.PeerName()) // groupsync.go
 		s.mu.Unlock()
+		s.peerProcess(c.PeerName(), c.PeerInstance()) // groupsync.go
 		go s.serveConn(c)
 	}
 }

@@ -454,6 +454,7 @@ func (sd *sender) link(ctx context.Context) (*transport.Conn, error) {
 		return nil, fmt.Errorf("dialling %s at %s: %w", sd.dest, addr, err)
 	}
 	sd.downUntil.Store(0)
+	s.peerProcess(sd.dest, c.PeerInstance()) // groupsync.go
 	sd.mu.Lock()
 	defer sd.mu.Unlock()
 	if s.ctx.Err() != nil { // Close ran while dialling

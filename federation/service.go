@@ -95,11 +95,11 @@ type Store interface {
 	RemoveDeletedMember(id string, member privateline.Address, joined uint64) error
 	// Replica resync (groupsync.go, spec §12.1): the replicas kept here,
 	// one of them, a group's state for a server with members of it (else
-	// NotExist), and deleting a replica still at a version.
+	// NotExist), and deleting a replica still at an era and version.
 	GroupReplicas() ([]storage.ReplicaVersion, error)
 	GroupReplicaOf(id string) (*storage.Group, error)
 	GroupSyncState(id string, dest privateline.ServerName) ([]byte, error)
-	DropGroupReplica(id string, version uint64) (bool, error)
+	DropGroupReplica(id string, era, version uint64) (bool, error)
 }
 
 var _ Store = (*storage.DB)(nil)

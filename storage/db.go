@@ -101,6 +101,10 @@ type DB struct {
 	crashSkip uint64
 	boot      uint64
 
+	// groupEra is this opening's era of the groups of this server
+	// (fedgroupsync.go): greater than any before in this store.
+	groupEra uint64
+
 	closed atomic.Bool
 	users  userCache
 
@@ -193,6 +197,10 @@ func Open(o Options) (*DB, error) {
 		return nil, privateline.E(op, err)
 	}
 	if err := d.markOpen(); err != nil {
+		pdb.Close()
+		return nil, privateline.E(op, err)
+	}
+	if err := d.openGroupEra(); err != nil { // fedgroupsync.go
 		pdb.Close()
 		return nil, privateline.E(op, err)
 	}

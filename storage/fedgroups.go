@@ -111,6 +111,7 @@ type GroupState struct {
 	Retention int64              `json:"retention"`
 	CreatedAt int64              `json:"created_at"`
 	Key       *GroupStateKey     `json:"key,omitempty"`
+	Era       uint64             `json:"era,omitempty"` // the store's era (fedgroupsync.go)
 }
 
 // GroupStateMember is one member in a GroupState, in join order.
@@ -140,7 +141,7 @@ type GroupStateWrap struct {
 // with the key view of key (nil: the current epoch's, if it has one), as
 // canonical JSON.
 func (d *DB) groupState(gk []byte, id string, g *Group, version uint64, dest privateline.ServerName, key *groupKeyView) ([]byte, error) {
-	st := GroupState{Group: id, Version: version, Members: []GroupStateMember{}}
+	st := GroupState{Group: id, Version: version, Members: []GroupStateMember{}, Era: d.groupEra}
 	if g != nil {
 		st.Epoch, st.Meta, st.Retention, st.CreatedAt = g.Epoch, g.Meta, g.Retention, g.CreatedAt.UnixMilli()
 		ms := slices.Clone(g.Members)
@@ -404,8 +405,11 @@ func (d *DB) stripesHeld(id string, held []ID) bool {
 }
 
 // applyReplica applies r in t: the key wraps always (an epoch's document
-// never changes: the first one stays), the record only if r is newer
-// than the replica. A replica none of whose members is a user here is
+// never changes within an era of the group's server: the first one
+// stays; a state of a later era that is not older than the replica
+// replaces another document of its epoch), the record only if r is newer
+// than the replica (newerState: a later era, or a greater version in the
+// same one). A replica none of whose members is a user here is
 // deleted. The caller holds the stripes of the group and of its members,
 // old and new. It reports whether the record changed.
 func (t *mtxn) applyReplica(gk []byte, r *GroupReplica) (bool, error) {
@@ -447,8 +451,21 @@ func (t *mtxn) applyReplica(gk []byte, r *GroupReplica) (bool, error) {
 			local = true
 		}
 	}
-	changed := cur == nil && local || cur != nil && g.Version > cur.Version
-	if changed {
+	older := cur != nil && !newerState(g, cur)
+	changed := cur == nil && local || cur != nil && !older
+	if changed && local && cur != nil && sameReplica(cur, g) {
+		// Only the era or version moved (the group's server restarted, or
+		// answered a state request with what this replica holds): the
+		// record follows, nobody is told of a change.
+		if err := d.setJSON(t.b, tGroup.key(gk), g); err != nil {
+			return false, err
+		}
+		if t.replicas == nil {
+			t.replicas = map[string]*Group{}
+		}
+		t.replicas[g.ID] = g
+		changed = false
+	} else if changed {
 		var old []GroupMember
 		if cur != nil {
 			old = cur.Members
@@ -467,10 +484,20 @@ func (t *mtxn) applyReplica(gk []byte, r *GroupReplica) (bool, error) {
 	}
 	if k := r.Key; k != nil && (changed && local || !changed && cur != nil) {
 		ek := tGroupKey.key(gk, u64(uint64(k.Epoch)))
-		if ok, err := d.exists(ek); err != nil {
+		var rec groupKeyRecord
+		replace := false
+		if err := d.getJSON(ek, &rec); privateline.Is(privateline.NotExist, err) {
+			replace = true
+		} else if err != nil {
 			return false, err
-		} else if !ok {
-			if err := d.setJSON(t.b, ek, groupKeyRecord{Signed: k.Signed, Sum: k.Sum}); err != nil {
+		} else if !older && g.Era > rec.Era && !hmac.Equal(rec.Sum, k.Sum) {
+			// The group's server went back (restored from a backup) and
+			// made this epoch again, with another document: the one of
+			// its current lineage is the epoch's now.
+			replace = true
+		}
+		if replace {
+			if err := d.setJSON(t.b, ek, groupKeyRecord{Signed: k.Signed, Sum: k.Sum, Era: g.Era}); err != nil {
 				return false, err
 			}
 		}
@@ -478,7 +505,7 @@ func (t *mtxn) applyReplica(gk []byte, r *GroupReplica) (bool, error) {
 			wk := tGroupWrap.key(gk, u[:], u64(uint64(k.Epoch)))
 			if ok, err := d.exists(wk); err != nil {
 				return false, err
-			} else if !ok {
+			} else if !ok || replace {
 				if err := d.setJSON(t.b, wk, groupWrap{KeyID: w[0], Wrap: w[1]}); err != nil {
 					return false, err
 				}

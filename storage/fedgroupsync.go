@@ -1,8 +1,10 @@
 package storage
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"slices"
+	"time"
 
 	"github.com/privateline/privateline"
 )
@@ -114,9 +116,10 @@ func (t *mtxn) setGroupLast(lk []byte, v lastQueued) error {
 	return t.d.setJSON(t.b, lk, v)
 }
 
-// ReplicaVersion names a replica and the version it holds.
+// ReplicaVersion names a replica and the era and version it holds.
 type ReplicaVersion struct {
 	Group   string
+	Era     uint64
 	Version uint64
 }
 
@@ -134,7 +137,7 @@ func (d *DB) GroupReplicas() ([]ReplicaVersion, error) {
 			return err
 		}
 		if g.Replica {
-			out = append(out, ReplicaVersion{Group: g.ID, Version: g.Version})
+			out = append(out, ReplicaVersion{Group: g.ID, Era: g.Era, Version: g.Version})
 		}
 		return nil
 	})
@@ -185,14 +188,67 @@ func (d *DB) GroupSyncState(id string, dest privateline.ServerName) ([]byte, err
 }
 
 // DropGroupReplica deletes the replica of group id if it still holds
-// version (the group's server said it has no such group for this server,
-// after the replica was read at that version): its members here get
+// era and version (the group's server said it has no such group for this
+// server, after the replica was read at them): its members here get
 // group_changed events, as when a state without them arrives. A replica
 // that has moved on meanwhile, or none, is left alone; it reports whether
 // one went.
-func (d *DB) DropGroupReplica(id string, version uint64) (bool, error) {
+func (d *DB) DropGroupReplica(id string, era, version uint64) (bool, error) {
 	if version == ^uint64(0) {
 		return false, nil
 	}
-	return d.ApplyGroupReplica(&GroupReplica{Group: &Group{ID: id, Version: version + 1, Replica: true, Members: []GroupMember{}}})
+	return d.ApplyGroupReplica(&GroupReplica{Group: &Group{ID: id, Era: era, Version: version + 1, Replica: true, Members: []GroupMember{}}})
+}
+
+// Eras (spec/federation.md §12.1, "Eras"). A group's version counts the
+// changes its server made; a server restored from a backup counts again
+// from the backup's versions, so its states would look older than those
+// its members' servers already hold, and be ignored until the version
+// passes the lost ones. So every state also carries the era of the
+// group's server's store: a number made greater at every opening of the
+// store (the time of opening in ms, or the previous era + 1 if that is
+// not greater), kept in the store. A restored store's next opening makes
+// an era greater than every one the lost lineage used (they were made at
+// earlier openings), so its states win; within one era versions decide.
+// A restart without restore only moves the era: a replica whose content
+// is the same takes it without telling anyone (applyReplica).
+//
+//	0x00 "group-era"           the era of the last opening (u64)
+
+var groupEraKey = tMeta.key([]byte("group-era"))
+
+// openGroupEra makes and records this opening's era (synced).
+func (d *DB) openGroupEra() error {
+	var prev uint64
+	if v, err := d.get(groupEraKey); err == nil && len(v) == 8 {
+		prev = binary.BigEndian.Uint64(v)
+	} else if err != nil && !privateline.Is(privateline.NotExist, err) {
+		return err
+	}
+	era := max(uint64(time.Now().UnixMilli()), prev+1)
+	b := d.db.NewBatch()
+	d.setSealed(b, groupEraKey, u64(era))
+	if err := d.commit(b); err != nil {
+		return err
+	}
+	d.groupEra = era
+	return nil
+}
+
+// GroupEra returns this opening's era.
+func (d *DB) GroupEra() uint64 { return d.groupEra }
+
+// newerState reports whether the replica record a is newer than b: a
+// later era of the group's server, or a greater version in the same one.
+func newerState(a, b *Group) bool {
+	return a.Era > b.Era || a.Era == b.Era && a.Version > b.Version
+}
+
+// sameReplica reports whether a and b hold the same group apart from
+// their era and version.
+func sameReplica(a, b *Group) bool {
+	return a.Epoch == b.Epoch && a.Meta == b.Meta && a.Retention == b.Retention && a.CreatedAt.Equal(b.CreatedAt) &&
+		slices.EqualFunc(a.Members, b.Members, func(x, y GroupMember) bool {
+			return x.Address == y.Address && x.Role == y.Role && x.Joined == y.Joined && x.Remote == y.Remote && x.User == y.User
+		})
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"crypto/sha256"
 	"slices"
 	"testing"
 	"time"
@@ -150,14 +151,14 @@ func TestGroupSyncState(t *testing.T) {
 			t.Fatalf("a replica's state for its own server: %v", err)
 		}
 		// Dropping at an older version: it has moved on, it stays.
-		if gone, err := d.DropGroupReplica(rid, 3); err != nil || gone {
+		if gone, err := d.DropGroupReplica(rid, 0, 3); err != nil || gone {
 			t.Fatalf("drop at version 3: %v %v", gone, err)
 		}
 		if gs, _ := d.UserGroups(ben.ID); len(gs) != 1 {
 			t.Fatalf("ben's groups after a stale drop: %+v", gs)
 		}
 		seq := lastSeq(t, d, ben)
-		if gone, err := d.DropGroupReplica(rid, 4); err != nil || !gone {
+		if gone, err := d.DropGroupReplica(rid, 0, 4); err != nil || !gone {
 			t.Fatalf("drop at version 4: %v %v", gone, err)
 		}
 		if gs, _ := d.UserGroups(ben.ID); len(gs) != 0 {
@@ -169,7 +170,7 @@ func TestGroupSyncState(t *testing.T) {
 		if reps, err := d.GroupReplicas(); err != nil || len(reps) != 0 {
 			t.Fatalf("replicas after the drop: %+v %v", reps, err)
 		}
-		if gone, err := d.DropGroupReplica(rid, 4); err != nil || gone {
+		if gone, err := d.DropGroupReplica(rid, 0, 4); err != nil || gone {
 			t.Fatalf("drop of no replica: %v %v", gone, err)
 		}
 	})
@@ -246,6 +247,129 @@ func TestGroupStatesCoalesce(t *testing.T) {
 		}
 		if n := depth(); n != 0 {
 			t.Fatalf("depth %d after draining", n)
+		}
+	})
+}
+
+// TestGroupReplicaEras: a group's server restored from a backup counts
+// versions again from the backup's; its states carry a greater era, so a
+// member's server takes them although their versions are lower, and
+// takes the document its current lineage made for an epoch the lost one
+// had made too. A state of the lost era does not bring the replica back.
+// A restart alone moves the era: the replica takes it without events.
+func TestGroupReplicaEras(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		d := e.db
+		us := createUsers(t, d, "ann", "ben")
+		ann, ben := us[0], us[1]
+		annA, benA := rcpt(ann).Address, rcpt(ben).Address
+		local := map[privateline.Address]ID{annA: ann.ID, benA: ben.ID}
+		rid := newMsgID() + "@" + string(other)
+		key := func(epoch int64, doc string) *GroupStateKey {
+			sum := sha256.Sum256([]byte(doc))
+			return &GroupStateKey{Epoch: epoch, Document: []byte(doc), Sum: sum[:], Wraps: map[privateline.Address]GroupStateWrap{annA: {KeyID: "k", Wrap: "wrap of " + doc}}}
+		}
+		apply := func(era uint64, st GroupState) bool {
+			t.Helper()
+			r := replicaOf(st, local)
+			r.Group.Era = era
+			ok, err := d.ApplyGroupReplica(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		wrapOf := func(epoch int64) string {
+			t.Helper()
+			_, _, w, err := d.GroupKey(rid, epoch, ann.ID)
+			if err != nil {
+				t.Fatalf("ann's wrap of epoch %d: %v", epoch, err)
+			}
+			return w
+		}
+		three := []GroupStateMember{{Address: rob, Role: RoleOwner}, {Address: annA, Role: RoleMember, Joined: 1}, {Address: benA, Role: RoleMember, Joined: 2}}
+		two := three[:2]
+		if !apply(5, GroupState{Group: rid, Version: 3, Epoch: 1, Members: two, Key: key(1, "one")}) ||
+			!apply(5, GroupState{Group: rid, Version: 4, Epoch: 2, Members: three, Key: key(2, "two")}) {
+			t.Fatal("the first states were not taken")
+		}
+		// other.example is restored from a backup taken at version 3 and
+		// makes version 4 again: another change (ben left, a new epoch 2).
+		if !apply(6, GroupState{Group: rid, Version: 3, Epoch: 1, Members: two, Key: key(1, "one")}) {
+			t.Fatal("the restored server's state (a later era, a lower version) was not taken")
+		}
+		if gs, _ := d.UserGroups(ben.ID); len(gs) != 0 {
+			t.Fatalf("ben is no member after the restore, but has %+v", gs)
+		}
+		if r, err := d.GroupReplicaOf(rid); err != nil || r.Era != 6 || r.Version != 3 || r.Epoch != 1 || len(r.Members) != 2 {
+			t.Fatalf("replica %+v %v", r, err)
+		}
+		// The lost lineage's state, delivered late: nothing goes back.
+		if apply(5, GroupState{Group: rid, Version: 9, Epoch: 2, Members: three, Key: key(2, "two")}) {
+			t.Fatal("a state of the lost era was taken")
+		}
+		if gs, _ := d.UserGroups(ben.ID); len(gs) != 0 {
+			t.Fatalf("ben is back in the group: %+v", gs)
+		}
+		// The restored server makes epoch 2 again: its document is the
+		// epoch's now.
+		if !apply(6, GroupState{Group: rid, Version: 4, Epoch: 2, Members: two, Key: key(2, "two again")}) {
+			t.Fatal("version 4 of the new era was not taken")
+		}
+		if w := wrapOf(2); w != "wrap of two again" {
+			t.Fatalf("ann's wrap of epoch 2: %q", w)
+		}
+		// Within an era the first document of an epoch stays.
+		apply(6, GroupState{Group: rid, Version: 4, Epoch: 2, Members: two, Key: key(2, "forged")})
+		if w := wrapOf(2); w != "wrap of two again" {
+			t.Fatalf("ann's wrap of epoch 2 after the same state with another document: %q", w)
+		}
+		// A restart of other.example: the same group, a new era.
+		seq := lastSeq(t, d, ann)
+		if apply(7, GroupState{Group: rid, Version: 4, Epoch: 2, Members: two, Key: key(2, "two again")}) {
+			t.Fatal("a state with nothing new reported as a change")
+		}
+		if r, err := d.GroupReplicaOf(rid); err != nil || r.Era != 7 || r.Version != 4 {
+			t.Fatalf("replica after a restart of its server: %+v %v", r, err)
+		}
+		if ev := lastEvent(t, d, ann); ev.Seq > seq {
+			t.Fatalf("ann was told of a change when nothing changed: %+v", ev)
+		}
+		if reps, err := d.GroupReplicas(); err != nil || !slices.Equal(reps, []ReplicaVersion{{Group: rid, Era: 7, Version: 4}}) {
+			t.Fatalf("replicas %+v %v", reps, err)
+		}
+		// Dropping is at an era and a version.
+		if gone, err := d.DropGroupReplica(rid, 6, 4); err != nil || gone {
+			t.Fatalf("drop at the older era: %v %v", gone, err)
+		}
+		if gone, err := d.DropGroupReplica(rid, 7, 4); err != nil || !gone {
+			t.Fatalf("drop at the replica's era and version: %v %v", gone, err)
+		}
+	})
+}
+
+// TestGroupEraGrows: every opening of the store makes a greater era, also
+// when the clock is behind the previous one.
+func TestGroupEraGrows(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		first := e.db.GroupEra()
+		if first < uint64(time.Now().Add(-time.Hour).UnixMilli()) {
+			t.Fatalf("era %d is not the time of opening", first)
+		}
+		e.reopen()
+		second := e.db.GroupEra()
+		if second <= first {
+			t.Fatalf("era %d after %d", second, first)
+		}
+		ahead := uint64(time.Now().Add(time.Hour).UnixMilli()) // a clock set back since
+		b := e.db.db.NewBatch()
+		e.db.setSealed(b, groupEraKey, u64(ahead))
+		if err := e.db.commit(b); err != nil {
+			t.Fatal(err)
+		}
+		e.reopen()
+		if third := e.db.GroupEra(); third != ahead+1 {
+			t.Fatalf("era %d after a recorded era %d", third, ahead)
 		}
 	})
 }

@@ -78,6 +78,9 @@ type Group struct {
 	// every change (fedgroups.go).
 	Version uint64 `json:"version,omitempty"`
 	Replica bool   `json:"replica,omitempty"`
+	// Era (a replica's): the era of the group's server's store when it
+	// made the state the replica holds (fedgroupsync.go).
+	Era uint64 `json:"era,omitempty"`
 }
 
 // Member returns the member record of user, or nil.
@@ -576,6 +579,7 @@ type GroupKeyUpload struct {
 type groupKeyRecord struct {
 	Signed []byte `json:"signed"`
 	Sum    []byte `json:"sum"`
+	Era    uint64 `json:"era,omitempty"` // a replica's: the era of the state it came with
 }
 
 type groupWrap struct {
