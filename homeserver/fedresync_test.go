@@ -285,3 +285,91 @@ func TestFederationGroupLostReplica(t *testing.T) {
 		t.Fatalf("b.test did not log that it brought the replica up to date")
 	}
 }
+
+// restoreFrom stops ts, replaces its data directory by the backup and
+// starts it again where it was.
+func restoreFrom(t *testing.T, ts *testServer, backup string, servers []*testServer) {
+	t.Helper()
+	ts.stop()
+	if err := os.RemoveAll(ts.cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	copyDir(t, backup, ts.cfg.DataDir)
+	ts.launch(nil)
+	introduce(ts, servers)
+}
+
+// TestFederationGroupServerRestored: a.test, the group's server, is
+// restored from a backup taken before alice added carol@c.test, so its
+// group is back at an older version, without carol. b.test, which had
+// taken the newer state, follows the restored one when a.test next
+// speaks to it (a message of alice's): bob no longer sees carol and both
+// go on in the restored epoch. c.test drops its replica when carol next
+// acts in the group, which a.test no longer lets her do.
+func TestFederationGroupServerRestored(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test", "b.test", "c.test")
+	a, b, c := servers[0], servers[1], servers[2]
+	aliceU := sdkRegister(t, a, sdkClient(t, a, fresh()), "ralice", "alice")
+	alice := aliceU.login(t)
+	bob := sdkRegister(t, b, sdkClient(t, b, nil), "rbob", "bob").login(t)
+	carol := sdkRegister(t, c, sdkClient(t, c, nil), "rcarol", "carol").login(t)
+	mustLookup(t, alice, bob.Address())
+	mustLookup(t, alice, carol.Address())
+	bobEv := listen(t, bob)
+
+	g, err := alice.CreateGroup(ctx, []privateline.Address{bob.Address()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := mustSendGroup(t, alice, g.ID, "before the backup")
+	if got := bobEv.groupMessage(first.ID); got != "before the backup" {
+		t.Fatalf("bob got %q", got)
+	}
+
+	a.stop()
+	backup := t.TempDir() + "/backup"
+	copyDir(t, a.cfg.DataDir, backup)
+	a.launch(nil)
+	introduce(a, servers)
+	alice = aliceU.login(t)
+
+	if g2, err := alice.AddMember(ctx, g.ID, carol.Address(), ""); err != nil || g2.Epoch != 2 || len(g2.Members) != 3 {
+		t.Fatalf("alice adds carol: %+v %v", g2, err)
+	}
+	waitGroup(t, bob, g.ID, "carol, in epoch 2", func(g *client.Group) bool {
+		return g.Epoch == 2 && len(g.Members) == 3 && g.Role(carol.Address()) == "member"
+	})
+	waitGroup(t, carol, g.ID, "carol's own view of the group", func(g *client.Group) bool { return g.Epoch == 2 })
+
+	// a.test is restored: its group is at epoch 1 again, without carol.
+	restoreFrom(t, a, backup, servers)
+	alice = aliceU.login(t)
+	if ga, err := alice.Group(ctx, g.ID); err != nil || ga.Epoch != 1 || len(ga.Members) != 2 {
+		t.Fatalf("the restored a.test's group: %+v %v", ga, err)
+	}
+	after := mustSendGroup(t, alice, g.ID, "after the restore")
+	if got := bobEv.groupMessage(after.ID); got != "after the restore" {
+		t.Fatalf("bob got %q", got)
+	}
+	waitGroup(t, bob, g.ID, "the restored group: alice and bob, epoch 1", func(g *client.Group) bool {
+		return g.Epoch == 1 && len(g.Members) == 2 && g.Role(carol.Address()) == ""
+	})
+	// bob goes on in the restored epoch; alice reads him.
+	aliceEv := listen(t, alice)
+	reply := mustSendGroup(t, bob, g.ID, "bob in the restored group")
+	if got := aliceEv.groupMessage(reply.ID); got != "bob in the restored group" {
+		t.Fatalf("alice got %q", got)
+	}
+
+	// carol acts: a.test refuses her, and c.test, having met a.test's new
+	// process, asks it for the group and drops its replica.
+	if _, err := carol.SendGroup(ctx, g.ID, text("am I still in?"), client.SendOptions{}); err == nil {
+		t.Fatal("carol sent in a group the restored a.test does not count her in")
+	}
+	waitUntil(t, "c.test to drop its replica of the group", time.Minute, func() bool {
+		gs, err := carol.Groups(ctx)
+		return err == nil && len(gs) == 0
+	})
+}
