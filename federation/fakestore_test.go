@@ -515,3 +515,5 @@ func (f *fakeStore) GroupSyncState(id string, dest privateline.ServerName) ([]by
 func (f *fakeStore) DropGroupReplica(id string, era, version uint64) (bool, error) {
 	return f.ApplyGroupReplica(&storage.GroupReplica{Group: &storage.Group{ID: id, Era: era, Version: version + 1, Replica: true}})
 }
+
+func (f *fakeStore) SweepGroupLastQueued() (int, error) { return 0, nil }

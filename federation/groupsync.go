@@ -174,9 +174,15 @@ func (s *Service) answerGroupState(tx *wire.Transaction) wire.Result {
 	}
 }
 
-// resyncAll queues a resync of every replica (at start).
+// resyncAll queues a resync of every replica (at start), after removing
+// the records of queued group states that older versions left.
 func (s *Service) resyncAll() {
 	defer s.wg.Done()
+	if n, err := s.store.SweepGroupLastQueued(); err != nil {
+		s.log.Warn("federation: removing stale records of queued group states", "err", err)
+	} else if n > 0 {
+		s.log.Info("federation: removed stale records of queued group states", "records", n)
+	}
 	reps, err := s.store.GroupReplicas()
 	if err != nil {
 		s.log.Error("federation: listing group replicas to bring up to date", "err", err)

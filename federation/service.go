@@ -100,6 +100,7 @@ type Store interface {
 	GroupReplicaOf(id string) (*storage.Group, error)
 	GroupSyncState(id string, dest privateline.ServerName) ([]byte, error)
 	DropGroupReplica(id string, era, version uint64) (bool, error)
+	SweepGroupLastQueued() (int, error)
 }
 
 var _ Store = (*storage.DB)(nil)

@@ -26,8 +26,16 @@ import (
 // waits behind the pending transaction and the group's messages.
 //
 //	'l' dest(16) group(16)   the last group item queued for dest of the
-//	                         group: its sequence number, and whether it
-//	                         is a state (lastQueued)
+//	                         group when it is a state: its sequence
+//	                         number (lastQueued)
+//
+// A record lives only while it can still name a state to replace: it goes
+// in the batch that queues a message of the group after the state (the
+// state must stay), that settles the state (a receipt, OutboxDone) or
+// that expires it (OutboxExpire) — so also after the group was deleted,
+// or the destination's last member left, once the farewell state is
+// delivered or expired. SweepGroupLastQueued removes records left by
+// older versions.
 
 // stateHasMemberOn reports whether the group state st (as queued) lists a
 // member on server dest; one that does not parse does (it is kept).
@@ -93,7 +101,8 @@ func (t *mtxn) queueGroupState(x outboxDest, gk []byte, st []byte) error {
 }
 
 // groupItemQueued records, in t's batch, that a message of group id was
-// queued for x after its last state: that state stays.
+// queued for x after its last state: that state stays, so the record
+// that named it goes.
 func (t *mtxn) groupItemQueued(x outboxDest, id string) error {
 	gk, err := groupKeyID(id)
 	if err != nil {
@@ -108,12 +117,105 @@ func (t *mtxn) groupItemQueued(x outboxDest, id string) error {
 	return t.setGroupLast(lk, lastQueued{})
 }
 
+// setGroupLast writes the record lk in t's batch; a record that names no
+// state is deleted.
 func (t *mtxn) setGroupLast(lk []byte, v lastQueued) error {
 	if t.groupLast == nil {
 		t.groupLast = map[string]bool{}
 	}
 	t.groupLast[string(lk)] = true
+	if !v.State || v.Seq == 0 {
+		t.del(lk)
+		return nil
+	}
 	return t.d.setJSON(t.b, lk, v)
+}
+
+// groupStateGone deletes, in t's batch, the record of the last state of
+// its group queued for x if it names it, a group_updates item that the
+// batch deletes (settled by a receipt, or expired). payload is the
+// item's, nil to read it from the store. The caller holds x's lock.
+func (t *mtxn) groupStateGone(x outboxDest, seq uint64, payload []byte) error {
+	if payload == nil {
+		var r outboxRecord
+		if err := t.d.getJSON(tOutbox.key(x.h, u64(seq)), &r); privateline.Is(privateline.NotExist, err) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		payload = r.Payload
+	}
+	var st struct {
+		Group string `json:"group"`
+	}
+	if err := json.Unmarshal(payload, &st); err != nil {
+		return nil // not a state this server queued: no record names it
+	}
+	gk, err := groupKeyID(st.Group)
+	if err != nil {
+		return nil
+	}
+	lk := tGroupLastQueued.key(x.h, gk)
+	if t.groupLast[string(lk)] {
+		return nil // rewritten in this batch: it names a newer item
+	}
+	var last lastQueued
+	if err := t.d.getJSON(lk, &last); privateline.Is(privateline.NotExist, err) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if last.Seq == seq {
+		t.del(lk)
+	}
+	return nil
+}
+
+// SweepGroupLastQueued deletes the records of the last group state queued
+// per destination that name no queued state (left by older versions,
+// which kept them for good); it returns how many went.
+func (d *DB) SweepGroupLastQueued() (int, error) {
+	const op = "storage.SweepGroupLastQueued"
+	var keys [][]byte
+	err := d.scanKeys([]byte{tGroupLastQueued.prefix}, func(k, _ []byte) error {
+		if len(k) == 1+16+16 {
+			keys = append(keys, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, privateline.E(op, err)
+	}
+	n := 0
+	for _, k := range keys {
+		h := k[1 : 1+16]
+		unlock := d.lockDests([]outboxDest{{h: h}})
+		var last lastQueued
+		err := d.getJSON(k, &last)
+		stale := false
+		switch {
+		case privateline.Is(privateline.NotExist, err):
+			err = nil
+		case err != nil:
+		case !last.State || last.Seq == 0:
+			stale = true
+		default:
+			var queued bool
+			queued, err = d.exists(tOutbox.key(h, u64(last.Seq)))
+			stale = !queued
+		}
+		if err == nil && stale {
+			b := d.db.NewBatch()
+			b.Delete(k, nil)
+			err = d.commit(b)
+			n++
+		}
+		unlock()
+		if err != nil {
+			return n, privateline.E(op, err)
+		}
+	}
+	return n, nil
 }
 
 // ReplicaVersion names a replica and the era and version it holds.

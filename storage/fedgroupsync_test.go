@@ -2,6 +2,7 @@ package storage
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -370,6 +371,111 @@ func TestGroupEraGrows(t *testing.T) {
 		e.reopen()
 		if third := e.db.GroupEra(); third != ahead+1 {
 			t.Fatalf("era %d after a recorded era %d", third, ahead)
+		}
+	})
+}
+
+// TestGroupLastQueuedGoes: the record of the last state of a group queued
+// for a destination lives only while that state may still be replaced:
+// it goes when a message of the group is queued after it, when the state
+// is delivered or expires (also the farewell state of a group that was
+// then deleted); the sweep at start removes those older versions left.
+func TestGroupLastQueuedGoes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		d := e.db
+		ann := createUsers(t, d, "ann")[0]
+		count := func() int {
+			t.Helper()
+			n := 0
+			if err := d.scanKeys([]byte{tGroupLastQueued.prefix}, func(_, _ []byte) error { n++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		meta := func(id string, m string) {
+			t.Helper()
+			if _, err := d.UpdateGroup(ChangeGroup{Group: id, By: ann.ID, Meta: ptr(m)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := time.Now()
+		g, err := d.CreateGroup("hs", member(ann), []GroupMember{{Address: rob, Remote: true}}, "", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("%d records after a state was queued", n)
+		}
+		dl := &Delivery{MsgID: newMsgID(), Sender: rcpt(ann), Group: g.ID, Epoch: 1, Raw: []byte(`{}`)}
+		if _, _, err := d.Deliver(dl); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("%d records after a message was queued behind the state", n)
+		}
+		meta(g.ID, "YQ==")
+		if n := count(); n != 1 {
+			t.Fatalf("%d records after another state", n)
+		}
+		if items := drain(t, d, other); len(items) != 3 {
+			t.Fatalf("delivered %d items", len(items))
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("%d records after the states were delivered", n)
+		}
+
+		// A group whose last member on other goes, then the group: its
+		// farewell state expires, and with it the record.
+		h, err := d.CreateGroup("hs", member(ann), []GroupMember{{Address: rob, Remote: true}}, "", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		meta(h.ID, "Yg==")
+		robID := h.MemberAt(rob).User
+		if _, err := d.UpdateGroup(ChangeGroup{Group: h.ID, By: ann.ID, Remove: &robID}); err != nil {
+			t.Fatal(err)
+		}
+		if gone, err := d.UpdateGroup(ChangeGroup{Group: h.ID, By: ann.ID, Remove: &ann.ID}); err != nil || gone != nil {
+			t.Fatalf("ann, the last member, leaves: %+v %v", gone, err)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("%d records with the farewell state queued", n)
+		}
+		if n, err := d.OutboxExpire(other, time.Now().Add(time.Hour)); err != nil || n != 1 {
+			t.Fatalf("expire: %d %v", n, err)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("%d records after the farewell state expired", n)
+		}
+
+		// Records an older version left: one naming a state that is no
+		// longer queued, and one naming a message. A live one stays.
+		k, err := d.CreateGroup("hs", member(ann), []GroupMember{{Address: rob, Remote: true}}, "", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := d.db.NewBatch()
+		for i, v := range []lastQueued{{Seq: 1 << 40, State: true}, {}} {
+			gk, _ := groupKeyID(fmt.Sprintf("%032x@hs", i+1))
+			if err := d.setJSON(b, tGroupLastQueued.key(d.serverHash(other), gk), v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := d.commit(b); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := d.SweepGroupLastQueued(); err != nil || n != 2 {
+			t.Fatalf("sweep: %d %v", n, err)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("%d records after the sweep; want k's", n)
+		}
+		meta(k.ID, "Yw==") // the live record still replaces k's state
+		if items := drain(t, d, other); len(items) != 1 || stateOf(t, items[0]).Version != 2 {
+			t.Fatalf("k's states delivered: %+v", items)
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("%d records at the end", n)
 		}
 	})
 }

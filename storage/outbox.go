@@ -796,6 +796,12 @@ func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []Out
 			if !ok {
 				continue
 			}
+			if it.Type == OutboxGroupUpdates {
+				if err := t.groupStateGone(x, it.Seq, it.Payload); err != nil { // fedgroupsync.go
+					t.b.Close()
+					return err
+				}
+			}
 			t.del(tOutbox.key(x.h, u64(it.Seq)))
 			st.Depth--
 			ev := Event{Type: EventDelivered, Server: dest}
@@ -945,6 +951,12 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 			t.release = unlock
 			t.now = now
 			for _, it := range items {
+				if it.Type == OutboxGroupUpdates {
+					if err := t.groupStateGone(x, it.Seq, it.Payload); err != nil { // fedgroupsync.go
+						t.b.Close()
+						return err
+					}
+				}
 				t.del(tOutbox.key(x.h, u64(it.Seq)))
 				st.Depth--
 				if p != nil {
