@@ -383,7 +383,14 @@ func (s *Service) groupExchange(ctx context.Context, server privateline.ServerNa
 		return res, 0, unreachable("did not answer", err)
 	}
 	if ef, ok := parseErrorFrame(resp); ok {
-		return res, ef.retryAfter, unreachable(fmt.Sprintf("refused the request (%s)", ef.code), nil)
+		var after time.Duration
+		if ef.code == codeRateLimited { // only a rate_limited refusal says when to ask again (groupsync.go)
+			after = ef.retryAfter
+			if after <= 0 {
+				after = time.Second
+			}
+		}
+		return res, after, unreachable(fmt.Sprintf("refused the request (%s)", ef.code), nil)
 	}
 	peer := wire.Peer{Name: server, Key: conn.PeerKey()}
 	ans, err := wire.VerifyReceipt(resp, peer, s.cfg.Name, s.now(), wire.DefaultLimits(), tx)

@@ -51,11 +51,33 @@ const maxSyncedKept = 1024
 // resyncTimeout bounds one state request made while a transaction waits.
 const resyncTimeout = 10 * time.Second
 
+// resyncShare is the part of the per-origin rate (Config.RatePerOrigin,
+// taken as the group's server's too: a network runs one setting) that
+// this server's resync requests to one server use at most, so that its
+// deliveries to that server keep the rest (spec §12.1, "Resync").
+const resyncShare = 0.25
+
+// maxResyncing bounds the resync requests in flight to all servers at
+// once (those a worker makes; a transaction's resyncs are bounded by
+// maxResyncPerTxn).
+const maxResyncing = 4
+
+// resyncInterval is the least time between two resync requests of a
+// worker to its server.
+func (s *Service) resyncInterval() time.Duration {
+	rate := s.cfg.RatePerOrigin * resyncShare
+	if rate <= 0 {
+		return time.Second
+	}
+	return time.Duration(float64(time.Second) / rate)
+}
+
 // resync is the state of replica resyncs: the groups still to ask about
 // per server, the worker of each server, and when each group was last
 // brought up to date.
 type resync struct {
 	mu      sync.Mutex
+	slots   chan struct{} // maxResyncing requests of workers in flight
 	pending map[privateline.ServerName]map[string]bool
 	workers map[privateline.ServerName]chan struct{} // a worker's wake-up (capacity 1)
 	synced  map[string]time.Time
@@ -70,11 +92,33 @@ var errNoReplicaChange = privateline.E(privateline.Invalid, "the group's server 
 
 // SyncGroup asks the group's server for the current state of group id
 // and applies it to the replica here (not_found deletes the replica, if
-// it has not moved on meanwhile). A server that cannot be reached is an
-// Unavailable error; nothing changes then.
+// it has not moved on meanwhile). A rate_limited refusal is waited out
+// (its retry_after) while ctx allows. A server that cannot be reached is
+// an Unavailable error; nothing changes then.
 func (s *Service) SyncGroup(ctx context.Context, id string) error {
-	_, err := s.syncGroup(ctx, id)
-	return err
+	return s.syncGroupWaiting(ctx, id)
+}
+
+// syncGroupWaiting is syncGroup asked again after each rate_limited
+// refusal's retry_after, until ctx ends.
+func (s *Service) syncGroupWaiting(ctx context.Context, id string) error {
+	for {
+		after, err := s.syncGroup(ctx, id)
+		if err == nil || after <= 0 {
+			return err
+		}
+		s.met.resyncs.WithLabelValues("rate_limited").Inc()
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < after {
+			return err
+		}
+		timer := time.NewTimer(after)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return err
+		case <-timer.C:
+		}
+	}
 }
 
 func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, error) {
@@ -96,7 +140,9 @@ func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, erro
 	}
 	r, after, err := s.groupExchange(ctx, server, wire.Entry{ID: wire.NewTxnID(), Group: id, Op: wire.GroupOpState})
 	if err != nil {
-		s.met.resyncs.WithLabelValues("unreachable").Inc()
+		if after <= 0 { // rate_limited is counted by the caller that waits
+			s.met.resyncs.WithLabelValues("unreachable").Inc()
+		}
 		return after, privateline.E(op, err)
 	}
 	switch {
@@ -289,12 +335,30 @@ func (s *Service) resyncPoke(server privateline.ServerName) {
 }
 
 // resyncWorker asks server for the state of its groups queued by
-// resyncLater, one after the other, with the senders' backoff while the
-// server cannot be reached; it ends when none is left.
+// resyncLater, one after the other, at most one each resyncInterval and
+// while one of maxResyncing slots is free, waiting a rate_limited
+// refusal's retry_after, with the senders' backoff while the server cannot
+// be reached; it ends when none is left.
 func (s *Service) resyncWorker(server privateline.ServerName, wake chan struct{}) {
 	defer s.wg.Done()
+	s.rs.mu.Lock()
+	if s.rs.slots == nil {
+		s.rs.slots = make(chan struct{}, maxResyncing)
+	}
+	slots := s.rs.slots
+	s.rs.mu.Unlock()
 	n := 0
+	var last time.Time // of the last request
 	for {
+		if wait := s.resyncInterval() - time.Since(last); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-s.ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+		}
 		s.rs.mu.Lock()
 		var id string
 		for g := range s.rs.pending[server] {
@@ -308,9 +372,30 @@ func (s *Service) resyncWorker(server privateline.ServerName, wake chan struct{}
 			return
 		}
 		s.rs.mu.Unlock()
+		select {
+		case slots <- struct{}{}:
+		case <-s.ctx.Done():
+			return
+		}
+		last = time.Now()
 		after, err := s.syncGroup(s.ctx, id)
+		<-slots
 		if s.ctx.Err() != nil {
 			return
+		}
+		if err != nil && after > 0 {
+			// rate_limited: the server is busy, not gone; ask again
+			// after its retry_after, without backing off further.
+			s.met.resyncs.WithLabelValues("rate_limited").Inc()
+			s.log.Debug("federation: the group's server asks to wait before the next state request", "server", string(server), "after", after)
+			timer := time.NewTimer(after)
+			select {
+			case <-s.ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			continue
 		}
 		if err == nil || !privateline.Is(privateline.Unavailable, err) {
 			if err != nil {
@@ -323,7 +408,7 @@ func (s *Service) resyncWorker(server privateline.ServerName, wake chan struct{}
 			continue
 		}
 		s.log.Debug("federation: the group's server cannot be asked for a replica's state now", "server", string(server), "err", err)
-		d := max(backoff(s.base, n, s.jitter()), after)
+		d := backoff(s.base, n, s.jitter())
 		n++
 		timer := time.NewTimer(d)
 		select {
@@ -379,7 +464,7 @@ func (s *Service) replicaBehind(tx *wire.Transaction, entries []storage.InboundE
 			return s.refuse(tx.Origin, codeUnavailable, "bringing group replicas up to date; send again", 0)
 		}
 		ctx, cancel := context.WithTimeout(s.ctx, resyncTimeout)
-		_, err := s.syncGroup(ctx, id)
+		err := s.syncGroupWaiting(ctx, id)
 		cancel()
 		if privateline.Is(privateline.Unavailable, err) {
 			s.log.Warn("federation: a group message shows the replica behind, and its state cannot be had now", "group", id, "err", err)

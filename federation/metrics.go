@@ -94,7 +94,7 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 		}, []string{"kind"}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "privateline_federation_group_resyncs_total",
-			Help: "Group replica state requests made to groups' servers (spec/federation.md §12.1), by outcome: updated (the replica was behind), current, not_found (the replica went), unreachable, bad_state.",
+			Help: "Group replica state requests made to groups' servers (spec/federation.md §12.1), by outcome: updated (the replica was behind), current, not_found (the replica went), unreachable, bad_state; rate_limited counts refusals that were waited out.",
 		}, []string{"outcome"}),
 	}
 	if reg != nil {

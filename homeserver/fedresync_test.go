@@ -373,3 +373,71 @@ func TestFederationGroupServerRestored(t *testing.T) {
 		return err == nil && len(gs) == 0
 	})
 }
+
+// metricValue is the value of the metric line of ts that starts with
+// series (name and labels), 0 if there is none.
+func (ts *testServer) metricValue(series string) float64 {
+	ts.t.Helper()
+	for _, line := range strings.Split(ts.metrics(), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				ts.t.Fatalf("metrics: %q", line)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestFederationResyncPaced: b.test keeps replicas of many groups of
+// a.test. When it restarts it asks a.test for the state of each, but
+// paced to a part of the per-origin rate: a.test never has to refuse it
+// as rate_limited, and bob's message to alice, sent while the requests
+// go on, is delivered.
+func TestFederationResyncPaced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const rate, groups = 20, 40 // 40 requests at once would be refused after the 20 of a second's burst
+	servers := startFederationWith(t, func(c *homeserver.Config) { c.FederationRatePerOrigin = rate }, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "palice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, fresh()), "pbob", "bob")
+	bob := bobU.login(t)
+	mustLookup(t, alice, bob.Address())
+	mustLookup(t, bob, alice.Address())
+	aliceEv := listen(t, alice)
+	for range groups {
+		if _, err := alice.CreateGroup(ctx, []privateline.Address{bob.Address()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "bob to see all of alice's groups", time.Minute, func() bool {
+		gs, err := bob.Groups(ctx)
+		return err == nil && len(gs) == groups
+	})
+	limited := `privateline_federation_rejected_frames_total{reason="rate_limited"}`
+	before := a.metricValue(limited)
+
+	b.restart()
+	introduce(b, servers)
+	bob = bobU.login(t)
+	hi := mustSend(t, bob, alice.Address(), "sent while b.test catches up")
+	if ev := aliceEv.message(hi.ID); ev.Item == nil {
+		t.Fatalf("alice's event: %+v", ev)
+	}
+	asked := func() float64 {
+		return b.metricValue(`privateline_federation_group_resyncs_total{outcome="current"}`) +
+			b.metricValue(`privateline_federation_group_resyncs_total{outcome="updated"}`)
+	}
+	waitUntil(t, "b.test to ask a.test for every group", 2*time.Minute, func() bool { return asked() >= groups })
+	if n := a.metricValue(limited) - before; n != 0 {
+		t.Fatalf("a.test refused %v frames as rate_limited while b.test caught up", n)
+	}
+	if n := b.metricValue(`privateline_federation_group_resyncs_total{outcome="rate_limited"}`); n != 0 {
+		t.Fatalf("b.test was told to wait %v times", n)
+	}
+	if gs, err := bob.Groups(ctx); err != nil || len(gs) != groups {
+		t.Fatalf("bob's groups after the restart: %d %v", len(gs), err)
+	}
+}
