@@ -232,3 +232,47 @@ func TestResyncAtStart(t *testing.T) {
 		t.Fatal("A delivered its updates; the test wants B's request to be what caught up")
 	}
 }
+
+// TestStateRequestRateLimited: a group's server that takes one
+// transaction a second from B refuses B's second state request in a row
+// as rate_limited; B waits its retry_after and asks again instead of
+// failing.
+func TestStateRequestRateLimited(t *testing.T) {
+	a, aid := newRealNode(t, nameA, "ann")
+	b, _ := newRealNode(t, nameB, "bob")
+	ann, bob := addr("ann", nameA), addr("bob", nameB)
+	g, err := a.db.CreateGroup(nameA, storage.GroupMember{User: aid["ann"], Address: ann}, []storage.GroupMember{{Address: bob, Remote: true}}, "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(Config{Name: a.name, Key: a.key, ListenAddr: "127.0.0.1:0", Peers: []Peer{{Name: nameB, Key: b.key.Public()}}, Log: quiet, RatePerOrigin: 1}, a.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.base, svc.jitter, svc.lim = 5*time.Millisecond, func() float64 { return 0.5 }, testLimits
+	a.db.SetOutboxNotifier(svc.Wake)
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a.svc = svc
+	t.Cleanup(func() { svc.Close() })
+	b.start(t, []Peer{{Name: nameA, Key: a.key.Public()}})
+	a.svc.SetPeerAddr(nameB, b.svc.Addr())
+	b.svc.SetPeerAddr(nameA, a.svc.Addr())
+	waitFor(t, "B's replica", func() bool { _, err := b.db.GroupReplicaOf(g.ID); return err == nil })
+	ctx := testCtx(t)
+	for i := range 3 {
+		if err := b.svc.SyncGroup(ctx, g.ID); err != nil {
+			t.Fatalf("state request %d: %v", i, err)
+		}
+	}
+	if v := counter(a.svc.met.rejected, codeRateLimited); v < 1 {
+		t.Fatalf("A refused %v requests as rate_limited; the test needs one", v)
+	}
+	if v := counter(b.svc.met.resyncs, "rate_limited"); v < 1 {
+		t.Fatalf("B waited out %v refusals", v)
+	}
+	if v := counter(b.svc.met.resyncs, "current"); v != 3 {
+		t.Fatalf("B counted %v current replicas, want 3", v)
+	}
+}
