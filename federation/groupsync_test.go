@@ -63,7 +63,11 @@ func TestStaleReplicaMessage(t *testing.T) {
 	waitFor(t, "B's replica", func() bool { r, err := b.db.GroupReplicaOf(g.ID); return err == nil && r.Version == g.Version })
 
 	// B loses it (as a restore from a backup would).
-	if gone, err := b.db.DropGroupReplica(g.ID, g.Era, g.Version); err != nil || !gone {
+	r, err := b.db.GroupReplicaOf(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone, err := b.db.DropGroupReplica(g.ID, r.Era, r.Version); err != nil || !gone {
 		t.Fatalf("drop: %v %v", gone, err)
 	}
 	flaky.fails.Store(2)
