@@ -187,33 +187,48 @@ func (d *DB) SweepGroupLastQueued() (int, error) {
 		return 0, privateline.E(op, err)
 	}
 	n := 0
-	for _, k := range keys {
-		h := k[1 : 1+16]
-		unlock := d.lockDests([]outboxDest{{h: h}})
-		var last lastQueued
-		err := d.getJSON(k, &last)
-		stale := false
-		switch {
-		case privateline.Is(privateline.NotExist, err):
-			err = nil
-		case err != nil:
-		case !last.State || last.Seq == 0:
-			stale = true
-		default:
-			var queued bool
-			queued, err = d.exists(tOutbox.key(h, u64(last.Seq)))
-			stale = !queued
+	for len(keys) > 0 {
+		// The records of one destination (keys are in order), under its
+		// lock, in one batch.
+		h := keys[0][1 : 1+16]
+		i := 1
+		for i < len(keys) && string(keys[i][1:1+16]) == string(h) {
+			i++
 		}
-		if err == nil && stale {
-			b := d.db.NewBatch()
-			b.Delete(k, nil)
+		unlock := d.lockDests([]outboxDest{{h: h}})
+		b := d.db.NewBatch()
+		stale := 0
+		var err error
+		for _, k := range keys[:i] {
+			var last lastQueued
+			if err = d.getJSON(k, &last); privateline.Is(privateline.NotExist, err) {
+				err = nil
+				continue
+			} else if err != nil {
+				break
+			}
+			queued := false
+			if last.State && last.Seq != 0 {
+				if queued, err = d.exists(tOutbox.key(h, u64(last.Seq))); err != nil {
+					break
+				}
+			}
+			if !queued {
+				b.Delete(k, nil)
+				stale++
+			}
+		}
+		if err == nil && stale > 0 {
 			err = d.commit(b)
-			n++
+		} else {
+			b.Close()
 		}
 		unlock()
 		if err != nil {
 			return n, privateline.E(op, err)
 		}
+		n += stale
+		keys = keys[i:]
 	}
 	return n, nil
 }
