@@ -342,6 +342,16 @@ func TestFederationGroupServerRestored(t *testing.T) {
 		return g.Epoch == 2 && len(g.Members) == 3 && g.Role(carol.Address()) == "member"
 	})
 	waitGroup(t, carol, g.ID, "carol's own view of the group", func(g *client.Group) bool { return g.Epoch == 2 })
+	// alice makes epoch 2's key (her next message would); it goes to
+	// b.test and c.test. (No message of epoch 2 is sent: clients that
+	// opened one refuse later messages of an older epoch, the restored
+	// one — see docs/federation.md.)
+	if _, err := alice.Rekey(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "a.test to deliver epoch 2's key", time.Minute, func() bool {
+		return a.outboxDepth("b.test") == 0 && a.outboxDepth("c.test") == 0
+	})
 
 	// a.test is restored: its group is at epoch 1 again, without carol.
 	restoreFrom(t, a, backup, servers)
