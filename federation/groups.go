@@ -158,6 +158,11 @@ func (s *Service) parseGroupState(raw []byte, group string) (*storage.GroupRepli
 	g := &storage.Group{ID: group, Replica: true}
 	g.Version = uint64(o.Int("version", true, 1, cjson.MaxSafeInt))
 	g.Era = uint64(o.Int("era", false, 0, cjson.MaxSafeInt)) // groupsync.go
+	if g.Era > uint64(s.now().Add(wire.MaxSkew).UnixMilli()) {
+		// An era is the time the group's server opened its store: one
+		// ahead of the freshness window would outrank its later states.
+		o.Fail("era", "not later than now (5 min of clock skew allowed)")
+	}
 	g.Epoch = o.Int("epoch", true, 0, cjson.MaxSafeInt)
 	g.Meta = o.String("meta", false)
 	if len(g.Meta) > storage.MaxGroupMeta {

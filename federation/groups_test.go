@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -221,5 +222,46 @@ func TestGroupRequests(t *testing.T) {
 	_, err = s.svc.GroupRequest(ctx, GroupRequest{Group: gid, Op: "meta", Requester: bob, Body: body})
 	if !privateline.Is(privateline.Unavailable, err) || !strings.Contains(err.Error(), "try again later") {
 		t.Fatalf("the group's server is down: %v", err)
+	}
+}
+
+// TestGroupStateEra: a state's era is kept with the replica; one ahead of
+// the freshness window is refused (it would outrank every later state of
+// the group's server, also after a key rotation).
+func TestGroupStateEra(t *testing.T) {
+	const groupServer = privateline.ServerName("g.example")
+	n := newNode(t, nameB, "bob")
+	gk := newKey(t)
+	n.start(t, []Peer{{Name: groupServer, Key: gk.Public()}}, nil)
+	c := dialRaw(t, groupServer, gk, n)
+	peer := wire.Peer{Name: nameB, Key: n.key.Public()}
+	bob := addr("bob", nameB)
+	g := newID() + "@" + string(groupServer)
+	withEra := func(era int64) []byte {
+		st := string(groupState(t, g, 1, "ann@a.example", bob))
+		return []byte(strings.Replace(st, `"group":`, fmt.Sprintf(`"era":%d,"group":`, era), 1))
+	}
+	now := time.Now()
+	u := []string{newID(), newID()}
+	tx := txn(groupServer, nameB, now,
+		wire.Entry{ID: u[0], Group: g, State: withEra(now.UnixMilli())},
+		wire.Entry{ID: u[1], Group: g, State: withEra(now.Add(time.Hour).UnixMilli())},
+	)
+	tx.Type = wire.TypeGroupUpdates
+	rs := results(t, ask(t, c, sign(t, tx, gk)), peer, groupServer, tx)
+	if rs[0].Status != wire.Accepted || rs[1].Status != wire.Refused || rs[1].Error != "malformed" {
+		t.Fatalf("results %+v", rs)
+	}
+	found := false
+	for _, m := range n.st.mail() {
+		if m.Entry.ID == u[0] {
+			found = true
+			if m.Entry.Replica == nil || m.Entry.Replica.Group.Era != uint64(now.UnixMilli()) {
+				t.Fatalf("the replica's era: %+v", m.Entry.Replica)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the state of the present era was not stored")
 	}
 }
