@@ -231,9 +231,11 @@ func TestFederationKilledMidDrain(t *testing.T) {
 	}
 	b.c.kill(t)
 
-	// Enough envelopes of a few KiB for several transactions (at most 256
-	// entries each), so that the drain can be caught half-way.
-	const total, pad = 600, 4 << 10
+	// Envelopes of about 22 KB, so that a transaction (at most 256
+	// entries and about 3 MiB) holds about 130 of them and the drain takes
+	// five: it can be caught half-way twice even though the sender reads
+	// and signs the next transaction while one is in flight.
+	const total, pad = 600, 16 << 10
 	var convs []*conv
 	byPair := map[[2]*keyAccount]*conv{}
 	for _, s := range senders {
