@@ -31,10 +31,12 @@ import (
 // apply). An operation that answers success from state it did not write
 // itself (a replayed send, a repeated read mark) syncs the WAL first
 // (syncWAL), so an acknowledgement never rests on an unsynced batch. A
-// plain read may still show, for the length of one fsync, a write that a
-// crash then loses; sequence numbers are not reused afterwards, because a
-// store that was not closed cleanly moves every counter forward by
-// crashSkip on first use (counter).
+// mailbox page or an event replay that found something waits for the sync
+// of what it could have seen (readDurable), so a client never reads a
+// message that a crash takes back. Other reads may still show, for the
+// length of one fsync, a write that a crash then loses; sequence numbers
+// are not reused afterwards, because a store that was not closed cleanly
+// moves every counter forward by crashSkip on first use (counter).
 
 // pendingBatch is an applied batch waiting for its WAL sync.
 type pendingBatch struct {
@@ -48,9 +50,10 @@ type pendingBatch struct {
 func (d *DB) commitEvents(b *pebble.Batch, events []UserEvent, release func()) error {
 	const op = "storage.commit"
 	d.applyMu.Lock()
-	err := d.db.ApplyNoSyncWait(b, pebble.Sync)
 	d.ticket++
 	ticket := d.ticket
+	d.applied.Store(ticket) // before the batch can be seen (readDurable)
+	err := d.db.ApplyNoSyncWait(b, pebble.Sync)
 	if err == nil && len(events) > 0 {
 		d.pubMu.Lock()
 		d.pending = append(d.pending, pendingBatch{ticket, events})
@@ -79,6 +82,7 @@ func (d *DB) commitEvents(b *pebble.Batch, events []UserEvent, release func()) e
 		}
 		return privateline.E(op, privateline.Unavailable, err)
 	}
+	d.markDurable(ticket)
 	n := 0
 	for n < len(d.pending) && d.pending[n].ticket <= ticket {
 		n++
@@ -92,6 +96,36 @@ func (d *DB) commitEvents(b *pebble.Batch, events []UserEvent, release func()) e
 		}
 	}
 	d.pending = append(d.pending[:0], d.pending[n:]...)
+	return nil
+}
+
+// markDurable notes that every batch up to ticket is durable.
+func (d *DB) markDurable(ticket uint64) {
+	for {
+		old := d.durable.Load()
+		if old >= ticket || d.durable.CompareAndSwap(old, ticket) {
+			return
+		}
+	}
+}
+
+// readDurable is called after a read whose result goes to a client (a
+// mailbox page, events to replay) and found something: it returns once
+// every batch of the pipeline that the read could have seen is durable,
+// waiting for the WAL sync if one is not yet known to be. So a client
+// never reads a message that a crash could still take back — which it
+// would then see again, under a new number, when its sender retries.
+// The read ended before applied is loaded, and a batch's ticket is
+// stored before it is applied, so every batch the read saw is counted.
+func (d *DB) readDurable() error {
+	a := d.applied.Load()
+	if d.durable.Load() >= a {
+		return nil
+	}
+	if err := d.syncWAL(); err != nil {
+		return err
+	}
+	d.markDurable(a)
 	return nil
 }
 

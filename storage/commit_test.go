@@ -11,14 +11,15 @@ import (
 )
 
 // TestCrashDuringDeliveries crashes the store (a copy of the filesystem
-// holding only what was synced) while deliveries run concurrently: every
-// delivery acknowledged and every event published before the crash is in
-// the copy, the mailboxes' invariants hold, and sequence numbers given out
+// holding only what was synced; syncs are slowed down) while deliveries
+// and mailbox reads run concurrently: every delivery acknowledged, every
+// message a mailbox page showed and every event published before the
+// crash is in the copy, the mailboxes' invariants hold, and sequence numbers given out
 // after the crash are beyond every number published before it.
 func TestCrashDuringDeliveries(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	key := testKey()
-	db, err := Open(Options{Dir: "db", Key: key, fs: fs})
+	db, err := Open(Options{Dir: "db", Key: key, fs: slowSyncFS{fs}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,8 @@ func TestCrashDuringDeliveries(t *testing.T) {
 				if from == to {
 					to = users[(w+1)%6]
 				}
-				dl := &Delivery{MsgID: newMsgID(), Sender: rcpt(from), Recipients: []Recipient{rcpt(to)}, Raw: []byte(`{"n":1}`)}
+				id := newMsgID()
+				dl := &Delivery{MsgID: id, Sender: rcpt(from), Recipients: []Recipient{rcpt(to)}, Raw: []byte(`{"id":"` + id + `"}`)}
 				seq, _, err := db.Deliver(dl)
 				if err != nil {
 					return // the store is closing
@@ -69,6 +71,29 @@ func TestCrashDuringDeliveries(t *testing.T) {
 				acked[dl.MsgID] = seq
 				mu.Unlock()
 				n.Add(1)
+			}
+		})
+	}
+	// Readers page through the mailboxes as a polling client does: what
+	// a page showed must survive the crash.
+	seen := map[string]bool{}
+	for _, u := range users {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				items, err := db.Mailbox(u.ID, MailQuery{Limit: 20, Now: time.Now()})
+				if err != nil {
+					return // the store is closing
+				}
+				mu.Lock()
+				for _, it := range items {
+					seen[string(it.Envelope[len(`{"id":"`):][:32])] = true
+				}
+				mu.Unlock()
 			}
 		})
 	}
@@ -83,6 +108,10 @@ func TestCrashDuringDeliveries(t *testing.T) {
 	wantPublished := make(map[ID]uint64, len(published))
 	for k, v := range published {
 		wantPublished[k] = v
+	}
+	wantSeen := make([]string, 0, len(seen))
+	for id := range seen {
+		wantSeen = append(wantSeen, id)
 	}
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
 	mu.Unlock()
@@ -105,6 +134,11 @@ func TestCrashDuringDeliveries(t *testing.T) {
 		}
 		if rec.SenderSeq != seq {
 			t.Errorf("message %s: seq %d, acknowledged %d", id, rec.SenderSeq, seq)
+		}
+	}
+	for _, id := range wantSeen {
+		if _, err := db2.envelope(mustID(t, id)); err != nil {
+			t.Errorf("message %s, shown in a mailbox page before the crash, is gone after it: %v", id, err)
 		}
 	}
 	checkMailboxes(t, db2, users...)
@@ -152,4 +186,38 @@ func indexOf(users []*User, u *User) int {
 		}
 	}
 	return -1
+}
+
+// slowSyncFS delays every sync by a few milliseconds, so that batches
+// stay applied but not durable long enough for readers to meet them.
+type slowSyncFS struct{ vfs.FS }
+
+func (fs slowSyncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	return slowSync(fs.FS.Create(name, c))
+}
+
+func (fs slowSyncFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	return slowSync(fs.FS.OpenReadWrite(name, c, opts...))
+}
+
+func (fs slowSyncFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	return slowSync(fs.FS.ReuseForWrite(oldname, newname, c))
+}
+
+func slowSync(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return slowSyncFile{f}, nil
+}
+
+type slowSyncFile struct{ vfs.File }
+
+const syncDelay = 3 * time.Millisecond
+
+func (f slowSyncFile) Sync() error     { time.Sleep(syncDelay); return f.File.Sync() }
+func (f slowSyncFile) SyncData() error { time.Sleep(syncDelay); return f.File.SyncData() }
+func (f slowSyncFile) SyncTo(n int64) (bool, error) {
+	time.Sleep(syncDelay)
+	return f.File.SyncTo(n)
 }

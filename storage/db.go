@@ -93,8 +93,11 @@ type DB struct {
 	// guards pending and is taken inside applyMu, never the other way.
 	applyMu sync.Mutex
 	ticket  uint64 // guarded by applyMu: the last batch applied
-	pubMu   sync.Mutex
-	pending []pendingBatch // guarded by pubMu: applied, events not yet published
+	// applied is ticket, stored before its batch is applied; durable is
+	// the last ticket known durable (readDurable).
+	applied, durable atomic.Uint64
+	pubMu            sync.Mutex
+	pending          []pendingBatch // guarded by pubMu: applied, events not yet published
 
 	// crashSkip moves each counter forward once after an unclean
 	// shutdown (commit.go); boot tells which counters have moved.

@@ -208,6 +208,11 @@ func (d *DB) EventsAfter(user ID, after uint64, limit int, now time.Time) ([]Eve
 	if err := it.Error(); err != nil {
 		return nil, privateline.E(op, privateline.Unavailable, err)
 	}
+	if len(evs) > 0 {
+		if err := d.readDurable(); err != nil {
+			return nil, privateline.E(op, err)
+		}
+	}
 	return evs, nil
 }
 

@@ -921,6 +921,11 @@ func (d *DB) Mailbox(user ID, q MailQuery) ([]MailItem, error) {
 	if err := it.Error(); err != nil {
 		return nil, privateline.E(op, privateline.Unavailable, err)
 	}
+	if len(items) > 0 {
+		if err := d.readDurable(); err != nil {
+			return nil, privateline.E(op, err)
+		}
+	}
 	return items, nil
 }
 
