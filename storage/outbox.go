@@ -428,13 +428,30 @@ func (d *DB) raiseOutboxFloor(h, seq []byte) {
 // scanItems calls fn with each item of dest in outbox order until fn
 // returns false.
 func (d *DB) scanItems(h []byte, now time.Time, fn func(*item) bool) error {
+	return d.scanItemsAfter(h, 0, now, fn)
+}
+
+// scanItemsAfter is scanItems from the first item with a sequence number
+// above after: keys are ordered by sequence number, so the items at or
+// below after are not read at all. A walk that starts above the floor
+// does not raise it (what lies between may still be queued).
+func (d *DB) scanItemsAfter(h []byte, after uint64, now time.Time, fn func(*item) bool) error {
 	p := tOutbox.key(h)
-	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: d.outboxLower(h), UpperBound: prefixEnd(p)})
+	lower := d.outboxLower(h)
+	first := true
+	if after > 0 {
+		if after == ^uint64(0) {
+			return nil
+		}
+		if k := tOutbox.key(h, u64(after+1)); bytes.Compare(k, lower) > 0 {
+			lower, first = k, false
+		}
+	}
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return privateline.E("storage.scanItems", privateline.Unavailable, err)
 	}
 	defer it.Close()
-	first := true
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
 		if len(k) != len(p)+8 {
@@ -818,10 +835,7 @@ func (d *DB) OutboxWaiting(dest privateline.ServerName, after uint64) (uint64, e
 		from := last
 		pick := func(*destState, *pendingTxn) ([]*item, error) {
 			var items []*item
-			err := d.scanItems(x.h, now, func(it *item) bool {
-				if it.Seq <= from {
-					return true
-				}
+			err := d.scanItemsAfter(x.h, from, now, func(it *item) bool {
 				items = append(items, it)
 				return len(items) < maxSweep
 			})
