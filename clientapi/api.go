@@ -132,7 +132,7 @@ type Deps struct {
 	// push notifications.
 	Push Pusher
 	// WebPush is this server's Web Push identity; nil: Web Push is off
-	// (GET /api/push/vapid-public-key answers 404).
+	// (GET /api/push/vapid-public-key answers {"available": false}).
 	WebPush WebPushInfo
 }
 

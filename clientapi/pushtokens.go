@@ -186,12 +186,19 @@ func (a *API) postPushToken(w http.ResponseWriter, r *http.Request, c *call) err
 }
 
 // getVAPIDPublicKey serves the Web Push application server key, so the web
-// client needs no build-time setting.
+// client needs no build-time setting. A server without Web Push answers
+// 200 {"available": false}: that is a setting, not a failure, and a 404
+// would be logged as an error by every browser that asks.
 func (a *API) getVAPIDPublicKey(w http.ResponseWriter, r *http.Request, c *call) error {
-	if a.webPush == nil {
-		return privateline.E("clientapi.vapid", privateline.NotExist, "this server does not send Web Push notifications (VAPID_PRIVATE_KEY is not set)")
+	type vapidResp struct {
+		Available bool   `json:"available"`
+		PublicKey string `json:"public_key,omitempty"`
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"public_key": a.webPush.PublicKey()})
+	if a.webPush == nil {
+		writeJSON(w, http.StatusOK, vapidResp{})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, vapidResp{Available: true, PublicKey: a.webPush.PublicKey()})
 	return nil
 }
 

@@ -37,6 +37,10 @@ type sender struct {
 	// next (run's goroutine only): the transaction read and signed ahead
 	// while the last one was in flight, for the next step.
 	next *signedTxn
+	// waiting (run's goroutine only): the last attempt failed in a way
+	// that announced the outbox as waiting (not reached, unavailable), so
+	// items queued during the backoff are announced when queued.
+	waiting bool
 
 	mu      sync.Mutex
 	conn    *transport.Conn // the link, nil until dialled
@@ -126,6 +130,13 @@ func (sd *sender) run() {
 						timer.Stop()
 						break waiting
 					}
+					// Backing off from a server that is not reached: the
+					// new items' senders learn at once that they wait,
+					// not at the next attempt (up to maxBackoff away);
+					// the backoff runs on.
+					if sd.waiting {
+						sd.announceWaiting()
+					}
 				case <-timer.C:
 					if wait == idle && sd.retire() {
 						return
@@ -140,9 +151,29 @@ func (sd *sender) run() {
 		if s.ctx.Err() != nil {
 			return
 		}
+		if n == 0 && sd.down() {
+			// Dialling failed moments ago (a key look-up): announce
+			// before an attempt that may wait out a handshake timeout.
+			sd.announceWaiting()
+		}
 		wait, n = sd.step(n)
+		if n == 0 {
+			sd.waiting = false
+		}
 		sd.fails.Store(int64(n))
 	}
+}
+
+// announceWaiting tells the senders of the envelope items queued since the
+// last announcement that they wait for the destination (OutboxWaiting).
+// run's goroutine only.
+func (sd *sender) announceWaiting() {
+	last, err := sd.s.store.OutboxWaiting(sd.dest, sd.told)
+	if err != nil {
+		sd.s.log.Error("federation: telling senders their messages wait", "destination", string(sd.dest), "err", err)
+		return
+	}
+	sd.told = last
 }
 
 // downHold is how long after a failed dial key look-ups answer from what
@@ -244,7 +275,8 @@ func (sd *sender) step(n int) (time.Duration, int) {
 	if err := s.store.OutboxAttemptFailed(sd.dest, detail); err != nil {
 		s.log.Error("federation: recording a failed attempt", "destination", string(sd.dest), "err", err)
 	}
-	if !o.permanent && o.retryAfter == 0 {
+	sd.waiting = !o.permanent && o.retryAfter == 0
+	if sd.waiting {
 		// Not reached (or unavailable): the senders of what is queued
 		// learn that their messages wait for this server.
 		if last, err := s.store.OutboxWaiting(sd.dest, sd.told); err != nil {

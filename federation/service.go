@@ -149,6 +149,9 @@ type Config struct {
 	// document all (at most 16), so peers that pinned an earlier key
 	// follow them (rotate.go).
 	KeyChanges []transport.KeyChange
+	// RetryBase is the first wait after a failed delivery attempt (0:
+	// spec §14's 1 s); tests lengthen it.
+	RetryBase time.Duration
 }
 
 // Defaults and fixed settings (spec/federation.md §6.4, §11, §14).
@@ -294,6 +297,9 @@ func New(cfg Config, store Store) (*Service, error) {
 		inbound:   map[*transport.Conn]bool{},
 		limiters:  map[privateline.ServerName]*bucket{},
 		busy:      map[privateline.ServerName]int{},
+	}
+	if cfg.RetryBase > 0 {
+		s.base = cfg.RetryBase
 	}
 	s.witnessPoll = witnessPoll
 	s.lookupGrace, s.flights = lookupGrace, lookupFlights{}

@@ -115,6 +115,10 @@ type Config struct {
 	// default client); not from the environment — tests give one whose
 	// dialer answers name resolution themselves.
 	FederationHTTPClient *http.Client
+	// FederationRetryBase is the first wait after a failed delivery
+	// attempt (0: spec/federation.md §14's 1 s); not from the environment
+	// — tests lengthen it to see what happens while a sender backs off.
+	FederationRetryBase time.Duration
 
 	// Notices are messages about the configuration for the log at start-up
 	// (deprecated variables, ignored settings).

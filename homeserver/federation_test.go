@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/clients/go/client"
 	"github.com/privateline/privateline/clients/go/e2ee"
+	"github.com/privateline/privateline/homeserver"
 )
 
 // Three homeservers federated over real QUIC on loopback, with users
@@ -320,6 +323,73 @@ func TestFederationWaitingForDestination(t *testing.T) {
 	if len(items) != 2 || items[0].Body() != "while b.test is down" {
 		t.Fatalf("bob's messages after b.test is back: %d", len(items))
 	}
+}
+
+// TestFederationWaitingWhileBackingOff: once a delivery to a server that
+// is down has failed, a message sent during the sender's backoff (an hour
+// here) is announced to its sender as waiting at once, not at the next
+// attempt; the backoff is not cut short (no attempt is made for it), and
+// both messages are delivered once the server is back.
+func TestFederationWaitingWhileBackingOff(t *testing.T) {
+	t.Parallel()
+	servers := startFederationWith(t, func(c *homeserver.Config) { c.FederationRetryBase = time.Hour }, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	alice := sdkRegister(t, a, sdkClient(t, a, nil), "balice", "alice").login(t)
+	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "bbob", "bob")
+	bob := bobU.login(t)
+	aliceEv := listen(t, alice)
+	mustLookup(t, alice, bob.Address())
+
+	b.stop()
+	first := mustSend(t, alice, bob.Address(), "first while b.test is down")
+	if ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting, client.EventDeliveryFailed); ev.Type != client.EventDeliveryWaiting || ev.ID != first.ID {
+		t.Fatalf("alice's event for the first message: %+v, want delivery_waiting", ev)
+	}
+	attempts := a.sendAttempts()
+	second := mustSend(t, alice, bob.Address(), "second while b.test is down")
+	ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting, client.EventDeliveryFailed)
+	if ev.Type != client.EventDeliveryWaiting || ev.ID != second.ID || ev.Server != "b.test" {
+		t.Fatalf("alice's event for a message sent during the backoff: %+v, want delivery_waiting for %s from b.test", ev, second.ID)
+	}
+	if n := a.sendAttempts(); n != attempts {
+		t.Fatalf("%d delivery attempts after the second message, %d before: the backoff was cut short", n, attempts)
+	}
+
+	b.launch(nil)
+	introduce(b, servers) // a.test learns the new address: the backoff ends
+	delivered := map[string]bool{}
+	for len(delivered) < 2 {
+		ev := aliceEv.next(client.EventDelivered, client.EventDeliveryWaiting, client.EventDeliveryFailed)
+		switch {
+		case ev.Type == client.EventDelivered && (ev.ID == first.ID || ev.ID == second.ID):
+			delivered[ev.ID] = true
+		case ev.Type == client.EventDeliveryWaiting && (ev.ID == first.ID || ev.ID == second.ID):
+			t.Fatalf("announced as waiting twice: %+v", ev)
+		case ev.Type == client.EventDeliveryFailed:
+			t.Fatalf("once b.test is back: %+v", ev)
+		}
+	}
+	items := mustMessages(t, bobU.login(t), client.MessagesQuery{With: alice.Address(), Limit: 10})
+	if len(items) != 2 || items[0].Body() != "second while b.test is down" || items[1].Body() != "first while b.test is down" {
+		t.Fatalf("bob's messages after b.test is back: %d", len(items))
+	}
+}
+
+// sendAttempts is the number of delivery attempts ts has made, from its
+// metrics.
+func (ts *testServer) sendAttempts() int {
+	ts.t.Helper()
+	for _, line := range strings.Split(ts.metrics(), "\n") {
+		if v, ok := strings.CutPrefix(line, "privateline_federation_send_attempts_total "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				ts.t.Fatalf("metrics: %q", line)
+			}
+			return n
+		}
+	}
+	ts.t.Fatal("metrics: no privateline_federation_send_attempts_total")
+	return 0
 }
 
 // TestFederationUnknownServer: a look-up of a user of a server name that

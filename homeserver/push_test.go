@@ -104,7 +104,7 @@ func TestPushNotifications(t *testing.T) {
 
 	// The web client learns the VAPID key from the server.
 	r := ts.do("GET", "/api/push/vapid-public-key", "", nil)
-	if r.Status != http.StatusOK || r.json(t)["public_key"] != f.vapid {
+	if r.Status != http.StatusOK || r.json(t)["public_key"] != f.vapid || r.json(t)["available"] != true {
 		t.Fatalf("GET /api/push/vapid-public-key: %d %s, want %s", r.Status, r.Body, f.vapid)
 	}
 
@@ -179,6 +179,21 @@ func TestPushNotifications(t *testing.T) {
 
 // A push service that takes seconds to answer does not slow sending:
 // measured on the sender's requests while every service hangs.
+// TestWebPushNotConfigured: a server without a VAPID key says so with a
+// 200 the web client reads ({"available": false}, no key), not a 404 that
+// every browser would log as an error.
+func TestWebPushNotConfigured(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, testConfig(t))
+	r := ts.do("GET", "/api/push/vapid-public-key", "", nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET /api/push/vapid-public-key without Web Push: %d %s, want 200", r.Status, r.Body)
+	}
+	if m := r.json(t); len(m) != 1 || m["available"] != false {
+		t.Fatalf("GET /api/push/vapid-public-key without Web Push: %s, want {\"available\":false}", r.Body)
+	}
+}
+
 func TestPushSlowServiceDoesNotDelayDelivery(t *testing.T) {
 	t.Parallel()
 	ts, f := pushServer(t)

@@ -218,6 +218,7 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 		KeyChanges: dir.KeyChanges(),
 		// Server documents (unknown names: federation.ErrUnknownServer).
 		HTTPClient: cfg.FederationHTTPClient,
+		RetryBase:  cfg.FederationRetryBase,
 	}
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})

@@ -424,6 +424,47 @@ func TestOutboxWaiting(t *testing.T) {
 	})
 }
 
+// TestOutboxWaitingStartsAfterTold: a sweep after the first reads only
+// what was queued since (keys are ordered by sequence number): items
+// already announced are neither announced again nor even read — the
+// record of one, made unreadable here, would fail a walk from the head —
+// and new ones are announced, each once.
+func TestOutboxWaitingStartsAfterTold(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		ann := createUsers(t, e.db, "ann")[0]
+		annSeq := lastSeq(t, e.db, ann)
+		m1 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		m2 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		last, err := e.db.OutboxWaiting(other, 0)
+		if err != nil || last != 2 {
+			t.Fatalf("waiting: %d, %v (want 2)", last, err)
+		}
+		if got := fedEvents(t, e.db, ann, annSeq); len(got) != 2 || got[0].ID != m1 || got[1].ID != m2 {
+			t.Fatalf("ann's events: %+v", got)
+		}
+		h := e.db.serverHash(other)
+		if err := e.db.db.Set(tOutbox.key(h, u64(1)), []byte("not a sealed record"), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		m3 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		m4 := sendRemote(t, e.db, ann, nil, []privateline.Address{rob}, time.Time{})
+		again, err := e.db.OutboxWaiting(other, last)
+		if err != nil || again != 4 {
+			t.Fatalf("waiting after two more: %d, %v (want 4)", again, err)
+		}
+		got := fedEvents(t, e.db, ann, annSeq)
+		if len(got) != 4 || got[2].ID != m3 || got[3].ID != m4 || got[2].Type != EventDeliveryWaiting || got[3].Type != EventDeliveryWaiting {
+			t.Fatalf("ann's events after two more messages: %+v", got)
+		}
+		if n, err := e.db.OutboxWaiting(other, again); err != nil || n != again {
+			t.Fatalf("nothing new: %d, %v (want %d)", n, err, again)
+		}
+		if got := fedEvents(t, e.db, ann, annSeq); len(got) != 4 {
+			t.Fatalf("told again: %+v", got)
+		}
+	})
+}
+
 // TestOutboxExpire: items queued before the cutoff go with a timeout
 // event naming the last error, also out of the pending transaction
 // (whose rest gets a new txn id); messages that expired or were deleted

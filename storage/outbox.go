@@ -431,23 +431,30 @@ func (d *DB) raiseOutboxFloor(h, seq []byte) {
 // scanItems calls fn with each item of dest in outbox order until fn
 // returns false.
 func (d *DB) scanItems(h []byte, now time.Time, fn func(*item) bool) error {
-	return d.scanItemsFrom(h, nil, now, fn)
+	return d.scanItemsAfter(h, 0, now, fn)
 }
 
-// scanItemsFrom is scanItems from the item with sequence number *from on
-// (nil: from the head, raising the floor to the first item met).
-func (d *DB) scanItemsFrom(h []byte, from *uint64, now time.Time, fn func(*item) bool) error {
+// scanItemsAfter is scanItems from the first item with a sequence number
+// above after: keys are ordered by sequence number, so the items at or
+// below after are not read at all. A walk that starts above the floor
+// does not raise it (what lies between may still be queued).
+func (d *DB) scanItemsAfter(h []byte, after uint64, now time.Time, fn func(*item) bool) error {
 	p := tOutbox.key(h)
 	lower := d.outboxLower(h)
-	if from != nil {
-		lower = tOutbox.key(h, u64(*from))
+	first := true
+	if after > 0 {
+		if after == ^uint64(0) {
+			return nil
+		}
+		if k := tOutbox.key(h, u64(after+1)); bytes.Compare(k, lower) > 0 {
+			lower, first = k, false
+		}
 	}
 	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return privateline.E("storage.scanItems", privateline.Unavailable, err)
 	}
 	defer it.Close()
-	first := from == nil
 	for valid := it.First(); valid; valid = it.Next() {
 		k := it.Key()
 		if len(k) != len(p)+8 {
@@ -590,7 +597,7 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 	}
 	if txn == nil {
 		var items []*item
-		txn, items, err = d.collect(x.h, nil, now, maxItems, maxBytes, func(it *item) bool {
+		txn, items, err = d.collect(x.h, 0, now, maxItems, maxBytes, func(it *item) bool {
 			drop(it.Seq)
 			return true
 		})
@@ -627,15 +634,15 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 	return txn, nil
 }
 
-// collect reads the items of the next transaction from the item with
-// sequence number *from on (nil: the head): consecutive items of the first
+// collect reads the items of the next transaction from the first item
+// with a sequence number above after (0: the head) on: consecutive items of the first
 // item's type, at most maxItems and with the sum of len(Payload) ≤
 // maxBytes (always at least one). gone is called for each item whose
 // message has gone or expired, which is not taken; the scan stops when it
 // returns false. txn is nil when no item was taken; it has no TxnID.
-func (d *DB) collect(h []byte, from *uint64, now time.Time, maxItems, maxBytes int, gone func(*item) bool) (txn *OutboxTxn, items []*item, err error) {
+func (d *DB) collect(h []byte, after uint64, now time.Time, maxItems, maxBytes int, gone func(*item) bool) (txn *OutboxTxn, items []*item, err error) {
 	var bytes int
-	err = d.scanItemsFrom(h, from, now, func(it *item) bool {
+	err = d.scanItemsAfter(h, after, now, func(it *item) bool {
 		if it.gone {
 			return gone(it)
 		}
@@ -860,10 +867,7 @@ func (d *DB) OutboxWaiting(dest privateline.ServerName, after uint64) (uint64, e
 		from := last
 		pick := func(*destState, *pendingTxn) ([]*item, error) {
 			var items []*item
-			err := d.scanItems(x.h, now, func(it *item) bool {
-				if it.Seq <= from {
-					return true
-				}
+			err := d.scanItemsAfter(x.h, from, now, func(it *item) bool {
 				items = append(items, it)
 				return len(items) < maxSweep
 			})

@@ -67,9 +67,8 @@ func (d *DB) OutboxPeek(dest privateline.ServerName, after uint64, maxItems, max
 		return nil, nil
 	}
 	h := d.serverHash(dest)
-	from := after + 1
 	abandon := false
-	txn, items, err := d.collect(h, &from, d.now(), maxItems, maxBytes, func(*item) bool {
+	txn, items, err := d.collect(h, after, d.now(), maxItems, maxBytes, func(*item) bool {
 		abandon = true // OutboxNext drops it; let it
 		return false
 	})

@@ -22,6 +22,8 @@ class FakeServer {
   /** POST /api/push-token answers 400 with this sentence (the allowlist) */
   refuse?: string
   down = false
+  /** Without a key, answer 404 as servers did before {"available": false}. */
+  answer404 = false
   fetch: typeof fetch = async (input, init) => {
     const url = new URL(String(input), 'http://hs.test')
     const method = init?.method ?? 'GET'
@@ -32,7 +34,8 @@ class FakeServer {
     const body = init?.body ? (JSON.parse(String(init.body)) as { token: string; platform?: string }) : undefined
     switch (`${method} ${url.pathname}`) {
       case 'GET /api/push/vapid-public-key':
-        return this.key ? json(200, { public_key: b64url(this.key) }) : error(404, 'not_found', 'this server does not send Web Push notifications (VAPID_PRIVATE_KEY is not set)')
+        if (this.key) return json(200, { available: true, public_key: b64url(this.key) })
+        return this.answer404 ? error(404, 'not_found', 'this server does not send Web Push notifications (VAPID_PRIVATE_KEY is not set)') : json(200, { available: false })
       case 'POST /api/push-token': {
         if (body?.platform !== 'web') return error(400, 'invalid_request', '"platform" must be "ios", "android" or "web"')
         if (this.refuse) return error(400, 'invalid_request', this.refuse)
@@ -126,8 +129,12 @@ describe('turning notifications on', () => {
     expect(server.requests).not.toContain('POST /api/push-token')
   })
 
-  it('is "unavailable" when the server sends no Web Push (404 for the key)', async () => {
+  it.each([
+    ['says it is not available', false],
+    ['answers 404 for the key (servers before {"available": false})', true],
+  ])('is "unavailable" when the server sends no Web Push: it %s', async (_, answer404) => {
     server.key = null
+    server.answer404 = answer404
     const p = control()
     await p.init()
     await p.refresh()

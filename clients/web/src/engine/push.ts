@@ -336,10 +336,14 @@ export class PushControl {
     return pm ? pm.getSubscription() : null
   }
 
-  /** The server's VAPID key, or null when it sends no Web Push (404). */
+  /**
+   * The server's VAPID key, or null when it sends no Web Push: it answers
+   * {"available": false} (a server before that answered 404).
+   */
   async #vapidKey(): Promise<Uint8Array<ArrayBuffer> | null> {
     try {
-      const r = await this.#d.api.get<{ public_key?: unknown }>('/api/push/vapid-public-key', { auth: false })
+      const r = await this.#d.api.get<{ available?: unknown; public_key?: unknown }>('/api/push/vapid-public-key', { auth: false })
+      if (r?.available === false) return null
       const k = typeof r?.public_key === 'string' ? fromB64url(r.public_key) : null
       if (!k || k.length !== 65 || k[0] !== 4) throw new ApiError('bad_response', 200, humanMessage('bad_response'), 'not a VAPID public key')
       return k
