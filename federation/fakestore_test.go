@@ -18,7 +18,7 @@ import (
 
 // fakeStore is an in-memory Store that keeps FED2.md's contract: the
 // pending transaction is recorded before it is returned and survives
-// restarts of the service (the store outlives it), OutboxDone settles only
+// restarts of the service (the store outlives it), OutboxDoneTake settles only
 // the pending txn, ReceiveTransaction commits entries and replay records
 // together and answers a committed (origin, txn id) from its records.
 type fakeStore struct {
@@ -165,18 +165,15 @@ func (f *fakeStore) OutboxPeek(privateline.ServerName, uint64, int, int, func() 
 	return nil, nil
 }
 
-func (f *fakeStore) OutboxTake(privateline.ServerName, *storage.OutboxTxn) (bool, error) {
-	return false, nil
-}
-
 var errConflict = privateline.E("fakeStore", privateline.Exist, "not the pending transaction")
 
-func (f *fakeStore) OutboxDone(dest privateline.ServerName, txnID string, results []storage.OutboxResult) error {
+// OutboxDoneTake never takes (OutboxPeek reads nothing ahead).
+func (f *fakeStore) OutboxDoneTake(dest privateline.ServerName, txnID string, results []storage.OutboxResult, _ *storage.OutboxTxn) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := f.pending[dest]
 	if p == nil || p.TxnID != txnID {
-		return errConflict
+		return false, errConflict
 	}
 	for _, r := range results {
 		i := slices.IndexFunc(f.outbox[dest], func(q storage.OutboxItem) bool { return q.ID == r.ID })
@@ -191,7 +188,7 @@ func (f *fakeStore) OutboxDone(dest privateline.ServerName, txnID string, result
 		}
 	}
 	delete(f.pending, dest)
-	return nil
+	return false, nil
 }
 
 func (f *fakeStore) OutboxAttemptFailed(dest privateline.ServerName, errText string) error {

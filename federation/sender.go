@@ -225,21 +225,11 @@ func (sd *sender) step(n int) (time.Duration, int) {
 			"destination", string(sd.dest), "entries", k)
 	}
 	var txn *storage.OutboxTxn
-	next := sd.next
+	next := sd.next // recorded as pending when the last receipt was settled
 	sd.next = nil
 	if next != nil {
-		if ok, err := s.store.OutboxTake(sd.dest, next.txn); err != nil {
-			s.log.Error("federation: taking the transaction read ahead", "destination", string(sd.dest), "err", err)
-			next = nil
-		} else if ok {
-			txn = next.txn
-			s.met.readAhead.WithLabelValues("sent").Inc()
-		} else {
-			next = nil
-			s.met.readAhead.WithLabelValues("stale").Inc()
-		}
-	}
-	if txn == nil {
+		txn = next.txn
+	} else {
 		var err error
 		txn, err = s.store.OutboxNext(sd.dest, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
 		if err != nil {
@@ -369,16 +359,17 @@ func (sd *sender) attempt(txn *storage.OutboxTxn, signed *signedTxn) outcome {
 	tx, raw := signed.tx, signed.raw
 	ahead := make(chan *signedTxn, 1)
 	go func() { ahead <- sd.readAhead(txn) }()
-	o := sd.send(txn, tx, raw)
-	if next := <-ahead; o.err == nil {
-		sd.next = next
-	}
+	next := sync.OnceValue(func() *signedTxn { return <-ahead })
+	o := sd.send(txn, tx, raw, next)
+	next() // the read-ahead has ended
 	return o
 }
 
 // send exchanges txn's signed frame raw with the destination and settles
-// the outbox on a receipt that answers it.
-func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte) outcome {
+// the outbox on a receipt that answers it, taking the transaction read
+// ahead (next) as the pending one in the same batch when it still is
+// what follows (sd.next).
+func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte, next func() *signedTxn) outcome {
 	s := sd.s
 	ctx, cancel := context.WithTimeout(s.ctx, attemptTimeout)
 	defer cancel()
@@ -418,8 +409,22 @@ func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte)
 	for i, r := range rc.Results {
 		results[i] = storage.OutboxResult{ID: r.ID, Delivered: r.Status == wire.Accepted || r.Status == wire.Duplicate, Error: r.Error}
 	}
-	if err := s.store.OutboxDone(sd.dest, txn.TxnID, results); err != nil {
+	ahead := next()
+	var take *storage.OutboxTxn
+	if ahead != nil {
+		take = ahead.txn
+	}
+	taken, err := s.store.OutboxDoneTake(sd.dest, txn.TxnID, results, take)
+	if err != nil {
 		return outcome{err: fmt.Errorf("settling the outbox: %w", err), reason: "storage"}
+	}
+	if ahead != nil {
+		if taken {
+			sd.next = ahead
+			s.met.readAhead.WithLabelValues("sent").Inc()
+		} else {
+			s.met.readAhead.WithLabelValues("stale").Inc()
+		}
 	}
 	now := s.now()
 	for i, it := range txn.Items {

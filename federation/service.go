@@ -37,13 +37,13 @@ type Store interface {
 	// Outbox (the sender).
 	OutboxDestinations() ([]privateline.ServerName, error)
 	OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, newID func() string) (*storage.OutboxTxn, error)
-	OutboxDone(dest privateline.ServerName, txnID string, results []storage.OutboxResult) error
-	// Reading the next transaction ahead while one is in flight
-	// (storage/outboxahead.go): OutboxPeek may return nil at any time;
-	// OutboxTake records a peeked transaction as the pending one if it is
-	// still exactly what OutboxNext would take.
+	// OutboxDoneTake settles a receipt and, in the same synced batch,
+	// records next (read ahead while the transaction was in flight,
+	// storage/outboxahead.go; nil: none) as the pending transaction if it
+	// is still exactly what OutboxNext would take. OutboxPeek may return
+	// nil at any time.
+	OutboxDoneTake(dest privateline.ServerName, txnID string, results []storage.OutboxResult, next *storage.OutboxTxn) (bool, error)
 	OutboxPeek(dest privateline.ServerName, after uint64, maxItems, maxBytes int, newID func() string) (*storage.OutboxTxn, error)
-	OutboxTake(dest privateline.ServerName, txn *storage.OutboxTxn) (bool, error)
 	OutboxAttemptFailed(dest privateline.ServerName, errText string) error
 	OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error)
 	OutboxDepth() (map[privateline.ServerName]int, error)

@@ -63,6 +63,23 @@ func rawOf(t *testing.T, d *DB, id string) []byte {
 	return rec.Raw
 }
 
+// settleAll settles txn, dest's pending transaction, with every item
+// delivered and, in the same batch, takes next (read ahead by OutboxPeek;
+// nil: none) as the pending one if it still follows; it reports whether
+// it did.
+func settleAll(t *testing.T, d *DB, dest privateline.ServerName, txn, next *OutboxTxn) bool {
+	t.Helper()
+	var rs []OutboxResult
+	for _, it := range txn.Items {
+		rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
+	}
+	taken, err := d.OutboxDoneTake(dest, txn.TxnID, rs, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return taken
+}
+
 func itemIDs(txn *OutboxTxn) []string {
 	if txn == nil {
 		return nil
@@ -250,16 +267,6 @@ func TestOutboxNextLimits(t *testing.T) {
 			}
 			return txn
 		}
-		settle := func(txn *OutboxTxn) {
-			t.Helper()
-			var rs []OutboxResult
-			for _, it := range txn.Items {
-				rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
-			}
-			if err := e.db.OutboxDone(other, txn.TxnID, rs); err != nil {
-				t.Fatal(err)
-			}
-		}
 		// Two items at most.
 		txn := next(2, 1<<20)
 		if !slices.Equal(itemIDs(txn), ms[:2]) || txn.TxnID != "txn-1" {
@@ -274,34 +281,34 @@ func TestOutboxNextLimits(t *testing.T) {
 		if again.TxnID != "txn-1" || !slices.Equal(itemIDs(again), ms[:2]) || c.n != 1 {
 			t.Fatalf("pending after reopen: %s %v (ids handed out %d)", again.TxnID, itemIDs(again), c.n)
 		}
-		settle(again)
+		settleAll(t, e.db, other, again, nil)
 		// Byte limit: one item over it still goes alone; two fit only with room for both.
 		if txn := next(10, 1); !slices.Equal(itemIDs(txn), ms[2:3]) {
 			t.Fatalf("tiny byte limit: %v", itemIDs(txn))
 		} else {
-			settle(txn)
+			settleAll(t, e.db, other, txn, nil)
 		}
 		if txn := next(10, 2*size-1); !slices.Equal(itemIDs(txn), ms[3:4]) {
 			t.Fatalf("byte limit below two: %v", itemIDs(txn))
 		} else {
-			settle(txn)
+			settleAll(t, e.db, other, txn, nil)
 		}
 		// Same type only: the envelope stops before the read marks item…
 		if txn := next(10, 1<<20); !slices.Equal(itemIDs(txn), ms[4:5]) {
 			t.Fatalf("before another type: %v", itemIDs(txn))
 		} else {
-			settle(txn)
+			settleAll(t, e.db, other, txn, nil)
 		}
 		// … which goes alone, with its payload, before the next envelope.
 		if txn := next(10, 1<<20); txn.Type != "read_marks" || !slices.Equal(itemIDs(txn), []string{"mark-1"}) || string(txn.Items[0].Payload) != "marks" {
 			t.Fatalf("read marks txn: %+v", txn)
 		} else {
-			settle(txn)
+			settleAll(t, e.db, other, txn, nil)
 		}
 		if txn := next(10, 2*size); !slices.Equal(itemIDs(txn), []string{m6}) {
 			t.Fatalf("last: %v", itemIDs(txn))
 		} else {
-			settle(txn)
+			settleAll(t, e.db, other, txn, nil)
 		}
 		if txn := next(10, 1<<20); txn != nil {
 			t.Fatalf("empty outbox gave %+v", txn)
@@ -1640,15 +1647,8 @@ func TestOutboxFloor(t *testing.T) {
 			if !slices.Equal(itemIDs(txn), want) {
 				t.Fatalf("transaction %v, want %v", itemIDs(txn), want)
 			}
-			if txn == nil {
-				return
-			}
-			var rs []OutboxResult
-			for _, it := range txn.Items {
-				rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
-			}
-			if err := e.db.OutboxDone(other, txn.TxnID, rs); err != nil {
-				t.Fatal(err)
+			if txn != nil {
+				settleAll(t, e.db, other, txn, nil)
 			}
 		}
 		h := e.db.serverHash(other)

@@ -753,6 +753,16 @@ func (t *mtxn) senderEvent(it *item, ev Event) error {
 // is not the pending one changes nothing and returns an Exist error
 // (ErrNotPending).
 func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []OutboxResult) error {
+	_, err := d.OutboxDoneTake(dest, txnID, results, nil)
+	return err
+}
+
+// OutboxDoneTake is OutboxDone, and records next, read ahead by
+// OutboxPeek (nil: none), as dest's pending transaction in the same
+// synced batch if it is exactly what OutboxNext would take once txnID is
+// settled (outboxahead.go); it reports whether it did. If not, the caller
+// calls OutboxNext.
+func (d *DB) OutboxDoneTake(dest privateline.ServerName, txnID string, results []OutboxResult, next *OutboxTxn) (taken bool, err error) {
 	const op = "storage.OutboxDone"
 	x := outboxDest{name: dest, h: d.serverHash(dest)}
 	now := d.now()
@@ -794,15 +804,17 @@ func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []Out
 	for _, r := range results {
 		byID[r.ID] = r
 	}
-	err := d.lockSenders(x, pick, func(st *destState, p *pendingTxn, items []*item, unlock func()) error {
+	err = d.lockSenders(x, pick, func(st *destState, p *pendingTxn, items []*item, unlock func()) error {
 		t := d.newMtxn(nil)
 		t.release = unlock
 		t.now = now
+		settled := map[uint64]bool{}
 		for _, it := range items {
 			r, ok := byID[it.ID]
 			if !ok {
 				continue
 			}
+			settled[it.Seq] = true
 			if it.Type == OutboxGroupUpdates {
 				if err := t.groupStateGone(x, it.Seq, it.Payload); err != nil { // fedgroupsync.go
 					t.b.Close()
@@ -821,16 +833,27 @@ func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []Out
 			}
 		}
 		t.del(pendingKey(x.h))
+		if next != nil {
+			var err error
+			if taken, err = t.takeAhead(x, next, settled); err != nil {
+				t.b.Close()
+				return err
+			}
+		}
 		if err := d.setJSON(t.b, stateKey(x.h), st); err != nil {
 			t.b.Close()
 			return err
 		}
-		return t.commit()
+		if err := t.commit(); err != nil {
+			taken = false
+			return err
+		}
+		return nil
 	})
 	if err != nil {
-		return privateline.E(op, err)
+		return false, privateline.E(op, err)
 	}
-	return nil
+	return taken, nil
 }
 
 // OutboxAttemptFailed records the last error of a delivery attempt to dest

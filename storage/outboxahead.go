@@ -13,31 +13,33 @@ import (
 // A destination has one transaction in flight (spec/federation.md §14).
 // While it waits for the receipt, the sender reads the transaction that
 // will follow it (OutboxPeek: the envelopes, the costly part, without any
-// lock or write) and signs it; once the receipt is settled, OutboxTake
-// makes it the pending transaction if it is still exactly what OutboxNext
-// would take — otherwise the sender calls OutboxNext as usual. So the
-// envelope reads and the signature are off the path between one receipt
-// and the next transaction, and nothing else changes: the same items, in
-// the same order, recorded durably before they are sent.
+// lock or write) and signs it; OutboxDoneTake, which settles the receipt,
+// makes it the pending transaction in the same synced batch if it is
+// still exactly what OutboxNext would take then — otherwise the sender
+// calls OutboxNext as usual. So the envelope reads and the signature are
+// off the path between one receipt and the next transaction, which costs
+// one synced commit instead of two, and nothing else changes: the same
+// items, in the same order, recorded durably before they are sent.
 //
 // What can change a peeked transaction before it is taken:
 //   - items leave the head or are queued (settled, expired, coalesced):
-//     OutboxTake compares the outbox's keys with the peeked items;
+//     the take compares the outbox's keys, less those the batch
+//     settles, with the peeked items;
 //   - messages go (deleted by their sender, expired, their account
 //     deleted): every commit that deletes envelope records counts itself
 //     in removalsBegun before it is applied and in removalsEnded after.
 //     OutboxPeek reads removalsBegun, then removalsEnded, and peeks only
 //     if they are equal (no such commit under way, so every one counted
-//     is applied and visible to its reads); OutboxTake takes only if
+//     is applied and visible to its reads); the take happens only if
 //     removalsBegun has not moved since;
-//   - messages expire with time: OutboxTake checks each item's expiry
+//   - messages expire with time: the take checks each item's expiry
 //     again.
 // An outbox item's record is never rewritten (a coalesced group state is
 // a new item), so its key stands for its content.
 
-// aheadState is what OutboxTake checks of a peeked transaction.
+// aheadState is what the take checks of a peeked transaction.
 type aheadState struct {
-	h       []byte
+	dest    privateline.ServerName
 	begun   uint64 // removalsBegun when it was read
 	senders map[uint64]ID
 	expires []int64 // per item, ms (0: never)
@@ -79,7 +81,7 @@ func (d *DB) OutboxPeek(dest privateline.ServerName, after uint64, maxItems, max
 		return nil, nil
 	}
 	txn.TxnID = newID()
-	a := &aheadState{h: h, begun: begun, senders: map[uint64]ID{}}
+	a := &aheadState{dest: dest, begun: begun, senders: map[uint64]ID{}}
 	for _, it := range items {
 		a.senders[it.Seq] = it.sender
 		a.expires = append(a.expires, it.expires)
@@ -88,24 +90,17 @@ func (d *DB) OutboxPeek(dest privateline.ServerName, after uint64, maxItems, max
 	return txn, nil
 }
 
-// OutboxTake records txn, read ahead by OutboxPeek, as dest's pending
-// transaction (durably, like OutboxNext) and reports true if it is
-// exactly what OutboxNext would take now: no pending transaction, its
-// items at the head of the outbox, none of their messages gone. Otherwise
-// it records nothing and reports false; the caller then calls OutboxNext.
-func (d *DB) OutboxTake(dest privateline.ServerName, txn *OutboxTxn) (bool, error) {
-	const op = "storage.OutboxTake"
+// takeAhead records txn, read ahead by OutboxPeek, as destination x's
+// pending transaction in t's batch and reports true if, once the batch
+// has settled the items in settled (their sequence numbers; t also
+// clears the pending record), it is exactly what OutboxNext would take:
+// its items at the head of the outbox, none of their messages gone.
+// Otherwise it writes nothing and reports false. The caller holds x's
+// lock until t is applied.
+func (t *mtxn) takeAhead(x outboxDest, txn *OutboxTxn, settled map[uint64]bool) (bool, error) {
+	d := t.d
 	a := txn.ahead
-	if a == nil || len(txn.Items) == 0 {
-		return false, nil
-	}
-	x := outboxDest{name: dest, h: d.serverHash(dest)}
-	if string(x.h) != string(a.h) {
-		return false, nil
-	}
-	unlock := d.lockDests([]outboxDest{x})
-	defer unlock()
-	if d.removalsBegun.Load() != a.begun {
+	if a == nil || len(txn.Items) == 0 || a.dest != x.name || d.removalsBegun.Load() != a.begun {
 		return false, nil
 	}
 	now := d.now().UnixMilli()
@@ -114,24 +109,17 @@ func (d *DB) OutboxTake(dest privateline.ServerName, txn *OutboxTxn) (bool, erro
 			return false, nil
 		}
 	}
-	if p, err := d.pendingTxn(x.h); err != nil || p != nil {
+	// The batch's deletions are not in the store yet: read past them.
+	head, err := d.headSeqs(x.h, len(settled)+len(txn.Items))
+	if err != nil {
 		return false, err
 	}
-	head, err := d.headSeqs(x.h, len(txn.Items))
-	if err != nil {
-		return false, privateline.E(op, err)
-	}
-	if !slices.EqualFunc(head, txn.Items, func(seq uint64, it OutboxItem) bool { return seq == it.Seq }) {
+	head = slices.DeleteFunc(head, func(seq uint64) bool { return settled[seq] })
+	if len(head) < len(txn.Items) || !slices.EqualFunc(head[:len(txn.Items)], txn.Items, func(seq uint64, it OutboxItem) bool { return seq == it.Seq }) {
 		return false, nil
 	}
-	t := d.newMtxn(nil)
-	t.release = unlock
 	if err := d.setPending(t.b, x.h, txn, a.senders); err != nil {
-		t.b.Close()
-		return false, privateline.E(op, err)
-	}
-	if err := t.commit(); err != nil {
-		return false, privateline.E(op, err)
+		return false, err
 	}
 	return true, nil
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -38,21 +39,10 @@ func TestOutboxReadAhead(t *testing.T) {
 			}
 			return txn
 		}
-		take := func(txn *OutboxTxn, want bool) {
+		settle := func(txn, ahead *OutboxTxn, want bool) {
 			t.Helper()
-			ok, err := e.db.OutboxTake(other, txn)
-			if err != nil || ok != want {
-				t.Fatalf("OutboxTake(%v): %v, %v; want %v", itemIDs(txn), ok, err, want)
-			}
-		}
-		done := func(txn *OutboxTxn) {
-			t.Helper()
-			var rs []OutboxResult
-			for _, it := range txn.Items {
-				rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
-			}
-			if err := e.db.OutboxDone(other, txn.TxnID, rs); err != nil {
-				t.Fatal(err)
+			if got := settleAll(t, e.db, other, txn, ahead); got != want {
+				t.Fatalf("settling %v took %v read ahead: %v, want %v", itemIDs(txn), itemIDs(ahead), got, want)
 			}
 		}
 		want := func(txn *OutboxTxn, ids ...string) {
@@ -62,8 +52,9 @@ func TestOutboxReadAhead(t *testing.T) {
 			}
 		}
 
-		// Taken: the next OutboxNext answers it as the pending
-		// transaction, same id, same items and payloads.
+		// Taken with the receipt of the one before: the next OutboxNext
+		// answers it as the pending transaction, same id, same items and
+		// payloads.
 		m1, m2, m3, m4 := send(time.Time{}), send(time.Time{}), send(time.Time{}), send(time.Time{})
 		t1 := next()
 		want(t1, m1, m2)
@@ -74,37 +65,49 @@ func TestOutboxReadAhead(t *testing.T) {
 				t.Fatalf("read-ahead item %d carries another payload than the envelope", i)
 			}
 		}
-		take(p, false) // t1 is still pending
-		done(t1)
-		take(p, true)
+		settle(t1, p, true)
 		if got := next(); got.TxnID != p.TxnID || !slices.Equal(itemIDs(got), []string{m3, m4}) {
 			t.Fatalf("OutboxNext after the take: %s %v, want the taken %s %v", got.TxnID, itemIDs(got), p.TxnID, []string{m3, m4})
+		}
+		e.reopen() // the take is durable
+		e.db.now = func() time.Time { return clock }
+		if got := next(); got.TxnID != p.TxnID {
+			t.Fatalf("after a restart OutboxNext gives %s, want the taken %s", got.TxnID, p.TxnID)
 		}
 
 		// Items queued after the read-ahead wait for the next transaction.
 		m5, m6 := send(time.Time{}), send(time.Time{})
-		p = peek(p)
-		want(p, m5, m6)
+		p2 := peek(p)
+		want(p2, m5, m6)
 		m7 := send(time.Time{})
-		done(next())
-		take(p, true)
-		done(next())
+		settle(p, p2, true)
+		want(next(), m5, m6)
+
+		// A receipt without a result for one item: it stays queued, ahead
+		// of what was read, which is not taken.
+		m8 := send(time.Time{})
+		p = peek(p2)
+		want(p, m7, m8)
+		if taken, err := e.db.OutboxDoneTake(other, p2.TxnID, []OutboxResult{{ID: m5, Delivered: true}}, p); err != nil || taken {
+			t.Fatalf("a partial receipt took the read-ahead (%v, %v)", taken, err)
+		}
+		tb := next()
+		want(tb, m6, m7)
 
 		// Its sender deletes a message that was read ahead: not taken, and
 		// OutboxNext leaves the message out.
-		m8 := send(time.Time{})
-		t2 := next()
-		want(t2, m7, m8)
 		m9, m10, m11 := send(time.Time{}), send(time.Time{}), send(time.Time{})
-		p = peek(t2)
-		want(p, m9, m10)
+		p = peek(tb)
+		want(p, m8, m9)
 		if err := e.db.DeleteMessage(ann.ID, m9, clock); err != nil {
 			t.Fatal(err)
 		}
-		done(t2)
-		take(p, false)
+		settle(tb, p, false)
 		t3 := next()
-		want(t3, m10, m11)
+		want(t3, m8, m10)
+		settle(t3, nil, false)
+		t3 = next()
+		want(t3, m11)
 
 		// A message that has gone at the head: nothing is read ahead.
 		m12, m13 := send(time.Time{}), send(time.Time{})
@@ -114,7 +117,7 @@ func TestOutboxReadAhead(t *testing.T) {
 		if p := peek(t3); p != nil {
 			t.Fatalf("read ahead %v over a deleted message", itemIDs(p))
 		}
-		done(t3)
+		settle(t3, nil, false)
 		t4 := next()
 		want(t4, m13)
 
@@ -122,23 +125,25 @@ func TestOutboxReadAhead(t *testing.T) {
 		m14, m15 := send(clock.Add(time.Minute)), send(time.Time{})
 		p = peek(t4)
 		want(p, m14, m15)
-		done(t4)
 		clock = clock.Add(2 * time.Minute)
-		take(p, false)
+		settle(t4, p, false)
 		t5 := next()
 		want(t5, m15)
 
-		// Items dropped at the delivery timeout while read ahead.
+		// Items dropped at the delivery timeout while read ahead (with the
+		// pending one's, older still: its receipt settles nothing, and
+		// takes nothing).
 		m16, m17 := send(time.Time{}), send(time.Time{})
 		p = peek(t5)
 		want(p, m16, m17)
-		done(t5)
 		clock = clock.Add(time.Hour)
 		m18 := send(time.Time{})
-		if n, err := e.db.OutboxExpire(other, clock.Add(-30*time.Minute)); err != nil || n != 2 {
-			t.Fatalf("OutboxExpire: %d, %v; want the 2 old items", n, err)
+		if n, err := e.db.OutboxExpire(other, clock.Add(-30*time.Minute)); err != nil || n != 3 {
+			t.Fatalf("OutboxExpire: %d, %v; want the 3 old items", n, err)
 		}
-		take(p, false)
+		if taken, err := e.db.OutboxDoneTake(other, t5.TxnID, []OutboxResult{{ID: m15, Delivered: true}}, p); !errors.Is(err, ErrNotPending) || taken {
+			t.Fatalf("settling an expired transaction: %v, %v; want ErrNotPending, nothing taken", taken, err)
+		}
 		t6 := next()
 		want(t6, m18)
 
@@ -152,9 +157,8 @@ func TestOutboxReadAhead(t *testing.T) {
 		end()
 		p = peek(t6)
 		want(p, m19)
-		done(t6)
 		e.db.removing(true)() // a deletion of some other message
-		take(p, false)
+		settle(t6, p, false)
 		want(next(), m19)
 	})
 }
