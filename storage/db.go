@@ -262,18 +262,49 @@ func (d *DB) get(key []byte) ([]byte, error) {
 // the index and data blocks, from disk once the store outgrows the block
 // cache. A miss then costs no block read.
 func (d *DB) getNew(key []byte) ([]byte, error) {
-	it, err := d.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
-	if err != nil {
-		return nil, privateline.E("storage.get", privateline.Unavailable, err)
-	}
-	defer it.Close()
-	if !it.SeekPrefixGE(key) || !bytes.Equal(it.Key(), key) {
-		if err := it.Error(); err != nil {
-			return nil, privateline.E("storage.get", privateline.Unavailable, err)
+	var p probe
+	defer p.close()
+	return p.get(d, key)
+}
+
+// existsNew is exists for a key that is most likely absent (getNew).
+func (d *DB) existsNew(key []byte) (bool, error) {
+	var p probe
+	defer p.close()
+	return p.exists(d, key)
+}
+
+// probe makes getNew's look-ups through one iterator, opened at the first
+// and kept until close: many look-ups (an inbound transaction's entries)
+// pay for one iterator's set-up. It sees the store as it was at the first
+// look-up, so it suits only keys that the caller's locks keep from
+// changing meanwhile. The zero probe is ready; close it.
+type probe struct{ it *pebble.Iterator }
+
+func (p *probe) seek(d *DB, key []byte) (bool, error) {
+	if p.it == nil {
+		it, err := d.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
+		if err != nil {
+			return false, privateline.E("storage.get", privateline.Unavailable, err)
 		}
+		p.it = it
+	}
+	if p.it.SeekPrefixGE(key) && bytes.Equal(p.it.Key(), key) {
+		return true, nil
+	}
+	if err := p.it.Error(); err != nil {
+		return false, privateline.E("storage.get", privateline.Unavailable, err)
+	}
+	return false, nil
+}
+
+func (p *probe) get(d *DB, key []byte) ([]byte, error) {
+	if ok, err := p.seek(d, key); err != nil {
+		return nil, err
+	} else if !ok {
 		return nil, privateline.E("storage.get", privateline.NotExist)
 	}
-	v, err := it.ValueAndErr()
+	v, err := p.it.ValueAndErr()
 	if err != nil {
 		return nil, privateline.E("storage.get", privateline.Unavailable, err)
 	}
@@ -284,32 +315,13 @@ func (d *DB) getNew(key []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// existsNew is exists for a key that is most likely absent (getNew).
-func (d *DB) existsNew(key []byte) (bool, error) {
-	it, err := d.db.NewIter(&pebble.IterOptions{UseL6Filters: true})
-	if err != nil {
-		return false, privateline.E("storage.exists", privateline.Unavailable, err)
-	}
-	defer it.Close()
-	if it.SeekPrefixGE(key) && bytes.Equal(it.Key(), key) {
-		return true, nil
-	}
-	if err := it.Error(); err != nil {
-		return false, privateline.E("storage.exists", privateline.Unavailable, err)
-	}
-	return false, nil
-}
+func (p *probe) exists(d *DB, key []byte) (bool, error) { return p.seek(d, key) }
 
-// getJSONNew is getJSON for a key that is most likely absent (getNew).
-func (d *DB) getJSONNew(key []byte, v any) error {
-	pt, err := d.getNew(key)
-	if err != nil {
-		return err
+func (p *probe) close() {
+	if p.it != nil {
+		p.it.Close()
+		p.it = nil
 	}
-	if err := json.Unmarshal(pt, v); err != nil {
-		return privateline.E("storage.getJSON", privateline.Internal, err)
-	}
-	return nil
 }
 
 func (d *DB) getJSON(key []byte, v any) error {

@@ -228,6 +228,11 @@ lock:
 	t.release = unlock
 	t.now = now
 	defer t.unlockGroupDests() // after a failure; commit releases them
+	// The entries' look-ups of new ids through one iterator: the stripes
+	// held keep their keys from changing.
+	var pr probe
+	defer pr.close()
+	t.probe = &pr
 	at := now.UnixMilli()
 	var idx replayIndex
 	accepted := map[string]bool{}
@@ -292,7 +297,7 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 		return refuse(RefusedWrongOrigin)
 	}
 	sum := sha256.Sum256(e.Raw)
-	if rec, err := d.envelopeIfAny(mid); err == nil {
+	if rec, err := d.envelopeFrom(t.getNew(tEnvelope.key(mid))); err == nil {
 		if _, srv, _ := rec.Sender.Address.Split(); rec.remoteSender() && (srv == origin || e.Group != "" && rec.Group == e.Group) && bytes.Equal(rec.Sum, sum[:]) {
 			return InboundDuplicate, "", nil
 		}
@@ -301,7 +306,7 @@ func (t *mtxn) receiveEntry(origin privateline.ServerName, oh []byte, e *Inbound
 		return "", "", err
 	}
 	var ts tombstone
-	if err := d.getJSONNew(tTombstone.key(mid), &ts); err == nil {
+	if err := t.getJSONNew(tTombstone.key(mid), &ts); err == nil {
 		if ts.Origin != nil && bytes.Equal(ts.Origin, d.originSumOf(origin, sum[:])) {
 			return InboundDuplicate, "", nil
 		}
@@ -379,7 +384,7 @@ func (t *mtxn) triage(oh []byte, e *InboundEntry, mid []byte, accepted map[strin
 		if accepted[e.ID] {
 			return InboundDuplicate, "", nil
 		}
-		if seen, err := t.d.existsNew(tReplayEnv.key(oh, mid)); err != nil || seen {
+		if seen, err := t.existsNew(tReplayEnv.key(oh, mid)); err != nil || seen {
 			return InboundDuplicate, "", err
 		}
 	}

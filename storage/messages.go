@@ -302,6 +302,37 @@ type mtxn struct {
 	// removes: the batch deletes envelope records (removeMessage); its
 	// commit is bracketed by the removal counters (outboxahead.go).
 	removes bool
+	// probe, if set, makes the look-ups of keys most likely absent (getNew)
+	// through one iterator (db.go); the caller closes it.
+	probe *probe
+}
+
+// getNew is DB.getNew, through t's probe if it has one.
+func (t *mtxn) getNew(key []byte) ([]byte, error) {
+	if t.probe == nil {
+		return t.d.getNew(key)
+	}
+	return t.probe.get(t.d, key)
+}
+
+// getJSONNew is getJSON for a key that is most likely absent (getNew).
+func (t *mtxn) getJSONNew(key []byte, v any) error {
+	pt, err := t.getNew(key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(pt, v); err != nil {
+		return privateline.E("storage.getJSON", privateline.Internal, err)
+	}
+	return nil
+}
+
+// existsNew is DB.existsNew, through t's probe if it has one.
+func (t *mtxn) existsNew(key []byte) (bool, error) {
+	if t.probe == nil {
+		return t.d.existsNew(key)
+	}
+	return t.probe.exists(t.d, key)
 }
 
 func (d *DB) newMtxn(b *pebble.Batch) *mtxn {

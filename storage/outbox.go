@@ -672,6 +672,34 @@ func (d *DB) setPending(b *pebble.Batch, h []byte, txn *OutboxTxn, senders map[u
 	return d.setJSON(b, pendingKey(h), np)
 }
 
+// queuedSeqs returns which of seqs (a transaction's items) are still
+// items of destination h's outbox, with one walk over the keys from the
+// lowest to the highest.
+func (d *DB) queuedSeqs(h []byte, seqs []uint64) (map[uint64]bool, error) {
+	want := make(map[uint64]bool, len(seqs))
+	for _, seq := range seqs {
+		want[seq] = true
+	}
+	out := make(map[uint64]bool, len(seqs))
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	p := tOutbox.key(h)
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: tOutbox.key(h, u64(slices.Min(seqs))), UpperBound: prefixEnd(tOutbox.key(h, u64(slices.Max(seqs))))})
+	if err != nil {
+		return nil, privateline.E(privateline.Unavailable, err)
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		if k := it.Key(); len(k) == len(p)+8 {
+			if seq := binary.BigEndian.Uint64(k[len(p):]); want[seq] {
+				out[seq] = true
+			}
+		}
+	}
+	return out, it.Error()
+}
+
 // ErrNotPending: OutboxDone was given a txn id that is not the
 // destination's pending transaction (kind Exist).
 var ErrNotPending = errors.New("storage: not the pending transaction")
@@ -776,12 +804,12 @@ func (d *DB) OutboxDoneTake(dest privateline.ServerName, txnID string, results [
 			// whether the item is still queued is read, not its envelope.
 			// (An item whose message went after it was sent is settled
 			// like the others: the destination has committed it.)
+			queued, err := d.queuedSeqs(x.h, p.Seqs)
+			if err != nil {
+				return nil, err
+			}
 			for i, seq := range p.Seqs {
-				ok, err := d.exists(tOutbox.key(x.h, u64(seq)))
-				if err != nil {
-					return nil, err
-				}
-				if ok {
+				if queued[seq] {
 					it := &item{OutboxItem: OutboxItem{Seq: seq, Type: p.Type, ID: p.IDs[i]}}
 					copy(it.sender[:], p.Senders[i*len(ID{}):])
 					items = append(items, it)
