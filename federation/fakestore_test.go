@@ -303,10 +303,14 @@ func (f *fakeStore) TransactionResults(origin privateline.ServerName, txnID stri
 	return slices.Clone(r), ok, nil
 }
 
-func (f *fakeStore) SeenEnvelope(origin privateline.ServerName, id string) (bool, error) {
+func (f *fakeStore) SeenEnvelopes(origin privateline.ServerName, ids []string) ([]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.seen[[2]string{string(origin), id}], nil
+	seen := make([]bool, len(ids))
+	for i, id := range ids {
+		seen[i] = f.seen[[2]string{string(origin), id}]
+	}
+	return seen, nil
 }
 
 func (f *fakeStore) UserByName(name privateline.Username) (*storage.User, error) {

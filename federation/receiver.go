@@ -338,8 +338,8 @@ func (r replay) Seen(origin privateline.ServerName, txnID string) ([]wire.Result
 	return out, true, nil
 }
 
-func (r replay) SeenEnvelope(origin privateline.ServerName, id string) (bool, error) {
-	return r.st.SeenEnvelope(origin, id)
+func (r replay) SeenEnvelopes(origin privateline.ServerName, ids []string) ([]bool, error) {
+	return r.st.SeenEnvelopes(origin, ids)
 }
 
 // acquire takes one of origin's concurrent exchange slots.

@@ -54,7 +54,7 @@ type Store interface {
 	// Inbound (the receiver).
 	ReceiveTransaction(origin privateline.ServerName, txnID string, entries []storage.InboundEntry, now time.Time) (results []storage.InboundResult, replayed bool, err error)
 	TransactionResults(origin privateline.ServerName, txnID string) ([]storage.InboundResult, bool, error)
-	SeenEnvelope(origin privateline.ServerName, id string) (bool, error)
+	SeenEnvelopes(origin privateline.ServerName, ids []string) ([]bool, error)
 	UserByName(name privateline.Username) (*storage.User, error)
 
 	// Peer pins (trust on first contact).

@@ -575,15 +575,29 @@ func (d *DB) TransactionResults(origin privateline.ServerName, txnID string) ([]
 // SeenEnvelope reports whether origin's envelope id was committed (and its
 // replay record is still kept).
 func (d *DB) SeenEnvelope(origin privateline.ServerName, id string) (bool, error) {
-	mid, err := msgKeyID(id)
+	seen, err := d.SeenEnvelopes(origin, []string{id})
 	if err != nil {
-		return false, nil
+		return false, err
 	}
-	ok, err := d.existsNew(tReplayEnv.key(d.serverHash(origin), mid))
-	if err != nil {
-		return false, privateline.E("storage.SeenEnvelope", err)
+	return seen[0], nil
+}
+
+// SeenEnvelopes is SeenEnvelope for each of ids, through one iterator.
+func (d *DB) SeenEnvelopes(origin privateline.ServerName, ids []string) ([]bool, error) {
+	oh := d.serverHash(origin)
+	var p probe
+	defer p.close()
+	seen := make([]bool, len(ids))
+	for i, id := range ids {
+		mid, err := msgKeyID(id)
+		if err != nil {
+			continue
+		}
+		if seen[i], err = p.exists(d, tReplayEnv.key(oh, mid)); err != nil {
+			return nil, privateline.E("storage.SeenEnvelope", err)
+		}
 	}
-	return ok, nil
+	return seen, nil
 }
 
 // SweepReplay deletes the replay records written before cutoff and

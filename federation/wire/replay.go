@@ -1,6 +1,10 @@
 package wire
 
-import "github.com/privateline/privateline"
+import (
+	"fmt"
+
+	"github.com/privateline/privateline"
+)
 
 // TxnReused is the refusal of Dedupe for a txn id that an origin used
 // before for other entries (spec/federation.md §10).
@@ -14,8 +18,9 @@ type Replay interface {
 	// Seen returns the results committed for origin's transaction txnID,
 	// and false if there are none.
 	Seen(origin privateline.ServerName, txnID string) ([]Result, bool, error)
-	// SeenEnvelope reports whether origin's envelope id was committed.
-	SeenEnvelope(origin privateline.ServerName, id string) (bool, error)
+	// SeenEnvelopes reports, for each of origin's envelope ids, whether
+	// it was committed.
+	SeenEnvelopes(origin privateline.ServerName, ids []string) ([]bool, error)
 }
 
 // Dedupe runs the replay checks on a verified transaction. If its
@@ -39,11 +44,15 @@ func Dedupe(tx *Transaction, r Replay) (prior []Result, dup []bool, err error) {
 		}
 		return prior, nil, nil
 	}
-	dup = make([]bool, len(tx.Entries))
+	ids := make([]string, len(tx.Entries))
 	for i, e := range tx.Entries {
-		if dup[i], err = r.SeenEnvelope(tx.Origin, e.ID); err != nil {
-			return nil, nil, err
-		}
+		ids[i] = e.ID
+	}
+	if dup, err = r.SeenEnvelopes(tx.Origin, ids); err != nil {
+		return nil, nil, err
+	}
+	if len(dup) != len(ids) {
+		return nil, nil, fmt.Errorf("federation: replay answered %d of %d envelope ids", len(dup), len(ids))
 	}
 	return nil, dup, nil
 }

@@ -357,8 +357,12 @@ func (m *memReplay) Seen(o privateline.ServerName, id string) ([]Result, bool, e
 	return r, ok, m.fail
 }
 
-func (m *memReplay) SeenEnvelope(o privateline.ServerName, id string) (bool, error) {
-	return m.envs[string(o)+" "+id], m.fail
+func (m *memReplay) SeenEnvelopes(o privateline.ServerName, ids []string) ([]bool, error) {
+	seen := make([]bool, len(ids))
+	for i, id := range ids {
+		seen[i] = m.envs[string(o)+" "+id]
+	}
+	return seen, m.fail
 }
 
 func TestDedupe(t *testing.T) {
