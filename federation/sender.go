@@ -210,7 +210,7 @@ type outcome struct {
 	reason     string        // for metrics: a wire reason, "unreachable", "link", "storage", …
 	permanent  bool          // the same bytes will never be accepted (spec §10.1)
 	skew       bool          // stale or future: re-sign and retry at once
-	retryAfter time.Duration // rate_limited: wait at least this
+	retryAfter time.Duration // rate_limited: wait this, not a failure
 }
 
 // step expires old items, sends the next transaction and returns how long
@@ -265,7 +265,15 @@ func (sd *sender) step(n int) (time.Duration, int) {
 	if err := s.store.OutboxAttemptFailed(sd.dest, detail); err != nil {
 		s.log.Error("federation: recording a failed attempt", "destination", string(sd.dest), "err", err)
 	}
-	sd.waiting = !o.permanent && o.retryAfter == 0
+	if o.retryAfter > 0 {
+		// rate_limited is not a failure (§14): the destination asks for a
+		// pause of retry_after and gets exactly that; the backoff does not
+		// grow. (Waiting the backoff instead made every envelope behind a
+		// refusal wait about a second for a pause of a few milliseconds.)
+		s.log.Debug("federation: the destination asks to slow down", "destination", string(sd.dest), "retry_after", o.retryAfter)
+		return o.retryAfter, n
+	}
+	sd.waiting = !o.permanent
 	if sd.waiting {
 		// Not reached (or unavailable): the senders of what is queued
 		// learn that their messages wait for this server.
@@ -283,11 +291,7 @@ func (sd *sender) step(n int) (time.Duration, int) {
 		s.log.Warn("federation: delivery attempt failed", "destination", string(sd.dest), "txn", txn.TxnID,
 			"reason", o.reason, "attempt", n+1, "err", o.err)
 	}
-	d := backoff(s.base, n, s.jitter())
-	if o.retryAfter > d {
-		d = o.retryAfter
-	}
-	return max(d, time.Nanosecond), n + 1
+	return max(backoff(s.base, n, s.jitter()), time.Nanosecond), n + 1
 }
 
 // signedTxn is an outbox transaction signed into its frame at a time.
@@ -389,6 +393,9 @@ func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte,
 			o.skew = true
 		case codeRateLimited:
 			o.retryAfter = ef.retryAfter
+			if o.retryAfter == 0 {
+				o.retryAfter = time.Second // §10.1: 1 s when absent
+			}
 		case codeUnavailable, codeInternal:
 		default:
 			o.permanent = true

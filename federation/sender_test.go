@@ -155,10 +155,11 @@ func TestSenderReactions(t *testing.T) {
 	}
 }
 
-// rate_limited's retry_after is a lower bound of the wait.
+// rate_limited is not a failure: the sender waits its retry_after, not
+// the backoff (an hour here), and no failure is counted towards it.
 func TestSenderRespectsRetryAfter(t *testing.T) {
 	a := newNode(t, nameA, "alice")
-	a.base = time.Millisecond
+	a.base = time.Hour
 	var r *fakeReceiver
 	r = newFakeReceiver(t, nameB, nameA, a.key.Public(), func(i int, tx *wire.Transaction) []byte {
 		if i == 0 {
@@ -172,5 +173,8 @@ func TestSenderRespectsRetryAfter(t *testing.T) {
 	_, at := r.received()
 	if len(at) != 2 || at[1].Sub(at[0]) < 300*time.Millisecond {
 		t.Fatalf("attempts at %v, want 2 at least 300ms apart", at)
+	}
+	if n := counter(a.svc.met.failures, "rate_limited"); n != 1 {
+		t.Fatalf("failures{rate_limited} = %v, want 1", n)
 	}
 }
