@@ -168,7 +168,8 @@ type API struct {
 	now       func() time.Time
 	ready     func() bool
 
-	remoteGroups RemoteGroups // changes of groups of other servers (fedgroups.go)
+	remoteGroups RemoteGroups  // changes of groups of other servers (fedgroups.go)
+	keyWaiters   chan struct{} // key look-ups waiting for their epoch's key (groupkeywait.go)
 
 	router      *httprouter.Router
 	handler     http.Handler
@@ -200,6 +201,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	}
 	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, rfiles: d.RemoteFiles, webPush: d.WebPush, log: d.Log, now: d.Now, ready: d.Ready}
 	a.remoteGroups = d.RemoteGroups
+	a.keyWaiters = make(chan struct{}, maxKeyWaiters)
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}

@@ -499,7 +499,12 @@ func (a *API) getGroupKey(w http.ResponseWriter, r *http.Request, c *call) error
 			return invalid(`"epoch" must be an integer ≥ 1`)
 		}
 	}
-	signed, kid, wrap, err := a.grps.GroupKey(g.ID, epoch, c.auth.UserID)
+	get := func() ([]byte, string, string, error) { return a.grps.GroupKey(g.ID, epoch, c.auth.UserID) }
+	signed, kid, wrap, err := get()
+	if privateline.Is(privateline.NotExist, err) && epoch == g.Epoch {
+		// The current epoch's key may be on its way (groupkeywait.go).
+		signed, kid, wrap, err = a.awaitGroupKey(r.Context(), c, g, get)
+	}
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,9 @@ type metrics struct {
 	wsEvents  prometheus.Counter // events written to sockets
 	wsSlow    prometheus.Counter // sockets closed as too slow
 	wsTickets prometheus.Counter // WebSocket tickets issued
+
+	keyWaiting prometheus.Gauge       // key look-ups waiting for their epoch's key (groupkeywait.go)
+	keyWaits   *prometheus.CounterVec // their ends, by result: key, stale_epoch, none
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -59,9 +62,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "privateline_ws_tickets_issued_total",
 			Help: "Single-use WebSocket tickets issued.",
 		}),
+		keyWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "privateline_group_key_waiting",
+			Help: "Group key look-ups waiting for their epoch's key, which an admin's client has not uploaded (or this server not received) yet.",
+		}),
+		keyWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "privateline_group_key_waits_total",
+			Help: "Group key look-ups that waited for their epoch's key, by result (key: it came; stale_epoch: the group moved on; none: it did not come in time).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency, m.fileUploads, m.fileUploadBytes, m.fileRefused, m.wsOpen, m.wsEvents, m.wsSlow, m.wsTickets)
+		reg.MustRegister(m.keyWaiting, m.keyWaits)
 	}
 	return m
 }
