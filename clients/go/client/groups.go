@@ -366,9 +366,11 @@ func (s *Session) currentGroupKey(ctx context.Context, g *Group) (*e2ee.GroupKey
 }
 
 // SendGroup seals msg with the group's current key and posts it (POST
-// /api/groups/{id}/messages). If the group moved to a new epoch meanwhile
-// (409 stale_epoch) it fetches the group and the new key and sends once
-// more. The session must be unlocked.
+// /api/groups/{id}/messages). The server's key look-up waits for a key
+// that an admin's client has not distributed yet (for a plain member).
+// If the group moved to a new epoch meanwhile (409 stale_epoch, of the
+// look-up or the post) it fetches the group and the new key and sends
+// once more. The session must be unlocked.
 func (s *Session) SendGroup(ctx context.Context, id string, msg *e2ee.Message, opts SendOptions) (*SendResult, error) {
 	const op = "client.Session.SendGroup"
 	keys, _, err := s.unlocked(op)
@@ -384,6 +386,10 @@ func (s *Session) SendGroup(ctx context.Context, id string, msg *e2ee.Message, o
 			return nil, err
 		}
 		gk, err := s.currentGroupKey(ctx, g)
+		if IsStaleEpoch(err) && attempt == 0 {
+			// The group moved on while its key was awaited: look again.
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
