@@ -170,6 +170,7 @@ type API struct {
 
 	remoteGroups RemoteGroups  // changes of groups of other servers (fedgroups.go)
 	keyWaiters   chan struct{} // key look-ups waiting for their epoch's key (groupkeywait.go)
+	keyWait      time.Duration // how long one waits (keyWait; tests shorten it)
 
 	router      *httprouter.Router
 	handler     http.Handler
@@ -201,7 +202,7 @@ func New(cfg Config, d Deps) (*API, error) {
 	}
 	a := &API{cfg: cfg, store: d.Store, dir: d.Directory, remote: d.Remote, serverDoc: d.ServerDocument, rfiles: d.RemoteFiles, webPush: d.WebPush, log: d.Log, now: d.Now, ready: d.Ready}
 	a.remoteGroups = d.RemoteGroups
-	a.keyWaiters = make(chan struct{}, maxKeyWaiters)
+	a.keyWaiters, a.keyWait = make(chan struct{}, maxKeyWaiters), keyWait
 	if a.dir == nil {
 		a.dir = noDirectory{}
 	}

@@ -90,7 +90,7 @@ func (a *API) awaitGroupKey(ctx context.Context, c *call, g *storage.Group, get 
 	defer a.metrics.keyWaiting.Dec()
 	result := "none"
 	defer func() { a.metrics.keyWaits.WithLabelValues(result).Inc() }()
-	deadline := time.NewTimer(keyWait)
+	deadline := time.NewTimer(a.keyWait)
 	defer deadline.Stop()
 	pause := keyPollFirst
 	for {
