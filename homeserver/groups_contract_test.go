@@ -1,6 +1,8 @@
 package homeserver_test
 
 import (
+	"io"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -163,5 +165,32 @@ func groupsContract(t *testing.T, c *contract, ts *testServer) {
 		send(specAccepts, 404, "DELETE", out(bob), nil, oauth...)
 		send(specAccepts, 204, "DELETE", out(bob), nil, bauth...) // bob leaves
 		send(specAccepts, 404, "GET", gp, nil, bauth...)
+	})
+
+	// A plain member's look-up of the current epoch's key waits for it;
+	// the group moving to another epoch meanwhile ends it with
+	// stale_epoch (groupkeywait.go in clientapi).
+	t.Run("key awaited", func(t *testing.T) {
+		r := send(specAccepts, 201, "POST", "/api/groups", map[string]any{"members": []string{string(bob.Address)}}, auth...)
+		wp := "/api/groups/" + url.PathEscape(r.json(t)["id"].(string))
+		e := apiReq("GET", wp+"/key", nil, bauth...)
+		got := make(chan *response, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(e.request(ts.URL))
+			if err != nil {
+				got <- &response{Status: -1, Body: []byte(err.Error())}
+				return
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- &response{Status: resp.StatusCode, Header: resp.Header, Body: body}
+		}()
+		waitMetric(t, ts, "privateline_group_key_waiting 1")
+		send(specAccepts, 201, "POST", wp+"/members", map[string]any{"address": string(eve.Address)}, auth...)
+		w := <-got
+		if w.Status != 409 || w.errorCode(t) != "stale_epoch" {
+			t.Fatalf("bob's awaited look-up of a superseded epoch: %d %s", w.Status, w.Body)
+		}
+		c.check(t, specAccepts, e.request(ts.URL), w)
 	})
 }
