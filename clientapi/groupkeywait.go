@@ -62,9 +62,14 @@ type keyLookup func() (signed []byte, kid, wrap string, err error)
 // for the key, as above. It answers the look-up's result, errKeyPending
 // when the key did not come.
 func (a *API) awaitGroupKey(ctx context.Context, c *call, g *storage.Group, get keyLookup) ([]byte, string, string, error) {
+	// keyWait bounds the whole look-up, the state request included, so
+	// that it ends well within a client's request timeout (the Go SDK's
+	// is 30 s).
+	deadline := time.NewTimer(a.keyWait)
+	defer deadline.Stop()
 	if !a.ownGroup(g.ID) {
 		if s, ok := a.remoteGroups.(groupSyncer); ok && a.resyncAllowed(c.auth.UserID) {
-			sctx, cancel := context.WithTimeout(ctx, keyResyncTimeout)
+			sctx, cancel := context.WithTimeout(ctx, min(keyResyncTimeout, a.keyWait))
 			err := s.SyncGroup(sctx, g.ID)
 			cancel()
 			if err != nil && a.log != nil {
@@ -90,8 +95,6 @@ func (a *API) awaitGroupKey(ctx context.Context, c *call, g *storage.Group, get 
 	defer a.metrics.keyWaiting.Dec()
 	result := "none"
 	defer func() { a.metrics.keyWaits.WithLabelValues(result).Inc() }()
-	deadline := time.NewTimer(a.keyWait)
-	defer deadline.Stop()
 	pause := keyPollFirst
 	for {
 		t := time.NewTimer(pause)
