@@ -275,6 +275,18 @@ func (f *ForkEvidence) Verify(serverKey ed25519.PublicKey) error {
 // key-change statement that leads from a key of their own to the
 // directory's current key.
 func (f *ForkEvidence) VerifyUnder(keys []ed25519.PublicKey) error {
+	return f.VerifyVouched(keys, nil)
+}
+
+// VerifyVouched is VerifyUnder(keys) where a head may also be signed by
+// one of earlier — keys the server's current key names as the server's
+// before it, in the server document it signed (EarlierKeysFromDocument)
+// — if the head's timestamp is not after that key was replaced, so that a
+// verifier that only ever trusted the current key can check evidence made
+// before a rotation. earlier must come from a document verified under the
+// key the verifier pinned, never from the evidence or statements that
+// come with it.
+func (f *ForkEvidence) VerifyVouched(keys []ed25519.PublicKey, earlier []EarlierServerKey) error {
 	const op = "keylog.ForkEvidence.Verify"
 	if len(keys) == 0 {
 		return keybundle.Refuse(op, keybundle.ErrBadSignature, "no key to check the evidence under")
@@ -289,9 +301,26 @@ func (f *ForkEvidence) VerifyUnder(keys []ed25519.PublicKey) error {
 				break
 			}
 		}
-		if err != nil {
-			return err
+		if err == nil {
+			continue
 		}
+		ok, late := false, false
+		for _, e := range earlier {
+			if h.Verify(e.Key) == nil {
+				if h.Timestamp <= e.ReplacedAt {
+					ok = true
+					break
+				}
+				late = true
+			}
+		}
+		if ok {
+			continue
+		}
+		if late {
+			return keybundle.Refuse(op, keybundle.ErrBadSignature, fmt.Sprintf("a head of %s is signed with a key it replaced, and dated after it replaced it: not the server's", f.Server))
+		}
+		return err
 	}
 	g := NewForkEvidence(&f.First, &f.Second, f.Consistency, f.Witness, f.DetectedAt)
 	if g == nil || g.Kind != f.Kind {
