@@ -52,6 +52,7 @@ func (a *API) routeDefs() []routeDef {
 		pub("GET", "/api/keys/consistency", a.getKeysConsistency),
 		pub("GET", "/api/keys/cosignatures", a.getKeysCosignatures),
 		pub("GET", "/api/keys/forks", a.getKeysForks),
+		pub("GET", "/api/keys/forks/document", a.getKeysForkDocument),
 		auth("PUT", "/api/keys", a.putKeys),
 		auth("GET", "/api/pinned_keys", a.getPinnedKeys),
 		auth("PUT", "/api/pinned_keys", a.putPinnedKeys),

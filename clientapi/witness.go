@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/privateline/privateline"
 	"github.com/privateline/privateline/keylog"
 )
 
@@ -76,5 +77,51 @@ func (a *API) getKeysForks(w http.ResponseWriter, r *http.Request, _ *call) erro
 		ans.Forks = fs
 	}
 	writeJSON(w, http.StatusOK, ans)
+	return nil
+}
+
+// ForkDocuments is implemented by a Witnessing that passes on the server
+// documents of servers it keeps fork evidence about (*federation.Service):
+// signed by such a server's current key, a document names the keys it
+// held before, under which a client that trusts only the current key
+// checks evidence made before a key rotation (spec/e2ee.md §6.4).
+type ForkDocuments interface {
+	ForkServerDocument(server privateline.ServerName) ([]byte, error)
+}
+
+// getKeysForkDocument answers GET /api/keys/forks/document?server=name:
+// the current server document of a server this server keeps fork
+// evidence about, as that server serves it (404 for any other name).
+// Public, like the evidence: the client checks it under its own pin.
+func (a *API) getKeysForkDocument(w http.ResponseWriter, r *http.Request, _ *call) error {
+	const op = "clientapi.getKeysForkDocument"
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return invalid("malformed query string")
+	}
+	for k := range q {
+		if k != "server" {
+			return invalid("unknown query parameter " + strconv.Quote(k))
+		}
+	}
+	if len(q["server"]) != 1 {
+		return invalid(`query parameter "server" is required once`)
+	}
+	name, err := privateline.ParseServerName(q.Get("server"))
+	if err != nil {
+		return invalid(`query parameter "server" is not a server name`)
+	}
+	fd, ok := a.witness.(ForkDocuments)
+	if !ok {
+		return privateline.E(op, privateline.NotExist, "this server keeps no fork evidence about "+string(name))
+	}
+	doc, err := fd.ForkServerDocument(name)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	w.Write(doc)
 	return nil
 }

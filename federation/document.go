@@ -17,10 +17,11 @@ import (
 	"github.com/privateline/privateline/cjson"
 	"github.com/privateline/privateline/federation/transport"
 	"github.com/privateline/privateline/federation/wire"
+	"github.com/privateline/privateline/keylog"
 )
 
 // LabelServer is the signature label of the server document (spec §2.1).
-const LabelServer = "privateline/v1/federation-server"
+const LabelServer = keylog.LabelServerDocument
 
 // DocumentPath is where a homeserver serves its server document.
 const DocumentPath = "/.well-known/privateline/server"
@@ -37,6 +38,7 @@ type Document struct {
 	Key        ed25519.PublicKey
 	KeyChanges []transport.KeyChange // oldest first
 	CreatedAt  time.Time
+	Raw        []byte // the document as served (ForkServerDocument passes it on)
 }
 
 // Document returns this server's signed server document: canonical JSON,
@@ -115,6 +117,7 @@ func VerifyDocument(raw []byte, name privateline.ServerName, known ed25519.Publi
 		Federation: o.String("federation", true),
 		Key:        o.Bytes("key", true, ed25519.PublicKeySize, ed25519.PublicKeySize),
 		CreatedAt:  time.UnixMilli(o.Int("created_at", true, 0, cjson.MaxSafeInt)),
+		Raw:        bytes.Clone(raw),
 	}
 	sig := o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize)
 	changes := o.Array("key_changes", false)

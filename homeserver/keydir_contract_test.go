@@ -62,6 +62,10 @@ func keysContract(t *testing.T, c *contract, ts *testServer) {
 			t.Errorf("forks: %v", m["forks"])
 		}
 		c.send(t, ts, specCannotTell, 400, apiReq("GET", "/api/keys/forks?x=1", nil))
+		c.send(t, ts, specAccepts, 404, apiReq("GET", "/api/keys/forks/document?server=a.test", nil))
+		c.send(t, ts, specRejects, 400, apiReq("GET", "/api/keys/forks/document", nil))
+		c.send(t, ts, specCannotTell, 400, apiReq("GET", "/api/keys/forks/document?server=a%20b", nil))
+		c.send(t, ts, specCannotTell, 400, apiReq("GET", "/api/keys/forks/document?server=a.test&x=1", nil))
 	})
 
 	t.Run("keys", func(t *testing.T) {

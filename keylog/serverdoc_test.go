@@ -14,8 +14,10 @@ import (
 
 type edSigner ed25519.PrivateKey
 
-func (k edSigner) Public() ed25519.PublicKey { return ed25519.PrivateKey(k).Public().(ed25519.PublicKey) }
-func (k edSigner) Sign(m []byte) []byte      { return ed25519.Sign(ed25519.PrivateKey(k), m) }
+func (k edSigner) Public() ed25519.PublicKey {
+	return ed25519.PrivateKey(k).Public().(ed25519.PublicKey)
+}
+func (k edSigner) Sign(m []byte) []byte { return ed25519.Sign(ed25519.PrivateKey(k), m) }
 
 // keyChangeAt is a statement that next replaces old for server, made at ms.
 func keyChangeAt(t *testing.T, server privateline.ServerName, old ed25519.PrivateKey, next ed25519.PublicKey, ms int64) ServerKeyChange {

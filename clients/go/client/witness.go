@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/privateline/privateline"
@@ -118,19 +119,56 @@ func (c *Client) checkCosignature(server privateline.ServerName, serverKey ed255
 // directory, as this client checked it.
 type Fork struct {
 	Evidence *keylog.ForkEvidence
-	// Verified: both heads verify under the key this client pinned for
-	// Evidence.Server, or one it pinned before and followed to it through
-	// the server's key-change statements (directory.State.Earlier), and
-	// they conflict as Evidence.Kind says. Err says why not (no pin: the
-	// evidence is unchecked, not false; heads signed by a key this client
-	// never followed: unchecked too, as it cannot tell that key was the
-	// server's).
+	// Verified: both heads verify under keys this client takes as
+	// Evidence.Server's (Basis says which), and they conflict as
+	// Evidence.Kind says. Err says why not (no pin: the evidence is
+	// unchecked, not false; heads signed by a key neither followed by this
+	// client nor named by the pinned key as an earlier one: unchecked too,
+	// as it cannot tell that key was the server's).
 	Verified bool
+	Basis    ForkBasis
 	Err      error
 }
 
+// ForkBasis says under which keys fork evidence verified.
+type ForkBasis int
+
+const (
+	// ForkUnverified: it did not (Fork.Err says why).
+	ForkUnverified ForkBasis = iota
+	// ForkUnderPin: both heads under the key this client pinned.
+	ForkUnderPin
+	// ForkUnderFollowed: a head under a key this client pinned before and
+	// followed to its pin through the server's key-change statements
+	// (directory.State.Earlier).
+	ForkUnderFollowed
+	// ForkUnderVouched: a head under a key the server held before, as its
+	// current key — the one pinned — names it in the server document it
+	// signed (keylog.EarlierKeysFromDocument), the head dated no later
+	// than the key was replaced. A client that only ever pinned the new
+	// key verifies evidence made before a rotation so.
+	ForkUnderVouched
+)
+
+// String says it in words, for people.
+func (b ForkBasis) String() string {
+	switch b {
+	case ForkUnderPin:
+		return "signed with the key pinned for the server"
+	case ForkUnderFollowed:
+		return "signed with a key the server had before its current one, which this client followed to the current one"
+	case ForkUnderVouched:
+		return "signed with a key the server had before its current one, which its current key names as its own in the server document it signed"
+	}
+	return "not verified"
+}
+
 // DirectoryForks fetches the fork evidence the homeserver keeps as a
-// witness (GET /api/keys/forks) and checks what it can.
+// witness (GET /api/keys/forks) and checks what it can. Evidence whose
+// heads no key this client pinned or followed signed is checked under the
+// earlier keys the server's current key names in its server document
+// (GET /api/keys/forks/document, verified under the pin): never under
+// statements that come with the evidence or from the homeserver alone.
 func (c *Client) DirectoryForks(ctx context.Context) ([]Fork, error) {
 	const op = "client.DirectoryForks"
 	r, err := c.do(ctx, op, &request{method: http.MethodGet, path: "/api/keys/forks"})
@@ -144,6 +182,11 @@ func (c *Client) DirectoryForks(ctx context.Context) ([]Fork, error) {
 	if err != nil {
 		return nil, privateline.E(op, err)
 	}
+	type vouched struct {
+		keys []keylog.EarlierServerKey
+		err  error
+	}
+	docs := map[privateline.ServerName]vouched{} // per server, fetched once per call
 	out := make([]Fork, 0, len(ans.Forks))
 	for _, f := range ans.Forks {
 		v := Fork{Evidence: f}
@@ -153,11 +196,47 @@ func (c *Client) DirectoryForks(ctx context.Context) ([]Fork, error) {
 			v.Err = privateline.E(op, privateline.Unavailable, err)
 		case st == nil || len(st.Key) == 0:
 			v.Err = privateline.E(op, privateline.NotExist, fmt.Sprintf("no key is pinned for %s", f.Server))
+		case f.Verify(st.Key) == nil:
+			v.Basis = ForkUnderPin
 		default:
-			v.Err = f.VerifyUnder(append([]ed25519.PublicKey{st.Key}, st.Earlier...))
+			keys := append([]ed25519.PublicKey{st.Key}, st.Earlier...)
+			if v.Err = f.VerifyUnder(keys); v.Err == nil {
+				v.Basis = ForkUnderFollowed
+				break
+			}
+			if keybundle.ReasonOf(v.Err) != keybundle.ErrBadSignature {
+				break
+			}
+			d, ok := docs[f.Server]
+			if !ok {
+				d.keys, d.err = c.forkEarlierKeys(ctx, f.Server, st.Key)
+				docs[f.Server] = d
+			}
+			if d.err != nil {
+				v.Err = fmt.Errorf("%w; and %s's current key names no earlier key it could be: %w", v.Err, f.Server, d.err)
+				break
+			}
+			if v.Err = f.VerifyVouched(keys, d.keys); v.Err == nil {
+				v.Basis = ForkUnderVouched
+			}
 		}
 		v.Verified = v.Err == nil
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// forkEarlierKeys fetches, through the homeserver, the server document of
+// server (GET /api/keys/forks/document) and returns the earlier keys it
+// names, if pinned signed it.
+func (c *Client) forkEarlierKeys(ctx context.Context, server privateline.ServerName, pinned ed25519.PublicKey) ([]keylog.EarlierServerKey, error) {
+	const op = "client.forkEarlierKeys"
+	r, err := c.do(ctx, op, &request{method: http.MethodGet, path: "/api/keys/forks/document", query: url.Values{"server": {string(server)}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := expect(op, r, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return keylog.EarlierKeysFromDocument(r.body, server, pinned)
 }
