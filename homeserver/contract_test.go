@@ -679,6 +679,8 @@ func TestContractResponses(t *testing.T) {
 	t.Run("ws", func(t *testing.T) { wsContract(t, c, ts) })                // ws_contract_test.go
 	t.Run("groups", func(t *testing.T) { groupsContract(t, c, ts) })        // groups_contract_test.go
 	t.Run("remote files", func(t *testing.T) { remoteFilesContract(t, c) }) // federation_files_test.go
+	// forkdoc_contract_test.go
+	t.Run("fork documents", func(t *testing.T) { forkDocumentContract(t, c) })
 
 	// Every documented response must have been seen, except the server
 	// faults (500, and 503 from storage) that a client cannot provoke.

@@ -192,13 +192,14 @@ func TestFederationKeptAnswerOfRotatedServer(t *testing.T) {
 // TestForkEvidenceAfterRotation: b.test keeps evidence that a.test's
 // directory forked, both heads signed with a's first key. a rotates its
 // key. Bob's client, which pinned a's first key and followed the chain to
-// the new one, still verifies the evidence; a new device of bob's, which
-// only ever pinned the new key, cannot tell the old key was a's and does
-// not call the evidence verified.
+// the new one, still verifies the evidence; so does a new device of
+// bob's, which only ever pinned the new key: b passes on a's server
+// document, signed by the new key, which names the first key as a's
+// earlier one.
 func TestForkEvidenceAfterRotation(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test", "b.test")
+	servers := startRoutedFederation(t, &docRoutes{}, "a.test", "b.test")
 	a, b := servers[0], servers[1]
 	alice := sdkRegister(t, a, sdkClient(t, a, nil), "falice", "alice").login(t)
 	bobU := sdkRegister(t, b, sdkClient(t, b, nil), "fbob", "bob")
@@ -216,14 +217,11 @@ func TestForkEvidenceAfterRotation(t *testing.T) {
 	}
 	verified := func(s *client.Session) (bool, error) {
 		t.Helper()
-		fs, err := s.Client().DirectoryForks(ctx)
-		if err != nil || len(fs) != 1 || fs[0].Evidence.Server != "a.test" {
-			t.Fatalf("b's fork evidence: %+v, %v", fs, err)
-		}
-		return fs[0].Verified, fs[0].Err
+		f := forkOf(t, s)
+		return f.Verified, f.Err
 	}
-	if ok, err := verified(bob); !ok {
-		t.Fatalf("bob does not verify the evidence before the rotation: %v", err)
+	if f := forkOf(t, bob); !f.Verified || f.Basis != client.ForkUnderPin {
+		t.Fatalf("bob does not verify the evidence before the rotation: %v (%s)", f.Err, f.Basis)
 	}
 
 	a.stop()
@@ -240,12 +238,37 @@ func TestForkEvidenceAfterRotation(t *testing.T) {
 	if ok, err := verified(bob); !ok {
 		t.Fatalf("bob, who followed a's key change, does not verify the evidence made before it: %v", err)
 	}
-	fresh, err := sdkClient(t, b, nil).Login(ctx, bobU.name, bobU.password) // bob's new device: no pins yet
+	if f := forkOf(t, bob); f.Basis != client.ForkUnderFollowed {
+		t.Fatalf("bob verified it %s", f.Basis)
+	}
+	pins := &directory.Memory{}
+	freshC, err := client.New(client.Options{BaseURL: b.URL, Directory: pins})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustLookup(t, fresh, alice.Address()) // pins a's new key only
-	if ok, err := verified(fresh); ok || err == nil {
-		t.Fatal("a device that never pinned a's old key calls evidence signed by it verified")
+	fresh, err := freshC.Login(ctx, bobU.name, bobU.password) // bob's new device: no pins yet
+	if err != nil {
+		t.Fatal(err)
 	}
+	if f := forkOf(t, fresh); f.Verified || f.Err == nil {
+		t.Fatal("a device with no pin for a.test calls the evidence verified")
+	}
+	mustLookup(t, fresh, alice.Address()) // pins a's new key only
+	if st, _ := pins.Load("a.test"); st == nil || len(st.Earlier) != 0 || !st.Key.Equal(a.srv.IdentityKey()) {
+		t.Fatal("the new device does not pin a's new key alone")
+	}
+	if f := forkOf(t, fresh); !f.Verified || f.Basis != client.ForkUnderVouched {
+		t.Fatalf("a device that only pinned a's new key does not verify the evidence made before the rotation: %v (%s)", f.Err, f.Basis)
+	}
+}
+
+// forkOf returns the one fork evidence s's homeserver keeps, about
+// a.test, as s's client checked it.
+func forkOf(t *testing.T, s *client.Session) client.Fork {
+	t.Helper()
+	fs, err := s.Client().DirectoryForks(t.Context())
+	if err != nil || len(fs) != 1 || fs[0].Evidence.Server != "a.test" {
+		t.Fatalf("the fork evidence: %+v, %v", fs, err)
+	}
+	return fs[0]
 }

@@ -1,0 +1,39 @@
+package homeserver_test
+
+import (
+	"encoding/base64"
+	"testing"
+	"time"
+
+	"github.com/privateline/privateline/keylog"
+	"github.com/privateline/privateline/merkle"
+)
+
+// forkDocumentContract drives GET /api/keys/forks/document for
+// TestContractResponses: b.test keeps evidence that a.test's directory
+// forked, and passes on a's server document (and no other server's).
+func forkDocumentContract(t *testing.T, c *contract) {
+	servers := startRoutedFederation(t, &docRoutes{}, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	sdkRegister(t, a, sdkClient(t, a, nil), "fdalice", "alice")
+	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
+		return len(covered(cosignaturesOf(t, a))) == 1
+	})
+	aKey := identityOf(t, a)
+	held := cosignaturesOf(t, a).Cosignatures[0].Head
+	forked := keylog.TreeHead{Server: "a.test", TreeSize: held.TreeSize, RootHash: merkle.LeafHash([]byte("not a's log")), Timestamp: time.Now().UnixMilli()}
+	forked.Signature = aKey.Sign(forked.SigningInput())
+	if code := sendWitness(t, "a.test", aKey, b, &forked); code != "log_fork" {
+		t.Fatalf("b answered the forked head with %q, want log_fork", code)
+	}
+	if m := c.send(t, b, specAccepts, 200, apiReq("GET", "/api/keys/forks", nil)).json(t); len(m["forks"].([]any)) != 1 {
+		t.Fatalf("b's forks: %v", m)
+	}
+	m := c.send(t, b, specAccepts, 200, apiReq("GET", "/api/keys/forks/document?server=a.test", nil)).json(t)
+	if m["server"] != "a.test" || m["key"] != base64.StdEncoding.EncodeToString(aKey.Public()) {
+		t.Errorf("a's server document as b passes it on: %v", m)
+	}
+	// No evidence about b itself, nor about a server b never heard of.
+	c.send(t, b, specAccepts, 404, apiReq("GET", "/api/keys/forks/document?server=b.test", nil))
+	c.send(t, b, specAccepts, 404, apiReq("GET", "/api/keys/forks/document?server=elsewhere.test", nil))
+}
