@@ -5,8 +5,8 @@
 // before. A client that pinned an earlier key accepts the new one only
 // through a valid chain from its pin; anything else is server_key_changed.
 import { E2EEError } from './errors'
-import { type Bytes, equal, toB64 } from './bytes'
-import { type JSONValue, encodeBytes, obj } from './cjson'
+import { type Bytes, equal, toB64, utf8 } from './bytes'
+import { type JSONValue, encodeBytes, obj, parseBytes } from './cjson'
 import { Fields, MAX_SAFE } from './fields'
 import { prefixed } from './labels'
 import { ed25519Verify } from './primitives'
@@ -96,4 +96,60 @@ export async function acceptServerKey(server: string, pinned: Bytes | undefined,
  */
 export function withEarlier(earlier: readonly Bytes[] | undefined, path: readonly Bytes[]): Bytes[] {
   return [...(earlier ?? []), ...path].slice(-MAX_KEY_CHANGES)
+}
+
+export const LABEL_SERVER_DOCUMENT = 'privateline/v1/federation-server'
+
+/** A key a server held before its current one, as its current key states. */
+export interface EarlierServerKey {
+  key: Bytes
+  /** created_at of the statement that replaced it (ms): heads it signed later are not the server's */
+  replacedAt: number
+}
+
+/**
+ * The earlier keys a server's current key names as the server's own, from
+ * its server document (spec/federation.md §2.1, passed on by the
+ * homeserver: GET /api/keys/forks/document), for a client that pinned
+ * only the current key (spec/e2ee.md §6.4 "Witnesses"). The document must
+ * be `server`'s, signed by `pinned` (its "key"), with a valid chain of
+ * statements ending at it: then `pinned` vouches for every key the chain
+ * names. A statement signed by an old key proves nothing to a client that
+ * trusts only the new one; a document signed by another key (an old one
+ * included) is server_key_changed.
+ */
+export async function earlierKeysFromDocument(data: Uint8Array | string, server: string, pinned: Bytes): Promise<EarlierServerKey[]> {
+  const what = `the server document of ${server}`
+  let v: JSONValue
+  try {
+    v = parseBytes(typeof data === 'string' ? utf8(data) : data)
+  } catch (e) {
+    throw new E2EEError('malformed', `${what}: ${(e as Error).message}`)
+  }
+  const f = new Fields(v)
+  const d = {
+    createdAt: f.int('created_at', true, 0, MAX_SAFE),
+    federation: f.str('federation'),
+    key: f.bytes('key', true, 32, 32),
+    server: f.str('server'),
+    signature: f.bytes('signature', true, 64, 64),
+    v: f.int('v', true, 0, MAX_SAFE),
+    changes: parseKeyChanges(f),
+  }
+  const err = f.done(false)
+  if (err !== null) throw new E2EEError('malformed', `${what}: ${err}`)
+  if (d.v !== 1) throw new E2EEError('malformed', `${what}: version ${d.v}`)
+  if (d.server !== server) throw new E2EEError('bad_proof', `${what} names ${d.server}`)
+  if (!equal(d.key, pinned)) throw new E2EEError('server_key_changed', `${what} is signed with another key than the one pinned for it`)
+  const unsigned = obj(Object.entries(v as Record<string, JSONValue>).filter(([k]) => k !== 'signature'))
+  if (!(await ed25519Verify(pinned, prefixed(LABEL_SERVER_DOCUMENT, encodeBytes(unsigned)), d.signature)))
+    throw new E2EEError('bad_signature', `${what}: the signature does not verify under the pinned key`)
+  for (let i = 0; i < d.changes.length; i++) {
+    const c = d.changes[i]!
+    if (c.server !== server || equal(c.oldKey, c.newKey) || (i > 0 && !equal(c.oldKey, d.changes[i - 1]!.newKey)) || !(await ed25519Verify(c.oldKey, serverKeyChangeSigned(c), c.signature)))
+      throw new E2EEError('bad_proof', `${what}: key-change statement ${i} does not verify or does not follow the previous one`)
+  }
+  if (d.changes.length > 0 && !equal(d.changes[d.changes.length - 1]!.newKey, pinned))
+    throw new E2EEError('bad_proof', `${what}: the last key change does not lead to its key`)
+  return d.changes.map((c) => ({ key: c.oldKey, replacedAt: c.createdAt }))
 }

@@ -8,8 +8,8 @@ import { Fields, MAX_SAFE } from './fields'
 import { prefixed } from './labels'
 import { verifyConsistency } from './merkle'
 import { ed25519Verify } from './primitives'
-import { MAX_PROOF, type TreeHead, parseTreeHead, verifyTreeHead } from './directory'
-import { type ServerKeyChange, parseKeyChanges } from './keychange'
+import { MAX_PROOF, type TreeHead, parseTreeHead, treeHeadSigned, verifyTreeHead } from './directory'
+import { type EarlierServerKey, type ServerKeyChange, parseKeyChanges } from './keychange'
 
 export const LABEL_WITNESS = 'privateline/v1/federation-witness'
 
@@ -127,9 +127,12 @@ export function parseForks(data: Uint8Array | string): ForkEvidence[] {
 /**
  * Both heads are the server's, each signed by one of `keys` (its pinned key
  * and the earlier keys this client followed to it, so that evidence made
- * before a key rotation still verifies), and conflict as `kind` says.
+ * before a key rotation still verifies), or by one of `vouched` — earlier
+ * keys the pinned key names as the server's own (earlierKeysFromDocument) —
+ * with a timestamp no later than that key was replaced; and they conflict
+ * as `kind` says.
  */
-export async function verifyFork(e: ForkEvidence, keys: Uint8Array | readonly Uint8Array[]): Promise<void> {
+export async function verifyFork(e: ForkEvidence, keys: Uint8Array | readonly Uint8Array[], vouched: readonly EarlierServerKey[] = []): Promise<void> {
   const ks = keys instanceof Uint8Array ? [keys] : keys
   if (ks.length === 0) throw new E2EEError('bad_signature', 'fork evidence: no key to check it under')
   for (const h of [e.first, e.second]) {
@@ -144,7 +147,20 @@ export async function verifyFork(e: ForkEvidence, keys: Uint8Array | readonly Ui
         err = x
       }
     }
-    if (err !== undefined) throw err
+    if (err === undefined) continue
+    let ok = false
+    let late = false
+    for (const v of vouched) {
+      if (!(await ed25519Verify(v.key, treeHeadSigned(h), h.signature))) continue
+      if (h.timestamp <= v.replacedAt) {
+        ok = true
+        break
+      }
+      late = true
+    }
+    if (ok) continue
+    if (late) throw new E2EEError('bad_signature', `fork evidence: a head of ${e.server} is signed with a key it replaced, and dated after it replaced it`)
+    throw err
   }
   const { first: a, second: b } = e
   const conflict =

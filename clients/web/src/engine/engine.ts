@@ -19,7 +19,7 @@ import { type Pin, type Pins, encodePins, mergePins, openPins, sealPins } from '
 import { random, sha256 } from '../crypto/primitives'
 import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verifyQrPayload } from '../crypto/safety'
 import { covers, parseCosignatures, parseForks, verifyCosignature, verifyFork } from '../crypto/witness'
-import { acceptServerKey, withEarlier } from '../crypto/keychange'
+import { type EarlierServerKey, acceptServerKey, earlierKeysFromDocument, withEarlier } from '../crypto/keychange'
 import { EngineError, asHuman, human, remoteFileGone, remoteFileUnreachable, retryable } from './errors'
 import { metaEpoch, openMeta, sealMeta } from './meta'
 import { PushControl, type PushEnv, type Registered, browserPushEnv } from './push'
@@ -1655,24 +1655,50 @@ export class EngineImpl implements Engine {
         }
       }
       vouchedBy.sort(compareBytewise)
-      const forks: { server: string; verified: boolean }[] = []
+      const forks: { server: string; verified: boolean; reason?: string }[] = []
+      const documents = new Map<string, Promise<EarlierServerKey[]>>()
       for (const f of parseForks(JSON.stringify(await this.#api.get<unknown>('/api/keys/forks', { auth: false })))) {
         const dir = f.server === this.#server ? state : await this.#remoteDir(f.server)
         const pin = dir.serverKey
         let verified = false
+        let reason: string | undefined
         if (pin) {
+          const keys = [pin, ...(dir.earlier ?? [])]
           try {
-            // Under the pin or a key this client followed to it: evidence
-            // made before a key rotation stays evidence.
-            await verifyFork(f, [pin, ...(dir.earlier ?? [])])
-            verified = true
+            await verifyFork(f, pin)
+            reason = `both histories are signed with the key this app pinned for ${f.server}.`
           } catch {
-            continue // evidence that does not check out under the pinned key is not evidence
+            try {
+              // Under a key this client followed to the pin: evidence made
+              // before a key rotation stays evidence.
+              await verifyFork(f, keys)
+              reason = `they are signed with a key ${f.server} used before its current one; this app followed its key change.`
+            } catch (e) {
+              if (!(e instanceof E2EEError) || e.code !== 'bad_signature') continue // evidence that does not check out is not evidence
+              // Under the earlier keys the pinned key itself names as the
+              // server's (its signed server document): a client that only
+              // ever pinned the new key (spec/e2ee.md §6.4 "Witnesses").
+              let vouched = documents.get(f.server)
+              if (!vouched) {
+                vouched = this.#api
+                  .get<unknown>(`/api/keys/forks/document?server=${encodeURIComponent(f.server)}`, { auth: false })
+                  .then((d) => earlierKeysFromDocument(JSON.stringify(d), f.server, pin))
+                documents.set(f.server, vouched)
+              }
+              try {
+                await verifyFork(f, keys, await vouched)
+                reason = `they are signed with a key ${f.server} used before its current one, and its current key names that key as its own.`
+              } catch {
+                continue
+              }
+            }
           }
+          verified = true
         }
         const known = forks.find((x) => x.server === f.server)
-        if (known) known.verified ||= verified
-        else forks.push({ server: f.server, verified })
+        if (known) {
+          if (verified && !known.verified) Object.assign(known, { verified, reason })
+        } else forks.push(verified ? { server: f.server, verified, reason } : { server: f.server, verified })
       }
       return { vouchedBy, forks }
     } catch (e) {

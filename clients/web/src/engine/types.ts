@@ -159,8 +159,13 @@ export interface DirectoryWitnessing {
    * directory, sorted
    */
   vouchedBy: string[]
-  /** servers whose directory the homeserver caught forking; verified: checked under the key pinned for them */
-  forks: { server: string; verified: boolean }[]
+  /**
+   * servers whose directory the homeserver caught forking; verified: checked
+   * under the key pinned for them, or an earlier key of theirs this app
+   * followed or their pinned key names as their own; reason: why the
+   * evidence checks out, a sentence to show after "The evidence checks out:"
+   */
+  forks: { server: string; verified: boolean; reason?: string }[]
   /** a human sentence when the homeserver could not be asked */
   error?: string
 }

@@ -268,7 +268,7 @@ function DirectoryWitnesses({ info }: { info: DirectoryWitnessing }) {
       {info.forks.map((f) => (
         <Alert key={f.server} severity="warning" sx={{ mb: 1.5 }}>
           Your server reports that the key directory of {f.server} forked: it showed two different histories of its keys.
-          {f.verified ? ' The evidence checks out.' : ' This app could not check the evidence yet.'} Do not trust new keys from{' '}
+          {f.verified ? (f.reason ? ` The evidence checks out: ${f.reason}` : ' The evidence checks out.') : ' This app could not check the evidence yet.'} Do not trust new keys from{' '}
           {f.server} until this is explained.
         </Alert>
       ))}
