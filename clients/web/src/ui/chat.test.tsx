@@ -247,13 +247,14 @@ describe('conversation details', () => {
     await user.click(within(dialog).getByRole('button', { name: 'Close' }))
 
     await waitFor(() => expect(screen.queryByRole('dialog', { name: 'Verify dave@other.example' })).toBeNull())
-    engine.witnessing = { vouchedBy: [], forks: [{ server: 'other.example', verified: true }] }
+    const reason = 'they are signed with a key other.example used before its current one, and its current key names that key as its own.'
+    engine.witnessing = { vouchedBy: [], forks: [{ server: 'other.example', verified: true, reason }] }
     if (!screen.queryByRole('button', { name: 'Verify' })) await user.click(screen.getByRole('button', { name: 'Conversation details' }))
     await user.click(await screen.findByRole('button', { name: 'Verify' }))
     dialog = await screen.findByRole('dialog', { name: 'Verify dave@other.example' })
     const alert = await within(dialog).findByRole('alert')
     expect(alert).toHaveTextContent('Your server reports that the key directory of other.example forked')
-    expect(alert).toHaveTextContent('The evidence checks out.')
+    expect(alert).toHaveTextContent(`The evidence checks out: ${reason}`)
     expect(within(dialog).getByText('No other server vouches for your server’s key directory yet.')).toBeInTheDocument()
     // The safety number is still there: the warning is about the directory, not the contact.
     expect(within(dialog).getByTestId('safety-number').textContent).toMatch(/^(\d{5} ){11}\d{5}$/)
