@@ -139,8 +139,8 @@ func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, erro
 		// The highest epoch this replica held (storage/fedepochs.go):
 		// a group's server restored from a backup moves past it.
 		req.SeenEpoch, req.SeenEra = g.SeenEpoch, g.SeenEra
-		if req.SeenEpoch == 0 {
-			req.SeenEpoch, req.SeenEra = g.Epoch, g.Era
+		if req.SeenEpoch == 0 { // a record of an older version: the era is not known
+			req.SeenEpoch, req.SeenEra = g.Epoch, 0
 		}
 	case !privateline.Is(privateline.NotExist, err):
 		return 0, privateline.E(op, err)

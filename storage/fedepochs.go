@@ -32,10 +32,11 @@ func noteSeenEpoch(g, cur *Group) {
 		return
 	}
 	seen, era := cur.SeenEpoch, cur.SeenEra
-	if seen == 0 { // a record of an older version
-		seen, era = cur.Epoch, cur.Era
+	if seen == 0 { // a record of an older version: the era is not known
+		seen, era = cur.Epoch, 0
 	}
-	if seen > g.SeenEpoch || seen == g.SeenEpoch && era != 0 && era < g.SeenEra {
+	// Era 0 is "not known": it never counts as another era (RaiseGroupEpoch).
+	if seen > g.SeenEpoch || seen == g.SeenEpoch && (era == 0 || era < g.SeenEra) {
 		g.SeenEpoch, g.SeenEra = seen, era
 	}
 }

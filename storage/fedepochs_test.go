@@ -46,6 +46,23 @@ func TestReplicaSeenEpoch(t *testing.T) {
 		seen("after a restart", 3, 3, 5)
 		apply(7, 4, 4)
 		seen("epoch 4", 4, 4, 7)
+		// A record written by an older version (no seen epoch): its epoch,
+		// in an era not known (0), which no later era replaces.
+		r, err := d.GroupReplicaOf(rid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.SeenEpoch, r.SeenEra = 0, 0
+		gk, _ := groupKeyID(rid)
+		b := d.db.NewBatch()
+		if err := d.setJSON(b, tGroup.key(gk), r); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.commit(b); err != nil {
+			t.Fatal(err)
+		}
+		apply(8, 5, 4)
+		seen("an older version's record", 4, 4, 0)
 	})
 }
 
@@ -106,6 +123,9 @@ func TestRaiseGroupEpoch(t *testing.T) {
 		// (the replica held a lost epoch 4): past it.
 		if ok, err := raise(other, 4, era); ok || err != nil {
 			t.Fatalf("this era's epoch 4: %v %v", ok, err)
+		}
+		if ok, err := raise(other, 4, 0); ok || err != nil {
+			t.Fatalf("epoch 4 in an era not known: %v %v", ok, err)
 		}
 		if ok, err := raise(other, 4, era-1); !ok || err != nil || group().Epoch != 5 {
 			t.Fatalf("another era's epoch 4: %v %v, epoch %d", ok, err, group().Epoch)
