@@ -44,8 +44,8 @@ func noteSeenEpoch(g, cur *Group) {
 // RaiseGroupEpoch moves group id, a group of this server, past epoch
 // seen, which a replica on server from (one with a member of the group)
 // held, first in a state of era seenEra: when seen is greater than the
-// group's epoch, or equal to it while the group's epoch began in another
-// era (it was made again after a restore). The group then goes to epoch
+// group's epoch, or equal to it while the group's epoch began in a later
+// era than seenEra (it was made again after a restore). The group then goes to epoch
 // seen+1 without a key, in a new version queued to its members' servers,
 // and its members here get group_changed. A claim beyond the bound
 // (MaxEpochLead) is refused as Invalid, nothing changed. It reports
@@ -69,7 +69,10 @@ func (d *DB) RaiseGroupEpoch(id string, from privateline.ServerName, seen int64,
 	}
 	switch {
 	case seen > g.Epoch:
-	case seen == g.Epoch && g.EpochEra != 0 && seenEra != 0 && seenEra != g.EpochEra:
+	case seen == g.Epoch && g.EpochEra != 0 && seenEra != 0 && seenEra < g.EpochEra:
+		// Every state of the epoch this server made has an era at least
+		// the one it began in: the replica's came from a lineage that was
+		// lost, and the number was made again.
 	default:
 		return false, nil
 	}

@@ -124,6 +124,9 @@ func TestRaiseGroupEpoch(t *testing.T) {
 		if ok, err := raise(other, 4, era); ok || err != nil {
 			t.Fatalf("this era's epoch 4: %v %v", ok, err)
 		}
+		if ok, err := raise(other, 4, era+1); ok || err != nil {
+			t.Fatalf("epoch 4 first held in a later era (a state of after a restart): %v %v", ok, err)
+		}
 		if ok, err := raise(other, 4, 0); ok || err != nil {
 			t.Fatalf("epoch 4 in an era not known: %v %v", ok, err)
 		}
