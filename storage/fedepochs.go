@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"slices"
+
 	"github.com/privateline/privateline"
 )
 
@@ -16,9 +18,10 @@ import (
 // after, with no key yet, as after a membership change, so the next
 // admin's client that acts makes its key. Only the number moves: no key
 // or member comes from the replica. A member's server could claim a
-// higher epoch than it saw; what it gains is bounded: within one era the
-// group moves at most MaxEpochLead epochs past where it stood before the
-// first raise, and a raise only costs its members a rekey.
+// higher epoch than it saw; what it gains is bounded: one move per
+// server with members and era of this server, within one era the group
+// moves at most MaxEpochLead epochs past where it stood before the first
+// raise, and a raise only costs its members a rekey.
 
 // MaxEpochLead bounds how far past its epoch before the era's first raise
 // a group's server moves a group on the word of its members' servers.
@@ -79,13 +82,19 @@ func (d *DB) RaiseGroupEpoch(id string, from privateline.ServerName, seen int64,
 	base := g.Epoch
 	if g.FloorEra == d.groupEra {
 		base = g.FloorFrom
+		if slices.Contains(g.FloorBy, from) {
+			// One move per server and era: its replica's highest epoch
+			// does not grow but by states of this server.
+			return false, nil
+		}
 	}
 	if seen >= base+MaxEpochLead {
 		return false, privateline.E(op, privateline.Invalid, "a replica claims an epoch too far ahead of the group's")
 	}
 	if g.FloorEra != d.groupEra {
-		g.FloorEra, g.FloorFrom = d.groupEra, g.Epoch
+		g.FloorEra, g.FloorFrom, g.FloorBy = d.groupEra, g.Epoch, nil
 	}
+	g.FloorBy = append(g.FloorBy, from)
 	old := g.Members
 	g.Epoch = seen + 1
 	t := d.newMtxn(nil)

@@ -67,15 +67,21 @@ func TestReplicaSeenEpoch(t *testing.T) {
 }
 
 // TestRaiseGroupEpoch: the group's server moves its group past an epoch a
-// replica on a server with a member held (higher, or the same number made
-// in another era), by a new keyless epoch queued to its members' servers;
-// not for a server without members, not for what it made itself (also
-// after a restart), and not beyond the bound.
+// replica on a server with a member held (higher, or the same number held
+// from an era before the group's epoch began), by a new keyless epoch
+// queued to its members' servers; not for a server without members, not
+// for what it made itself (also after a restart), not twice for one
+// server in an era, and not beyond the bound.
 func TestRaiseGroupEpoch(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		d := e.db
 		ann := createUsers(t, d, "ann")[0]
-		g, err := d.CreateGroup("hs", member(ann), []GroupMember{{Address: rob, Remote: true}}, "", time.Now())
+		const third, fourth, fifth = privateline.ServerName("third.example"), privateline.ServerName("fourth.example"), privateline.ServerName("fifth.example")
+		remote := []GroupMember{{Address: rob, Remote: true}}
+		for _, srv := range []privateline.ServerName{third, fourth, fifth} {
+			remote = append(remote, GroupMember{Address: privateline.Address("sue@" + string(srv)), Remote: true})
+		}
+		g, err := d.CreateGroup("hs", member(ann), remote, "", time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,14 +100,14 @@ func TestRaiseGroupEpoch(t *testing.T) {
 		if ok, err := raise(other, 1, era); ok || err != nil {
 			t.Fatalf("the replica's own epoch 1: %v %v", ok, err)
 		}
-		if ok, err := raise("third.example", 9, era); ok || !privateline.Is(privateline.NotExist, err) {
+		if ok, err := raise("sixth.example", 9, era); ok || !privateline.Is(privateline.NotExist, err) {
 			t.Fatalf("a server without members: %v %v", ok, err)
 		}
 		seq := lastSeq(t, d, ann)
 		if ok, err := raise(other, 3, era-1); !ok || err != nil {
 			t.Fatalf("a lost epoch 3: %v %v", ok, err)
 		}
-		if g2 := group(); g2.Epoch != 4 || g2.Version != g.Version+1 || len(g2.Members) != 2 {
+		if g2 := group(); g2.Epoch != 4 || g2.Version != g.Version+1 || len(g2.Members) != 5 {
 			t.Fatalf("after the raise: %+v", g2)
 		}
 		if _, _, _, err := d.GroupKey(g.ID, 4, ann.ID); !privateline.Is(privateline.NotExist, err) {
@@ -119,36 +125,41 @@ func TestRaiseGroupEpoch(t *testing.T) {
 		if err := json.Unmarshal(txn.Items[0].Payload, &st); err != nil || st.Epoch != 4 || st.Version != g.Version+1 {
 			t.Fatalf("the state queued for %s: %+v %v (%s)", other, st, err, txn.Items[0].Payload)
 		}
-		// Epoch 4 as this server made it: nothing; made in another era
-		// (the replica held a lost epoch 4): past it.
-		if ok, err := raise(other, 4, era); ok || err != nil {
-			t.Fatalf("this era's epoch 4: %v %v", ok, err)
+		// One move per server and era.
+		if ok, err := raise(other, 9, era-1); ok || err != nil || group().Epoch != 4 {
+			t.Fatalf("a second claim of the same server: %v %v, epoch %d", ok, err, group().Epoch)
 		}
-		if ok, err := raise(other, 4, era+1); ok || err != nil {
-			t.Fatalf("epoch 4 first held in a later era (a state of after a restart): %v %v", ok, err)
+		// Epoch 4 as this server made it, or held first from a later era
+		// (an answer after a restart), or in an era not known: nothing;
+		// held from an earlier era (a lost epoch 4): past it.
+		for _, e := range []uint64{era, era + 1, 0} {
+			if ok, err := raise(third, 4, e); ok || err != nil {
+				t.Fatalf("epoch 4 held from era %d (the group's epoch began in %d): %v %v", e, era, ok, err)
+			}
 		}
-		if ok, err := raise(other, 4, 0); ok || err != nil {
-			t.Fatalf("epoch 4 in an era not known: %v %v", ok, err)
-		}
-		if ok, err := raise(other, 4, era-1); !ok || err != nil || group().Epoch != 5 {
+		if ok, err := raise(third, 4, era-1); !ok || err != nil || group().Epoch != 5 {
 			t.Fatalf("another era's epoch 4: %v %v, epoch %d", ok, err, group().Epoch)
 		}
 		// The bound counts from the epoch before the era's first raise (1).
-		if ok, err := raise(other, 1+MaxEpochLead, era-1); ok || !privateline.Is(privateline.Invalid, err) || group().Epoch != 5 {
+		if ok, err := raise(fourth, 1+MaxEpochLead, era-1); ok || !privateline.Is(privateline.Invalid, err) || group().Epoch != 5 {
 			t.Fatalf("a claim beyond the bound: %v %v, epoch %d", ok, err, group().Epoch)
 		}
-		if ok, err := raise(other, MaxEpochLead, era-1); !ok || err != nil || group().Epoch != MaxEpochLead+1 {
+		if ok, err := raise(fourth, MaxEpochLead, era-1); !ok || err != nil || group().Epoch != MaxEpochLead+1 {
 			t.Fatalf("a claim within the bound: %v %v, epoch %d", ok, err, group().Epoch)
 		}
-		if ok, err := raise(other, MaxEpochLead+1, era-1); ok || !privateline.Is(privateline.Invalid, err) {
-			t.Fatalf("a second claim past the era's bound: %v %v", ok, err)
+		if ok, err := raise(fifth, MaxEpochLead+1, era-1); ok || !privateline.Is(privateline.Invalid, err) {
+			t.Fatalf("a claim past the era's bound: %v %v", ok, err)
 		}
 		// A restart (a new era) without a restore: the replica's epoch,
-		// made in the previous era, is the group's; nothing moves.
+		// made in the previous era, is the group's; nothing moves. A
+		// server may move it again in the new era.
 		e.reopen()
 		d = e.db
-		if ok, err := raise(other, MaxEpochLead+1, era); ok || err != nil || group().Epoch != MaxEpochLead+1 {
+		if ok, err := raise(fourth, MaxEpochLead+1, era); ok || err != nil || group().Epoch != MaxEpochLead+1 {
 			t.Fatalf("after a restart: %v %v, epoch %d", ok, err, group().Epoch)
+		}
+		if ok, err := raise(other, MaxEpochLead+5, era-1); !ok || err != nil || group().Epoch != MaxEpochLead+6 {
+			t.Fatalf("a claim in the new era: %v %v, epoch %d", ok, err, group().Epoch)
 		}
 	})
 }

@@ -84,14 +84,17 @@ type Group struct {
 	// Lost epochs (fedepochs.go). The group's server: EpochEra is the
 	// era in which the current epoch began; FloorEra and FloorFrom the
 	// era of the last raise past a replica's epoch and the epoch the
-	// group was at before the first raise in it. A replica: SeenEpoch is
+	// group was at before the first raise in it; FloorBy the servers
+	// whose claims moved it in that era (one move each). A replica: SeenEpoch is
 	// the highest epoch of any state it held, SeenEra the era of the
 	// state it first held it in.
 	EpochEra  uint64 `json:"epoch_era,omitempty"`
 	FloorEra  uint64 `json:"floor_era,omitempty"`
 	FloorFrom int64  `json:"floor_from,omitempty"`
-	SeenEpoch int64  `json:"seen_epoch,omitempty"`
-	SeenEra   uint64 `json:"seen_era,omitempty"`
+	// FloorBy: the servers whose claims moved the group in FloorEra.
+	FloorBy   []privateline.ServerName `json:"floor_by,omitempty"`
+	SeenEpoch int64                    `json:"seen_epoch,omitempty"`
+	SeenEra   uint64                   `json:"seen_era,omitempty"`
 }
 
 // Member returns the member record of user, or nil.
