@@ -518,3 +518,7 @@ func (f *fakeStore) DropGroupReplica(id string, era, version uint64) (bool, erro
 }
 
 func (f *fakeStore) SweepGroupLastQueued() (int, error) { return 0, nil }
+
+func (f *fakeStore) RaiseGroupEpoch(string, privateline.ServerName, int64, uint64) (bool, error) {
+	return false, nil
+}

@@ -132,13 +132,20 @@ func (s *Service) syncGroup(ctx context.Context, id string) (time.Duration, erro
 	}
 	var known, knownEra uint64
 	have := false
+	req := wire.Entry{ID: wire.NewTxnID(), Group: id, Op: wire.GroupOpState}
 	switch g, err := s.store.GroupReplicaOf(id); {
 	case err == nil:
 		known, knownEra, have = g.Version, g.Era, true
+		// The highest epoch this replica held (storage/fedepochs.go):
+		// a group's server restored from a backup moves past it.
+		req.SeenEpoch, req.SeenEra = g.SeenEpoch, g.SeenEra
+		if req.SeenEpoch == 0 { // a record of an older version: the era is not known
+			req.SeenEpoch, req.SeenEra = g.Epoch, 0
+		}
 	case !privateline.Is(privateline.NotExist, err):
 		return 0, privateline.E(op, err)
 	}
-	r, after, err := s.groupExchange(ctx, server, wire.Entry{ID: wire.NewTxnID(), Group: id, Op: wire.GroupOpState})
+	r, after, err := s.groupExchange(ctx, server, req)
 	if err != nil {
 		if after <= 0 { // rate_limited is counted by the caller that waits
 			s.met.resyncs.WithLabelValues("unreachable").Inc()
@@ -207,6 +214,23 @@ func (s *Service) answerGroupState(tx *wire.Transaction) wire.Result {
 	res := wire.Result{ID: e.ID, HTTPStatus: http.StatusNotFound, Error: groupNotFound, Message: "no such group with members on your server"}
 	if srv, _ := wire.GroupServer(e.Group); srv != s.cfg.Name {
 		return res
+	}
+	if e.SeenEpoch > 0 {
+		// The asking replica held an epoch this server's group does not
+		// (it was restored from a backup, or made the number again
+		// since): the group moves past it, so that no epoch number gets
+		// a second key (storage/fedepochs.go).
+		switch raised, err := s.store.RaiseGroupEpoch(e.Group, tx.Origin, e.SeenEpoch, e.SeenEra); {
+		case raised:
+			s.met.epochRaises.Inc()
+			s.log.Warn("federation: a member's server held a later epoch of a group than this server (restored from a backup?); the group moves past it and is rekeyed by the next admin who acts",
+				"group", e.Group, "server", string(tx.Origin), "epoch", e.SeenEpoch+1)
+		case err != nil && privateline.Is(privateline.Invalid, err):
+			s.log.Warn("federation: a member's server claims an epoch of a group too far ahead; not followed", "group", e.Group, "server", string(tx.Origin), "epoch", e.SeenEpoch)
+		case err != nil && !privateline.Is(privateline.NotExist, err):
+			s.log.Error("federation: raising a group's epoch past a replica's", "group", e.Group, "err", err)
+			return wire.Result{ID: e.ID, HTTPStatus: http.StatusServiceUnavailable, Error: codeUnavailable, Message: "the group's state cannot be written now"}
+		}
 	}
 	st, err := s.store.GroupSyncState(e.Group, tx.Origin)
 	switch {

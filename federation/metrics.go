@@ -27,6 +27,9 @@ type metrics struct {
 
 	// Replica resync (groupsync.go).
 	resyncs *prometheus.CounterVec // state requests made, by outcome
+
+	// Lost epochs (groupsync.go): groups moved past a replica's epoch.
+	epochRaises prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, st Store) *metrics {
@@ -96,9 +99,14 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 			Name: "privateline_federation_group_resyncs_total",
 			Help: "Group replica state requests made to groups' servers (spec/federation.md §12.1), by outcome: updated (the replica was behind), current, not_found (the replica went), unreachable, bad_state; rate_limited counts refusals that were waited out.",
 		}, []string{"outcome"}),
+		epochRaises: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "privateline_federation_group_epoch_raises_total",
+			Help: "Groups of this server moved past an epoch a member's server held that this server's group had not (it was restored from a backup; spec/federation.md §12.1, Lost epochs).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.resyncs)
+		reg.MustRegister(m.epochRaises)
 		reg.MustRegister(m.witnessAnswered, m.witnessAsked, m.forks)
 		reg.MustRegister(m.attempts, m.failures, m.delivered, m.refusedEntries, m.expired, m.latency, m.readAhead,
 			m.transactions, m.entries, m.rejected, depthCollector{st})

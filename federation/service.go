@@ -101,6 +101,9 @@ type Store interface {
 	GroupSyncState(id string, dest privateline.ServerName) ([]byte, error)
 	DropGroupReplica(id string, era, version uint64) (bool, error)
 	SweepGroupLastQueued() (int, error)
+	// Lost epochs (groupsync.go, storage/fedepochs.go, spec §12.1): move
+	// a group of this server past an epoch a replica on from held.
+	RaiseGroupEpoch(id string, from privateline.ServerName, seen int64, seenEra uint64) (bool, error)
 }
 
 var _ Store = (*storage.DB)(nil)

@@ -451,6 +451,7 @@ func (t *mtxn) applyReplica(gk []byte, r *GroupReplica) (bool, error) {
 			local = true
 		}
 	}
+	noteSeenEpoch(g, cur) // fedepochs.go
 	older := cur != nil && !newerState(g, cur)
 	changed := cur == nil && local || cur != nil && !older
 	if changed && local && cur != nil && sameReplica(cur, g) {

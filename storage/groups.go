@@ -81,6 +81,20 @@ type Group struct {
 	// Era (a replica's): the era of the group's server's store when it
 	// made the state the replica holds (fedgroupsync.go).
 	Era uint64 `json:"era,omitempty"`
+	// Lost epochs (fedepochs.go). The group's server: EpochEra is the
+	// era in which the current epoch began; FloorEra and FloorFrom the
+	// era of the last raise past a replica's epoch and the epoch the
+	// group was at before the first raise in it; FloorBy the servers
+	// whose claims moved it in that era (one move each). A replica: SeenEpoch is
+	// the highest epoch of any state it held, SeenEra the era of the
+	// state it first held it in.
+	EpochEra  uint64 `json:"epoch_era,omitempty"`
+	FloorEra  uint64 `json:"floor_era,omitempty"`
+	FloorFrom int64  `json:"floor_from,omitempty"`
+	// FloorBy: the servers whose claims moved the group in FloorEra.
+	FloorBy   []privateline.ServerName `json:"floor_by,omitempty"`
+	SeenEpoch int64                    `json:"seen_epoch,omitempty"`
+	SeenEra   uint64                   `json:"seen_era,omitempty"`
 }
 
 // Member returns the member record of user, or nil.
@@ -269,6 +283,9 @@ func (t *mtxn) writeGroup(gk []byte, id string, old []GroupMember, g *Group) err
 		}
 		if g != nil {
 			g.Version = version
+			if prev == nil || prev.Epoch != g.Epoch {
+				g.EpochEra = t.d.groupEra // fedepochs.go
+			}
 		}
 		if err := t.queueGroupUpdates(gk, id, old, g, version, nil); err != nil {
 			return err

@@ -60,6 +60,9 @@ func groupEntryBody(t Type, e Entry) map[string]any {
 		if e.Body != nil {
 			m["body"] = b64.EncodeToString(e.Body)
 		}
+		if e.SeenEpoch > 0 {
+			m["seen_epoch"], m["seen_era"] = e.SeenEpoch, int64(e.SeenEra)
+		}
 	}
 	return m
 }
@@ -158,9 +161,20 @@ func readGroupEntry(e *cjson.Object, t Type) Entry {
 					e.Fail(n, "absent in a state request")
 				}
 			}
+			if e.Has("seen_epoch") {
+				x.SeenEpoch = e.Int("seen_epoch", true, 1, cjson.MaxSafeInt)
+				x.SeenEra = uint64(e.Int("seen_era", true, 0, cjson.MaxSafeInt))
+			} else if e.Err() == nil && e.Has("seen_era") {
+				e.Fail("seen_era", "only with seen_epoch")
+			}
 			break
 		}
 		x.Requester = address(e, "requester")
+		for _, n := range []string{"seen_epoch", "seen_era"} {
+			if e.Err() == nil && e.Has(n) {
+				e.Fail(n, "only in a state request")
+			}
+		}
 		if e.Has("target") {
 			x.Target = address(e, "target")
 		}

@@ -191,6 +191,12 @@ type Entry struct {
 	// account was deleted, leaves Group, where it joined at Joined.
 	Member privateline.Address
 	Joined int64
+
+	// group_request "state" (§12.1, "Lost epochs"): SeenEpoch, if not
+	// zero, is the highest epoch of the group the requesting replica
+	// ever held, and SeenEra the era of the state it first held it in.
+	SeenEpoch int64
+	SeenEra   uint64
 }
 
 // Transaction is a signed batch from Origin to Destination.

@@ -1,0 +1,110 @@
+package storage
+
+import (
+	"slices"
+
+	"github.com/privateline/privateline"
+)
+
+// Lost epochs (spec/federation.md §12.1, "Lost epochs"). A group's server
+// restored from a backup goes back to an older epoch of the group (in a
+// new era, so its states win), and would make epoch numbers again that
+// its lost history had made, with other keys; members' clients that
+// opened a message of a lost epoch would refuse the older epochs'
+// messages (spec/e2ee.md §12.2, stale_epoch). The replicas remember the
+// highest epoch they held (SeenEpoch, with the era of the state they
+// first held it in, SeenEra) and tell it in their state requests; the
+// group's server raises the group past it: the group moves to the epoch
+// after, with no key yet, as after a membership change, so the next
+// admin's client that acts makes its key. Only the number moves: no key
+// or member comes from the replica. A member's server could claim a
+// higher epoch than it saw; what it gains is bounded: one move per
+// server with members and era of this server, within one era the group
+// moves at most MaxEpochLead epochs past where it stood before the first
+// raise, and a raise only costs its members a rekey.
+
+// MaxEpochLead bounds how far past its epoch before the era's first raise
+// a group's server moves a group on the word of its members' servers.
+const MaxEpochLead = 1 << 20
+
+// noteSeenEpoch carries the replica's highest epoch seen (from cur, the
+// record it replaces, if any) into g, a state about to be applied.
+func noteSeenEpoch(g, cur *Group) {
+	g.SeenEpoch, g.SeenEra = g.Epoch, g.Era
+	if cur == nil {
+		return
+	}
+	seen, era := cur.SeenEpoch, cur.SeenEra
+	if seen == 0 { // a record of an older version: the era is not known
+		seen, era = cur.Epoch, 0
+	}
+	// Era 0 is "not known": it never counts as another era (RaiseGroupEpoch).
+	if seen > g.SeenEpoch || seen == g.SeenEpoch && (era == 0 || era < g.SeenEra) {
+		g.SeenEpoch, g.SeenEra = seen, era
+	}
+}
+
+// RaiseGroupEpoch moves group id, a group of this server, past epoch
+// seen, which a replica on server from (one with a member of the group)
+// held, first in a state of era seenEra: when seen is greater than the
+// group's epoch, or equal to it while the group's epoch began in a later
+// era than seenEra (it was made again after a restore). The group then goes to epoch
+// seen+1 without a key, in a new version queued to its members' servers,
+// and its members here get group_changed. A claim beyond the bound
+// (MaxEpochLead) is refused as Invalid, nothing changed. It reports
+// whether the group moved.
+func (d *DB) RaiseGroupEpoch(id string, from privateline.ServerName, seen int64, seenEra uint64) (bool, error) {
+	const op = "storage.RaiseGroupEpoch"
+	g, gk, unlock, err := d.lockGroup(id)
+	if err != nil {
+		return false, privateline.E(op, err)
+	}
+	defer unlock()
+	on := false
+	for _, m := range g.Members {
+		if _, srv, _ := m.Address.Split(); srv == from {
+			on = true
+			break
+		}
+	}
+	if g.Replica || !on {
+		return false, privateline.E(op, privateline.NotExist)
+	}
+	switch {
+	case seen > g.Epoch:
+	case seen == g.Epoch && g.EpochEra != 0 && seenEra != 0 && seenEra < g.EpochEra:
+		// Every state of the epoch this server made has an era at least
+		// the one it began in: the replica's came from a lineage that was
+		// lost, and the number was made again.
+	default:
+		return false, nil
+	}
+	base := g.Epoch
+	if g.FloorEra == d.groupEra {
+		base = g.FloorFrom
+		if slices.Contains(g.FloorBy, from) {
+			// One move per server and era: its replica's highest epoch
+			// does not grow but by states of this server.
+			return false, nil
+		}
+	}
+	if seen >= base+MaxEpochLead {
+		return false, privateline.E(op, privateline.Invalid, "a replica claims an epoch too far ahead of the group's")
+	}
+	if g.FloorEra != d.groupEra {
+		g.FloorEra, g.FloorFrom, g.FloorBy = d.groupEra, g.Epoch, nil
+	}
+	g.FloorBy = append(g.FloorBy, from)
+	old := g.Members
+	g.Epoch = seen + 1
+	t := d.newMtxn(nil)
+	defer t.unlockGroupDests()
+	if err := t.writeGroup(gk, g.ID, old, g); err != nil {
+		t.b.Close()
+		return false, privateline.E(op, err)
+	}
+	if err := t.commit(); err != nil {
+		return false, privateline.E(op, err)
+	}
+	return true, nil
+}
