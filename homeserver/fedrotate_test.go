@@ -14,8 +14,6 @@ import (
 	"github.com/privateline/privateline/clients/go/directory"
 	"github.com/privateline/privateline/homeserver"
 	"github.com/privateline/privateline/keybundle"
-	"github.com/privateline/privateline/keylog"
-	"github.com/privateline/privateline/merkle"
 )
 
 // docRoutes is the federation HTTP client's transport in these tests: it
@@ -208,13 +206,7 @@ func TestForkEvidenceAfterRotation(t *testing.T) {
 	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
 		return len(covered(cosignaturesOf(t, a))) == 1
 	})
-	aKey := identityOf(t, a)
-	held := cosignaturesOf(t, a).Cosignatures[0].Head
-	forked := keylog.TreeHead{Server: "a.test", TreeSize: held.TreeSize, RootHash: merkle.LeafHash([]byte("not a's log")), Timestamp: time.Now().UnixMilli()}
-	forked.Signature = aKey.Sign(forked.SigningInput())
-	if code := sendWitness(t, "a.test", aKey, b, &forked); code != "log_fork" {
-		t.Fatalf("b answered the forked head with %q, want log_fork", code)
-	}
+	showFork(t, a, b)
 	verified := func(s *client.Session) (bool, error) {
 		t.Helper()
 		f := forkOf(t, s)

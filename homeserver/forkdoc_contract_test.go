@@ -4,9 +4,6 @@ import (
 	"encoding/base64"
 	"testing"
 	"time"
-
-	"github.com/privateline/privateline/keylog"
-	"github.com/privateline/privateline/merkle"
 )
 
 // forkDocumentContract drives GET /api/keys/forks/document for
@@ -19,13 +16,8 @@ func forkDocumentContract(t *testing.T, c *contract) {
 	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
 		return len(covered(cosignaturesOf(t, a))) == 1
 	})
+	showFork(t, a, b)
 	aKey := identityOf(t, a)
-	held := cosignaturesOf(t, a).Cosignatures[0].Head
-	forked := keylog.TreeHead{Server: "a.test", TreeSize: held.TreeSize, RootHash: merkle.LeafHash([]byte("not a's log")), Timestamp: time.Now().UnixMilli()}
-	forked.Signature = aKey.Sign(forked.SigningInput())
-	if code := sendWitness(t, "a.test", aKey, b, &forked); code != "log_fork" {
-		t.Fatalf("b answered the forked head with %q, want log_fork", code)
-	}
 	if m := c.send(t, b, specAccepts, 200, apiReq("GET", "/api/keys/forks", nil)).json(t); len(m["forks"].([]any)) != 1 {
 		t.Fatalf("b's forks: %v", m)
 	}

@@ -152,15 +152,8 @@ func TestFederationWitnessing(t *testing.T) {
 		t.Fatalf("the head verified with the co-signatures did not become the last head: %+v", last)
 	}
 
-	// A fork shown to b: a head of a.test of the size b holds, another
-	// root, signed with a.test's own key and sent as a.test would.
-	aKey := identityOf(t, a)
-	held := cosignaturesOf(t, a).Cosignatures[0].Head // b and c both co-signed this one
-	forked := keylog.TreeHead{Server: "a.test", TreeSize: held.TreeSize, RootHash: merkle.LeafHash([]byte("not a's log")), Timestamp: time.Now().UnixMilli()}
-	forked.Signature = aKey.Sign(forked.SigningInput())
-	if code := sendWitness(t, "a.test", aKey, b, &forked); code != "log_fork" {
-		t.Fatalf("b answered the forked head with %q, want log_fork", code)
-	}
+	// A fork shown to b (b and c both co-signed the head it holds).
+	held, forked := showFork(t, a, b)
 	// b serves the evidence; bob (who pins a.test's key once he has
 	// looked up alice) verifies it.
 	mustLookup(t, bob, alice.Address())
@@ -181,6 +174,22 @@ func TestFederationWitnessing(t *testing.T) {
 	if !strings.Contains(b.logs.String(), "a peer's key directory forked") {
 		t.Fatal("b did not log the fork")
 	}
+}
+
+// showFork shows b a fork of a.test's directory: a head of the size b
+// co-signed (the first co-signature a holds), another root, signed with
+// a.test's own key and sent as a.test would. b must answer log_fork. It
+// returns the head b held and the forked one.
+func showFork(t *testing.T, a, b *testServer) (held, forked keylog.TreeHead) {
+	t.Helper()
+	aKey := identityOf(t, a)
+	held = cosignaturesOf(t, a).Cosignatures[0].Head
+	forked = keylog.TreeHead{Server: "a.test", TreeSize: held.TreeSize, RootHash: merkle.LeafHash([]byte("not a's log")), Timestamp: time.Now().UnixMilli()}
+	forked.Signature = aKey.Sign(forked.SigningInput())
+	if code := sendWitness(t, "a.test", aKey, b, &forked); code != "log_fork" {
+		t.Fatalf("b answered the forked head with %q, want log_fork", code)
+	}
+	return held, forked
 }
 
 // sendWitness sends to over QUIC, as name with key, a witness request for
