@@ -152,11 +152,17 @@ func (a *API) serverDocument(w http.ResponseWriter, r *http.Request, _ *call) er
 	if err != nil {
 		return err
 	}
+	writeDocument(w, doc)
+	return nil
+}
+
+// writeDocument answers 200 with a signed server document, as signed
+// (its bytes are what its signature covers), never cached.
+func writeDocument(w http.ResponseWriter, doc []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
 	w.Write(doc)
-	return nil
 }
 
 func (a *API) readyz(w http.ResponseWriter, r *http.Request, _ *call) error {

@@ -119,9 +119,6 @@ func (a *API) getKeysForkDocument(w http.ResponseWriter, r *http.Request, _ *cal
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	w.Write(doc)
+	writeDocument(w, doc)
 	return nil
 }
