@@ -51,11 +51,7 @@ func TestFederationRestoredGroupLostEpochs(t *testing.T) {
 	}
 
 	// The backup, at epoch 1.
-	a.stop()
-	backup := t.TempDir() + "/backup"
-	copyDir(t, a.cfg.DataDir, backup)
-	a.launch(nil)
-	introduce(a, servers)
+	backup := backUp(t, a, servers)
 	alice = aliceU.login(t)
 
 	// Epochs 2 and 3, lost with the restore; bob opens a message of each.

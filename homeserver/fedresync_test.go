@@ -228,11 +228,7 @@ func TestFederationGroupLostReplica(t *testing.T) {
 	bob := bobU.login(t)
 	mustLookup(t, alice, bob.Address())
 
-	b.stop()
-	backup := t.TempDir() + "/backup"
-	copyDir(t, b.cfg.DataDir, backup)
-	b.launch(nil)
-	introduce(b, servers)
+	backup := backUp(t, b, servers)
 	bob = bobU.login(t)
 	bobEv := listen(t, bob)
 
@@ -245,13 +241,7 @@ func TestFederationGroupLostReplica(t *testing.T) {
 		t.Fatalf("bob got %q", got)
 	}
 
-	b.stop()
-	if err := os.RemoveAll(b.cfg.DataDir); err != nil {
-		t.Fatal(err)
-	}
-	copyDir(t, backup, b.cfg.DataDir)
-	b.launch(nil)
-	introduce(b, servers)
+	restoreFrom(t, b, backup, servers)
 	bob = bobU.login(t)
 	if gs, err := bob.Groups(ctx); err != nil || len(gs) != 0 {
 		t.Fatalf("after the restore b.test should know no group of bob's: %+v %v", gs, err)
@@ -284,6 +274,18 @@ func TestFederationGroupLostReplica(t *testing.T) {
 	if !strings.Contains(b.logs.String(), "brought up to date") {
 		t.Fatalf("b.test did not log that it brought the replica up to date")
 	}
+}
+
+// backUp stops ts, copies its data directory and starts it again where
+// it was; it returns the copy's path.
+func backUp(t *testing.T, ts *testServer, servers []*testServer) string {
+	t.Helper()
+	ts.stop()
+	backup := t.TempDir() + "/backup"
+	copyDir(t, ts.cfg.DataDir, backup)
+	ts.launch(nil)
+	introduce(ts, servers)
+	return backup
 }
 
 // restoreFrom stops ts, replaces its data directory by the backup and
@@ -329,11 +331,7 @@ func TestFederationGroupServerRestored(t *testing.T) {
 		t.Fatalf("bob got %q", got)
 	}
 
-	a.stop()
-	backup := t.TempDir() + "/backup"
-	copyDir(t, a.cfg.DataDir, backup)
-	a.launch(nil)
-	introduce(a, servers)
+	backup := backUp(t, a, servers)
 	alice = aliceU.login(t)
 
 	if g2, err := alice.AddMember(ctx, g.ID, carol.Address(), ""); err != nil || g2.Epoch != 2 || len(g2.Members) != 3 {

@@ -80,6 +80,16 @@ func settleAll(t *testing.T, d *DB, dest privateline.ServerName, txn, next *Outb
 	return taken
 }
 
+// seenEnvelope is SeenEnvelopes for one id.
+func seenEnvelope(t *testing.T, d *DB, origin privateline.ServerName, id string) (bool, error) {
+	t.Helper()
+	seen, err := d.SeenEnvelopes(origin, []string{id})
+	if err != nil {
+		return false, err
+	}
+	return seen[0], nil
+}
+
 func itemIDs(txn *OutboxTxn) []string {
 	if txn == nil {
 		return nil
@@ -691,16 +701,16 @@ func TestReceiveTransaction(t *testing.T) {
 			t.Error("the local message was touched")
 		}
 		for _, x := range []InboundEntry{e1, e2, e6} {
-			if ok, err := e.db.SeenEnvelope(other, x.ID); !ok || err != nil {
+			if ok, err := seenEnvelope(t, e.db, other, x.ID); !ok || err != nil {
 				t.Errorf("seen %s: %v %v", x.ID[:4], ok, err)
 			}
 		}
 		for _, x := range []InboundEntry{e3, e4, e5} {
-			if ok, _ := e.db.SeenEnvelope(other, x.ID); ok {
+			if ok, _ := seenEnvelope(t, e.db, other, x.ID); ok {
 				t.Errorf("refused %s recorded as seen", x.ID[:4])
 			}
 		}
-		if ok, _ := e.db.SeenEnvelope(third, e1.ID); ok {
+		if ok, _ := seenEnvelope(t, e.db, third, e1.ID); ok {
 			t.Error("seen for another origin")
 		}
 		if rs, ok, err := e.db.TransactionResults(other, "t1"); !ok || err != nil || !slices.Equal(statuses(rs), want) {
@@ -909,13 +919,13 @@ func TestSweepReplay(t *testing.T) {
 		if _, ok, _ := e.db.TransactionResults(other, "old"); ok {
 			t.Error("old txn results kept")
 		}
-		if ok, _ := e.db.SeenEnvelope(other, e1.ID); ok {
+		if ok, _ := seenEnvelope(t, e.db, other, e1.ID); ok {
 			t.Error("old envelope record kept")
 		}
 		if _, ok, _ := e.db.TransactionResults(other, "new"); !ok {
 			t.Error("new txn results swept")
 		}
-		if ok, _ := e.db.SeenEnvelope(other, e2.ID); !ok {
+		if ok, _ := seenEnvelope(t, e.db, other, e2.ID); !ok {
 			t.Error("new envelope record swept")
 		}
 		if n, err := e.db.SweepReplay(t0.Add(7 * 24 * time.Hour)); err != nil || n != 0 {

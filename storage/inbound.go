@@ -572,17 +572,9 @@ func (d *DB) TransactionResults(origin privateline.ServerName, txnID string) ([]
 	return r.Results, true, nil
 }
 
-// SeenEnvelope reports whether origin's envelope id was committed (and its
-// replay record is still kept).
-func (d *DB) SeenEnvelope(origin privateline.ServerName, id string) (bool, error) {
-	seen, err := d.SeenEnvelopes(origin, []string{id})
-	if err != nil {
-		return false, err
-	}
-	return seen[0], nil
-}
-
-// SeenEnvelopes is SeenEnvelope for each of ids, through one iterator.
+// SeenEnvelopes reports, for each of ids, whether origin's envelope with
+// that id was committed (and its replay record is still kept), looking
+// them up through one iterator.
 func (d *DB) SeenEnvelopes(origin privateline.ServerName, ids []string) ([]bool, error) {
 	oh := d.serverHash(origin)
 	var p probe
@@ -594,7 +586,7 @@ func (d *DB) SeenEnvelopes(origin privateline.ServerName, ids []string) ([]bool,
 			continue
 		}
 		if seen[i], err = p.exists(d, tReplayEnv.key(oh, mid)); err != nil {
-			return nil, privateline.E("storage.SeenEnvelope", err)
+			return nil, privateline.E("storage.SeenEnvelopes", err)
 		}
 	}
 	return seen, nil

@@ -163,12 +163,7 @@ func (p *Policy) Check(name privateline.ServerName, key ed25519.PublicKey, chang
 	switch {
 	case pinned == nil:
 		defer p.mu.Unlock()
-		if err := p.pins.SetPin(name, key); err != nil {
-			return fmt.Errorf("%w: pinning %s: %v", ErrUntrusted, name, err)
-		}
-		p.log.Warn("federation: first contact with a server; its key is now pinned (verify it out of band)",
-			"peer", string(name), "key", fp)
-		return nil
+		return p.pinFirst(name, key, fp)
 	case sameKey(key, pinned):
 		p.mu.Unlock()
 		return nil
@@ -191,18 +186,24 @@ func (p *Policy) Check(name privateline.ServerName, key ed25519.PublicKey, chang
 	}
 	switch {
 	case pinned == nil: // the pin was removed meanwhile: first contact again
-		if err := p.pins.SetPin(name, key); err != nil {
-			return fmt.Errorf("%w: pinning %s: %v", ErrUntrusted, name, err)
-		}
-		p.log.Warn("federation: first contact with a server; its key is now pinned (verify it out of band)",
-			"peer", string(name), "key", fp)
-		return nil
+		return p.pinFirst(name, key, fp)
 	case sameKey(key, pinned):
 		return nil // another handshake followed the same chain meanwhile
 	case ferr == nil && follows(name, pinned, key, append(slices.Clip(changes), more...)):
 		return p.repin(name, pinned, key, "its server document")
 	}
 	return p.refuseChanged(name, pinned, key, ferr)
+}
+
+// pinFirst pins key for name on first contact (fp: its fingerprint).
+// p.mu is held.
+func (p *Policy) pinFirst(name privateline.ServerName, key ed25519.PublicKey, fp string) error {
+	if err := p.pins.SetPin(name, key); err != nil {
+		return fmt.Errorf("%w: pinning %s: %v", ErrUntrusted, name, err)
+	}
+	p.log.Warn("federation: first contact with a server; its key is now pinned (verify it out of band)",
+		"peer", string(name), "key", fp)
+	return nil
 }
 
 // repin replaces name's pin by key, reached from pinned by statements
