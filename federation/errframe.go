@@ -13,6 +13,7 @@ const (
 	codeRateLimited = "rate_limited" // over the per-origin rate or concurrency: retry after retry_after
 	codeUnavailable = "unavailable"  // the receiver cannot commit now: retry
 	codeInternal    = "internal"     // a bug on the receiver: retry
+	codeOutOfOrder  = "out_of_order" // the transaction named in "after" was not committed: resend after it
 )
 
 // maxMessage bounds an error frame's message (spec §10.1).

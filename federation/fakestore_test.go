@@ -167,13 +167,17 @@ func (f *fakeStore) OutboxPeek(privateline.ServerName, uint64, int, int, func() 
 
 var errConflict = privateline.E("fakeStore", privateline.Exist, "not the pending transaction")
 
-// OutboxDoneTake never takes (OutboxPeek reads nothing ahead).
-func (f *fakeStore) OutboxDoneTake(dest privateline.ServerName, txnID string, results []storage.OutboxResult, _ *storage.OutboxTxn) (bool, error) {
+// OutboxPend never records (OutboxPeek reads nothing ahead).
+func (f *fakeStore) OutboxPend(privateline.ServerName, string, *storage.OutboxTxn) (bool, error) {
+	return false, nil
+}
+
+func (f *fakeStore) OutboxDone(dest privateline.ServerName, txnID string, results []storage.OutboxResult) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	p := f.pending[dest]
 	if p == nil || p.TxnID != txnID {
-		return false, errConflict
+		return errConflict
 	}
 	for _, r := range results {
 		i := slices.IndexFunc(f.outbox[dest], func(q storage.OutboxItem) bool { return q.ID == r.ID })
@@ -188,7 +192,7 @@ func (f *fakeStore) OutboxDoneTake(dest privateline.ServerName, txnID string, re
 		}
 	}
 	delete(f.pending, dest)
-	return false, nil
+	return nil
 }
 
 func (f *fakeStore) OutboxAttemptFailed(dest privateline.ServerName, errText string) error {

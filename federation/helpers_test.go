@@ -68,6 +68,9 @@ type node struct {
 	base time.Duration // first backoff; 0: 5 ms
 	idle time.Duration // idle sender lifetime; 0: idleExit
 	hand time.Duration // handshake timeout; 0: testLimits'
+	// orderWait: how long a transaction waits for the one it names; 0:
+	// orderWait.
+	orderWait time.Duration
 }
 
 // start makes and starts a Service for n with fast retries (base 5 ms,
@@ -90,6 +93,9 @@ func (n *node) start(t *testing.T, peers []Peer, mod func(*Config)) {
 	}
 	if n.idle != 0 {
 		svc.idleAfter = n.idle
+	}
+	if n.orderWait != 0 {
+		svc.order.wait = n.orderWait
 	}
 	svc.jitter = func() float64 { return 0.5 }
 	svc.lim = testLimits

@@ -61,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, st Store) *metrics {
 		}),
 		readAhead: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "privateline_federation_read_ahead_total",
-			Help: "Transactions read and signed while the one before was in flight, by outcome: sent, or stale (the outbox changed meanwhile; read again).",
+			Help: "Transactions read and signed while the one before was in flight, by outcome: sent (recorded to follow it and sent at once), stale (the outbox changed meanwhile; read again), or abandoned (the one before failed; sent again after it).",
 		}, []string{"outcome"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "privateline_federation_transactions_received_total",
@@ -142,7 +142,7 @@ func init() {
 		string(wire.TooLarge), string(wire.Malformed), string(wire.NonCanonical), string(wire.UnknownVersion),
 		string(wire.UnknownType), string(wire.WrongOrigin), string(wire.Misaddressed), string(wire.Stale),
 		string(wire.Future), string(wire.TooManyEntries), string(wire.BadSignature), string(wire.ReceiptMismatch),
-		string(wire.TxnReused), codeRateLimited, codeUnavailable, codeInternal,
+		string(wire.TxnReused), codeRateLimited, codeUnavailable, codeInternal, codeOutOfOrder,
 		entryIDMismatch, entryNotForDestination, entryUnknownRecipient, entryExpired, "unknown_file",
 		"unreachable", "link", "storage", "bad_receipt",
 	} {

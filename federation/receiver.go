@@ -122,7 +122,7 @@ func (s *Service) serveStream(c *transport.Conn, st *transport.Stream) {
 
 // handle decides the answer to one frame from the peer of c, received on
 // st. nil: the answer was written on st (a file answer with its bytes).
-func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []byte {
+func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) (answer []byte) {
 	origin := c.PeerName()
 	now := s.now()
 	if !s.acquire(origin) {
@@ -136,6 +136,17 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 	tx, err := wire.VerifyTransaction(raw, peer, s.cfg.Name, now, wire.DefaultLimits())
 	if err != nil {
 		return s.refuse(origin, string(wire.ReasonOf(err)), err.Error(), 0)
+	}
+	if tx.Type.Queued() {
+		// One that names it ("after", order.go) waits for its answer.
+		end := s.order.begin(origin, tx.TxnID)
+		defer func() { end(answer) }()
+		if tx.Type != wire.TypeEnvelopes {
+			// Its entries depend on the state the one before leaves.
+			if refusal := s.awaitAfter(tx); refusal != nil {
+				return refusal
+			}
+		}
 	}
 	switch tx.Type {
 	case wire.TypeEnvelopes, wire.TypeReadMarks, wire.TypeDeletes:
@@ -192,6 +203,13 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 				return refusal
 			}
 		}
+		if tx.Type == wire.TypeEnvelopes {
+			// Their checks need nothing the one before commits: they
+			// overlapped its commit.
+			if refusal := s.awaitAfter(tx); refusal != nil {
+				return refusal
+			}
+		}
 		stored, replayed, err := s.store.ReceiveTransaction(tx.Origin, tx.TxnID, entries, now)
 		if err != nil {
 			return s.storeFailure(origin, tx, err)
@@ -223,6 +241,23 @@ func (s *Service) handle(c *transport.Conn, st *transport.Stream, raw []byte) []
 		return s.refuse(origin, codeInternal, "the receiver could not sign its receipt", 0)
 	}
 	return out
+}
+
+// awaitAfter waits until the transaction that tx names in "after" is
+// committed (order.go); nil then, or if it names none, else the
+// out_of_order refusal.
+func (s *Service) awaitAfter(tx *wire.Transaction) []byte {
+	if tx.After == "" {
+		return nil
+	}
+	committed := func() bool {
+		_, ok, err := s.store.TransactionResults(tx.Origin, tx.After)
+		return err == nil && ok
+	}
+	if s.order.after(tx.Origin, tx.After, committed) {
+		return nil
+	}
+	return s.refuse(tx.Origin, codeOutOfOrder, "txn "+tx.After+", which this one follows, was not committed", 0)
 }
 
 // answerKeys answers a verified key_request (spec §12.5) from the key

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +16,9 @@ import (
 )
 
 // sender delivers one destination's outbox (spec/federation.md §14): one
-// goroutine, at most one transaction in flight, outbox order, backoff after
-// failures, a cached link that is redialled when it breaks.
+// goroutine, at most two transactions in flight (the second names the
+// first, which the destination commits first), outbox order, backoff
+// after failures, a cached link that is redialled when it breaks.
 type sender struct {
 	s     *Service
 	dest  privateline.ServerName
@@ -34,9 +36,14 @@ type sender struct {
 	// told (run's goroutine only): the highest outbox sequence number
 	// whose sender was told it waits for the destination (OutboxWaiting).
 	told uint64
-	// next (run's goroutine only): the transaction read and signed ahead
-	// while the last one was in flight, for the next step.
-	next *signedTxn
+	// inflight (run's goroutine only): the transaction that follows the
+	// last one, recorded (OutboxPend) and sent while that one was in
+	// flight; its exchange runs on. It is the next step's transaction.
+	inflight *txnFlight
+	// prep (run's goroutine only): where the transaction that follows
+	// inflight's arrives, read and signed while the two before were in
+	// flight (nil: not prepared).
+	prep <-chan *signedTxn
 	// waiting (run's goroutine only): the last attempt failed in a way
 	// that announced the outbox as waiting (not reached, unavailable), so
 	// items queued during the backoff are announced when queued.
@@ -209,7 +216,7 @@ type outcome struct {
 	err        error
 	reason     string        // for metrics: a wire reason, "unreachable", "link", "storage", …
 	permanent  bool          // the same bytes will never be accepted (spec §10.1)
-	skew       bool          // stale or future: re-sign and retry at once
+	skew       bool          // stale, future or out_of_order: re-sign and retry at once
 	retryAfter time.Duration // rate_limited: wait this, not a failure
 }
 
@@ -225,10 +232,10 @@ func (sd *sender) step(n int) (time.Duration, int) {
 			"destination", string(sd.dest), "entries", k)
 	}
 	var txn *storage.OutboxTxn
-	next := sd.next // recorded as pending when the last receipt was settled
-	sd.next = nil
-	if next != nil {
-		txn = next.txn
+	fl := sd.inflight // the pending transaction since the last receipt was settled
+	sd.inflight = nil
+	if fl != nil {
+		txn = fl.st.txn
 	} else {
 		var err error
 		txn, err = s.store.OutboxNext(sd.dest, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
@@ -242,11 +249,8 @@ func (sd *sender) step(n int) (time.Duration, int) {
 	}
 	var o outcome
 	for try := 0; try < 2; try++ {
-		signed := next
-		if try > 0 || (signed != nil && s.now().Sub(signed.at) > maxAheadAge) {
-			signed = nil // re-sign: a new created_at
-		}
-		o = sd.attempt(txn, signed)
+		o = sd.attempt(txn, fl)
+		fl = nil // a retry is signed again: a new created_at, no "after"
 		if o.err == nil || !o.skew {
 			break
 		}
@@ -294,25 +298,21 @@ func (sd *sender) step(n int) (time.Duration, int) {
 	return max(backoff(s.base, n, s.jitter()), time.Nanosecond), n + 1
 }
 
-// signedTxn is an outbox transaction signed into its frame at a time.
+// signedTxn is an outbox transaction signed into its frame.
 type signedTxn struct {
 	txn *storage.OutboxTxn
 	tx  *wire.Transaction
 	raw []byte
-	at  time.Time
 }
 
-// maxAheadAge is how old a transaction signed ahead may be when it is
-// sent: far inside the receiver's freshness window (wire.MaxSkew).
-const maxAheadAge = 30 * time.Second
-
-// sign builds and signs txn's frame.
-func (sd *sender) sign(txn *storage.OutboxTxn) (*signedTxn, error) {
+// sign builds and signs txn's frame; after, if not empty, is the txn id of
+// the transaction it follows, still unanswered when it is sent (§14).
+func (sd *sender) sign(txn *storage.OutboxTxn, after string) (*signedTxn, error) {
 	s := sd.s
-	now := s.now()
 	tx := &wire.Transaction{
-		Header: wire.Header{Origin: s.cfg.Name, Destination: sd.dest, TxnID: txn.TxnID, CreatedAt: now.UnixMilli()},
+		Header: wire.Header{Origin: s.cfg.Name, Destination: sd.dest, TxnID: txn.TxnID, CreatedAt: s.now().UnixMilli()},
 		Type:   wire.Type(txn.Type),
+		After:  after,
 	}
 	for _, it := range txn.Items {
 		e, err := outboxEntry(txn.Type, it)
@@ -328,68 +328,152 @@ func (sd *sender) sign(txn *storage.OutboxTxn) (*signedTxn, error) {
 	if len(raw) > wire.MaxFrame {
 		return nil, fmt.Errorf("transaction of %d bytes, over the frame cap", len(raw))
 	}
-	return &signedTxn{txn: txn, tx: tx, raw: raw, at: now}, nil
+	return &signedTxn{txn: txn, tx: tx, raw: raw}, nil
 }
 
-// readAhead reads and signs the transaction that follows txn (OutboxPeek)
-// while txn is in flight; nil if there is none or it cannot be read now.
-func (sd *sender) readAhead(txn *storage.OutboxTxn) *signedTxn {
+// txnFlight is one exchange of a signed transaction, running on its own
+// goroutine: resp and err are set when done is closed.
+type txnFlight struct {
+	st     *signedTxn
+	conn   *transport.Conn
+	done   chan struct{}
+	cancel context.CancelFunc
+	resp   []byte
+	err    error
+}
+
+// launch starts the exchange of st on conn.
+func (sd *sender) launch(conn *transport.Conn, st *signedTxn) *txnFlight {
 	s := sd.s
+	s.met.attempts.Inc()
+	ctx, cancel := context.WithTimeout(s.ctx, attemptTimeout)
+	fl := &txnFlight{st: st, conn: conn, done: make(chan struct{}), cancel: cancel}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(fl.done)
+		fl.resp, fl.err = exchange(ctx, conn, st.raw)
+	}()
+	return fl
+}
+
+// abandon stops fl's exchange and waits for its end; the destination may
+// still commit it, and answers a resend from its replay records.
+func (fl *txnFlight) abandon() {
+	fl.cancel()
+	<-fl.done
+}
+
+// prepare reads the transaction that follows txn (OutboxPeek) and signs
+// it to follow txn; nil if there is none or it cannot be read now.
+func (sd *sender) prepare(txn *storage.OutboxTxn) *signedTxn {
 	last := txn.Items[len(txn.Items)-1].Seq
-	next, err := s.store.OutboxPeek(sd.dest, last, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
+	next, err := sd.s.store.OutboxPeek(sd.dest, last, MaxTxnEntries, MaxTxnPayload, wire.NewTxnID)
 	if err != nil || next == nil {
 		return nil
 	}
-	st, err := sd.sign(next)
+	st, err := sd.sign(next, txn.TxnID)
 	if err != nil {
 		return nil // OutboxNext and attempt meet the error again
 	}
 	return st
 }
 
-// attempt sends txn once over the link (signed, if given and still
-// txn's, as it is) and settles the outbox on a receipt that answers it.
-// Meanwhile it reads ahead the transaction that follows, kept in sd.next
-// for the next step when this one was delivered.
-func (sd *sender) attempt(txn *storage.OutboxTxn, signed *signedTxn) outcome {
+// pipeline runs while fl's transaction is in flight (§14): it records the
+// transaction that follows (prepared by the last step's pipeline, from
+// prep, or else read and signed now) to follow it (OutboxPend), sends it
+// at once on fl's link and sends its flight on launched (nil if there is
+// none, or it cannot be read or recorded now: the next step takes it
+// with OutboxNext). Then it prepares the one after that, for the next
+// step, and sends it on prepared (nil: none).
+func (sd *sender) pipeline(fl *txnFlight, prep <-chan *signedTxn, launched chan<- *txnFlight, prepared chan<- *signedTxn) {
 	s := sd.s
-	s.met.attempts.Inc()
-	if signed == nil || signed.txn != txn {
-		var err error
-		if signed, err = sd.sign(txn); err != nil {
+	txn := fl.st.txn
+	var st *signedTxn
+	if prep != nil {
+		st = <-prep
+	}
+	if st == nil || st.tx.After != txn.TxnID {
+		st = sd.prepare(txn)
+	}
+	if st == nil {
+		launched <- nil
+		prepared <- nil
+		return
+	}
+	if ok, err := s.store.OutboxPend(sd.dest, txn.TxnID, st.txn); err != nil || !ok {
+		s.met.readAhead.WithLabelValues("stale").Inc()
+		launched <- nil
+		prepared <- nil
+		return
+	}
+	s.met.readAhead.WithLabelValues("sent").Inc()
+	launched <- sd.launch(fl.conn, st)
+	// Let the exchange start writing before preparing takes this core
+	// for a time slice (a machine with few cores is busy here).
+	runtime.Gosched()
+	prepared <- sd.prepare(st.txn)
+}
+
+// attempt sends txn once over the link (fl: already sent, by the last
+// step's pipeline) and settles the outbox on a receipt that answers it.
+// Meanwhile the transaction that follows is recorded and sent, and the
+// one after it prepared (pipeline); they are kept in sd.inflight and
+// sd.prep for the next step when this one was delivered, and abandoned
+// otherwise.
+func (sd *sender) attempt(txn *storage.OutboxTxn, fl *txnFlight) outcome {
+	prep := sd.prep
+	sd.prep = nil
+	if fl == nil {
+		st, err := sd.sign(txn, "")
+		if err != nil {
 			return outcome{err: err, reason: "internal", permanent: true}
 		}
+		ctx, cancel := context.WithTimeout(sd.s.ctx, attemptTimeout)
+		conn, err := sd.link(ctx)
+		cancel()
+		if err != nil {
+			return outcome{err: err, reason: "unreachable"}
+		}
+		fl = sd.launch(conn, st)
+		prep = nil // prepared to follow another transaction
 	}
-	tx, raw := signed.tx, signed.raw
-	ahead := make(chan *signedTxn, 1)
-	go func() { ahead <- sd.readAhead(txn) }()
-	next := sync.OnceValue(func() *signedTxn { return <-ahead })
-	o := sd.send(txn, tx, raw, next)
-	next() // the read-ahead has ended
+	launched, prepared := make(chan *txnFlight, 1), make(chan *signedTxn, 1)
+	go sd.pipeline(fl, prep, launched, prepared)
+	o, results := sd.answer(fl)
+	next := <-launched // recorded to follow (or not) before txn is settled
+	if o.err == nil {
+		if err := sd.s.store.OutboxDone(sd.dest, txn.TxnID, results); err != nil {
+			o = outcome{err: fmt.Errorf("settling the outbox: %w", err), reason: "storage"}
+		} else {
+			sd.delivered(txn, results)
+		}
+	}
+	if next != nil {
+		if o.err == nil {
+			sd.inflight, sd.prep = next, prepared
+		} else {
+			next.abandon() // recorded: sent again once txn is settled
+			sd.s.met.readAhead.WithLabelValues("abandoned").Inc()
+		}
+	}
 	return o
 }
 
-// send exchanges txn's signed frame raw with the destination and settles
-// the outbox on a receipt that answers it, taking the transaction read
-// ahead (next) as the pending one in the same batch when it still is
-// what follows (sd.next).
-func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte, next func() *signedTxn) outcome {
+// answer waits for fl's exchange and checks the answer: a receipt that
+// answers it gives each item's result.
+func (sd *sender) answer(fl *txnFlight) (outcome, []storage.OutboxResult) {
 	s := sd.s
-	ctx, cancel := context.WithTimeout(s.ctx, attemptTimeout)
-	defer cancel()
-	conn, err := sd.link(ctx)
-	if err != nil {
-		return outcome{err: err, reason: "unreachable"}
-	}
-	resp, err := exchange(ctx, conn, raw)
-	if err != nil {
+	<-fl.done
+	if fl.err != nil {
 		sd.dropLink()
-		return outcome{err: err, reason: "link"}
+		return outcome{err: fl.err, reason: "link"}, nil
 	}
+	resp := fl.resp
 	if ef, ok := parseErrorFrame(resp); ok {
 		o := outcome{err: fmt.Errorf("refused by %s: %s: %s", sd.dest, ef.code, ef.message), reason: ef.code}
 		switch wire.Reason(ef.code) {
-		case wire.Stale, wire.Future:
+		case wire.Stale, wire.Future, codeOutOfOrder:
 			o.skew = true
 		case codeRateLimited:
 			o.retryAfter = ef.retryAfter
@@ -400,39 +484,28 @@ func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte,
 		default:
 			o.permanent = true
 		}
-		return o
+		return o, nil
 	}
-	peer := wire.Peer{Name: conn.PeerName(), Key: conn.PeerKey()}
-	rc, err := wire.VerifyReceipt(resp, peer, s.cfg.Name, s.now(), wire.DefaultLimits(), tx)
+	peer := wire.Peer{Name: fl.conn.PeerName(), Key: fl.conn.PeerKey()}
+	rc, err := wire.VerifyReceipt(resp, peer, s.cfg.Name, s.now(), wire.DefaultLimits(), fl.st.tx)
 	if err != nil {
 		r := string(wire.ReasonOf(err))
 		if r == "" {
 			r = "bad_receipt"
 		}
 		s.met.rejected.WithLabelValues(r).Inc()
-		return outcome{err: fmt.Errorf("receipt from %s: %w", sd.dest, err), reason: r, permanent: true}
+		return outcome{err: fmt.Errorf("receipt from %s: %w", sd.dest, err), reason: r, permanent: true}, nil
 	}
 	results := make([]storage.OutboxResult, len(rc.Results))
 	for i, r := range rc.Results {
 		results[i] = storage.OutboxResult{ID: r.ID, Delivered: r.Status == wire.Accepted || r.Status == wire.Duplicate, Error: r.Error}
 	}
-	ahead := next()
-	var take *storage.OutboxTxn
-	if ahead != nil {
-		take = ahead.txn
-	}
-	taken, err := s.store.OutboxDoneTake(sd.dest, txn.TxnID, results, take)
-	if err != nil {
-		return outcome{err: fmt.Errorf("settling the outbox: %w", err), reason: "storage"}
-	}
-	if ahead != nil {
-		if taken {
-			sd.next = ahead
-			s.met.readAhead.WithLabelValues("sent").Inc()
-		} else {
-			s.met.readAhead.WithLabelValues("stale").Inc()
-		}
-	}
+	return outcome{}, results
+}
+
+// delivered counts a settled transaction's results.
+func (sd *sender) delivered(txn *storage.OutboxTxn, results []storage.OutboxResult) {
+	s := sd.s
 	now := s.now()
 	for i, it := range txn.Items {
 		if results[i].Delivered {
@@ -442,7 +515,6 @@ func (sd *sender) send(txn *storage.OutboxTxn, tx *wire.Transaction, raw []byte,
 			s.met.refusedEntries.WithLabelValues(labelCode(results[i].Error)).Inc()
 		}
 	}
-	return outcome{}
 }
 
 // exchange sends one frame on a new stream of conn and returns the answer.

@@ -37,13 +37,14 @@ type Store interface {
 	// Outbox (the sender).
 	OutboxDestinations() ([]privateline.ServerName, error)
 	OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, newID func() string) (*storage.OutboxTxn, error)
-	// OutboxDoneTake settles a receipt and, in the same synced batch,
-	// records next (read ahead while the transaction was in flight,
-	// storage/outboxahead.go; nil: none) as the pending transaction if it
-	// is still exactly what OutboxNext would take. OutboxPeek may return
-	// nil at any time.
-	OutboxDoneTake(dest privateline.ServerName, txnID string, results []storage.OutboxResult, next *storage.OutboxTxn) (bool, error)
+	// OutboxDone settles a receipt; the transaction recorded to follow
+	// (OutboxPend) becomes the pending one. OutboxPeek reads the next
+	// transaction ahead while one is in flight, and OutboxPend records it
+	// to follow, to be sent at once (storage/outboxahead.go); either may
+	// decline (nil, false) at any time.
+	OutboxDone(dest privateline.ServerName, txnID string, results []storage.OutboxResult) error
 	OutboxPeek(dest privateline.ServerName, after uint64, maxItems, maxBytes int, newID func() string) (*storage.OutboxTxn, error)
+	OutboxPend(dest privateline.ServerName, after string, next *storage.OutboxTxn) (bool, error)
 	OutboxAttemptFailed(dest privateline.ServerName, errText string) error
 	OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, error)
 	OutboxDepth() (map[privateline.ServerName]int, error)
@@ -234,6 +235,7 @@ type Service struct {
 	inbound  map[*transport.Conn]bool
 	limiters map[privateline.ServerName]*bucket
 	busy     map[privateline.ServerName]int // exchanges in progress per origin
+	order    *order                         // commit order of queued transactions (order.go)
 	doc      []byte
 	docAt    int64 // created_at of doc, ms
 
@@ -300,6 +302,7 @@ func New(cfg Config, store Store) (*Service, error) {
 		inbound:   map[*transport.Conn]bool{},
 		limiters:  map[privateline.ServerName]*bucket{},
 		busy:      map[privateline.ServerName]int{},
+		order:     newOrder(),
 	}
 	if cfg.RetryBase > 0 {
 		s.base = cfg.RetryBase

@@ -386,26 +386,29 @@ func (d *DB) scanKeys(prefix []byte, fn func(key, value []byte) error) error {
 
 // Stats are figures about the store for metrics.
 type Stats struct {
-	DiskBytes       uint64
-	MemtableBytes   uint64
-	WALBytes        uint64
-	Compactions     int64
-	Flushes         int64
-	ReadAmp         int
-	BlockCacheBytes int64
+	DiskBytes     uint64
+	MemtableBytes uint64
+	WALBytes      uint64
+	Compactions   int64
+	Flushes       int64
+	// CompactionsInProgress counts compactions and flushes under way.
+	CompactionsInProgress int64
+	ReadAmp               int
+	BlockCacheBytes       int64
 }
 
 // Stats returns current figures from Pebble.
 func (d *DB) Stats() Stats {
 	m := d.db.Metrics()
 	return Stats{
-		DiskBytes:       m.DiskSpaceUsage(),
-		MemtableBytes:   m.MemTable.Size,
-		WALBytes:        m.WAL.Size,
-		Compactions:     m.Compact.Count,
-		Flushes:         m.Flush.Count,
-		ReadAmp:         m.ReadAmp(),
-		BlockCacheBytes: m.BlockCache.Size,
+		DiskBytes:             m.DiskSpaceUsage(),
+		MemtableBytes:         m.MemTable.Size,
+		WALBytes:              m.WAL.Size,
+		Compactions:           m.Compact.Count,
+		Flushes:               m.Flush.Count,
+		CompactionsInProgress: m.Compact.NumInProgress + m.Flush.NumInProgress,
+		ReadAmp:               m.ReadAmp(),
+		BlockCacheBytes:       m.BlockCache.Size,
 	}
 }
 

@@ -63,21 +63,27 @@ func rawOf(t *testing.T, d *DB, id string) []byte {
 	return rec.Raw
 }
 
-// settleAll settles txn, dest's pending transaction, with every item
-// delivered and, in the same batch, takes next (read ahead by OutboxPeek;
-// nil: none) as the pending one if it still follows; it reports whether
-// it did.
+// settleAll records next (read ahead by OutboxPeek; nil: none) to follow
+// txn, dest's pending transaction, if it still follows (OutboxPend), then
+// settles txn with every item delivered; it reports whether next was
+// recorded (and so is now the pending transaction).
 func settleAll(t *testing.T, d *DB, dest privateline.ServerName, txn, next *OutboxTxn) bool {
 	t.Helper()
+	pended := false
+	if next != nil {
+		var err error
+		if pended, err = d.OutboxPend(dest, txn.TxnID, next); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var rs []OutboxResult
 	for _, it := range txn.Items {
 		rs = append(rs, OutboxResult{ID: it.ID, Delivered: true})
 	}
-	taken, err := d.OutboxDoneTake(dest, txn.TxnID, rs, next)
-	if err != nil {
+	if err := d.OutboxDone(dest, txn.TxnID, rs); err != nil {
 		t.Fatal(err)
 	}
-	return taken
+	return pended
 }
 
 // seenEnvelope is SeenEnvelopes for one id.

@@ -81,7 +81,7 @@ func (t *mtxn) queueGroupState(x outboxDest, gk []byte, st []byte) error {
 			if err != nil {
 				return err
 			}
-			if queued && (p == nil || !slices.Contains(p.Seqs, last.Seq)) {
+			if queued && !p.holds(last.Seq) {
 				drop = last.Seq
 			}
 		}

@@ -138,6 +138,32 @@ type pendingTxn struct {
 	// next OutboxNext gives what is left a new txn id, so one txn id never
 	// names two sets of entries.
 	Changed bool `json:"changed,omitempty"`
+	// Next: the transaction that follows, recorded while this one was in
+	// flight (OutboxPend, outboxahead.go) and perhaps sent already; it has
+	// no Next of its own.
+	Next *pendingTxn `json:"next,omitempty"`
+}
+
+// holds reports whether the item seq was handed to the destination: it
+// is in p or in p's Next.
+func (p *pendingTxn) holds(seq uint64) bool {
+	return p != nil && (slices.Contains(p.Seqs, seq) || p.Next.holds(seq))
+}
+
+// drop removes item seq from p (not from its Next) and reports whether it
+// was there.
+func (p *pendingTxn) drop(seq uint64) bool {
+	i := slices.Index(p.Seqs, seq)
+	if i < 0 {
+		return false
+	}
+	p.Seqs = slices.Delete(p.Seqs, i, i+1)
+	if len(p.IDs) > i && len(p.Senders) >= (i+1)*len(ID{}) {
+		p.IDs = slices.Delete(p.IDs, i, i+1)
+		p.Senders = slices.Delete(p.Senders, i*len(ID{}), (i+1)*len(ID{}))
+	}
+	p.Changed = true
+	return true
 }
 
 type destError struct {
@@ -323,7 +349,7 @@ func (d *DB) eachUnsent(x outboxDest, fn func(id string) error) error {
 		if r.Type != OutboxEnvelopes && r.Type != OutboxGroupEnvelopes {
 			return nil
 		}
-		if p != nil && slices.Contains(p.Seqs, binary.BigEndian.Uint64(k[len(prefix):])) {
+		if p.holds(binary.BigEndian.Uint64(k[len(prefix):])) {
 			return nil
 		}
 		return fn(r.ID)
@@ -560,7 +586,9 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 	}
 	var txn *OutboxTxn
 	senders := map[uint64]ID{} // of the items in txn
-	if p != nil {
+	var next *pendingTxn       // recorded to follow txn
+	recorded := p != nil
+	for promoted := false; p != nil; p, promoted = p.Next, true {
 		txn = &OutboxTxn{TxnID: p.TxnID, Type: p.Type}
 		changed := p.Changed
 		for _, seq := range p.Seqs {
@@ -579,11 +607,13 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 				senders[it.Seq] = it.sender
 			}
 		}
-		switch {
-		case len(txn.Items) == 0:
-			t.del(pendingKey(x.h))
+		if len(txn.Items) == 0 {
+			// Every item has gone: the one recorded to follow, if any, is
+			// the pending transaction.
 			txn = nil
-		case !changed:
+			continue
+		}
+		if !changed && !promoted {
 			t.b.Close()
 			unlock()
 			// Recorded by an earlier call, which may still wait for its sync.
@@ -591,9 +621,12 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 				return nil, privateline.E(op, err)
 			}
 			return txn, nil
-		default:
+		}
+		if changed {
 			txn.TxnID = newID()
 		}
+		next = p.Next
+		break
 	}
 	if txn == nil {
 		var items []*item
@@ -612,11 +645,14 @@ func (d *DB) OutboxNext(dest privateline.ServerName, maxItems, maxBytes int, new
 			txn.TxnID = newID()
 		}
 	}
-	if txn != nil {
-		if err := d.setPending(t.b, x.h, txn, senders); err != nil {
+	switch {
+	case txn != nil:
+		if err := d.setPending(t.b, x.h, txn, senders, next); err != nil {
 			t.b.Close()
 			return nil, privateline.E(op, err)
 		}
+	case recorded:
+		t.del(pendingKey(x.h))
 	}
 	if st.Depth != depth {
 		if err := d.setJSON(t.b, stateKey(x.h), st); err != nil {
@@ -659,9 +695,18 @@ func (d *DB) collect(h []byte, after uint64, now time.Time, maxItems, maxBytes i
 	return txn, items, err
 }
 
-// setPending records txn as destination h's pending transaction in b;
-// senders gives each item's sender by sequence number.
-func (d *DB) setPending(b *pebble.Batch, h []byte, txn *OutboxTxn, senders map[uint64]ID) error {
+// setPending records txn, followed by next (nil: none), as destination
+// h's pending transaction in b; senders gives each item's sender by
+// sequence number.
+func (d *DB) setPending(b *pebble.Batch, h []byte, txn *OutboxTxn, senders map[uint64]ID, next *pendingTxn) error {
+	np := pendingOf(txn, senders)
+	np.Next = next
+	return d.setJSON(b, pendingKey(h), np)
+}
+
+// pendingOf is the pending record of txn; senders gives each item's
+// sender by sequence number.
+func pendingOf(txn *OutboxTxn, senders map[uint64]ID) pendingTxn {
 	np := pendingTxn{TxnID: txn.TxnID, Type: txn.Type}
 	for _, it := range txn.Items {
 		np.Seqs = append(np.Seqs, it.Seq)
@@ -669,7 +714,7 @@ func (d *DB) setPending(b *pebble.Batch, h []byte, txn *OutboxTxn, senders map[u
 		sid := senders[it.Seq]
 		np.Senders = append(np.Senders, sid[:]...)
 	}
-	return d.setJSON(b, pendingKey(h), np)
+	return np
 }
 
 // queuedSeqs returns which of seqs (a transaction's items) are still
@@ -777,20 +822,14 @@ func (t *mtxn) senderEvent(it *item, ev Event) error {
 // results (ids in the txn's order) in one synced batch: it deletes the
 // items named, clears the pending record and puts in each item's sender's
 // event log `delivered` or `delivery_failed` (Error: the result's code).
-// An item of the transaction without a result stays queued. A txnID that
+// The transaction recorded to follow it (OutboxPend) becomes the pending
+// one, under its txn id. An item of the transaction without a result
+// stays queued, and then the one recorded to follow is forgotten (its
+// items are taken again behind that item by OutboxNext, under a new txn
+// id: the destination answers those it has as duplicates). A txnID that
 // is not the pending one changes nothing and returns an Exist error
 // (ErrNotPending).
 func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []OutboxResult) error {
-	_, err := d.OutboxDoneTake(dest, txnID, results, nil)
-	return err
-}
-
-// OutboxDoneTake is OutboxDone, and records next, read ahead by
-// OutboxPeek (nil: none), as dest's pending transaction in the same
-// synced batch if it is exactly what OutboxNext would take once txnID is
-// settled (outboxahead.go); it reports whether it did. If not, the caller
-// calls OutboxNext.
-func (d *DB) OutboxDoneTake(dest privateline.ServerName, txnID string, results []OutboxResult, next *OutboxTxn) (taken bool, err error) {
 	const op = "storage.OutboxDone"
 	x := outboxDest{name: dest, h: d.serverHash(dest)}
 	now := d.now()
@@ -832,17 +871,17 @@ func (d *DB) OutboxDoneTake(dest privateline.ServerName, txnID string, results [
 	for _, r := range results {
 		byID[r.ID] = r
 	}
-	err = d.lockSenders(x, pick, func(st *destState, p *pendingTxn, items []*item, unlock func()) error {
+	err := d.lockSenders(x, pick, func(st *destState, p *pendingTxn, items []*item, unlock func()) error {
 		t := d.newMtxn(nil)
 		t.release = unlock
 		t.now = now
-		settled := map[uint64]bool{}
+		all := true // every item still queued has a result
 		for _, it := range items {
 			r, ok := byID[it.ID]
 			if !ok {
+				all = false
 				continue
 			}
-			settled[it.Seq] = true
 			if it.Type == OutboxGroupUpdates {
 				if err := t.groupStateGone(x, it.Seq, it.Payload); err != nil { // fedgroupsync.go
 					t.b.Close()
@@ -860,28 +899,24 @@ func (d *DB) OutboxDoneTake(dest privateline.ServerName, txnID string, results [
 				return err
 			}
 		}
-		t.del(pendingKey(x.h))
-		if next != nil {
-			var err error
-			if taken, err = t.takeAhead(x, next, settled); err != nil {
+		if p.Next != nil && all {
+			if err := d.setJSON(t.b, pendingKey(x.h), p.Next); err != nil {
 				t.b.Close()
 				return err
 			}
+		} else {
+			t.del(pendingKey(x.h))
 		}
 		if err := d.setJSON(t.b, stateKey(x.h), st); err != nil {
 			t.b.Close()
 			return err
 		}
-		if err := t.commit(); err != nil {
-			taken = false
-			return err
-		}
-		return nil
+		return t.commit()
 	})
 	if err != nil {
-		return false, privateline.E(op, err)
+		return privateline.E(op, err)
 	}
-	return taken, nil
+	return nil
 }
 
 // OutboxAttemptFailed records the last error of a delivery attempt to dest
@@ -954,7 +989,8 @@ func (d *DB) OutboxWaiting(dest privateline.ServerName, after uint64) (uint64, e
 }
 
 // OutboxExpire removes every item of dest queued before cutoff (also from
-// the pending transaction, which is cleared if left empty), each with a
+// the pending transaction and the one recorded to follow it, each cleared
+// if left empty), each with a
 // `delivery_failed` event for its sender, Error "timeout" and Detail the
 // destination's last error, in one synced batch; items whose message has
 // gone go silently. It returns how many items went. Group states with
@@ -1014,28 +1050,27 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 				}
 				t.del(tOutbox.key(x.h, u64(it.Seq)))
 				st.Depth--
-				if p != nil {
-					if i := slices.Index(p.Seqs, it.Seq); i >= 0 {
-						p.Seqs = slices.Delete(p.Seqs, i, i+1)
-						if len(p.IDs) > i && len(p.Senders) >= (i+1)*len(ID{}) {
-							p.IDs = slices.Delete(p.IDs, i, i+1)
-							p.Senders = slices.Delete(p.Senders, i*len(ID{}), (i+1)*len(ID{}))
-						}
-						p.Changed = true
-					}
+				if p != nil && !p.drop(it.Seq) && p.Next != nil {
+					p.Next.drop(it.Seq)
 				}
 				if err := t.senderEvent(it, Event{Type: EventDeliveryFailed, Server: dest, Error: "timeout", Detail: de.Text}); err != nil {
 					t.b.Close()
 					return err
 				}
 			}
+			had := p != nil
+			if p != nil && p.Next != nil && len(p.Next.Seqs) == 0 {
+				p.Next = nil
+			}
+			if p != nil && len(p.Seqs) == 0 {
+				p = p.Next // what is left of the one recorded to follow
+			}
 			var err error
 			switch {
-			case p == nil:
-			case len(p.Seqs) == 0:
-				t.del(pendingKey(x.h))
-			default:
+			case p != nil:
 				err = d.setJSON(t.b, pendingKey(x.h), p)
+			case had:
+				t.del(pendingKey(x.h))
 			}
 			if err == nil {
 				err = d.setJSON(t.b, stateKey(x.h), st)

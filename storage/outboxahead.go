@@ -10,34 +10,38 @@ import (
 
 // Reading the next transaction ahead of its turn.
 //
-// A destination has one transaction in flight (spec/federation.md §14).
-// While it waits for the receipt, the sender reads the transaction that
-// will follow it (OutboxPeek: the envelopes, the costly part, without any
-// lock or write) and signs it; OutboxDoneTake, which settles the receipt,
-// makes it the pending transaction in the same synced batch if it is
-// still exactly what OutboxNext would take then — otherwise the sender
-// calls OutboxNext as usual. So the envelope reads and the signature are
-// off the path between one receipt and the next transaction, which costs
-// one synced commit instead of two, and nothing else changes: the same
-// items, in the same order, recorded durably before they are sent.
+// A destination has at most two transactions in flight
+// (spec/federation.md §14): the pending one, and the one that follows it.
+// While the pending one waits for its receipt, the sender reads the next
+// (OutboxPeek: the envelopes, the costly part, without any lock or
+// write), signs it, and records it as the pending one's Next
+// (OutboxPend) if it is still exactly what OutboxNext would take once the
+// pending one is settled; then it sends it at once. OutboxDone makes Next
+// the pending transaction when it settles the receipt. So the envelope
+// reads, the signature and the destination's receipt of the next
+// transaction overlap the exchange of the one before, and nothing else
+// changes: the same items, in the same order, recorded durably before
+// they are sent.
 //
-// What can change a peeked transaction before it is taken:
+// What can change a peeked transaction before it is recorded:
 //   - items leave the head or are queued (settled, expired, coalesced):
-//     the take compares the outbox's keys, less those the batch
-//     settles, with the peeked items;
+//     OutboxPend compares the outbox's keys, less the pending
+//     transaction's, with the peeked items;
 //   - messages go (deleted by their sender, expired, their account
 //     deleted): every commit that deletes envelope records counts itself
 //     in removalsBegun before it is applied and in removalsEnded after.
 //     OutboxPeek reads removalsBegun, then removalsEnded, and peeks only
 //     if they are equal (no such commit under way, so every one counted
-//     is applied and visible to its reads); the take happens only if
-//     removalsBegun has not moved since;
-//   - messages expire with time: the take checks each item's expiry
+//     is applied and visible to its reads); OutboxPend records it only
+//     if removalsBegun has not moved since;
+//   - messages expire with time: OutboxPend checks each item's expiry
 //     again.
+// Once recorded, Next's items count as handed to the destination, like
+// the pending transaction's (pendingTxn.holds).
 // An outbox item's record is never rewritten (a coalesced group state is
 // a new item), so its key stands for its content.
 
-// aheadState is what the take checks of a peeked transaction.
+// aheadState is what OutboxPend checks of a peeked transaction.
 type aheadState struct {
 	dest    privateline.ServerName
 	begun   uint64 // removalsBegun when it was read
@@ -90,15 +94,54 @@ func (d *DB) OutboxPeek(dest privateline.ServerName, after uint64, maxItems, max
 	return txn, nil
 }
 
-// takeAhead records txn, read ahead by OutboxPeek, as destination x's
-// pending transaction in t's batch and reports true if, once the batch
-// has settled the items in settled (their sequence numbers; t also
-// clears the pending record), it is exactly what OutboxNext would take:
-// its items at the head of the outbox, none of their messages gone.
-// Otherwise it writes nothing and reports false. The caller holds x's
-// lock until t is applied.
-func (t *mtxn) takeAhead(x outboxDest, txn *OutboxTxn, settled map[uint64]bool) (bool, error) {
-	d := t.d
+// OutboxPend records next, read ahead by OutboxPeek while dest's pending
+// transaction after is in flight, as the transaction that follows it
+// (pendingTxn.Next), in one synced batch, if it is exactly what
+// OutboxNext would take once after's items are settled: its items at the
+// head of the outbox behind after's, none of their messages gone. It
+// reports whether it did; if not, nothing is written. Once recorded, the
+// sender may send next before after's receipt (spec/federation.md §14),
+// and OutboxDone makes it the pending transaction when it settles after.
+func (d *DB) OutboxPend(dest privateline.ServerName, after string, next *OutboxTxn) (bool, error) {
+	const op = "storage.OutboxPend"
+	x := outboxDest{name: dest, h: d.serverHash(dest)}
+	unlock := d.lockDests([]outboxDest{x})
+	defer unlock()
+	p, err := d.pendingTxn(x.h)
+	if err != nil {
+		return false, privateline.E(op, err)
+	}
+	if p == nil || p.TxnID != after || p.Changed || p.Next != nil {
+		return false, nil
+	}
+	settled := make(map[uint64]bool, len(p.Seqs))
+	for _, seq := range p.Seqs {
+		settled[seq] = true
+	}
+	if ok, err := d.follows(x, next, settled); err != nil {
+		return false, privateline.E(op, err)
+	} else if !ok {
+		return false, nil
+	}
+	np := pendingOf(next, next.ahead.senders)
+	p.Next = &np
+	t := d.newMtxn(nil)
+	t.release = unlock
+	if err := d.setJSON(t.b, pendingKey(x.h), p); err != nil {
+		t.b.Close()
+		return false, privateline.E(op, err)
+	}
+	if err := t.commit(); err != nil {
+		return false, privateline.E(op, err)
+	}
+	return true, nil
+}
+
+// follows reports whether txn, read ahead by OutboxPeek, is exactly what
+// OutboxNext would take once the items in settled (their sequence
+// numbers) have left destination x's outbox: its items at the head, none
+// of their messages gone. The caller holds x's lock.
+func (d *DB) follows(x outboxDest, txn *OutboxTxn, settled map[uint64]bool) (bool, error) {
 	a := txn.ahead
 	if a == nil || len(txn.Items) == 0 || a.dest != x.name || d.removalsBegun.Load() != a.begun {
 		return false, nil
@@ -109,19 +152,12 @@ func (t *mtxn) takeAhead(x outboxDest, txn *OutboxTxn, settled map[uint64]bool) 
 			return false, nil
 		}
 	}
-	// The batch's deletions are not in the store yet: read past them.
 	head, err := d.headSeqs(x.h, len(settled)+len(txn.Items))
 	if err != nil {
 		return false, err
 	}
 	head = slices.DeleteFunc(head, func(seq uint64) bool { return settled[seq] })
-	if len(head) < len(txn.Items) || !slices.EqualFunc(head[:len(txn.Items)], txn.Items, func(seq uint64, it OutboxItem) bool { return seq == it.Seq }) {
-		return false, nil
-	}
-	if err := d.setPending(t.b, x.h, txn, a.senders); err != nil {
-		return false, err
-	}
-	return true, nil
+	return len(head) >= len(txn.Items) && slices.EqualFunc(head[:len(txn.Items)], txn.Items, func(seq uint64, it OutboxItem) bool { return seq == it.Seq }), nil
 }
 
 // headSeqs returns the sequence numbers of the first n items of

@@ -11,10 +11,11 @@ import (
 )
 
 // TestOutboxReadAhead: a transaction read ahead while the one before is
-// in flight is taken only when it is exactly what OutboxNext would take;
-// otherwise nothing is recorded and OutboxNext decides as before. Nothing
-// is ever sent that its sender deleted, that expired or that left the
-// queue, and the order stays the outbox's.
+// in flight is recorded to follow it (OutboxPend) only when it is exactly
+// what OutboxNext would take once that one is settled; otherwise nothing
+// is recorded and OutboxNext decides as before. Nothing is ever sent that
+// its sender deleted, that expired or that left the queue, and the order
+// stays the outbox's.
 func TestOutboxReadAhead(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, e *env) {
 		ann := createUsers(t, e.db, "ann")[0]
@@ -42,7 +43,13 @@ func TestOutboxReadAhead(t *testing.T) {
 		settle := func(txn, ahead *OutboxTxn, want bool) {
 			t.Helper()
 			if got := settleAll(t, e.db, other, txn, ahead); got != want {
-				t.Fatalf("settling %v took %v read ahead: %v, want %v", itemIDs(txn), itemIDs(ahead), got, want)
+				t.Fatalf("recording %v read ahead to follow %v: %v, want %v", itemIDs(ahead), itemIDs(txn), got, want)
+			}
+		}
+		pend := func(txn, ahead *OutboxTxn, want bool) {
+			t.Helper()
+			if got, err := e.db.OutboxPend(other, txn.TxnID, ahead); err != nil || got != want {
+				t.Fatalf("recording %v read ahead to follow %v: %v, %v; want %v", itemIDs(ahead), itemIDs(txn), got, err, want)
 			}
 		}
 		want := func(txn *OutboxTxn, ids ...string) {
@@ -52,7 +59,7 @@ func TestOutboxReadAhead(t *testing.T) {
 			}
 		}
 
-		// Taken with the receipt of the one before: the next OutboxNext
+		// Recorded to follow: once the one before is settled, OutboxNext
 		// answers it as the pending transaction, same id, same items and
 		// payloads.
 		m1, m2, m3, m4 := send(time.Time{}), send(time.Time{}), send(time.Time{}), send(time.Time{})
@@ -65,14 +72,21 @@ func TestOutboxReadAhead(t *testing.T) {
 				t.Fatalf("read-ahead item %d carries another payload than the envelope", i)
 			}
 		}
-		settle(t1, p, true)
-		if got := next(); got.TxnID != p.TxnID || !slices.Equal(itemIDs(got), []string{m3, m4}) {
-			t.Fatalf("OutboxNext after the take: %s %v, want the taken %s %v", got.TxnID, itemIDs(got), p.TxnID, []string{m3, m4})
+		pend(t1, p, true)
+		pend(t1, p, false) // one is recorded to follow, not two
+		// Recorded, its items count as handed to the destination: deleting
+		// one of its messages now is told to the destination.
+		if unsent, err := e.db.unsentIDs(outboxDest{name: other, h: e.db.serverHash(other)}); err != nil || len(unsent) != 0 {
+			t.Fatalf("unsent while both transactions are recorded: %v, %v", unsent, err)
 		}
-		e.reopen() // the take is durable
+		e.reopen() // the record is durable
 		e.db.now = func() time.Time { return clock }
-		if got := next(); got.TxnID != p.TxnID {
-			t.Fatalf("after a restart OutboxNext gives %s, want the taken %s", got.TxnID, p.TxnID)
+		if got := next(); got.TxnID != t1.TxnID {
+			t.Fatalf("after a restart OutboxNext gives %s, want the pending %s", got.TxnID, t1.TxnID)
+		}
+		settle(t1, nil, false)
+		if got := next(); got.TxnID != p.TxnID || !slices.Equal(itemIDs(got), []string{m3, m4}) {
+			t.Fatalf("OutboxNext after the receipt: %s %v, want the recorded %s %v", got.TxnID, itemIDs(got), p.TxnID, []string{m3, m4})
 		}
 
 		// Items queued after the read-ahead wait for the next transaction.
@@ -84,15 +98,19 @@ func TestOutboxReadAhead(t *testing.T) {
 		want(next(), m5, m6)
 
 		// A receipt without a result for one item: it stays queued, ahead
-		// of what was read, which is not taken.
+		// of what was recorded to follow, which is forgotten.
 		m8 := send(time.Time{})
 		p = peek(p2)
 		want(p, m7, m8)
-		if taken, err := e.db.OutboxDoneTake(other, p2.TxnID, []OutboxResult{{ID: m5, Delivered: true}}, p); err != nil || taken {
-			t.Fatalf("a partial receipt took the read-ahead (%v, %v)", taken, err)
+		pend(p2, p, true)
+		if err := e.db.OutboxDone(other, p2.TxnID, []OutboxResult{{ID: m5, Delivered: true}}); err != nil {
+			t.Fatal(err)
 		}
 		tb := next()
 		want(tb, m6, m7)
+		if tb.TxnID == p.TxnID {
+			t.Fatal("other items under the txn id of the forgotten transaction")
+		}
 
 		// Its sender deletes a message that was read ahead: not taken, and
 		// OutboxNext leaves the message out.
@@ -130,19 +148,20 @@ func TestOutboxReadAhead(t *testing.T) {
 		t5 := next()
 		want(t5, m15)
 
-		// Items dropped at the delivery timeout while read ahead (with the
-		// pending one's, older still: its receipt settles nothing, and
-		// takes nothing).
+		// Items dropped at the delivery timeout after they were recorded
+		// (with the pending one's, older still: its receipt settles
+		// nothing).
 		m16, m17 := send(time.Time{}), send(time.Time{})
 		p = peek(t5)
 		want(p, m16, m17)
+		pend(t5, p, true)
 		clock = clock.Add(time.Hour)
 		m18 := send(time.Time{})
 		if n, err := e.db.OutboxExpire(other, clock.Add(-30*time.Minute)); err != nil || n != 3 {
 			t.Fatalf("OutboxExpire: %d, %v; want the 3 old items", n, err)
 		}
-		if taken, err := e.db.OutboxDoneTake(other, t5.TxnID, []OutboxResult{{ID: m15, Delivered: true}}, p); !errors.Is(err, ErrNotPending) || taken {
-			t.Fatalf("settling an expired transaction: %v, %v; want ErrNotPending, nothing taken", taken, err)
+		if err := e.db.OutboxDone(other, t5.TxnID, []OutboxResult{{ID: m15, Delivered: true}}); !errors.Is(err, ErrNotPending) {
+			t.Fatalf("settling an expired transaction: %v; want ErrNotPending", err)
 		}
 		t6 := next()
 		want(t6, m18)
@@ -159,6 +178,46 @@ func TestOutboxReadAhead(t *testing.T) {
 		want(p, m19)
 		e.db.removing(true)() // a deletion of some other message
 		settle(t6, p, false)
-		want(next(), m19)
+		t7 := next()
+		want(t7, m19)
+
+		// The pending one expires, the one recorded to follow does not: it
+		// becomes the pending one, under its txn id.
+		clock = clock.Add(time.Hour)
+		m20 := send(time.Time{})
+		p = peek(t7)
+		want(p, m20)
+		pend(t7, p, true)
+		if n, err := e.db.OutboxExpire(other, clock.Add(-time.Minute)); err != nil || n != 1 {
+			t.Fatalf("OutboxExpire: %d, %v; want m19", n, err)
+		}
+		if got := next(); got.TxnID != p.TxnID || !slices.Equal(itemIDs(got), []string{m20}) {
+			t.Fatalf("after the pending one expired: %s %v, want the recorded %s [%s]", got.TxnID, itemIDs(got), p.TxnID, m20)
+		}
+		settle(p, nil, false)
+
+		// Its sender deletes a message of the one recorded to follow: it
+		// was handed to the destination, which is told (a delete item is
+		// queued), and OutboxNext leaves the message out of a new txn id.
+		m21, m22 := send(time.Time{}), send(time.Time{})
+		t8 := next()
+		want(t8, m21, m22)
+		m23, m24 := send(time.Time{}), send(time.Time{})
+		p = peek(t8)
+		want(p, m23, m24)
+		pend(t8, p, true)
+		if err := e.db.DeleteMessage(ann.ID, m23, clock); err != nil {
+			t.Fatal(err)
+		}
+		settle(t8, nil, false)
+		t9 := next()
+		want(t9, m24)
+		if t9.TxnID == p.TxnID {
+			t.Fatal("a changed transaction kept its txn id")
+		}
+		settle(t9, nil, false)
+		if t10 := next(); t10 == nil || t10.Type != OutboxDeletes {
+			t.Fatalf("the destination is not told of the deletion of a message it was handed: %+v", t10)
+		}
 	})
 }

@@ -231,10 +231,22 @@ func runFederation(o options) error {
 			}
 		}
 	}
+	if o.drain {
+		waitStoreQuiet(a.db)
+	}
 	runtime.GC()
 	rssBase := selfRSS()
 	cpu0, start := cpuTime(), time.Now()
-	if err := a.start(b, b.svc.Addr()); err != nil {
+	bAddr := b.svc.Addr()
+	if o.rtt > 0 {
+		relay, err := newDelayRelay(bAddr, o.rtt/2)
+		if err != nil {
+			return err
+		}
+		defer relay.Close()
+		bAddr = relay.Addr()
+	}
+	if err := a.start(b, bAddr); err != nil {
 		return err
 	}
 	defer a.svc.Close()
@@ -329,4 +341,21 @@ func (o options) dataDirOrTmp() string {
 		return os.TempDir()
 	}
 	return o.dataDir
+}
+
+// waitStoreQuiet waits until db's background work (flushes and
+// compactions) has ended: in -drain, the clock measures federation, not
+// what queueing the envelopes left for Pebble to do.
+func waitStoreQuiet(db *storage.DB) {
+	last, quiet := db.Stats(), 0
+	for quiet < 10 {
+		time.Sleep(100 * time.Millisecond)
+		st := db.Stats()
+		if st.Compactions == last.Compactions && st.Flushes == last.Flushes && st.CompactionsInProgress == 0 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		last = st
+	}
 }

@@ -25,7 +25,7 @@ type options struct {
 	pid                      int
 	users, messages          int
 	rate                     float64
-	latencyFor               time.Duration
+	latencyFor, rtt          time.Duration
 	idle                     int
 	federation, drain        bool
 	dataDir, cpuProfile      string

@@ -9,6 +9,7 @@
 //	go build -o bin/ ./cmd/homeserver ./cmd/plbench
 //	bin/plbench -server-bin bin/homeserver
 //	bin/plbench -federation -drain -users 16 -messages 20000 -latency-for 0s
+//	bin/plbench -federation -drain -users 16 -messages 20000 -latency-for 0s -rtt 20ms
 //	bin/plbench -federation -users 16 -messages 10000 -rate 300 -latency-for 10s
 package main
 
@@ -34,6 +35,7 @@ func main() {
 	flag.BoolVar(&o.drain, "drain", false, "with -federation: queue every envelope on A first, then measure only federation draining A's outbox to B")
 	flag.Uint64Var(&o.memtableMiB, "memtable-mib", 0, "with -federation: Pebble memtable size of both stores in MiB (0: the homeserver's default)")
 	flag.StringVar(&o.dataDir, "data-dir", "", "with -federation: where the two on-disk stores go (default the system's temporary directory)")
+	flag.DurationVar(&o.rtt, "rtt", 0, "with -federation: relay A's QUIC packets to B through a UDP relay that delays each by half this, each way (a link with this round trip)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "with -federation: write a CPU profile of the throughput and latency phases to this file")
 	flag.Parse()
 	if o.federation {

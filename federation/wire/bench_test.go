@@ -98,8 +98,11 @@ func BenchmarkReceipt(b *testing.B) {
 // encoding, and its signature covers the generic signing input.
 func TestSignEnvelopesCanonical(t *testing.T) {
 	fx := newFixture(t)
-	for _, n := range []int{1, 2, 17} {
-		tx := sampleTx(n)
+	for _, n := range []int{1, 2, 17, -3} {
+		tx := sampleTx(max(n, -n))
+		if n < 0 {
+			tx.After = NewTxnID() // the member that sorts first
+		}
 		raw := mustSign(t, tx, fx.ka)
 		body := tx.body()
 		in, err := signingInput(LabelTransaction, body)

@@ -204,6 +204,20 @@ type Transaction struct {
 	Header
 	Type    Type
 	Entries []Entry
+	// After (optional, outbox types only: Queued) is the txn id of the
+	// transaction this one follows, still unanswered when this one was
+	// sent; the receiver commits this one only after it (spec §14).
+	After string
+}
+
+// Queued reports whether transactions of type t come from an outbox
+// (spec §14): the types that may name the transaction they follow.
+func (t Type) Queued() bool {
+	switch t {
+	case TypeEnvelopes, TypeReadMarks, TypeDeletes, TypeGroupEnvelopes, TypeGroupUpdates, TypeGroupLeaves:
+		return true
+	}
+	return false
 }
 
 // Status is the outcome of one entry in a receipt.
@@ -319,6 +333,9 @@ func (t *Transaction) body() map[string]any {
 	}
 	m := t.Header.members(t.Type)
 	m["entries"] = entries
+	if t.After != "" {
+		m["after"] = t.After
+	}
 	return m
 }
 
@@ -580,8 +597,17 @@ func signEnvelopes(t *Transaction, k *serverkey.PrivateKey) ([]byte, error) {
 		seen[e.ID] = true
 		size += b64.EncodedLen(len(e.Envelope)) + 64
 	}
+	if t.After != "" && (!IsID(t.After) || t.After == t.TxnID) {
+		return fail("after %q is not another txn id", t.After)
+	}
 	b := make([]byte, 0, size)
-	b = append(b, `{"created_at":`...)
+	b = append(b, '{')
+	if t.After != "" {
+		b = append(b, `"after":"`...)
+		b = append(b, t.After...)
+		b = append(b, `",`...)
+	}
+	b = append(b, `"created_at":`...)
 	b = strconv.AppendInt(b, t.CreatedAt, 10)
 	b = append(b, `,"destination":`...)
 	b, _ = cjson.AppendString(b, string(t.Destination)) // a server name: valid UTF-8
@@ -658,6 +684,13 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 		if typ == TypeWitness && o.Err() == nil && len(t.Entries) != 1 {
 			o.Fail("entries", "exactly one entry in a witness request")
 		}
+		if o.Err() == nil && o.Has("after") {
+			if !typ.Queued() {
+				o.Fail("after", "absent: only queued types name the transaction they follow")
+			} else {
+				t.After = hexID(o, "after")
+			}
+		}
 		m = t
 	case TypeReceipt, TypeKeyAnswer, TypeFileAnswer, TypeWitnessAnswer, TypeGroupAnswer:
 		r := &Receipt{Type: typ}
@@ -669,6 +702,9 @@ func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	h.Origin = serverName(o, "origin")
 	h.Destination = serverName(o, "destination")
 	h.TxnID = hexID(o, "txn_id")
+	if t, ok := m.(*Transaction); ok && t.After != "" && t.After == h.TxnID && o.Err() == nil {
+		o.Fail("after", "another transaction's txn_id")
+	}
 	h.CreatedAt = o.Int("created_at", true, 0, cjson.MaxSafeInt)
 	h.Signature = o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize)
 	if err := o.Done(false); err != nil {

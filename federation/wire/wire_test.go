@@ -111,6 +111,22 @@ func TestTransactionRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, tx) {
 		t.Fatalf("round trip changed the transaction:\n got %+v\nwant %+v", got, tx)
 	}
+	// A transaction sent before its predecessor was answered names it
+	// (§14), in the signed members, in both encoders.
+	for _, typ := range []Type{TypeEnvelopes, TypeReadMarks} {
+		tx2 := sampleTx(2)
+		if typ == TypeReadMarks {
+			tx2 = &Transaction{Header: tx2.Header, Type: typ, Entries: []Entry{{ID: NewTxnID(), Message: NewTxnID(), Reader: privateline.Address("alice@" + srvA), At: 5}}}
+		}
+		tx2.After = NewTxnID()
+		m2, err := Verify(mustSign(t, tx2, f.ka), f.peerA, srvB, now, DefaultLimits())
+		if err != nil {
+			t.Fatalf("%s with after: %v", typ, err)
+		}
+		if !reflect.DeepEqual(m2, tx2) {
+			t.Fatalf("%s: round trip changed the transaction:\n got %+v\nwant %+v", typ, m2, tx2)
+		}
+	}
 	// The envelope bytes travel as they were, byte for byte.
 	if !bytes.Equal(got.Entries[2].Envelope, tx.Entries[2].Envelope) {
 		t.Fatal("envelope bytes changed")
@@ -225,6 +241,19 @@ func TestRefusals(t *testing.T) {
 		{name: "unknown version", raw: editMembers(func(m map[string]any) { m["v"] = int64(2) }), want: UnknownVersion},
 		{name: "unknown version before unknown members", raw: editMembers(func(m map[string]any) { m["v"] = int64(2); m["extra"] = true }), want: UnknownVersion},
 		{name: "unknown type", raw: editMembers(func(m map[string]any) { m["type"] = "read_receipts" }), want: UnknownType},
+		{name: "after: not an id", raw: editMembers(func(m map[string]any) { m["after"] = "x" }), want: Malformed},
+		{name: "after: its own txn id", raw: editMembers(func(m map[string]any) { m["after"] = m["txn_id"] }), want: Malformed},
+		{name: "after on a type not from an outbox", raw: func() []byte {
+			m := members(t, mustSign(t, keyRequest(1), f.ka))
+			m["after"] = NewTxnID()
+			return signMap(t, m, LabelTransaction, f.ka)
+		}(), want: Malformed},
+		{name: "after changed after signing", raw: func() []byte {
+			m := members(t, signedWith(func(tx *Transaction) { tx.After = NewTxnID() }, f.ka))
+			m["after"] = NewTxnID()
+			raw, _ := cjson.Marshal(m)
+			return raw
+		}(), want: BadSignature},
 		{name: "truncated", raw: valid[:len(valid)-1], want: Malformed},
 		{name: "not an object", raw: []byte(`[1]`), want: Malformed},
 		{name: "not JSON", raw: []byte("\x00"), want: Malformed},
