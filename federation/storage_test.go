@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +15,8 @@ import (
 // realNode is a node on a real (in-memory) storage.DB.
 type realNode struct {
 	node
-	db *storage.DB
+	db    *storage.DB
+	store Store // what the service uses; nil: db
 }
 
 func newRealNode(t *testing.T, name privateline.ServerName, users ...string) (*realNode, map[string]storage.ID) {
@@ -37,7 +39,11 @@ func newRealNode(t *testing.T, name privateline.ServerName, users ...string) (*r
 
 func (n *realNode) start(t *testing.T, peers []Peer) {
 	t.Helper()
-	svc, err := New(Config{Name: n.name, Key: n.key, ListenAddr: "127.0.0.1:0", Peers: peers, Log: quiet}, n.db)
+	var st Store = n.db
+	if n.store != nil {
+		st = n.store
+	}
+	svc, err := New(Config{Name: n.name, Key: n.key, ListenAddr: "127.0.0.1:0", Peers: peers, Log: quiet}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,14 +112,46 @@ func TestOverStorage(t *testing.T) {
 }
 
 // TestReadAheadOverStorage: a backlog larger than one transaction goes
-// out in transactions read and signed while the one before was in flight
-// (storage.OutboxPeek/OutboxTake); every message arrives once, in order,
-// and its sender hears it was delivered.
+// out two transactions at a time, the second read, signed, recorded and
+// sent while the first is in flight (storage.OutboxPeek/OutboxPend); every
+// message arrives once, in order, and its sender hears it was delivered —
+// also when the receiver fails to commit some transactions (the second
+// in flight is then refused or abandoned, and sent again after the
+// first).
 func TestReadAheadOverStorage(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		t.Run(map[bool]string{false: "clean", true: "failing commits"}[fail], func(t *testing.T) { testReadAhead(t, fail) })
+	}
+}
+
+// failingStore fails the commits of transactions numbered in fail
+// (counting from 1) as storage that cannot write would.
+type failingStore struct {
+	*storage.DB
+	mu    sync.Mutex
+	calls int
+	fail  map[int]bool
+}
+
+func (f *failingStore) ReceiveTransaction(origin privateline.ServerName, txnID string, entries []storage.InboundEntry, now time.Time) ([]storage.InboundResult, bool, error) {
+	f.mu.Lock()
+	f.calls++
+	fail := f.fail[f.calls]
+	f.mu.Unlock()
+	if fail {
+		return nil, false, privateline.E("test", privateline.Unavailable, "a commit that failed")
+	}
+	return f.DB.ReceiveTransaction(origin, txnID, entries, now)
+}
+
+func testReadAhead(t *testing.T, fail bool) {
 	a, aid := newRealNode(t, nameA, "alice")
 	b, bid := newRealNode(t, nameB, "bob")
+	if fail {
+		b.store = &failingStore{DB: b.db, fail: map[int]bool{2: true, 3: true, 5: true}}
+	}
 	alice, bob := addr("alice", nameA), addr("bob", nameB)
-	const n = 2*MaxTxnEntries + 100
+	const n = 4*MaxTxnEntries + 100
 	var ids []string
 	for range n {
 		id := newID()
@@ -143,7 +181,7 @@ func TestReadAheadOverStorage(t *testing.T) {
 			t.Fatalf("bob's message %d: %v, %v; want %s (outbox order)", i, h, err, ids[i])
 		}
 	}
-	evs, err := a.db.EventsAfter(aid["alice"], 0, 2*n, time.Now())
+	evs, err := a.db.EventsAfter(aid["alice"], 0, 10*n, time.Now()) // delivery_waiting too, after failures
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,6 +195,13 @@ func TestReadAheadOverStorage(t *testing.T) {
 		t.Fatalf("alice heard of %d deliveries, want %d", delivered, n)
 	}
 	if sent := testutil.ToFloat64(a.svc.met.readAhead.WithLabelValues("sent")); sent < 1 {
-		t.Fatalf("%v transactions sent as read ahead; want the backlog's later ones", sent)
+		t.Fatalf("%v transactions sent while the one before was in flight; want the backlog's later ones", sent)
+	}
+	if fail {
+		if f := testutil.ToFloat64(a.svc.met.failures.WithLabelValues(codeUnavailable)); f < 3 {
+			t.Fatalf("%v failures counted, want the 3 failed commits", f)
+		}
+		t.Logf("abandoned %v, refused out_of_order %v", testutil.ToFloat64(a.svc.met.readAhead.WithLabelValues("abandoned")),
+			testutil.ToFloat64(b.svc.met.rejected.WithLabelValues(codeOutOfOrder)))
 	}
 }
