@@ -2,7 +2,8 @@
 // (spec/federation.md): a QUIC listener that receives signed transactions
 // from peers, stores their entries for local users and answers with signed
 // receipts; one sender per destination that delivers the durable outbox in
-// order, one transaction in flight, with backoff; and the server document.
+// order, at most two transactions in flight (the second committed after the
+// first), with backoff; and the server document.
 //
 // The byte format and its one verification function are federation/wire;
 // the authenticated links are federation/transport. Storage is the Store

@@ -552,7 +552,9 @@ func (d *DB) OutboxDepth() (map[privateline.ServerName]int, error) {
 // OutboxNext returns dest's pending transaction if one is recorded (the
 // same txn id and items; if items have left it since — their message
 // gone, or expired by OutboxExpire — what is left gets a new txn id, so
-// that a txn id never names two sets of entries); else it takes items from
+// that a txn id never names two sets of entries; one none of whose items
+// is left gives way to the one recorded to follow it, OutboxPend, which
+// stays recorded to follow otherwise); else it takes items from
 // the head: consecutive items of the first item's Type, at most maxItems
 // and with the sum of len(Payload) ≤ maxBytes (always at least one),
 // records them durably as the pending transaction under txnID = newID()
