@@ -85,6 +85,12 @@ func TestFederationRestoredGroupLostEpochs(t *testing.T) {
 	if ga.Epoch != 4 || len(ga.Members) != 3 {
 		t.Fatalf("the group after the restore: %+v", ga)
 	}
+	// bob's app reports epoch 3 to b.test too (it held its key): b.test's
+	// replica told a.test already, so nothing moves again; the answer is
+	// the replica.
+	if r := b.do("POST", "/api/groups/"+url.PathEscape(g.ID)+"/seen_epoch", string(bob.State().Tokens.Access), map[string]any{"seen_epoch": 3}); r.Status != 200 || r.json(t)["epoch"].(float64) != 4 {
+		t.Fatalf("bob's report through b.test: %d %s", r.Status, r.Body)
+	}
 
 	// Everyone goes on: alice's message makes epoch 4's key; bob (who
 	// opened epoch 3) and erin read it, and alice and bob read erin.
