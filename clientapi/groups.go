@@ -29,6 +29,9 @@ type GroupStore interface {
 	// GroupForAddress: a group of this server whose member a is (the
 	// requester of a forwarded change, fedgroups.go).
 	GroupForAddress(id string, a privateline.Address) (*storage.Group, error)
+	// RaiseGroupEpochByMember: a member's client held a key of an epoch
+	// the group has not passed (lost epochs, storage/fedepochs.go).
+	RaiseGroupEpochByMember(id string, user storage.ID, seen int64) (bool, *storage.Group, error)
 }
 
 type noGroups struct{}
@@ -47,6 +50,9 @@ func (noGroups) GroupKey(string, int64, storage.ID) ([]byte, string, string, err
 }
 func (noGroups) GroupForAddress(string, privateline.Address) (*storage.Group, error) {
 	return nil, errNoGroups
+}
+func (noGroups) RaiseGroupEpochByMember(string, storage.ID, int64) (bool, *storage.Group, error) {
+	return false, nil, errNoGroups
 }
 
 // Group-route errors with their own codes.
@@ -517,6 +523,62 @@ func (a *API) getGroupKey(w http.ResponseWriter, r *http.Request, c *call) error
 	_, _ = w.Write(doc)
 	return nil
 }
+
+// postSeenEpoch takes a member's client's report of the highest epoch of
+// the group it holds a key of (spec/e2ee.md §8.1, spec/federation.md
+// §12.1 "Lost epochs"): a group of this server that was restored from a
+// backup moves past it, as for a member server's report, and the answer
+// is the group as it is after. For a group of another server, this
+// server's replica already tells the group's server the highest epoch it
+// held (every key its users hold came through it): the report makes it
+// ask now (at the user's message rate), and answers the replica.
+func (a *API) postSeenEpoch(w http.ResponseWriter, r *http.Request, c *call) error {
+	g, err := a.member(c)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		SeenEpoch *int64 `json:"seen_epoch"`
+	}
+	if err := decodeJSON(r, &req, false); err != nil {
+		return err
+	}
+	if req.SeenEpoch == nil || *req.SeenEpoch < 1 || *req.SeenEpoch > maxSeenEpoch {
+		return invalid(fmt.Sprintf(`"seen_epoch" must be an integer from 1 to %d`, int64(maxSeenEpoch)))
+	}
+	seen := *req.SeenEpoch
+	if !a.ownGroup(g.ID) {
+		if seen >= g.Epoch {
+			if s, ok := a.remoteGroups.(groupSyncer); ok && a.resyncAllowed(c.auth.UserID) {
+				sctx, cancel := context.WithTimeout(r.Context(), keyResyncTimeout)
+				err := s.SyncGroup(sctx, g.ID)
+				cancel()
+				if err != nil && a.log != nil {
+					a.log.Info("clientapi: a group's state could not be had for a lost-epoch report", "group", g.ID, "err", err)
+				}
+				if g, err = a.member(c); err != nil {
+					return err
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, groupOut(g))
+		return nil
+	}
+	moved, after, err := a.grps.RaiseGroupEpochByMember(g.ID, c.auth.UserID, seen)
+	if err != nil {
+		return err
+	}
+	if moved && a.log != nil {
+		a.log.Warn("a member's client held a key of an epoch this server's group has not passed (restored from a backup?); the group moved past it",
+			"group", g.ID, "seen_epoch", seen, "epoch", after.Epoch)
+	}
+	writeJSON(w, http.StatusOK, groupOut(after))
+	return nil
+}
+
+// maxSeenEpoch bounds the epoch a client may report (the JSON number is
+// exact up to it, in every client).
+const maxSeenEpoch = 1<<53 - 1
 
 // getGroupMessages answers a page of the group's conversation in the
 // caller's mailbox (the paging of GET /api/messages).

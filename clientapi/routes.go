@@ -85,6 +85,7 @@ func (a *API) routeDefs() []routeDef {
 		auth("POST", "/api/groups/:id/messages", a.postGroupMessage),
 		auth("GET", "/api/groups/:id/messages", a.getGroupMessages),
 		auth("PUT", "/api/groups/:id/retention", a.putGroupRetention),
+		auth("POST", "/api/groups/:id/seen_epoch", a.postSeenEpoch),
 	}
 }
 

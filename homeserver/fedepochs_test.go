@@ -2,6 +2,7 @@ package homeserver_test
 
 import (
 	"context"
+	"net/url"
 	"testing"
 
 	"github.com/privateline/privateline"
@@ -84,6 +85,12 @@ func TestFederationRestoredGroupLostEpochs(t *testing.T) {
 	if ga.Epoch != 4 || len(ga.Members) != 3 {
 		t.Fatalf("the group after the restore: %+v", ga)
 	}
+	// bob's app reports epoch 3 to b.test too (it held its key): b.test's
+	// replica told a.test already, so nothing moves again; the answer is
+	// the replica.
+	if r := b.do("POST", "/api/groups/"+url.PathEscape(g.ID)+"/seen_epoch", string(bob.State().Tokens.Access), map[string]any{"seen_epoch": 3}); r.Status != 200 || r.json(t)["epoch"].(float64) != 4 {
+		t.Fatalf("bob's report through b.test: %d %s", r.Status, r.Body)
+	}
 
 	// Everyone goes on: alice's message makes epoch 4's key; bob (who
 	// opened epoch 3) and erin read it, and alice and bob read erin.
@@ -128,5 +135,144 @@ func TestFederationRestoredGroupLostEpochs(t *testing.T) {
 	}
 	if v := a.metricValue("privateline_federation_group_epoch_raises_total"); v != 1 {
 		t.Fatalf("a.test moved the group past a replica's epoch %v times", v)
+	}
+}
+
+// TestRestoredGroupLostEpochsReportedByClients: a.test is restored from a
+// backup taken at epoch 1 of two groups with no member on another server
+// (no member server can tell it of the epochs it lost), after both had
+// gone to epochs 2 and 3. The members' clients held keys of those epochs
+// and report them. In the first group alice, the owner, adds erin before
+// anyone reported: her client does not make epoch 2's key again but
+// reports epoch 3, and keys epoch 4. In the second, dave, a plain
+// member, reads the group: his client reports, and alice's next message
+// makes epoch 4's key. No lost number gets a second key, and dave (who
+// opened epochs 2 and 3) reads everything sent after the restore.
+func TestRestoredGroupLostEpochsReportedByClients(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test")
+	a := servers[0]
+	aliceU := sdkRegister(t, a, sdkClient(t, a, fresh()), "lalice", "alice")
+	daveU := sdkRegister(t, a, sdkClient(t, a, fresh()), "ldave", "bob")
+	erinU := sdkRegister(t, a, sdkClient(t, a, fresh()), "lerin", "carol")
+	alice, dave, erin := aliceU.login(t), daveU.login(t), erinU.login(t)
+	for _, s := range []*client.Session{dave, erin} {
+		mustLookup(t, alice, s.Address())
+	}
+	mustLookup(t, dave, alice.Address())
+	var gs []*client.Group
+	for range 2 {
+		g, err := alice.CreateGroup(ctx, []privateline.Address{dave.Address()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	daveEv := listen(t, dave)
+	for _, g := range gs {
+		if m := mustSendGroup(t, alice, g.ID, "epoch 1"); daveEv.groupMessage(m.ID) != "epoch 1" {
+			t.Fatal("dave did not read epoch 1")
+		}
+	}
+
+	backup := backUp(t, a, servers)
+	alice, dave = aliceU.login(t), daveU.login(t)
+	daveEv = listen(t, dave)
+
+	// Epochs 2 and 3 of both groups, lost with the restore; dave opens a
+	// message of each.
+	for _, g := range gs {
+		if _, err := alice.AddMember(ctx, g.ID, erin.Address(), ""); err != nil {
+			t.Fatal(err)
+		}
+		if m := mustSendGroup(t, alice, g.ID, "epoch 2"); daveEv.groupMessage(m.ID) != "epoch 2" {
+			t.Fatal("dave did not read epoch 2")
+		}
+		if err := alice.RemoveMember(ctx, g.ID, erin.Address()); err != nil {
+			t.Fatal(err)
+		}
+		if m := mustSendGroup(t, alice, g.ID, "epoch 3"); daveEv.groupMessage(m.ID) != "epoch 3" {
+			t.Fatal("dave did not read epoch 3")
+		}
+		if dave.HeldEpoch(g.ID) != 3 || alice.HeldEpoch(g.ID) != 3 {
+			t.Fatalf("held epochs: dave %d, alice %d", dave.HeldEpoch(g.ID), alice.HeldEpoch(g.ID))
+		}
+	}
+
+	restoreFrom(t, a, backup, servers)
+	// Sessions made after the backup are gone with it: both log in again
+	// through the same apps.
+	alice, dave, erin = aliceU.login(t), daveU.login(t), erinU.login(t)
+	for _, g := range gs {
+		if g2, err := alice.Group(ctx, g.ID); err != nil || g2.Epoch != 1 {
+			t.Fatalf("the restored group: %+v %v", g2, err)
+		}
+	}
+	daveEv = listen(t, dave)
+	erinEv := listen(t, erin)
+	sent := map[string]string{}
+
+	// The first group: alice adds erin before anyone reported. The server
+	// makes epoch 2; alice's app, which held epoch 3, reports it and
+	// keys epoch 4.
+	g := gs[0]
+	if _, err := alice.AddMember(ctx, g.ID, erin.Address(), ""); err != nil {
+		t.Fatalf("alice adds erin after the restore: %v", err)
+	}
+	if g2, err := alice.Group(ctx, g.ID); err != nil || g2.Epoch != 4 || len(g2.Members) != 3 {
+		t.Fatalf("the first group after alice's change: %+v %v", g2, err)
+	}
+	m := mustSendGroup(t, alice, g.ID, "after the restore")
+	sent[m.ID] = "after the restore"
+	if got := daveEv.groupMessage(m.ID); got != "after the restore" {
+		t.Fatalf("dave got %q", got)
+	}
+	if got := erinEv.groupMessage(m.ID); got != "after the restore" {
+		t.Fatalf("erin got %q", got)
+	}
+
+	// The second group: dave reads it; his app reports epoch 3 and the
+	// group moves to epoch 4, whose key alice's next message makes.
+	g = gs[1]
+	if _, err := dave.GroupMessages(ctx, g.ID, client.MessagesQuery{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if g2, err := alice.Group(ctx, g.ID); err != nil || g2.Epoch != 4 || len(g2.Members) != 2 {
+		t.Fatalf("the second group after dave's report: %+v %v", g2, err)
+	}
+	m = mustSendGroup(t, alice, g.ID, "second group, after the restore")
+	sent[m.ID] = "second group, after the restore"
+	if got := daveEv.groupMessage(m.ID); got != "second group, after the restore" {
+		t.Fatalf("dave got %q", got)
+	}
+	r := mustSendGroup(t, dave, g.ID, "dave, after the restore")
+	sent[r.ID] = "dave, after the restore"
+
+	for _, g := range gs {
+		// No lost epoch number got a second key.
+		for _, e := range []string{"2", "3"} {
+			if r := a.do("GET", "/api/groups/"+url.PathEscape(g.ID)+"/key?epoch="+e, string(alice.State().Tokens.Access), nil); r.Status != 404 {
+				t.Fatalf("epoch %s of %s has a key again: %d %s", e, g.ID, r.Status, r.Body)
+			}
+		}
+		// dave's history after the restore opens, in epoch 4.
+		items, err := dave.GroupMessages(ctx, g.ID, client.MessagesQuery{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			want, ok := sent[it.ID]
+			if !ok {
+				continue
+			}
+			if it.Err != nil || it.Body() != want || it.Epoch != 4 {
+				t.Fatalf("dave's history: %q reads %q in epoch %d, %v", want, it.Body(), it.Epoch, it.Err)
+			}
+			delete(sent, it.ID)
+		}
+	}
+	if len(sent) != 0 {
+		t.Fatalf("dave's history lacks %v", sent)
 	}
 }

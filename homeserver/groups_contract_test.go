@@ -193,4 +193,33 @@ func groupsContract(t *testing.T, c *contract, ts *testServer) {
 		}
 		c.check(t, specAccepts, e.request(ts.URL), w)
 	})
+
+	// A member's client's report of a lost epoch (spec/e2ee.md §8.1): a
+	// group of its own moves past it, once per member and era; bad input
+	// and non-members change nothing.
+	t.Run("seen epoch", func(t *testing.T) {
+		r := send(specAccepts, 201, "POST", "/api/groups", map[string]any{"members": []string{string(bob.Address)}}, auth...)
+		sp := "/api/groups/" + url.PathEscape(r.json(t)["id"].(string)) + "/seen_epoch"
+		epochOf := func(r *response) float64 { return r.json(t)["epoch"].(float64) }
+		send(specRejects, 401, "POST", sp, map[string]any{"seen_epoch": 3})
+		send(specRejects, 415, "POST", sp, map[string]any{"seen_epoch": 3}, append(bauth, "Content-Type", "text/plain")...)
+		send(specRejects, 413, "POST", sp, map[string]any{"pad": strings.Repeat("x", 70<<10)}, bauth...)
+		for _, bad := range []map[string]any{{}, {"seen_epoch": 0}, {"seen_epoch": "3"}, {"seen_epoch": 2.5}, {"seen_epoch": 3, "era": 1}} {
+			send(specRejects, 400, "POST", sp, bad, bauth...)
+		}
+		send(specAccepts, 400, "POST", sp, map[string]any{"seen_epoch": 1 << 21}, bauth...) // beyond the bound
+		send(specAccepts, 404, "POST", sp, map[string]any{"seen_epoch": 3}, eauth...)
+		if r := send(specAccepts, 200, "GET", sp[:len(sp)-len("/seen_epoch")], nil, auth...); epochOf(r) != 1 {
+			t.Fatalf("the group moved on refused reports: %s", r.Body)
+		}
+		if r := send(specAccepts, 200, "POST", sp, map[string]any{"seen_epoch": 3}, bauth...); epochOf(r) != 4 {
+			t.Fatalf("bob held epoch 3: %s", r.Body)
+		}
+		if r := send(specAccepts, 200, "POST", sp, map[string]any{"seen_epoch": 7}, bauth...); epochOf(r) != 4 {
+			t.Fatalf("bob's second report in the era: %s", r.Body)
+		}
+		if r := send(specAccepts, 200, "POST", sp, map[string]any{"seen_epoch": 2}, auth...); epochOf(r) != 4 {
+			t.Fatalf("a passed epoch: %s", r.Body)
+		}
+	})
 }

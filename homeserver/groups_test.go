@@ -274,6 +274,7 @@ func TestGroupsHiddenFromOutsiders(t *testing.T) {
 		"PUT /api/groups/:id/key":                 `{}`,
 		"POST /api/groups/:id/messages":           `{}`,
 		"PUT /api/groups/:id/retention":           map[string]any{"seconds": 60},
+		"POST /api/groups/:id/seen_epoch":         map[string]any{"seen_epoch": 5},
 		"POST /api/groups":                        map[string]any{},
 		"DELETE /api/groups/:id/members/:address": nil,
 		"GET /api/groups/:id/key":                 nil,

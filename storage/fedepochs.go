@@ -55,56 +55,96 @@ func noteSeenEpoch(g, cur *Group) {
 // whether the group moved.
 func (d *DB) RaiseGroupEpoch(id string, from privateline.ServerName, seen int64, seenEra uint64) (bool, error) {
 	const op = "storage.RaiseGroupEpoch"
+	moved, _, err := d.raiseGroupEpoch(op, id, seen, func(g *Group) (bool, error) {
+		on := slices.ContainsFunc(g.Members, func(m GroupMember) bool {
+			_, srv, _ := m.Address.Split()
+			return srv == from
+		})
+		if !on {
+			return false, privateline.E(op, privateline.NotExist)
+		}
+		switch {
+		case seen > g.Epoch:
+		case seen == g.Epoch && g.EpochEra != 0 && seenEra != 0 && seenEra < g.EpochEra:
+			// Every state of the epoch this server made has an era at least
+			// the one it began in: the replica's came from a lineage that was
+			// lost, and the number was made again.
+		default:
+			return false, nil
+		}
+		// One move per server and era: its replica's highest epoch does
+		// not grow but by states of this server.
+		return !slices.Contains(g.FloorBy, from), nil
+	}, func(g *Group) { g.FloorBy = append(g.FloorBy, from) })
+	return moved, err
+}
+
+// RaiseGroupEpochByMember moves group id, a group of this server, past
+// epoch seen, of which user, a member here, holds a key (their client
+// reports it, spec/e2ee.md §8.1): when seen is greater than the group's
+// epoch, or equal to it (the client was about to make the key of the
+// current epoch and already held one for it: the server's history of
+// that number was lost). A client knows no eras: every key it holds came
+// from this server's history, so a number it held that the group has not
+// passed was made in a lineage this server lost, or is the current one
+// made twice. The move is the one of RaiseGroupEpoch, with its bounds:
+// one move per user and era, within MaxEpochLead. A user who is not a
+// member (or a group of another server) is NotExist. It returns whether
+// the group moved and the group as it is after.
+func (d *DB) RaiseGroupEpochByMember(id string, user ID, seen int64) (bool, *Group, error) {
+	const op = "storage.RaiseGroupEpochByMember"
+	return d.raiseGroupEpoch(op, id, seen, func(g *Group) (bool, error) {
+		if m := g.Member(user); m == nil || m.Remote {
+			return false, privateline.E(op, privateline.NotExist)
+		}
+		if seen < g.Epoch {
+			return false, nil
+		}
+		return !slices.Contains(g.FloorUsers, user), nil
+	}, func(g *Group) { g.FloorUsers = append(g.FloorUsers, user) })
+}
+
+// raiseGroupEpoch is the move of both: claim decides whether the claim
+// moves the group (its bound by era aside, checked here), and note
+// records who moved it in the era.
+func (d *DB) raiseGroupEpoch(op, id string, seen int64, claim func(*Group) (bool, error), note func(*Group)) (bool, *Group, error) {
 	g, gk, unlock, err := d.lockGroup(id)
 	if err != nil {
-		return false, privateline.E(op, err)
+		return false, nil, privateline.E(op, err)
 	}
 	defer unlock()
-	on := false
-	for _, m := range g.Members {
-		if _, srv, _ := m.Address.Split(); srv == from {
-			on = true
-			break
-		}
+	if g.Replica {
+		return false, nil, privateline.E(op, privateline.NotExist)
 	}
-	if g.Replica || !on {
-		return false, privateline.E(op, privateline.NotExist)
+	if g.FloorEra != d.groupEra {
+		// Who moved it in an earlier era does not count in this one.
+		g.FloorBy, g.FloorUsers = nil, nil
 	}
-	switch {
-	case seen > g.Epoch:
-	case seen == g.Epoch && g.EpochEra != 0 && seenEra != 0 && seenEra < g.EpochEra:
-		// Every state of the epoch this server made has an era at least
-		// the one it began in: the replica's came from a lineage that was
-		// lost, and the number was made again.
-	default:
-		return false, nil
+	ok, err := claim(g)
+	if err != nil || !ok {
+		return false, g, err
 	}
 	base := g.Epoch
 	if g.FloorEra == d.groupEra {
 		base = g.FloorFrom
-		if slices.Contains(g.FloorBy, from) {
-			// One move per server and era: its replica's highest epoch
-			// does not grow but by states of this server.
-			return false, nil
-		}
 	}
 	if seen >= base+MaxEpochLead {
-		return false, privateline.E(op, privateline.Invalid, "a replica claims an epoch too far ahead of the group's")
+		return false, g, privateline.E(op, privateline.Invalid, "the claimed epoch is too far ahead of the group's")
 	}
 	if g.FloorEra != d.groupEra {
-		g.FloorEra, g.FloorFrom, g.FloorBy = d.groupEra, g.Epoch, nil
+		g.FloorEra, g.FloorFrom = d.groupEra, g.Epoch
 	}
-	g.FloorBy = append(g.FloorBy, from)
+	note(g)
 	old := g.Members
 	g.Epoch = seen + 1
 	t := d.newMtxn(nil)
 	defer t.unlockGroupDests()
 	if err := t.writeGroup(gk, g.ID, old, g); err != nil {
 		t.b.Close()
-		return false, privateline.E(op, err)
+		return false, nil, privateline.E(op, err)
 	}
 	if err := t.commit(); err != nil {
-		return false, privateline.E(op, err)
+		return false, nil, privateline.E(op, err)
 	}
-	return true, nil
+	return true, g, nil
 }

@@ -163,3 +163,78 @@ func TestRaiseGroupEpoch(t *testing.T) {
 		}
 	})
 }
+
+// TestRaiseGroupEpochByMember: a member's client that holds a key of an
+// epoch the group has not passed (a higher one, or the current one it
+// was about to make again) moves the group past it, as a replica's claim
+// does, with no remote member to report it; not for a lower epoch, not
+// for a non-member or a replica, once per member and era, within the
+// bound.
+func TestRaiseGroupEpochByMember(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		d := e.db
+		us := createUsers(t, d, "ann", "ben", "cat", "dan")
+		ann, ben, cat, dan := us[0], us[1], us[2], us[3]
+		g, err := d.CreateGroup("hs", member(ann), []GroupMember{member(ben), member(cat)}, "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		raise := func(u *User, seen int64) (bool, *Group, error) {
+			return d.RaiseGroupEpochByMember(g.ID, u.ID, seen)
+		}
+		epoch := func() int64 {
+			t.Helper()
+			g, err := d.GroupFor(g.ID, ann.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return g.Epoch
+		}
+		if ok, _, err := raise(dan, 5); ok || !privateline.Is(privateline.NotExist, err) || epoch() != 1 {
+			t.Fatalf("a non-member's claim: %v %v, epoch %d", ok, err, epoch())
+		}
+		seq := lastSeq(t, d, ben)
+		if ok, after, err := raise(ann, 3); !ok || err != nil || after.Epoch != 4 || epoch() != 4 || after.Version != g.Version+1 {
+			t.Fatalf("ann held epoch 3: %v %+v %v", ok, after, err)
+		}
+		if ev := lastEvent(t, d, ben); ev.Seq <= seq || ev.Type != EventGroupChanged || ev.Group != g.ID {
+			t.Fatalf("ben's last event: %+v", ev)
+		}
+		if _, _, _, err := d.GroupKey(g.ID, 4, ann.ID); !privateline.Is(privateline.NotExist, err) {
+			t.Fatalf("epoch 4 has a key before a client made one: %v", err)
+		}
+		// One move per member and era; a lower epoch moves nothing.
+		if ok, after, err := raise(ann, 9); ok || err != nil || after.Epoch != 4 {
+			t.Fatalf("ann's second claim: %v %+v %v", ok, after, err)
+		}
+		if ok, _, err := raise(ben, 2); ok || err != nil || epoch() != 4 {
+			t.Fatalf("a passed epoch: %v %v, epoch %d", ok, err, epoch())
+		}
+		// The current epoch, held with another key: past it.
+		if ok, _, err := raise(ben, 4); !ok || err != nil || epoch() != 5 {
+			t.Fatalf("ben held epoch 4: %v %v, epoch %d", ok, err, epoch())
+		}
+		// The bound counts from the epoch before the era's first move (1),
+		// members' and servers' claims alike.
+		if ok, _, err := raise(cat, 1+MaxEpochLead); ok || !privateline.Is(privateline.Invalid, err) || epoch() != 5 {
+			t.Fatalf("a claim beyond the bound: %v %v, epoch %d", ok, err, epoch())
+		}
+		// A new era: ann may move it once more.
+		e.reopen()
+		d = e.db
+		if ok, _, err := d.RaiseGroupEpochByMember(g.ID, ann.ID, 7); !ok || err != nil || epoch() != 8 {
+			t.Fatalf("ann in a new era: %v %v, epoch %d", ok, err, epoch())
+		}
+		// A replica's record is not this server's group.
+		rid := newMsgID() + "@" + string(other)
+		r := replicaOf(GroupState{Group: rid, Version: 1, Epoch: 1, Members: []GroupStateMember{{Address: rob, Role: RoleOwner}, {Address: rcpt(ann).Address, Role: RoleMember, Joined: 1}}},
+			map[privateline.Address]ID{rcpt(ann).Address: ann.ID})
+		r.Group.Era = 3
+		if _, err := d.ApplyGroupReplica(r); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _, err := d.RaiseGroupEpochByMember(rid, ann.ID, 5); ok || !privateline.Is(privateline.NotExist, err) {
+			t.Fatalf("a replica: %v %v", ok, err)
+		}
+	})
+}

@@ -92,9 +92,12 @@ type Group struct {
 	FloorEra  uint64 `json:"floor_era,omitempty"`
 	FloorFrom int64  `json:"floor_from,omitempty"`
 	// FloorBy: the servers whose claims moved the group in FloorEra.
-	FloorBy   []privateline.ServerName `json:"floor_by,omitempty"`
-	SeenEpoch int64                    `json:"seen_epoch,omitempty"`
-	SeenEra   uint64                   `json:"seen_era,omitempty"`
+	FloorBy []privateline.ServerName `json:"floor_by,omitempty"`
+	// FloorUsers: the members here whose clients' reports moved the
+	// group in FloorEra (RaiseGroupEpochByMember, one move each).
+	FloorUsers []ID   `json:"floor_users,omitempty"`
+	SeenEpoch  int64  `json:"seen_epoch,omitempty"`
+	SeenEra    uint64 `json:"seen_era,omitempty"`
 }
 
 // Member returns the member record of user, or nil.

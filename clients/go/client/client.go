@@ -61,6 +61,9 @@ type Client struct {
 
 	mu     sync.Mutex
 	server privateline.ServerName // guarded by mu; "" until known
+	// epochs: the highest epoch of each group an account's sessions held
+	// a key of (lostepochs.go); guarded by mu.
+	epochs map[privateline.Address]map[string]heldEpoch
 }
 
 // New returns a client for the homeserver at o.BaseURL.

@@ -240,6 +240,18 @@ func (s *Session) rekey(ctx context.Context, op string, g *Group) (*e2ee.GroupKe
 		if !isAdmin(g.Role(s.address)) {
 			return nil, privateline.E(op, privateline.Forbidden, "only the owner and admins distribute group keys")
 		}
+		// Never a second key for an epoch number this client held one of
+		// (lostepochs.go): report it, and make the key of the epoch after.
+		var same bool
+		if g, same, err = s.passLostEpochs(ctx, op, g, true); err != nil {
+			return nil, err
+		}
+		if same { // the server's document of the epoch is the one held
+			return s.groupKey(ctx, g, g.Epoch)
+		}
+		if h := s.c.highestEpoch(s.address, g.ID); h.epoch >= g.Epoch {
+			return nil, errHeldEpoch(op, g, h.epoch)
+		}
 		var others []privateline.Address
 		for _, a := range g.Addresses() {
 			if a != s.address {
@@ -286,7 +298,11 @@ func (s *Session) keepGroupKey(gk *e2ee.GroupKey) {
 	if s.groupKeys[gk.Group] == nil {
 		s.groupKeys[gk.Group] = map[int64]*e2ee.GroupKey{}
 	}
+	if _, ok := s.groupKeys[gk.Group][gk.Epoch]; ok {
+		return // the first key of an epoch stays (spec/e2ee.md §8.1)
+	}
 	s.groupKeys[gk.Group][gk.Epoch] = gk
+	s.c.noteEpoch(s.address, gk.Group, heldOf(gk.From, gk.Epoch, gk.CreatedAt))
 }
 
 // heldGroupKey returns the kept key of an epoch (epoch 0: the newest).
@@ -385,6 +401,12 @@ func (s *Session) SendGroup(ctx context.Context, id string, msg *e2ee.Message, o
 		if err != nil {
 			return nil, err
 		}
+		// A group behind an epoch this client held (its server was
+		// restored): move it on before sending (lostepochs.go). A report
+		// that fails changes nothing: the send goes on as it would.
+		if moved, _, err := s.passLostEpochs(ctx, op, g, false); err == nil {
+			g = moved
+		}
 		gk, err := s.currentGroupKey(ctx, g)
 		if IsStaleEpoch(err) && attempt == 0 {
 			// The group moved on while its key was awaited: look again.
@@ -433,6 +455,9 @@ func (s *Session) GroupMessages(ctx context.Context, id string, q MessagesQuery)
 	g, err := s.Group(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if moved, _, err := s.passLostEpochs(ctx, op, g, false); err == nil {
+		g = moved // as in SendGroup
 	}
 	v := url.Values{}
 	if q.Limit != 0 {

@@ -21,6 +21,7 @@ import { digits, displaySafetyNumber, partyHash, qrPayload, safetyNumber, verify
 import { covers, parseCosignatures, parseForks, verifyCosignature, verifyFork } from '../crypto/witness'
 import { type EarlierServerKey, acceptServerKey, earlierKeysFromDocument, withEarlier } from '../crypto/keychange'
 import { EngineError, asHuman, human, remoteFileGone, remoteFileUnreachable, retryable } from './errors'
+import { heldAtOrAbove, lostEpochStep, sameDocument } from './lostepochs'
 import { metaEpoch, openMeta, sealMeta } from './meta'
 import { PushControl, type PushEnv, type Registered, browserPushEnv } from './push'
 import { AccountStore, type DeviceStore } from './store'
@@ -537,7 +538,7 @@ export class EngineImpl implements Engine {
     await this.#syncPins()
     const gl = await this.#api.get<{ groups: GroupInfo[] }>('/api/groups')
     const ids = new Set(gl.groups.map((g) => 'g:' + g.id))
-    for (const g of gl.groups) await this.#adoptGroup(g)
+    for (const g of gl.groups) await this.#adoptGroup(await this.#passLostEpochsQuiet(g))
     for (const c of this.#conversations.values())
       if (c.kind === 'group' && !ids.has(c.id) && !c.left) await this.#saveConversation({ ...c, left: true, members: [] })
     for (const c of this.#conversations.values()) if (c.kind === 'direct') void this.#refreshRetention(c)
@@ -1021,9 +1022,43 @@ export class EngineImpl implements Engine {
 
   async #keepGroupKey(gk: GroupKey): Promise<void> {
     const m = this.#groupKeys.get(gk.group) ?? new Map<number, GroupKey>()
+    if (m.has(gk.epoch)) return // the first key of an epoch stays (spec/e2ee.md §8.1)
     m.set(gk.epoch, gk)
     this.#groupKeys.set(gk.group, m)
     await this.#saveGroupKeys(gk.group)
+  }
+
+  /**
+   * Lost epochs (lostepochs.ts): when this client held a key of an epoch
+   * the group has not passed (its server was restored from a backup), it
+   * reports it and answers the group as the server moved it; `same`: the
+   * server's document of the current epoch is the one held (`making`).
+   */
+  async #passLostEpochs(g: GroupInfo, making: boolean): Promise<{ g: GroupInfo; same: boolean }> {
+    const step = lostEpochStep(this.#groupKeys.get(g.id)?.values() ?? [], g.epoch, making)
+    if (!step) return { g, same: false }
+    let report: number
+    if ('compare' in step) {
+      let doc: { from?: unknown; created_at?: unknown; epoch?: unknown } | undefined
+      try {
+        doc = await this.#api.get(`/api/groups/${encodeURIComponent(g.id)}/key?epoch=${step.compare.epoch}`)
+      } catch (e) {
+        if (!(e instanceof ApiError && e.status === 404)) throw e
+      }
+      if (sameDocument(step.compare, doc)) return { g, same: true }
+      report = step.compare.epoch
+    } else report = step.report
+    const ng = (await this.#api.request<GroupInfo>('POST', `/api/groups/${encodeURIComponent(g.id)}/seen_epoch`, { body: { seen_epoch: report } })).data
+    return { g: ng, same: false }
+  }
+
+  /** #passLostEpochs for a client that only looks at the group: a report that fails changes nothing. */
+  async #passLostEpochsQuiet(g: GroupInfo): Promise<GroupInfo> {
+    try {
+      return (await this.#passLostEpochs(g, false)).g
+    } catch {
+      return g
+    }
   }
 
   async #fetchGroup(gid: string): Promise<GroupInfo | undefined> {
@@ -1076,7 +1111,7 @@ export class EngineImpl implements Engine {
       }
       return
     }
-    await this.#adoptGroup(g)
+    await this.#adoptGroup(await this.#passLostEpochsQuiet(g))
     // An admin distributes the key of an epoch that has none (a member left).
     if (isAdmin(g.members.find((m) => m.address === this.me)?.role)) {
       await this.#withGroup(gid, async () => {
@@ -1119,6 +1154,18 @@ export class EngineImpl implements Engine {
   async #rekey(g: GroupInfo, name: string | undefined): Promise<GroupKey> {
     for (let attempt = 0; ; attempt++) {
       if (!isAdmin(g.members.find((m) => m.address === this.me)?.role)) throw new EngineError('Only the owner and admins can change the group.')
+      // Never a second key for an epoch number this client held a key of.
+      const passed = await this.#passLostEpochs(g, true)
+      if (passed.same) {
+        const held = await this.#groupKey(g.id, g.epoch)
+        if (held) return held
+      }
+      if (passed.g !== g) {
+        g = passed.g
+        await this.#adoptGroup(g)
+      }
+      if (heldAtOrAbove(this.#groupKeys.get(g.id)?.values() ?? [], g.epoch))
+        throw new EngineError(`This app already held a key of epoch ${g.epoch} of the group, from before its server was restored; it will not make a second one.`)
       const bundles: KeyBundle[] = [this.#bundle]
       for (const m of g.members) if (m.address !== this.me) bundles.push((await this.#checked(m.address, true)).bundle)
       const { key, document } = await sealGroupKey(this.#keys, g.id, g.epoch, this.#now(), bundles)
@@ -1408,8 +1455,9 @@ export class EngineImpl implements Engine {
           env = await sealDirect(this.#keys, [bundle], { id: ob.id, conversation: await conversationHeaderId(this.me, c.peer!), sentAt, expiresAt, message })
           recipients = [c.peer!]
         } else {
-          const g = await this.#fetchGroup(c.group!)
-          if (!g) throw new EngineError('You are no longer a member of this group.')
+          const fetched = await this.#fetchGroup(c.group!)
+          if (!fetched) throw new EngineError('You are no longer a member of this group.')
+          const g = await this.#passLostEpochsQuiet(fetched)
           await this.#adoptGroup(g)
           let gk = await this.#groupKey(g.id, g.epoch)
           if (!gk && isAdmin(g.members.find((x) => x.address === this.me)?.role))
