@@ -87,91 +87,28 @@ func (s *Service) documentLocked() ([]byte, error) {
 }
 
 // documentInput is UTF-8(LabelServer) ‖ 0x00 ‖ canonical JSON of body
-// (without "signature").
-func documentInput(body map[string]any) ([]byte, error) {
-	c, err := cjson.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	return append(append([]byte(LabelServer), 0), c...), nil
-}
+// (without "signature"): keylog.ServerDocumentInput, which the verifier
+// uses too.
+func documentInput(body map[string]any) ([]byte, error) { return keylog.ServerDocumentInput(body) }
 
 // VerifyDocument checks a server document fetched for name (spec §2.1):
-// canonical JSON with exactly the members of §2.1, v = 1, server = name, a
-// "federation" host:port, the signature under "key", "key_changes" (if
-// any) a valid chain for name ending at "key", and, when known (a
-// configured or pinned key) is not nil, "key" equal to it or reached from
-// it by the chain.
+// what keylog.VerifyServerDocument checks (canonical JSON with exactly the
+// members of §2.1, v = 1, server = name, a "federation" host:port, the
+// signature under "key", "key_changes" (if any) a valid chain for name
+// ending at "key"), and, when known (a configured or pinned key) is not
+// nil, "key" equal to it or reached from it by the chain.
 func VerifyDocument(raw []byte, name privateline.ServerName, known ed25519.PublicKey) (*Document, error) {
-	bad := func(format string, args ...any) error {
-		return privateline.E("federation.VerifyDocument", privateline.Invalid, fmt.Sprintf("server document of %s: "+format, append([]any{name}, args...)...))
+	const op = "federation.VerifyDocument"
+	v, err := keylog.VerifyServerDocument(raw, name)
+	if err != nil {
+		return nil, privateline.E(op, privateline.Invalid, err)
 	}
-	if err := cjson.Check(raw); err != nil {
-		return nil, bad("%v", err)
-	}
-	v, _ := cjson.Parse(raw)
-	o := cjson.NewObject(v)
-	ver := o.Int("v", true, 0, cjson.MaxSafeInt)
-	d := &Document{
-		Server:     privateline.ServerName(o.String("server", true)),
-		Federation: o.String("federation", true),
-		Key:        o.Bytes("key", true, ed25519.PublicKeySize, ed25519.PublicKeySize),
-		CreatedAt:  time.UnixMilli(o.Int("created_at", true, 0, cjson.MaxSafeInt)),
-		Raw:        bytes.Clone(raw),
-	}
-	sig := o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize)
-	changes := o.Array("key_changes", false)
-	if err := o.Done(false); err != nil {
-		return nil, bad("%v", err)
-	}
-	if ver != wire.Version {
-		return nil, bad("version %d", ver)
-	}
-	if d.Server != name {
-		return nil, bad("it names %q", d.Server)
-	}
-	if host, port, err := net.SplitHostPort(d.Federation); err != nil || host == "" || port == "" {
-		return nil, bad(`"federation" is not host:port`)
-	}
-	body := v.(map[string]any)
-	delete(body, "signature")
-	in, err := documentInput(body)
-	if err != nil || !ed25519.Verify(d.Key, in, sig) {
-		return nil, bad("the signature does not verify under its key")
-	}
-	if changes != nil && (len(changes) < 1 || len(changes) > 16) {
-		return nil, bad(`"key_changes" must hold 1 to 16 statements`)
-	}
-	for i, c := range changes {
-		b, err := cjson.Marshal(c)
-		if err != nil {
-			return nil, bad("key change %d: %v", i, err)
-		}
-		kc, err := transport.ParseKeyChange(b)
-		if err != nil {
-			return nil, bad("key change %d: %v", i, err)
-		}
-		if err := kc.Verify(); err != nil || kc.Server != name {
-			return nil, bad("key change %d does not verify for this server", i)
-		}
-		if i > 0 && !kc.OldKey.Equal(d.KeyChanges[i-1].NewKey) {
-			return nil, bad("key change %d does not follow the previous one", i)
-		}
-		d.KeyChanges = append(d.KeyChanges, kc)
-	}
-	if n := len(d.KeyChanges); n > 0 && !d.KeyChanges[n-1].NewKey.Equal(d.Key) {
-		return nil, bad("the last key change does not lead to its key")
-	}
-	if known != nil && !known.Equal(d.Key) {
-		reached := false
-		for _, kc := range d.KeyChanges {
-			reached = reached || kc.OldKey.Equal(known)
-		}
-		if !reached {
-			return nil, bad("its key is not the one known for it, and no key change leads from that one")
+	if known != nil {
+		if err := keylog.FollowServerKeyChain(name, known, v.Key, v.KeyChanges); err != nil {
+			return nil, privateline.E(op, privateline.Invalid, fmt.Sprintf("server document of %s: its key is not the one known for it, and no key change leads from that one", name), err)
 		}
 	}
-	return d, nil
+	return &Document{Server: v.Server, Federation: v.Federation, Key: v.Key, KeyChanges: v.KeyChanges, CreatedAt: v.CreatedAt, Raw: bytes.Clone(raw)}, nil
 }
 
 // documentURL is where name's server document is: https, or http for a
