@@ -116,7 +116,7 @@ func verifyServerDocument(op string, raw []byte, server privateline.ServerName, 
 	sig := o.Bytes("signature", true, ed25519.SignatureSize, ed25519.SignatureSize)
 	changes, err := keyChangesMember(o, op)
 	if err != nil {
-		return nil, err
+		return nil, malformed(op, what+": "+privateline.MessageOf(err))
 	}
 	if err := o.Done(false); err != nil {
 		return nil, malformed(op, what+": "+err.Error())
@@ -137,11 +137,7 @@ func verifyServerDocument(op string, raw []byte, server privateline.ServerName, 
 	delete(body, "signature")
 	in, err := ServerDocumentInput(body)
 	if err != nil || !ed25519.Verify(d.Key, in, sig) {
-		under := "its key"
-		if pinned != nil {
-			under = "the pinned key"
-		}
-		return nil, keybundle.Refuse(op, keybundle.ErrBadSignature, what+": the signature does not verify under "+under)
+		return nil, keybundle.Refuse(op, keybundle.ErrBadSignature, what+": the signature does not verify under its key")
 	}
 	if err := VerifyServerKeyChain(server, changes, d.Key); err != nil {
 		return nil, keybundle.Refuse(op, keybundle.ErrBadProof, what+": "+err.Error())
