@@ -197,3 +197,57 @@ func TestForkEvidenceVouched(t *testing.T) {
 		t.Fatalf("evidence with its own key-change statements: %v", err)
 	}
 }
+
+// TestVerifyServerDocument: the one reader of the server document, which
+// homeservers (federation.VerifyDocument) and clients
+// (EarlierKeysFromDocument) share, checks the document whatever key it
+// names; trusting that key is the caller's: a client that pinned the
+// current key refuses a document an old key signed, and a nil pin trusts
+// no key.
+func TestVerifyServerDocument(t *testing.T) {
+	const server = "example.org"
+	k0, p0 := witnessKey(t)
+	k1, p1 := witnessKey(t)
+	k2, p2 := witnessKey(t)
+	chain := []ServerKeyChange{keyChangeAt(t, server, p0, k1, 1000), keyChangeAt(t, server, p1, k2, 2000)}
+
+	d, err := VerifyServerDocument(serverDocument(t, server, k2, p2, chain, nil), server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Server != server || d.Federation != "127.0.0.1:4433" || !d.Key.Equal(k2) || d.CreatedAt.UnixMilli() != 5000 ||
+		len(d.KeyChanges) != 2 || !d.KeyChanges[0].OldKey.Equal(k0) || !d.KeyChanges[1].NewKey.Equal(k2) {
+		t.Fatalf("document %+v", d)
+	}
+	// The old key k1's own document (as a thief of k1 would serve it)
+	// is well-formed and signed by its key: the reader says so, and the
+	// client that pinned k2 refuses it.
+	old := serverDocument(t, server, k1, p1, chain[:1], nil)
+	if d, err := VerifyServerDocument(old, server); err != nil || !d.Key.Equal(k1) {
+		t.Fatalf("the old key's document: %v", err)
+	}
+	if _, err := EarlierKeysFromDocument(old, server, k2); keybundle.ReasonOf(err) != keybundle.ErrServerKeyChanged {
+		t.Fatalf("the old key's document, k2 pinned: %v", err)
+	}
+	// No pin is no trust, not any key.
+	if got, err := EarlierKeysFromDocument(serverDocument(t, server, k2, p2, chain, nil), server, nil); keybundle.ReasonOf(err) != keybundle.ErrServerKeyChanged || got != nil {
+		t.Fatalf("no pin: %v, %v", got, err)
+	}
+	// "federation" is host:port for clients too (homeservers always
+	// required it; spec/federation.md §2.1).
+	for _, addr := range []string{"127.0.0.1", ":4433", "example.org:", ""} {
+		raw := serverDocument(t, server, k2, p2, chain, func(m map[string]any) { m["federation"] = addr })
+		if _, err := VerifyServerDocument(raw, server); keybundle.ReasonOf(err) != keybundle.ErrMalformed {
+			t.Errorf("federation %q: %v", addr, err)
+		}
+		if _, err := EarlierKeysFromDocument(raw, server, k2); keybundle.ReasonOf(err) != keybundle.ErrMalformed {
+			t.Errorf("federation %q, client: %v", addr, err)
+		}
+	}
+	// The signing input is the label, a zero byte and the canonical JSON
+	// of the members without the signature.
+	in, err := ServerDocumentInput(map[string]any{"v": int64(1), "server": server})
+	if err != nil || string(in) != "privateline/v1/federation-server\x00{\"server\":\"example.org\",\"v\":1}" {
+		t.Fatalf("signing input %q, %v", in, err)
+	}
+}
