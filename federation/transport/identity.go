@@ -20,6 +20,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/keylog"
 	"github.com/privateline/privateline/serverkey"
 )
 
@@ -81,20 +82,8 @@ func NewIdentity(name privateline.ServerName, key *serverkey.PrivateKey, changes
 		return nil, fmt.Errorf("transport: at most %d key changes", MaxKeyChanges)
 	}
 	pub := key.Public()
-	for i, c := range changes {
-		if err := c.Verify(); err != nil {
-			return nil, err
-		}
-		if c.Server != name {
-			return nil, fmt.Errorf("transport: key change %d is for %q, not %q", i, c.Server, name)
-		}
-		next := pub
-		if i+1 < len(changes) {
-			next = changes[i+1].OldKey
-		}
-		if !c.NewKey.Equal(next) {
-			return nil, fmt.Errorf("transport: key change %d does not lead to the next key", i)
-		}
+	if err := keylog.VerifyServerKeyChain(name, changes, pub); err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
