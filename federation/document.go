@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/cjson"
 	"github.com/privateline/privateline/federation/transport"
-	"github.com/privateline/privateline/federation/wire"
 	"github.com/privateline/privateline/keylog"
 )
 
@@ -63,33 +61,13 @@ func (s *Service) documentLocked() ([]byte, error) {
 		addr = s.ln.Addr().String()
 	}
 	ms := max(s.now().UnixMilli(), s.docAt)
-	body := map[string]any{
-		"created_at": ms,
-		"federation": addr,
-		"key":        std64.EncodeToString(s.cfg.Key.Public()),
-		"server":     string(s.cfg.Name),
-		"v":          int64(wire.Version),
-	}
-	if len(s.cfg.KeyChanges) > 0 {
-		body["key_changes"] = keyChangesJSON(s.cfg.KeyChanges)
-	}
-	in, err := documentInput(body)
-	if err != nil {
-		return nil, privateline.E(op, privateline.Internal, err)
-	}
-	body["signature"] = std64.EncodeToString(s.cfg.Key.Sign(in))
-	raw, err := cjson.Marshal(body)
+	raw, err := keylog.SignServerDocument(keylog.ServerDocument{Server: s.cfg.Name, Federation: addr, KeyChanges: s.cfg.KeyChanges, CreatedAt: time.UnixMilli(ms)}, s.cfg.Key)
 	if err != nil {
 		return nil, privateline.E(op, privateline.Internal, err)
 	}
 	s.doc, s.docAt = raw, ms
 	return bytes.Clone(raw), nil
 }
-
-// documentInput is UTF-8(LabelServer) ‖ 0x00 ‖ canonical JSON of body
-// (without "signature"): keylog.ServerDocumentInput, which the verifier
-// uses too.
-func documentInput(body map[string]any) ([]byte, error) { return keylog.ServerDocumentInput(body) }
 
 // VerifyDocument checks a server document fetched for name (spec §2.1):
 // what keylog.VerifyServerDocument checks (canonical JSON with exactly the

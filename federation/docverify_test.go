@@ -181,3 +181,7 @@ func TestDocumentOneVerifier(t *testing.T) {
 		t.Errorf("a key swapped after signing, client that pinned it: %v", err)
 	}
 }
+
+// documentInput is a server document's signing input
+// (keylog.ServerDocumentInput), for documents tests make by hand.
+func documentInput(body map[string]any) ([]byte, error) { return keylog.ServerDocumentInput(body) }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/privateline/privateline"
-	"github.com/privateline/privateline/cjson"
 	"github.com/privateline/privateline/federation/transport"
 	"github.com/privateline/privateline/keylog"
 	"github.com/privateline/privateline/serverkey"
@@ -35,19 +34,6 @@ func newIdentity(cfg Config) (*transport.Identity, error) {
 		changes = changes[n-transport.MaxKeyChanges:]
 	}
 	return transport.NewIdentity(cfg.Name, cfg.Key, changes...)
-}
-
-// keyChangesJSON is the server document's "key_changes" (spec §2.1).
-func keyChangesJSON(cs []transport.KeyChange) []any {
-	out := make([]any, len(cs))
-	for i, c := range cs {
-		v, err := cjson.Parse(c.Marshal())
-		if err != nil {
-			panic(err) // Marshal writes canonical JSON
-		}
-		out[i] = v
-	}
-	return out
 }
 
 // resignCosignedHeads signs again, with the current key, the heads kept

@@ -50,6 +50,29 @@ type ServerDocument struct {
 	CreatedAt  time.Time
 }
 
+// SignServerDocument returns d as the canonical JSON of spec/federation.md
+// §2.1 with v = 1, d.Key set to key's public key and the signature made
+// with key: the document a server serves, which VerifyServerDocument
+// reads.
+func SignServerDocument(d ServerDocument, key ServerKeySigner) ([]byte, error) {
+	body := map[string]any{
+		"created_at": d.CreatedAt.UnixMilli(),
+		"federation": d.Federation,
+		"key":        b64.EncodeToString(key.Public()),
+		"server":     string(d.Server),
+		"v":          int64(1),
+	}
+	if len(d.KeyChanges) > 0 {
+		body["key_changes"] = keyChangesList(d.KeyChanges)
+	}
+	in, err := ServerDocumentInput(body)
+	if err != nil {
+		return nil, err
+	}
+	body["signature"] = b64.EncodeToString(key.Sign(in))
+	return cjson.Marshal(body)
+}
+
 // VerifyServerDocument reads raw, served as server's server document, and
 // checks all a reader of it must (spec/federation.md §2.1, §2.2) but
 // whether its key is to be trusted, which is the caller's to decide from

@@ -219,6 +219,14 @@ func TestVerifyServerDocument(t *testing.T) {
 		len(d.KeyChanges) != 2 || !d.KeyChanges[0].OldKey.Equal(k0) || !d.KeyChanges[1].NewKey.Equal(k2) {
 		t.Fatalf("document %+v", d)
 	}
+	// What a server serves is the document of §2.1, byte for byte.
+	signed, err := SignServerDocument(ServerDocument{Server: server, Federation: "127.0.0.1:4433", KeyChanges: chain, CreatedAt: time.UnixMilli(5000)}, edSigner(p2))
+	if err != nil || string(signed) != string(serverDocument(t, server, k2, p2, chain, nil)) {
+		t.Fatalf("signed %s, %v", signed, err)
+	}
+	if signed, _ := SignServerDocument(ServerDocument{Server: server, Federation: "127.0.0.1:4433", CreatedAt: time.UnixMilli(5000)}, edSigner(p2)); string(signed) != string(serverDocument(t, server, k2, p2, nil, nil)) {
+		t.Fatalf("never rotated: signed %s", signed)
+	}
 	// The old key k1's own document (as a thief of k1 would serve it)
 	// is well-formed and signed by its key: the reader says so, and the
 	// client that pinned k2 refuses it.
