@@ -83,7 +83,7 @@ func VerifyDocument(raw []byte, name privateline.ServerName, known ed25519.Publi
 	}
 	if known != nil {
 		if err := keylog.FollowServerKeyChain(name, known, v.Key, v.KeyChanges); err != nil {
-			return nil, privateline.E(op, privateline.Invalid, fmt.Sprintf("server document of %s: its key is not the one known for it, and no key change leads from that one", name), err)
+			return nil, privateline.E(op, privateline.Invalid, fmt.Sprintf("the server document of %s: its key is not the one known for it, and no key change leads from that one", name), err)
 		}
 	}
 	return &Document{Server: v.Server, Federation: v.Federation, Key: v.Key, KeyChanges: v.KeyChanges, CreatedAt: v.CreatedAt, Raw: bytes.Clone(raw)}, nil
