@@ -439,7 +439,11 @@ func (sd *sender) attempt(txn *storage.OutboxTxn, fl *txnFlight) outcome {
 		prep = nil // prepared to follow another transaction
 	}
 	launched, prepared := make(chan *txnFlight, 1), make(chan *signedTxn, 1)
-	go sd.pipeline(fl, prep, launched, prepared)
+	sd.s.wg.Add(1) // it reads the store after attempt returns: Close waits
+	go func() {
+		defer sd.s.wg.Done()
+		sd.pipeline(fl, prep, launched, prepared)
+	}()
 	o, results := sd.answer(fl)
 	next := <-launched // recorded to follow (or not) before txn is settled
 	if o.err == nil {
