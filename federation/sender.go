@@ -247,6 +247,12 @@ func (sd *sender) step(n int) (time.Duration, int) {
 	if txn == nil || len(txn.Items) == 0 {
 		return idle, 0
 	}
+	if hold := s.cfg.HoldDelivery; hold != nil {
+		hold(s.ctx, sd.dest) // tests only (Config.HoldDelivery)
+		if s.ctx.Err() != nil {
+			return idle, n
+		}
+	}
 	var o outcome
 	for try := 0; try < 2; try++ {
 		o = sd.attempt(txn, fl)

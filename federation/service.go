@@ -157,6 +157,11 @@ type Config struct {
 	// RetryBase is the first wait after a failed delivery attempt (0:
 	// spec §14's 1 s); tests lengthen it.
 	RetryBase time.Duration
+	// HoldDelivery, if not nil, is called before each delivery attempt
+	// with the destination and returns when the attempt may go on (or
+	// ctx, the service's, ends). Tests only: they hold deliveries to a
+	// server back with it; nil (production) holds nothing.
+	HoldDelivery func(ctx context.Context, to privateline.ServerName)
 }
 
 // Defaults and fixed settings (spec/federation.md §6.4, §11, §14).

@@ -1,6 +1,7 @@
 package homeserver
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
@@ -119,6 +120,10 @@ type Config struct {
 	// attempt (0: spec/federation.md §14's 1 s); not from the environment
 	// — tests lengthen it to see what happens while a sender backs off.
 	FederationRetryBase time.Duration
+	// FederationHoldDelivery, if not nil, is called before each delivery
+	// attempt (federation.Config.HoldDelivery); not from the environment —
+	// tests hold deliveries to a server back with it.
+	FederationHoldDelivery func(ctx context.Context, to privateline.ServerName)
 
 	// Notices are messages about the configuration for the log at start-up
 	// (deprecated variables, ignored settings).

@@ -2,8 +2,11 @@ package homeserver_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -252,6 +255,35 @@ func TestForkEvidenceAfterRotation(t *testing.T) {
 	if f := forkOf(t, fresh); !f.Verified || f.Basis != client.ForkUnderVouched {
 		t.Fatalf("a device that only pinned a's new key does not verify the evidence made before the rotation: %v (%s)", f.Err, f.Basis)
 	}
+	handOffFork(t, b, alice.Address())
+}
+
+// handOffFork lends the web client's integration test
+// (clients/web/test/forkdoc.integration.test.ts) the servers of
+// TestForkEvidenceAfterRotation, which that test runs with
+// PRIVATELINE_FORK_HANDOFF set to a directory: b's URL and alice's
+// address go into handoff.json there, and the servers stay up until the
+// web test creates done in it. Without the variable it does nothing.
+func handOffFork(t *testing.T, b *testServer, alice privateline.Address) {
+	t.Helper()
+	dir := os.Getenv("PRIVATELINE_FORK_HANDOFF")
+	if dir == "" {
+		return
+	}
+	raw, err := json.Marshal(map[string]string{"url": b.URL, "alice": string(alice)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "handoff.json.tmp"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "handoff.json.tmp"), filepath.Join(dir, "handoff.json")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the web test to finish with the servers", 15*time.Minute, func() bool {
+		_, err := os.Stat(filepath.Join(dir, "done"))
+		return err == nil
+	})
 }
 
 // forkOf returns the one fork evidence s's homeserver keeps, about
@@ -263,4 +295,30 @@ func forkOf(t *testing.T, s *client.Session) client.Fork {
 		t.Fatalf("the fork evidence: %+v, %v", fs, err)
 	}
 	return fs[0]
+}
+
+// TestForkDocumentUnavailable: b.test keeps evidence that a.test's
+// directory forked; while a is down, a client asking b for a's server
+// document (GET /api/keys/forks/document) gets 503 "unavailable", not a
+// document b cannot vouch is a's; once a is back, b passes it on again.
+func TestForkDocumentUnavailable(t *testing.T) {
+	t.Parallel()
+	servers := startRoutedFederation(t, &docRoutes{}, "a.test", "b.test")
+	a, b := servers[0], servers[1]
+	sdkRegister(t, a, sdkClient(t, a, nil), "fualice", "alice")
+	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
+		return len(covered(cosignaturesOf(t, a))) == 1
+	})
+	showFork(t, a, b)
+	a.stop()
+	r := b.do("GET", "/api/keys/forks/document?server=a.test", "", nil)
+	if r.Status != http.StatusServiceUnavailable || r.errorCode(t) != "unavailable" {
+		t.Fatalf("a's server document while a is down: %d %s", r.Status, r.Body)
+	}
+	a.launch(nil)
+	introduce(a, servers)
+	waitUntil(t, "b passes on a's server document again", 90*time.Second, func() bool {
+		r := b.do("GET", "/api/keys/forks/document?server=a.test", "", nil)
+		return r.Status == http.StatusOK && r.json(t)["server"] == "a.test"
+	})
 }

@@ -219,6 +219,8 @@ func federationConfig(cfg Config, key *serverkey.PrivateKey, dir *keydir.Directo
 		// Server documents (unknown names: federation.ErrUnknownServer).
 		HTTPClient: cfg.FederationHTTPClient,
 		RetryBase:  cfg.FederationRetryBase,
+		// Tests only: holds deliveries back (nil in production).
+		HoldDelivery: cfg.FederationHoldDelivery,
 	}
 	for _, p := range cfg.FederationPeers {
 		fc.Peers = append(fc.Peers, federation.Peer{Name: p.Name, Addr: p.Addr, Key: p.Key})
