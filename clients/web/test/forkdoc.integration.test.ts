@@ -59,7 +59,10 @@ beforeAll(async () => {
   }
   goTest.stdout!.on('data', keep)
   goTest.stderr!.on('data', keep)
-  exited = new Promise((resolve) => goTest!.once('exit', (code) => resolve(code)))
+  exited = new Promise((resolve) => {
+    goTest!.once('exit', (code) => resolve(code))
+    goTest!.once('error', (e) => (output.push(`go test could not run: ${e.message}\n`), resolve(null))) // no Go toolchain: fail, never skip
+  })
   await awaitHandoff(600_000)
 }, 660_000)
 
