@@ -434,6 +434,7 @@ func init() {
 	crossUserCases["POST /api/groups/:id/messages"] = hidden("POST", "/messages", bobsMessage)
 	crossUserCases["GET /api/groups/:id/messages"] = hidden("GET", "/messages", nil)
 	crossUserCases["PUT /api/groups/:id/retention"] = hidden("PUT", "/retention", fixed(map[string]any{"seconds": 1}))
+	crossUserCases["POST /api/groups/:id/seen_epoch"] = hidden("POST", "/seen_epoch", fixed(map[string]any{"seen_epoch": 5}))
 	crossUserCases["POST /api/groups"] = func(t *testing.T, ts *testServer, alice, bob *account) {
 		r := ts.do("POST", "/api/groups", bob.Access, map[string]any{})
 		if r.Status != http.StatusCreated || !strings.Contains(string(r.Body), bob.Username+"@hs.test") || strings.Contains(string(r.Body), alice.Username) {
