@@ -297,26 +297,35 @@ func forkOf(t *testing.T, s *client.Session) client.Fork {
 	return fs[0]
 }
 
+// forkedPair starts a.test and b.test (routed server documents), registers
+// user on a, waits for b to co-sign a's head and shows b a fork of a's
+// directory (showFork).
+func forkedPair(t *testing.T, user string) (a, b *testServer) {
+	t.Helper()
+	servers := startRoutedFederation(t, &docRoutes{}, "a.test", "b.test")
+	a, b = servers[0], servers[1]
+	sdkRegister(t, a, sdkClient(t, a, nil), user, "alice")
+	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
+		return len(covered(cosignaturesOf(t, a))) == 1
+	})
+	showFork(t, a, b)
+	return a, b
+}
+
 // TestForkDocumentUnavailable: b.test keeps evidence that a.test's
 // directory forked; while a is down, a client asking b for a's server
 // document (GET /api/keys/forks/document) gets 503 "unavailable", not a
 // document b cannot vouch is a's; once a is back, b passes it on again.
 func TestForkDocumentUnavailable(t *testing.T) {
 	t.Parallel()
-	servers := startRoutedFederation(t, &docRoutes{}, "a.test", "b.test")
-	a, b := servers[0], servers[1]
-	sdkRegister(t, a, sdkClient(t, a, nil), "fualice", "alice")
-	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
-		return len(covered(cosignaturesOf(t, a))) == 1
-	})
-	showFork(t, a, b)
+	a, b := forkedPair(t, "fualice")
 	a.stop()
 	r := b.do("GET", "/api/keys/forks/document?server=a.test", "", nil)
 	if r.Status != http.StatusServiceUnavailable || r.errorCode(t) != "unavailable" {
 		t.Fatalf("a's server document while a is down: %d %s", r.Status, r.Body)
 	}
 	a.launch(nil)
-	introduce(a, servers)
+	introduce(a, []*testServer{a, b})
 	waitUntil(t, "b passes on a's server document again", 90*time.Second, func() bool {
 		r := b.do("GET", "/api/keys/forks/document?server=a.test", "", nil)
 		return r.Status == http.StatusOK && r.json(t)["server"] == "a.test"

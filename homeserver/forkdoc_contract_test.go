@@ -3,20 +3,13 @@ package homeserver_test
 import (
 	"encoding/base64"
 	"testing"
-	"time"
 )
 
 // forkDocumentContract drives GET /api/keys/forks/document for
 // TestContractResponses: b.test keeps evidence that a.test's directory
 // forked, and passes on a's server document (and no other server's).
 func forkDocumentContract(t *testing.T, c *contract) {
-	servers := startRoutedFederation(t, &docRoutes{}, "a.test", "b.test")
-	a, b := servers[0], servers[1]
-	sdkRegister(t, a, sdkClient(t, a, nil), "fdalice", "alice")
-	waitUntil(t, "a's head co-signed by b", 60*time.Second, func() bool {
-		return len(covered(cosignaturesOf(t, a))) == 1
-	})
-	showFork(t, a, b)
+	a, b := forkedPair(t, "fdalice")
 	aKey := identityOf(t, a)
 	if m := c.send(t, b, specAccepts, 200, apiReq("GET", "/api/keys/forks", nil)).json(t); len(m["forks"].([]any)) != 1 {
 		t.Fatalf("b's forks: %v", m)
