@@ -275,10 +275,11 @@ func TestFileAfterDelete(t *testing.T) {
 	if err := w.b.svc.FetchRemoteFile(ctx, nameA, w.file, w.msg, w.bob); !privateline.Is(privateline.NotExist, err) {
 		t.Fatalf("fetch after the delete: %v, want NotExist", err)
 	}
-	blobs, _ := os.ReadDir(filepath.Join(w.b.dir, "blobs"))
-	if len(blobs) != 0 {
-		t.Fatalf("B keeps %d blobs after the delete", len(blobs))
-	}
+	// The blob is removed just after the commit that drops its record.
+	waitFor(t, "B to keep no blob after the delete", func() bool {
+		blobs, err := os.ReadDir(filepath.Join(w.b.dir, "blobs"))
+		return err == nil && len(blobs) == 0
+	})
 }
 
 // An expired message: the origin answers unknown_file.
