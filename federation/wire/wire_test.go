@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"reflect"
@@ -131,11 +132,17 @@ func TestTransactionRoundTrip(t *testing.T) {
 	if !bytes.Equal(got.Entries[2].Envelope, tx.Entries[2].Envelope) {
 		t.Fatal("envelope bytes changed")
 	}
-	// The signature is over the label: the same members signed as a
-	// receipt label do not verify as a transaction.
-	in, _ := signingInput(LabelTransaction, tx.body())
+	// The signature is over the label and the SHA-256 digest of the
+	// canonical members (spec/federation.md §7.2), written out here
+	// rather than through signingInput.
+	c, err := cjson.Marshal(tx.body())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256(c)
+	in := append([]byte("privateline/v1/federation-transaction-sha256\x00"), d[:]...)
 	if !ed25519.Verify(f.ka.Public(), in, got.Signature) {
-		t.Fatal("signature is not over label ‖ 0x00 ‖ canonical members")
+		t.Fatal("signature is not over label ‖ 0x00 ‖ SHA-256(canonical members)")
 	}
 }
 
