@@ -2,6 +2,7 @@ package cjson
 
 import (
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -180,4 +181,69 @@ func FuzzCanonical(f *testing.F) {
 			t.Fatalf("canonicalization is not idempotent")
 		}
 	})
+}
+
+// special8 flags a word exactly when one of its bytes is special: every
+// byte value in every position of an otherwise plain word, and random
+// words, against the byte-by-byte rule.
+func TestSpecial8(t *testing.T) {
+	special := func(c byte) bool { return c == '"' || c == '\\' || c < 0x20 || c >= 0x80 }
+	naive := func(x uint64) bool {
+		for i := range 8 {
+			if special(byte(x >> (8 * i))) {
+				return true
+			}
+		}
+		return false
+	}
+	const plain = 0x4141414141414141 // "AAAAAAAA"
+	for pos := range 8 {
+		for c := range 256 {
+			x := plain&^(0xff<<(8*pos)) | uint64(c)<<(8*pos)
+			if special8(x) != naive(x) {
+				t.Fatalf("byte %#x at %d: special8 %v", c, pos, special8(x))
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 1 << 20 {
+		x := r.Uint64()
+		if r.IntN(2) == 0 { // mostly printable ASCII, where misses would hide
+			x = x&0x3f3f3f3f3f3f3f3f | 0x2020202020202020
+		}
+		if special8(x) != naive(x) {
+			t.Fatalf("%#016x: special8 %v", x, special8(x))
+		}
+	}
+}
+
+// A special byte anywhere in a long string, in or after the words the
+// fast path skips, is seen.
+func TestParseLongStrings(t *testing.T) {
+	for at := range 40 {
+		for _, c := range []string{`\n`, `\"`, "é", "\x01", `"`} {
+			s := `"` + strings.Repeat("a", at) + c + strings.Repeat("b", 17) + `"`
+			v, err := Parse([]byte(s))
+			want, werr := "", error(nil)
+			switch c {
+			case `\n`:
+				want = strings.Repeat("a", at) + "\n" + strings.Repeat("b", 17)
+			case `\"`:
+				want = strings.Repeat("a", at) + `"` + strings.Repeat("b", 17)
+			case "é":
+				want = strings.Repeat("a", at) + "é" + strings.Repeat("b", 17)
+			default:
+				werr = errors.New("refused")
+			}
+			if werr != nil {
+				if err == nil {
+					t.Fatalf("%q: accepted as %q", s, v)
+				}
+				continue
+			}
+			if err != nil || v != want {
+				t.Fatalf("%q: %q, %v; want %q", s, v, err, want)
+			}
+		}
+	}
 }
