@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"bytes"
+	"reflect"
 	"testing"
 
 	"github.com/privateline/privateline/cjson"
@@ -40,4 +42,65 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted %q, re-encodes to %q (%v)", raw, again, err)
 		}
 	})
+}
+
+// FuzzDecodeEnvelopes holds decode's fast path to the generic one: what
+// decodeEnvelopes accepts, decodeGeneric accepts as the same transaction
+// (it gives up on everything else, which the generic path then decides).
+func FuzzDecodeEnvelopes(f *testing.F) {
+	fx := newFixture(f)
+	for _, n := range []int{1, 3} {
+		tx := sampleTx(n)
+		f.Add(mustSign(f, tx, fx.ka))
+		tx.After = NewTxnID()
+		f.Add(mustSign(f, tx, fx.ka))
+	}
+	f.Add([]byte(`{"created_at":0,"destination":"b","entries":[{"envelope":"QQ==","id":"00000000000000000000000000000001"}],"origin":"a","signature":"` +
+		b64.EncodeToString(make([]byte, 64)) + `","txn_id":"00000000000000000000000000000002","type":"envelopes","v":1}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fast, ok := decodeEnvelopes(raw)
+		if !ok {
+			return
+		}
+		m, _, err := decodeGeneric(raw)
+		if err != nil {
+			t.Fatalf("%q: the fast path accepts, the generic one refuses: %v", raw, err)
+		}
+		if !reflect.DeepEqual(m, Message(fast)) {
+			t.Fatalf("%q: fast path %+v, generic %+v", raw, fast, m)
+		}
+	})
+}
+
+// The frames signEnvelopes writes take decode's fast path, with and
+// without "after", and a change anywhere in one sends it to the generic
+// path, which refuses it as the fast path never could.
+func TestDecodeEnvelopesFastPath(t *testing.T) {
+	fx := newFixture(t)
+	for _, n := range []int{1, 2, 256} {
+		for _, after := range []bool{false, true} {
+			tx := sampleTx(n)
+			if after {
+				tx.After = NewTxnID()
+			}
+			raw := mustSign(t, tx, fx.ka)
+			got, ok := decodeEnvelopes(raw)
+			if !ok {
+				t.Fatalf("%d entries, after %v: the fast path gives up on a frame signEnvelopes wrote", n, after)
+			}
+			if !reflect.DeepEqual(got, tx) {
+				t.Fatalf("%d entries: decoded %+v, sent %+v", n, got, tx)
+			}
+		}
+	}
+	raw := mustSign(t, sampleTx(2), fx.ka)
+	for i := range raw {
+		bad := bytes.Clone(raw)
+		bad[i] ^= 0x01
+		if m, ok := decodeEnvelopes(bad); ok {
+			if g, _, err := decodeGeneric(bad); err != nil || !reflect.DeepEqual(g, Message(m)) {
+				t.Fatalf("byte %d changed: the fast path accepts what the generic one reads as %+v, %v", i, g, err)
+			}
+		}
+	}
 }

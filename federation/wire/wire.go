@@ -543,6 +543,9 @@ func Verify(raw []byte, peer Peer, me privateline.ServerName, now time.Time, lim
 		}
 	}
 	in, ok := unsignedInput(m.label(), raw, h.Signature)
+	if !ok && body == nil { // cannot happen either: decodeEnvelopes read it there
+		return nil, refuse(Malformed, "no signature member where the canonical form has it")
+	}
 	if !ok { // cannot happen: raw is canonical and has a signature member
 		delete(body, "signature")
 		if in, err = signingInput(m.label(), body); err != nil {
@@ -664,11 +667,21 @@ func signEnvelopes(t *Transaction, k *serverkey.PrivateKey) ([]byte, error) {
 }
 
 // decode performs checks 1–4 of Verify and returns the message and its
-// parsed members.
+// parsed members (nil for an envelopes transaction read by its fast path,
+// decodeEnvelopes).
 func decode(raw []byte, lim Limits) (Message, map[string]any, error) {
 	if len(raw) > lim.MaxFrame {
 		return nil, nil, refuse(TooLarge, "%d bytes, at most %d", len(raw), lim.MaxFrame)
 	}
+	if t, ok := decodeEnvelopes(raw); ok { // fastdecode.go
+		return t, nil, nil
+	}
+	return decodeGeneric(raw)
+}
+
+// decodeGeneric is decode for any message: checks 2–4 on the parsed
+// value.
+func decodeGeneric(raw []byte) (Message, map[string]any, error) {
 	// One pass parses and checks the canonical form (no re-encoding).
 	v, err := cjson.ParseCanonical(raw)
 	if err == cjson.ErrNotCanonical {
