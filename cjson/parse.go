@@ -249,7 +249,7 @@ func (p *parser) string() (string, error) {
 	// Fast path: a string of plain ASCII without escapes (every base64
 	// string) is one slice of the input.
 	start := p.pos
-	for p.pos+8 <= len(p.data) && !special8(binary.LittleEndian.Uint64(p.data[p.pos:])) {
+	for p.pos+8 <= len(p.data) && Plain8(binary.LittleEndian.Uint64(p.data[p.pos:])) {
 		p.pos += 8
 	}
 	for p.pos < len(p.data) {
@@ -301,17 +301,19 @@ func (p *parser) string() (string, error) {
 	}
 }
 
-// special8 reports whether any of the 8 bytes in x ends or leaves the
-// fast path of string: '"', '\\', a control character (< 0x20) or a
-// byte ≥ 0x80. The tests are the word-at-a-time ones for a zero byte
-// (x−0x01… & ^x & 0x80…) and a byte below n (x−n… & ^x & 0x80…, n ≤ 0x80),
-// exact about whether such a byte exists. A base64 string of 4 KiB is
-// then scanned 8 bytes a step.
-func special8(x uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
+// Plain8 reports whether the 8 bytes of x (as loaded little-endian from
+// a string's bytes) are all printable ASCII other than '"' and '\\'
+// (0x20–0x7e): bytes that a canonical JSON string holds as they are and
+// that never end one. The tests are the word-at-a-time ones for a zero
+// byte (x−0x01… & ^x & 0x80…) and a byte below n (x−n… & ^x & 0x80…,
+// n ≤ 0x80), exact about whether such a byte exists; 0x7f is the byte
+// whose low seven bits plus one reach 0x80. A base64 string of 4 KiB is
+// then scanned 8 bytes a step (here and in package envelope).
+func Plain8(x uint64) bool {
+	const ones, highs, lows = 0x0101010101010101, 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
 	q := x ^ ('"' * ones)
 	b := x ^ ('\\' * ones)
-	return (x|(q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x)&highs != 0
+	return (x|(q-ones)&^q|(b-ones)&^b|(x-0x20*ones)&^x|(x&lows+ones))&highs == 0
 }
 
 var errLoneSurrogate = errors.New("lone surrogate")

@@ -1,9 +1,11 @@
 package envelope
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/privateline/privateline"
+	"github.com/privateline/privateline/cjson"
 )
 
 // The fast path of parse: one pass over an envelope in the form senders
@@ -40,6 +42,9 @@ func (s *scanner) str() ([]byte, bool) {
 		return nil, false
 	}
 	start := s.i
+	for s.i+8 <= len(s.b) && cjson.Plain8(binary.LittleEndian.Uint64(s.b[s.i:])) {
+		s.i += 8
+	}
 	for s.i < len(s.b) {
 		switch c := s.b[s.i]; {
 		case c == '"':
