@@ -74,7 +74,8 @@
 //	                                   time queued (outbox.go)
 //	'D' server(16) 'q'|'p'|'e'         outbox destination: name, last seq,
 //	                                   depth, newest queue time ('q'); the
-//	                                   pending transaction ('p'); the last
+//	                                   pending transaction ('p', in a binary
+//	                                   form: pendingrec.go); the last
 //	                                   delivery error ('e')
 //	'R' server(16) txn(16)             inbound replay: results answered for
 //	                                   an origin's transaction (inbound.go)

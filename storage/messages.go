@@ -1179,6 +1179,9 @@ func (d *DB) deleteUserMessagesLocked(b *pebble.Batch, user ID) (*mtxn, func(), 
 		err = t.leaveAllGroupsLocked(user)
 	}
 	if err == nil {
+		err = t.forgetSender(user) // outbox.go: pending transactions name senders
+	}
+	if err == nil {
 		delete(t.counters, user)
 		err = t.flush()
 	}

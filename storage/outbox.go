@@ -24,8 +24,10 @@ import (
 //	'D' dest(16) 'q'      the destination: its name, the last sequence
 //	                      number given out, the number of items queued
 //	                      (depth) and the newest queue time
-//	'D' dest(16) 'p'      the pending transaction: txn id, type and the
-//	                      sequence numbers of its items
+//	'D' dest(16) 'p'      the pending transaction: txn id, type, its
+//	                      items' sequence numbers, ids and senders, and
+//	                      the transaction recorded to follow it; in a
+//	                      binary form (pendingrec.go)
 //	'D' dest(16) 'e'      the last error of a delivery attempt
 //
 // dest is HMAC(nameKey, "server" 0x00 name)[:16]: no server name appears
@@ -166,6 +168,66 @@ func (p *pendingTxn) drop(seq uint64) bool {
 	return true
 }
 
+// forget zeroes id wherever it is the sender of one of p's items (not of
+// its Next's) and reports whether it was there.
+func (p *pendingTxn) forget(id ID) bool {
+	found := false
+	for i := 0; i+len(id) <= len(p.Senders); i += len(id) {
+		if ID(p.Senders[i:i+len(id)]) == id {
+			clear(p.Senders[i : i+len(id)])
+			found = true
+		}
+	}
+	return found
+}
+
+// forgetSender zeroes user, whose account is being deleted, wherever it
+// is the sender of an item of a pending transaction or of the one
+// recorded to follow it, in t's batch, so that no record keeps the
+// account's id. OutboxDone gives no event to a zero sender, as to one
+// whose account has gone, so nothing else changes. Each destination with
+// a pending record is locked (lockGroupDest) until the batch is applied;
+// every stripe is held. Records are read from the store: t's batch must
+// not have written one.
+func (t *mtxn) forgetSender(user ID) error {
+	d := t.d
+	var hs [][]byte
+	n := len(pendingKey(make([]byte, 16)))
+	err := d.scanKeys([]byte{tOutboxDest.prefix}, func(k, _ []byte) error {
+		if len(k) == n && k[len(k)-1] == 'p' {
+			hs = append(hs, slices.Clone(k[1:len(k)-1]))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, h := range hs {
+		var st destState
+		if err := d.getJSON(stateKey(h), &st); err != nil {
+			return err // a destination with a pending transaction has a state
+		}
+		t.lockGroupDest(outboxDest{name: st.Name, h: h})
+		p, err := d.pendingTxn(h) // again, under the lock
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			continue
+		}
+		changed := p.forget(user)
+		if p.Next != nil && p.Next.forget(user) {
+			changed = true
+		}
+		if changed {
+			if err := d.putPending(t.b, h, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 type destError struct {
 	Text string `json:"text"`
 }
@@ -241,16 +303,6 @@ func (d *DB) destState(x outboxDest) (*destState, error) {
 		return nil, err
 	}
 	return st, nil
-}
-
-func (d *DB) pendingTxn(h []byte) (*pendingTxn, error) {
-	var p pendingTxn
-	if err := d.getJSON(pendingKey(h), &p); privateline.Is(privateline.NotExist, err) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	return &p, nil
 }
 
 // queueEnvelope adds an "envelopes" item for message msgID to each
@@ -703,7 +755,7 @@ func (d *DB) collect(h []byte, after uint64, now time.Time, maxItems, maxBytes i
 func (d *DB) setPending(b *pebble.Batch, h []byte, txn *OutboxTxn, senders map[uint64]ID, next *pendingTxn) error {
 	np := pendingOf(txn, senders)
 	np.Next = next
-	return d.setJSON(b, pendingKey(h), np)
+	return d.putPending(b, h, &np)
 }
 
 // pendingOf is the pending record of txn; senders gives each item's
@@ -902,7 +954,7 @@ func (d *DB) OutboxDone(dest privateline.ServerName, txnID string, results []Out
 			}
 		}
 		if p.Next != nil && all {
-			if err := d.setJSON(t.b, pendingKey(x.h), p.Next); err != nil {
+			if err := d.putPending(t.b, x.h, p.Next); err != nil {
 				t.b.Close()
 				return err
 			}
@@ -1070,7 +1122,7 @@ func (d *DB) OutboxExpire(dest privateline.ServerName, cutoff time.Time) (int, e
 			var err error
 			switch {
 			case p != nil:
-				err = d.setJSON(t.b, pendingKey(x.h), p)
+				err = d.putPending(t.b, x.h, p)
 			case had:
 				t.del(pendingKey(x.h))
 			}

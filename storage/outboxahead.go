@@ -127,7 +127,7 @@ func (d *DB) OutboxPend(dest privateline.ServerName, after string, next *OutboxT
 	p.Next = &np
 	t := d.newMtxn(nil)
 	t.release = unlock
-	if err := d.setJSON(t.b, pendingKey(x.h), p); err != nil {
+	if err := d.putPending(t.b, x.h, p); err != nil {
 		t.b.Close()
 		return false, privateline.E(op, err)
 	}
