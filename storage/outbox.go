@@ -192,10 +192,9 @@ func (p *pendingTxn) forget(id ID) bool {
 func (t *mtxn) forgetSender(user ID) error {
 	d := t.d
 	var hs [][]byte
-	n := len(pendingKey(make([]byte, 16)))
 	err := d.scanKeys([]byte{tOutboxDest.prefix}, func(k, _ []byte) error {
-		if len(k) == n && k[len(k)-1] == 'p' {
-			hs = append(hs, slices.Clone(k[1:len(k)-1]))
+		if len(k) == 1+16+1 && k[17] == 'p' {
+			hs = append(hs, slices.Clone(k[1:17]))
 		}
 		return nil
 	})

@@ -86,7 +86,7 @@ func appendPending(b []byte, p *pendingTxn) []byte {
 		flags |= pfNext
 	}
 	b = append(b, pendingV1, flags)
-	at := len(b) - 1 // flags: pfPackedIDs is set once the ids are written
+	flagsAt := len(b) - 1 // pfPackedIDs is set once the ids are written
 	b = binary.AppendUvarint(b, uint64(len(p.TxnID)))
 	b = append(b, p.TxnID...)
 	b = binary.AppendUvarint(b, uint64(len(p.Type)))
@@ -109,7 +109,7 @@ func appendPending(b []byte, p *pendingTxn) []byte {
 			}
 		}
 		if packed {
-			b[at] |= pfPackedIDs
+			b[flagsAt] |= pfPackedIDs
 		} else {
 			b = b[:ids]
 			for _, id := range p.IDs {
@@ -124,13 +124,13 @@ func appendPending(b []byte, p *pendingTxn) []byte {
 		// The Next record's length is known only once it is written: it
 		// is written after room for the longest length prefix, then moved
 		// back over the unused part of that room.
-		at = len(b)
+		room := len(b)
 		b = append(b, make([]byte, binary.MaxVarintLen64)...)
 		b = appendPending(b, p.Next)
-		n := len(b) - at - binary.MaxVarintLen64
-		w := binary.PutUvarint(b[at:], uint64(n))
-		copy(b[at+w:], b[at+binary.MaxVarintLen64:])
-		b = b[:at+w+n]
+		n := len(b) - room - binary.MaxVarintLen64
+		w := binary.PutUvarint(b[room:], uint64(n))
+		copy(b[room+w:], b[room+binary.MaxVarintLen64:])
+		b = b[:room+w+n]
 	}
 	return b
 }
