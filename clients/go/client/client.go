@@ -63,7 +63,7 @@ type Client struct {
 	server privateline.ServerName // guarded by mu; "" until known
 	// epochs: the highest epoch of each group an account's sessions held
 	// a key of (lostepochs.go); guarded by mu.
-	epochs map[privateline.Address]map[string]heldEpoch
+	epochs map[privateline.Address]map[string]HeldEpoch
 }
 
 // New returns a client for the homeserver at o.BaseURL.

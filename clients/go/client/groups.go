@@ -249,8 +249,8 @@ func (s *Session) rekey(ctx context.Context, op string, g *Group) (*e2ee.GroupKe
 		if same { // the server's document of the epoch is the one held
 			return s.groupKey(ctx, g, g.Epoch)
 		}
-		if h := s.c.highestEpoch(s.address, g.ID); h.epoch >= g.Epoch {
-			return nil, errHeldEpoch(op, g, h.epoch)
+		if h := s.c.highestEpoch(s.address, g.ID); h.Epoch >= g.Epoch {
+			return nil, errHeldEpoch(op, g, h.Epoch)
 		}
 		var others []privateline.Address
 		for _, a := range g.Addresses() {
@@ -289,7 +289,18 @@ func (s *Session) rekey(ctx context.Context, op string, g *Group) (*e2ee.GroupKe
 	}
 }
 
+// keepGroupKey keeps a group key opened or made and notes its epoch; a
+// held epoch that rises is a change of the session's state (OnChange).
 func (s *Session) keepGroupKey(gk *e2ee.GroupKey) {
+	if s.storeGroupKey(gk) {
+		s.changed()
+	}
+}
+
+// storeGroupKey keeps gk under mu (noting its epoch under the Client's
+// mu, after it) and reports whether the held epoch of the group rose;
+// keepGroupKey calls changed once mu is released.
+func (s *Session) storeGroupKey(gk *e2ee.GroupKey) (raised bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.groupKeys == nil {
@@ -299,10 +310,10 @@ func (s *Session) keepGroupKey(gk *e2ee.GroupKey) {
 		s.groupKeys[gk.Group] = map[int64]*e2ee.GroupKey{}
 	}
 	if _, ok := s.groupKeys[gk.Group][gk.Epoch]; ok {
-		return // the first key of an epoch stays (spec/e2ee.md §8.1)
+		return false // the first key of an epoch stays (spec/e2ee.md §8.1)
 	}
 	s.groupKeys[gk.Group][gk.Epoch] = gk
-	s.c.noteEpoch(s.address, gk.Group, heldOf(gk.From, gk.Epoch, gk.CreatedAt))
+	return s.c.noteEpoch(s.address, gk.Group, heldOf(gk.From, gk.Epoch, gk.CreatedAt))
 }
 
 // heldGroupKey returns the kept key of an epoch (epoch 0: the newest).

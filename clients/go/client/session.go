@@ -38,12 +38,20 @@ type WrappedKeys struct {
 
 // SessionState is what a client keeps to resume a session later (Resume)
 // without logging in again: no private key and no KEK, only the wrapped
-// keys, which Unlock opens with the password.
+// keys, which Unlock opens with the password, and the account's held
+// epochs (lostepochs.go).
 type SessionState struct {
 	Address privateline.Address
 	Tokens  Tokens
 	Wrapped WrappedKeys
 	Bundle  []byte // the account's key bundle, canonical JSON
+	// Epochs is, by group id, the highest epoch of each group whose key
+	// the account's sessions on this Client held (spec/e2ee.md §8.1), so
+	// that after a restart the client still reports the epochs a group's
+	// restored server lost and never makes a second key for one of them.
+	// It is kept after the session ends: give it to the next login's
+	// Client with RememberEpochs.
+	Epochs map[string]HeldEpoch `json:"Epochs,omitempty"`
 }
 
 // Session is a logged-in account: its tokens and, while unlocked, its
@@ -55,6 +63,11 @@ type Session struct {
 	// refreshing admits one refresh at a time (a buffered channel rather
 	// than a mutex, so that waiting respects the caller's context).
 	refreshing chan struct{}
+
+	// notify serializes the OnChange calls, each with a state taken while
+	// it is held, so the last call always has the newest state. Lock
+	// order: notify, then mu, then the Client's mu.
+	notify sync.Mutex
 
 	mu       sync.Mutex
 	tokens   Tokens             // guarded by mu
@@ -84,7 +97,9 @@ func (s *Session) LogValue() slog.Value       { return slog.StringValue(redacted
 
 // Resume rebuilds a session from a state saved earlier (Session.State).
 // It is locked: calls that need the private keys or the KEK need Unlock
-// first. The state's bundle must be the address's.
+// first. The state's bundle must be the address's. The state's held
+// epochs join the Client's memory of the account's (the higher epoch of
+// a group wins; RememberEpochs).
 func (c *Client) Resume(st SessionState) (*Session, error) {
 	const op = "client.Resume"
 	_, server, err := st.Address.Split()
@@ -102,6 +117,9 @@ func (c *Client) Resume(st SessionState) (*Session, error) {
 		return nil, privateline.E(op, privateline.Unauthenticated, "the saved session has no tokens; log in again")
 	}
 	if err := c.adoptServer(op, server); err != nil {
+		return nil, err
+	}
+	if err := c.rememberEpochs(op, st.Address, st.Epochs); err != nil {
 		return nil, err
 	}
 	return c.newSession(st.Address, cloneTokens(st.Tokens), cloneWrapped(st.Wrapped), b), nil
@@ -208,23 +226,34 @@ func (s *Session) State() SessionState {
 }
 
 func (s *Session) stateLocked() SessionState {
-	return SessionState{Address: s.address, Tokens: cloneTokens(s.tokens), Wrapped: cloneWrapped(s.wrapped), Bundle: s.bundle.JSON()}
+	return SessionState{Address: s.address, Tokens: cloneTokens(s.tokens), Wrapped: cloneWrapped(s.wrapped), Bundle: s.bundle.JSON(), Epochs: s.c.heldEpochs(s.address)}
 }
 
 // OnChange sets f to be called with the new state whenever the session's
 // tokens (a refresh), wrapped keys (a password or key change) or bundle
-// change, before the new tokens are used, so the caller can store them.
-// f runs on the goroutine of the call that caused the change and must
-// not call back into the session's network methods.
+// change, before the new tokens are used, so the caller can store them,
+// and when this session raises a held epoch (it opened or made the key of
+// an epoch above the highest held of the group). f runs on the goroutine
+// of the call that caused the change, one call at a time, and must not
+// call back into the session's network methods.
 func (s *Session) OnChange(f func(SessionState)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.onChange = f
 }
 
+// changed calls the OnChange function with the current state. Calls are
+// serialized under notify, and each takes its state under it, so two
+// changes on two goroutines cannot reach the caller newest first.
 func (s *Session) changed() {
+	s.notify.Lock()
+	defer s.notify.Unlock()
 	s.mu.Lock()
-	f, st := s.onChange, s.stateLocked()
+	f := s.onChange
+	var st SessionState
+	if f != nil {
+		st = s.stateLocked()
+	}
 	s.mu.Unlock()
 	if f != nil {
 		f(st)
