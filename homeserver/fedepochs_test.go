@@ -3,6 +3,8 @@ package homeserver_test
 import (
 	"context"
 	"net/url"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/privateline/privateline"
@@ -274,5 +276,147 @@ func TestRestoredGroupLostEpochsReportedByClients(t *testing.T) {
 	}
 	if len(sent) != 0 {
 		t.Fatalf("dave's history lacks %v", sent)
+	}
+}
+
+// TestRestoredGroupLostEpochsRememberedAcrossRestarts: as above, but the
+// apps restart between the lost epochs and the restore: alice's and
+// dave's sessions (made before the backup, so the restored server still
+// knows them) are saved with State, which carries the held epochs (each
+// rise reached OnChange), and resumed on new Clients that never saw a
+// key. The memory comes back with the state: in the first group alice,
+// the owner, adds erin (the server makes epoch 2 again) and her resumed
+// app reports epoch 3 and keys epoch 4; in the second, dave's resumed app
+// reports epoch 3 when it reads the group. No lost number gets a second
+// key, which a new app without the memory would have made.
+func TestRestoredGroupLostEpochsRememberedAcrossRestarts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test")
+	a := servers[0]
+	aliceU := sdkRegister(t, a, sdkClient(t, a, fresh()), "ralice", "alice")
+	daveU := sdkRegister(t, a, sdkClient(t, a, fresh()), "rdave", "bob")
+	erinU := sdkRegister(t, a, sdkClient(t, a, fresh()), "rerin", "carol")
+	alice, dave, erin := aliceU.login(t), daveU.login(t), erinU.login(t)
+	for _, s := range []*client.Session{dave, erin} {
+		mustLookup(t, alice, s.Address())
+	}
+	mustLookup(t, dave, alice.Address())
+	var gs []*client.Group
+	for range 2 {
+		g, err := alice.CreateGroup(ctx, []privateline.Address{dave.Address()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	// dave's app saves every change of its state; the held epochs of both
+	// groups rise to 1, 2, then 3, each rise a change.
+	var mu sync.Mutex
+	var daveSaved []client.SessionState
+	dave.OnChange(func(st client.SessionState) {
+		mu.Lock()
+		defer mu.Unlock()
+		daveSaved = append(daveSaved, st)
+	})
+	daveEv := listen(t, dave)
+	for _, g := range gs {
+		if m := mustSendGroup(t, alice, g.ID, "epoch 1"); daveEv.groupMessage(m.ID) != "epoch 1" {
+			t.Fatal("dave did not read epoch 1")
+		}
+	}
+
+	backup := backUp(t, a, servers)
+	daveEv = listen(t, dave)
+	for _, g := range gs {
+		if _, err := alice.AddMember(ctx, g.ID, erin.Address(), ""); err != nil {
+			t.Fatal(err)
+		}
+		if m := mustSendGroup(t, alice, g.ID, "epoch 2"); daveEv.groupMessage(m.ID) != "epoch 2" {
+			t.Fatal("dave did not read epoch 2")
+		}
+		if err := alice.RemoveMember(ctx, g.ID, erin.Address()); err != nil {
+			t.Fatal(err)
+		}
+		if m := mustSendGroup(t, alice, g.ID, "epoch 3"); daveEv.groupMessage(m.ID) != "epoch 3" {
+			t.Fatal("dave did not read epoch 3")
+		}
+	}
+	mu.Lock()
+	for _, g := range gs {
+		var rises []int64
+		for _, st := range daveSaved {
+			if e := st.Epochs[g.ID].Epoch; e != 0 && (len(rises) == 0 || e != rises[len(rises)-1]) {
+				rises = append(rises, e)
+			}
+		}
+		if !slices.Equal(rises, []int64{1, 2, 3}) {
+			t.Fatalf("dave's app saw the held epochs of %s go %v, want 1, 2, 3", g.ID, rises)
+		}
+	}
+	daveSt := daveSaved[len(daveSaved)-1]
+	mu.Unlock()
+	aliceSt := alice.State()
+	for _, g := range gs {
+		if h := aliceSt.Epochs[g.ID]; h.Epoch != 3 || h.From != alice.Address() || daveSt.Epochs[g.ID] != h {
+			t.Fatalf("the saved held epochs of %s: alice %+v, dave %+v", g.ID, h, daveSt.Epochs[g.ID])
+		}
+	}
+
+	restoreFrom(t, a, backup, servers)
+	// The apps start again: new Clients, the saved states.
+	resume := func(u *sdkUser, st client.SessionState) *client.Session {
+		t.Helper()
+		s, err := sdkClient(t, a, fresh()).Resume(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Unlock(u.password); err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range gs {
+			if s.HeldEpoch(g.ID) != 3 {
+				t.Fatalf("%s's resumed app holds epoch %d of %s", s.Address(), s.HeldEpoch(g.ID), g.ID)
+			}
+		}
+		return s
+	}
+	alice, dave = resume(aliceU, aliceSt), resume(daveU, daveSt)
+	for _, g := range gs {
+		if g2, err := alice.Group(ctx, g.ID); err != nil || g2.Epoch != 1 {
+			t.Fatalf("the restored group: %+v %v", g2, err)
+		}
+	}
+
+	// The first group: alice adds erin; the server makes epoch 2, which
+	// alice's resumed app does not key: it reports epoch 3 and keys 4.
+	if _, err := alice.AddMember(ctx, gs[0].ID, erin.Address(), ""); err != nil {
+		t.Fatalf("alice adds erin after the restore: %v", err)
+	}
+	if g2, err := alice.Group(ctx, gs[0].ID); err != nil || g2.Epoch != 4 || len(g2.Members) != 3 {
+		t.Fatalf("the first group after alice's change: %+v %v", g2, err)
+	}
+	// The second group: dave's resumed app reads it and reports epoch 3.
+	if _, err := dave.GroupMessages(ctx, gs[1].ID, client.MessagesQuery{Limit: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if g2, err := alice.Group(ctx, gs[1].ID); err != nil || g2.Epoch != 4 {
+		t.Fatalf("the second group after dave's report: %+v %v", g2, err)
+	}
+	m := mustSendGroup(t, alice, gs[1].ID, "after the restore")
+	items, err := dave.GroupMessages(ctx, gs[1].ID, client.MessagesQuery{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(items, func(it client.Item) bool { return it.ID == m.ID }); i < 0 || items[i].Err != nil || items[i].Body() != "after the restore" || items[i].Epoch != 4 {
+		t.Fatalf("dave's resumed app does not read alice's message in epoch 4: %+v", items)
+	}
+
+	for _, g := range gs {
+		for _, e := range []string{"2", "3"} {
+			if r := a.do("GET", "/api/groups/"+url.PathEscape(g.ID)+"/key?epoch="+e, string(alice.State().Tokens.Access), nil); r.Status != 404 {
+				t.Fatalf("epoch %s of %s has a key again: %d %s", e, g.ID, r.Status, r.Body)
+			}
+		}
 	}
 }
