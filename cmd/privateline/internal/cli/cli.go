@@ -210,7 +210,7 @@ func (r *runner) main(ctx context.Context, args []string) error {
 	}
 	err := cmd.run(ctx, r, fs.Args())
 	if err == nil && r.saveErr != nil {
-		err = privateline.E("cli", "the session's new tokens could not be saved; log in again", r.saveErr)
+		err = privateline.E("cli", "the session's new state could not be saved; log in again", r.saveErr)
 	}
 	return err
 }

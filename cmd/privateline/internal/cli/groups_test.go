@@ -2,10 +2,16 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/privateline/privateline/clients/go/client"
 )
 
 // TestCLIGroups: alice makes a group with bob and carol, all talk, carol is
@@ -46,6 +52,17 @@ func TestCLIGroups(t *testing.T) {
 	bob.ok("", &hist, "group", "history", "--limit", "10", g.ID)
 	if len(hist.Messages) != 3 || *hist.Messages[2].Text != "carol is gone" {
 		t.Fatalf("bob's history: %+v", hist)
+	}
+	// Each process saved the highest epoch its account held a key of
+	// (spec/e2ee.md §8.1) in session.json, for the next one.
+	for _, c := range []struct {
+		u     *cliUser
+		epoch int64
+		from  string
+	}{{alice, 2, "alice@hs.test"}, {bob, 2, "alice@hs.test"}, {carol, 1, "alice@hs.test"}} {
+		if h := heldEpochs(t, c.u)[g.ID]; h.Epoch != c.epoch || string(h.From) != c.from || h.CreatedAt == 0 {
+			t.Fatalf("the held epoch of %s in session.json: %+v, want epoch %d from %s", c.u.dir, h, c.epoch, c.from)
+		}
 	}
 	var list struct{ Groups []groupOut }
 	carol.ok("", &list, "group", "list")
@@ -112,4 +129,19 @@ func TestCLIGroups(t *testing.T) {
 		}
 	}
 	bob.ok("", nil, "group", "leave", g.ID)
+	// logout forgets the session, held epochs and all.
+	bob.ok("", nil, "logout")
+	if _, err := os.Stat(filepath.Join(bob.dir, sessionFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("session.json after logout: %v", err)
+	}
+}
+
+// heldEpochs reads the held epochs of u's session.json.
+func heldEpochs(t *testing.T, u *cliUser) map[string]client.HeldEpoch {
+	t.Helper()
+	var saved savedSession
+	if ok, err := (&stateDir{path: u.dir}).read(sessionFile, &saved); !ok || err != nil {
+		t.Fatalf("%s: no session.json (%v)", u.dir, err)
+	}
+	return saved.HeldEpochs
 }

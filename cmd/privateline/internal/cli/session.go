@@ -66,8 +66,8 @@ func (r *runner) lockedSession() (*client.Session, *config, func(), error) {
 }
 
 // session resumes the saved session. Changes the SDK reports (new tokens
-// after a refresh, new wrapped keys) are saved at once; a session the
-// server ended is removed.
+// after a refresh, new wrapped keys, a held epoch that rose) are saved at
+// once; of a session the server ended only the held epochs stay.
 func (r *runner) session() (*client.Session, *config, error) {
 	cfg, err := r.loadConfig(false)
 	if err != nil {
@@ -78,7 +78,7 @@ func (r *runner) session() (*client.Session, *config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if !ok || cfg.ServerURL == "" {
+	if !ok || !saved.loggedIn() || cfg.ServerURL == "" {
 		return nil, nil, errNotLoggedIn()
 	}
 	c, err := r.newClient(cfg)
@@ -93,14 +93,19 @@ func (r *runner) session() (*client.Session, *config, error) {
 	return s, cfg, nil
 }
 
-// sessionChanged is the SDK's OnChange: it saves the session, or removes
-// it once the server ended it.
+// sessionChanged is the SDK's OnChange: it saves the session. Once the
+// server ended it, the session goes, and only its held epochs stay (if
+// any): the account's next login reports them still (spec/e2ee.md §8.1;
+// a group's server restored from a backup ends the sessions it lost).
 func (r *runner) sessionChanged(st client.SessionState) {
 	var err error
-	if len(st.Tokens.Access) == 0 {
-		err = r.dir.remove(sessionFile)
-	} else {
+	switch {
+	case len(st.Tokens.Access) != 0:
 		err = r.dir.write(sessionFile, toSaved(st))
+	case len(st.Epochs) != 0:
+		err = r.dir.write(sessionFile, endedSession{Address: st.Address, HeldEpochs: st.Epochs})
+	default:
+		err = r.dir.remove(sessionFile)
 	}
 	if err != nil && r.saveErr == nil {
 		r.saveErr = err
@@ -110,12 +115,14 @@ func (r *runner) sessionChanged(st client.SessionState) {
 // saveLogin stores a new session and the config it belongs to. The
 // session saved before, if any, is logged out first when it is of the
 // same server (a device keeps one session); otherwise it is only
-// forgotten, with a note.
+// forgotten, with a note. If it was of the same account, its held epochs
+// go on in the new session.
 func (r *runner) saveLogin(ctx context.Context, cfg *config, s *client.Session) error {
 	name, server, err := s.Address().Split()
 	if err != nil {
 		return err
 	}
+	r.keepHeldEpochs(s)
 	r.endSaved(ctx, cfg)
 	cfg.ServerName, cfg.Username = server, name
 	if err := r.dir.write(configFile, cfg); err != nil {
@@ -128,10 +135,25 @@ func (r *runner) saveLogin(ctx context.Context, cfg *config, s *client.Session) 
 	return nil
 }
 
-// endSaved logs out the saved session before a new one replaces it.
+// keepHeldEpochs gives the new session's Client the held epochs saved
+// with the account's previous session (one that may have ended), so that
+// they are reported still and saved with the new one. Epochs that do not
+// load are forgotten, with a note.
+func (r *runner) keepHeldEpochs(s *client.Session) {
+	var saved savedSession
+	if ok, _ := r.dir.read(sessionFile, &saved); !ok || saved.Address != s.Address() || len(saved.HeldEpochs) == 0 {
+		return
+	}
+	if err := s.Client().RememberEpochs(saved.Address, saved.HeldEpochs); err != nil {
+		fmt.Fprintf(r.env.Stderr, "privateline: note: the saved group epochs of %s do not load (%s); they are forgotten\n", saved.Address, privateline.MessageOf(err))
+	}
+}
+
+// endSaved logs out the saved session before a new one replaces it (one
+// that the server ended already needs nothing).
 func (r *runner) endSaved(ctx context.Context, cfg *config) {
 	var saved savedSession
-	if ok, _ := r.dir.read(sessionFile, &saved); !ok {
+	if ok, _ := r.dir.read(sessionFile, &saved); !ok || !saved.loggedIn() {
 		return
 	}
 	var old config

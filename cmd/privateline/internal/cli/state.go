@@ -26,7 +26,11 @@ import (
 //	session.json    the session: tokens, and the account's key material
 //	                exactly as the server stores it (KDF parameters and the
 //	                private keys wrapped under the password's KEK; never
-//	                unwrapped on disk), and the account's key bundle
+//	                unwrapped on disk), the account's key bundle, and the
+//	                highest epoch of each group it held a key of
+//	                (spec/e2ee.md §8.1). After the server ended the session
+//	                only the address and those epochs stay, for the next
+//	                login of the account
 //	directory.json  per server: the key directory's pinned Ed25519 key and
 //	                the last signed tree head verified, so a directory that
 //	                forks or rolls back its log is caught between runs
@@ -64,6 +68,22 @@ type savedSession struct {
 	Nonce               []byte              `json:"nonce"`
 	EncryptedPrivateKey []byte              `json:"encrypted_private_key"`
 	KeyBundle           json.RawMessage     `json:"key_bundle"`
+	// HeldEpochs is client.SessionState.Epochs: by group id, the highest
+	// epoch the account held a key of. Files written before it was added
+	// have none.
+	HeldEpochs map[string]client.HeldEpoch `json:"held_epochs,omitempty"`
+}
+
+// loggedIn reports whether the saved session has tokens; without them it
+// is what an ended session leaves: the account's held epochs.
+func (s *savedSession) loggedIn() bool { return s.AccessToken != "" }
+
+// endedSession is what session.json keeps of a session the server ended:
+// its address and held epochs, which the account's next login takes over.
+// It reads as a savedSession without tokens.
+type endedSession struct {
+	Address    privateline.Address         `json:"address"`
+	HeldEpochs map[string]client.HeldEpoch `json:"held_epochs"`
 }
 
 func toSaved(st client.SessionState) savedSession {
@@ -79,6 +99,7 @@ func toSaved(st client.SessionState) savedSession {
 		Nonce:               st.Wrapped.Nonce,
 		EncryptedPrivateKey: st.Wrapped.EncryptedPrivateKey,
 		KeyBundle:           st.Bundle,
+		HeldEpochs:          st.Epochs,
 	}
 }
 
@@ -93,6 +114,7 @@ func (s *savedSession) state() client.SessionState {
 		},
 		Wrapped: client.WrappedKeys{KDF: s.KDF, Iterations: s.Iterations, Salt: s.Salt, Nonce: s.Nonce, EncryptedPrivateKey: s.EncryptedPrivateKey},
 		Bundle:  s.KeyBundle,
+		Epochs:  s.HeldEpochs,
 	}
 }
 
