@@ -20,7 +20,11 @@
 //     serialized: exactly one is in flight, and callers that saw the same
 //     expired token wait for it and use its result. OnChange tells the
 //     caller about new tokens (and new wrapped keys) so it can store them
-//     before they are used.
+//     before they are used. State, which Resume takes back, also carries
+//     the account's held epochs, the highest epoch of each group whose key
+//     it held (SessionState.Epochs, lostepochs.go: reported when a group's
+//     restored server shows an older one); a rise fires OnChange too, and
+//     RememberEpochs hands them to a new login after a session ended.
 //   - Key lookups are verified through the server's key directory
 //     (clients/go/directory): the directory key pinned on first use, the
 //     signed tree head, the entry's commitment and signature, the inclusion

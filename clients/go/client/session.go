@@ -49,8 +49,8 @@ type SessionState struct {
 	// the account's sessions on this Client held (spec/e2ee.md §8.1), so
 	// that after a restart the client still reports the epochs a group's
 	// restored server lost and never makes a second key for one of them.
-	// It is kept after the session ends: give it to the next login's
-	// Client with RememberEpochs.
+	// The state of a session the server ended still has it: hand it to
+	// the Client of the account's next login with RememberEpochs.
 	Epochs map[string]HeldEpoch `json:"Epochs,omitempty"`
 }
 
