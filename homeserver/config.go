@@ -44,10 +44,11 @@ type Config struct {
 	CSP            string         // CONTENT_SECURITY_POLICY
 	HSTS           bool           // HSTS_ENABLED
 	WebRoot        string         // WEB_ROOT: the built web client served at /; empty: none
-	// StoreMemTableBytes sizes the store's Pebble memtables (0: Pebble's
-	// 4 MiB). Larger ones cost less CPU per message written (fewer
-	// flushes and compactions; docs/benchmarks.md) and add up to about
-	// twice their size to the resident memory.
+	// StoreMemTableBytes sizes the store's Pebble memtables (0:
+	// storage.DefaultMemTableBytes, 16 MiB). Larger ones cost less CPU per
+	// message written up to a point (fewer flushes and compactions;
+	// docs/benchmarks.md) and add up to about twice their size to the
+	// resident memory of a busy server.
 	StoreMemTableBytes int64 // STORE_MEMTABLE_BYTES
 
 	EncryptedLogKey  privateline.Secret // ENCRYPTED_LOG_KEY (32 bytes) or nil

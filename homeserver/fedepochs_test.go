@@ -153,24 +153,10 @@ func TestFederationRestoredGroupLostEpochs(t *testing.T) {
 func TestRestoredGroupLostEpochsReportedByClients(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test")
-	a := servers[0]
-	aliceU := sdkRegister(t, a, sdkClient(t, a, fresh()), "lalice", "alice")
-	daveU := sdkRegister(t, a, sdkClient(t, a, fresh()), "ldave", "bob")
-	erinU := sdkRegister(t, a, sdkClient(t, a, fresh()), "lerin", "carol")
-	alice, dave, erin := aliceU.login(t), daveU.login(t), erinU.login(t)
-	for _, s := range []*client.Session{dave, erin} {
-		mustLookup(t, alice, s.Address())
-	}
-	mustLookup(t, dave, alice.Address())
-	var gs []*client.Group
-	for range 2 {
-		g, err := alice.CreateGroup(ctx, []privateline.Address{dave.Address()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		gs = append(gs, g)
-	}
+	w := newLostEpochs(t, "l")
+	a, servers, gs := w.a, w.servers, w.gs
+	aliceU, daveU, erinU := w.aliceU, w.daveU, w.erinU
+	alice, dave, erin := w.alice, w.dave, w.erin
 	daveEv := listen(t, dave)
 	for _, g := range gs {
 		if m := mustSendGroup(t, alice, g.ID, "epoch 1"); daveEv.groupMessage(m.ID) != "epoch 1" {
@@ -184,19 +170,8 @@ func TestRestoredGroupLostEpochsReportedByClients(t *testing.T) {
 
 	// Epochs 2 and 3 of both groups, lost with the restore; dave opens a
 	// message of each.
+	w.toEpoch3(alice, daveEv)
 	for _, g := range gs {
-		if _, err := alice.AddMember(ctx, g.ID, erin.Address(), ""); err != nil {
-			t.Fatal(err)
-		}
-		if m := mustSendGroup(t, alice, g.ID, "epoch 2"); daveEv.groupMessage(m.ID) != "epoch 2" {
-			t.Fatal("dave did not read epoch 2")
-		}
-		if err := alice.RemoveMember(ctx, g.ID, erin.Address()); err != nil {
-			t.Fatal(err)
-		}
-		if m := mustSendGroup(t, alice, g.ID, "epoch 3"); daveEv.groupMessage(m.ID) != "epoch 3" {
-			t.Fatal("dave did not read epoch 3")
-		}
 		if dave.HeldEpoch(g.ID) != 3 || alice.HeldEpoch(g.ID) != 3 {
 			t.Fatalf("held epochs: dave %d, alice %d", dave.HeldEpoch(g.ID), alice.HeldEpoch(g.ID))
 		}
@@ -251,13 +226,8 @@ func TestRestoredGroupLostEpochsReportedByClients(t *testing.T) {
 	r := mustSendGroup(t, dave, g.ID, "dave, after the restore")
 	sent[r.ID] = "dave, after the restore"
 
+	w.noSecondKeys(alice)
 	for _, g := range gs {
-		// No lost epoch number got a second key.
-		for _, e := range []string{"2", "3"} {
-			if r := a.do("GET", "/api/groups/"+url.PathEscape(g.ID)+"/key?epoch="+e, string(alice.State().Tokens.Access), nil); r.Status != 404 {
-				t.Fatalf("epoch %s of %s has a key again: %d %s", e, g.ID, r.Status, r.Body)
-			}
-		}
 		// dave's history after the restore opens, in epoch 4.
 		items, err := dave.GroupMessages(ctx, g.ID, client.MessagesQuery{Limit: 100})
 		if err != nil {
@@ -292,24 +262,10 @@ func TestRestoredGroupLostEpochsReportedByClients(t *testing.T) {
 func TestRestoredGroupLostEpochsRememberedAcrossRestarts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	servers := startFederationWith(t, func(*homeserver.Config) {}, "a.test")
-	a := servers[0]
-	aliceU := sdkRegister(t, a, sdkClient(t, a, fresh()), "ralice", "alice")
-	daveU := sdkRegister(t, a, sdkClient(t, a, fresh()), "rdave", "bob")
-	erinU := sdkRegister(t, a, sdkClient(t, a, fresh()), "rerin", "carol")
-	alice, dave, erin := aliceU.login(t), daveU.login(t), erinU.login(t)
-	for _, s := range []*client.Session{dave, erin} {
-		mustLookup(t, alice, s.Address())
-	}
-	mustLookup(t, dave, alice.Address())
-	var gs []*client.Group
-	for range 2 {
-		g, err := alice.CreateGroup(ctx, []privateline.Address{dave.Address()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		gs = append(gs, g)
-	}
+	w := newLostEpochs(t, "r")
+	a, servers, gs := w.a, w.servers, w.gs
+	aliceU, daveU := w.aliceU, w.daveU
+	alice, dave, erin := w.alice, w.dave, w.erin
 	// dave's app saves every change of its state; the held epochs of both
 	// groups rise to 1, 2, then 3, each rise a change.
 	var mu sync.Mutex
@@ -327,21 +283,7 @@ func TestRestoredGroupLostEpochsRememberedAcrossRestarts(t *testing.T) {
 	}
 
 	backup := backUp(t, a, servers)
-	daveEv = listen(t, dave)
-	for _, g := range gs {
-		if _, err := alice.AddMember(ctx, g.ID, erin.Address(), ""); err != nil {
-			t.Fatal(err)
-		}
-		if m := mustSendGroup(t, alice, g.ID, "epoch 2"); daveEv.groupMessage(m.ID) != "epoch 2" {
-			t.Fatal("dave did not read epoch 2")
-		}
-		if err := alice.RemoveMember(ctx, g.ID, erin.Address()); err != nil {
-			t.Fatal(err)
-		}
-		if m := mustSendGroup(t, alice, g.ID, "epoch 3"); daveEv.groupMessage(m.ID) != "epoch 3" {
-			t.Fatal("dave did not read epoch 3")
-		}
-	}
+	w.toEpoch3(alice, listen(t, dave))
 	mu.Lock()
 	for _, g := range gs {
 		var rises []int64
@@ -411,11 +353,73 @@ func TestRestoredGroupLostEpochsRememberedAcrossRestarts(t *testing.T) {
 	if i := slices.IndexFunc(items, func(it client.Item) bool { return it.ID == m.ID }); i < 0 || items[i].Err != nil || items[i].Body() != "after the restore" || items[i].Epoch != 4 {
 		t.Fatalf("dave's resumed app does not read alice's message in epoch 4: %+v", items)
 	}
+	w.noSecondKeys(alice)
+}
 
-	for _, g := range gs {
+// lostEpochs is the set-up of the tests of a group server restored by
+// itself: a.test with alice, dave and erin (each prefix+name), who know
+// each other's keys, and two groups of alice's with dave, at epoch 1.
+type lostEpochs struct {
+	t                    *testing.T
+	servers              []*testServer
+	a                    *testServer
+	aliceU, daveU, erinU *sdkUser
+	alice, dave, erin    *client.Session
+	gs                   []*client.Group
+}
+
+func newLostEpochs(t *testing.T, prefix string) *lostEpochs {
+	t.Helper()
+	w := &lostEpochs{t: t, servers: startFederationWith(t, func(*homeserver.Config) {}, "a.test")}
+	w.a = w.servers[0]
+	w.aliceU = sdkRegister(t, w.a, sdkClient(t, w.a, fresh()), prefix+"alice", "alice")
+	w.daveU = sdkRegister(t, w.a, sdkClient(t, w.a, fresh()), prefix+"dave", "bob")
+	w.erinU = sdkRegister(t, w.a, sdkClient(t, w.a, fresh()), prefix+"erin", "carol")
+	w.alice, w.dave, w.erin = w.aliceU.login(t), w.daveU.login(t), w.erinU.login(t)
+	for _, s := range []*client.Session{w.dave, w.erin} {
+		mustLookup(t, w.alice, s.Address())
+	}
+	mustLookup(t, w.dave, w.alice.Address())
+	for range 2 {
+		g, err := w.alice.CreateGroup(context.Background(), []privateline.Address{w.dave.Address()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.gs = append(w.gs, g)
+	}
+	return w
+}
+
+// toEpoch3 takes both groups from epoch 1 to 3 (alice adds erin, then
+// removes her), a message in each epoch, which dave (listening on daveEv)
+// opens.
+func (w *lostEpochs) toEpoch3(alice *client.Session, daveEv *listener) {
+	w.t.Helper()
+	ctx := context.Background()
+	for _, g := range w.gs {
+		if _, err := alice.AddMember(ctx, g.ID, w.erin.Address(), ""); err != nil {
+			w.t.Fatal(err)
+		}
+		if m := mustSendGroup(w.t, alice, g.ID, "epoch 2"); daveEv.groupMessage(m.ID) != "epoch 2" {
+			w.t.Fatal("dave did not read epoch 2")
+		}
+		if err := alice.RemoveMember(ctx, g.ID, w.erin.Address()); err != nil {
+			w.t.Fatal(err)
+		}
+		if m := mustSendGroup(w.t, alice, g.ID, "epoch 3"); daveEv.groupMessage(m.ID) != "epoch 3" {
+			w.t.Fatal("dave did not read epoch 3")
+		}
+	}
+}
+
+// noSecondKeys checks that no lost epoch number (2, 3) of either group
+// has a key again, asking as alice.
+func (w *lostEpochs) noSecondKeys(alice *client.Session) {
+	w.t.Helper()
+	for _, g := range w.gs {
 		for _, e := range []string{"2", "3"} {
-			if r := a.do("GET", "/api/groups/"+url.PathEscape(g.ID)+"/key?epoch="+e, string(alice.State().Tokens.Access), nil); r.Status != 404 {
-				t.Fatalf("epoch %s of %s has a key again: %d %s", e, g.ID, r.Status, r.Body)
+			if r := w.a.do("GET", "/api/groups/"+url.PathEscape(g.ID)+"/key?epoch="+e, string(alice.State().Tokens.Access), nil); r.Status != 404 {
+				w.t.Fatalf("epoch %s of %s has a key again: %d %s", e, g.ID, r.Status, r.Body)
 			}
 		}
 	}

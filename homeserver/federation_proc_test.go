@@ -222,8 +222,9 @@ func TestFederationKilledMidDrain(t *testing.T) {
 	b := newFedNode(t, "b.test", freeUDPPort(t))
 	a.peers = "b.test=" + b.fed
 	b.peers = "a.test=" + a.fed
+	const oneTxnPerSecond = "FEDERATION_RATE_PER_ORIGIN=1"
 	a.start()
-	b.start()
+	b.start(oneTxnPerSecond)
 	var senders, recipients []*keyAccount
 	for i := range 2 {
 		senders = append(senders, a.ts.registerWithKeys(fmt.Sprint("kms", i), "alice"))
@@ -233,8 +234,10 @@ func TestFederationKilledMidDrain(t *testing.T) {
 
 	// Envelopes of about 22 KB, so that a transaction (at most 256
 	// entries and about 3 MiB) holds about 130 of them and the drain takes
-	// five: it can be caught half-way twice even though the sender reads
-	// and signs the next transaction while one is in flight.
+	// five; and b.test accepts one transaction a second from a peer
+	// (FEDERATION_RATE_PER_ORIGIN, flow control the sender waits out), so
+	// the drain lasts seconds on any machine and is caught half-way twice
+	// however fast the two servers are.
 	const total, pad = 600, 16 << 10
 	var convs []*conv
 	byPair := map[[2]*keyAccount]*conv{}
@@ -279,7 +282,7 @@ func TestFederationKilledMidDrain(t *testing.T) {
 		b.ts.sendOK(replies.from, msg)
 		replies.ids = append(replies.ids, msg.ID())
 	}
-	b.start()
+	b.start(oneTxnPerSecond)
 	reply()
 	w := &mailboxWatch{t: t, ts: b.ts, users: recipients}
 	n := w.until(30*time.Second, "the first transactions arrive", func(n int) bool { return n > 0 })
@@ -299,7 +302,7 @@ func TestFederationKilledMidDrain(t *testing.T) {
 		t.Fatalf("the outbox had drained before b.test was killed (%d had arrived): use bigger or more messages", n)
 	}
 	t.Logf("b.test killed after %v with %d arrived, %d queued at a.test", time.Since(t0), n, left)
-	b.start()
+	b.start(oneTxnPerSecond)
 	reply()
 
 	// Everything arrives; the sender's outbox empties.
