@@ -608,7 +608,7 @@ func signEnvelopes(t *Transaction, k *serverkey.PrivateKey) ([]byte, error) {
 	if len(t.Entries) == 0 {
 		return fail("no entries")
 	}
-	size := 256 + len(t.Origin) + len(t.Destination) // the members around the entries
+	size := 320 + len(t.Origin) + len(t.Destination) // the members around the entries (≤ 289 bytes besides the names)
 	seen := make(map[string]bool, len(t.Entries))
 	for i, e := range t.Entries {
 		if !IsID(e.ID) || seen[e.ID] {
