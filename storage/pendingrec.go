@@ -99,14 +99,18 @@ func appendPending(b []byte, p *pendingTxn) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(p.IDs)))
 	if len(p.IDs) > 0 {
-		// Packed if every id is a message id; else, from the first that
+		// Packed if every id is a message id (32 lower-case hex digits,
+		// which survive being packed exactly); else, from the first that
 		// is not, written again as strings.
 		ids := len(b)
 		packed := true
 		for _, id := range p.IDs {
-			if b, packed = appendHexID(b, id); !packed {
+			k, err := msgKeyID(id)
+			if err != nil {
+				packed = false
 				break
 			}
+			b = append(b, k...)
 		}
 		if packed {
 			b[flagsAt] |= pfPackedIDs
@@ -121,48 +125,12 @@ func appendPending(b []byte, p *pendingTxn) []byte {
 	b = binary.AppendUvarint(b, uint64(len(p.Senders)))
 	b = append(b, p.Senders...)
 	if p.Next != nil {
-		// The Next record's length is known only once it is written: it
-		// is written after room for the longest length prefix, then moved
-		// back over the unused part of that room.
-		room := len(b)
-		b = append(b, make([]byte, binary.MaxVarintLen64)...)
-		b = appendPending(b, p.Next)
-		n := len(b) - room - binary.MaxVarintLen64
-		w := binary.PutUvarint(b[room:], uint64(n))
-		copy(b[room+w:], b[room+binary.MaxVarintLen64:])
-		b = b[:room+w+n]
+		next := appendPending(nil, p.Next)
+		b = binary.AppendUvarint(b, uint64(len(next)))
+		b = append(b, next...)
 	}
 	return b
 }
-
-// appendHexID appends the 16 bytes that s spells if s is 32 lower-case
-// hex digits, the form of a message id (so that it survives being packed
-// exactly), and reports whether it is; if not, what it appended is to be
-// dropped.
-func appendHexID(b []byte, s string) ([]byte, bool) {
-	if len(s) != 32 {
-		return b, false
-	}
-	var bad byte
-	for i := 0; i < len(s); i += 2 {
-		hi, lo := lowerHex[s[i]], lowerHex[s[i+1]]
-		bad |= hi | lo
-		b = append(b, hi<<4|lo&0x0f)
-	}
-	return b, bad&0x80 == 0
-}
-
-// lowerHex maps a lower-case hex digit to its value and any other byte to
-// 0xff.
-var lowerHex = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for i, c := range "0123456789abcdef" {
-		t[c] = byte(i)
-	}
-	return t
-}()
 
 // unmarshalPending decodes a pending record in either form into p.
 // Senders aliases pt (the caller's freshly opened plaintext).
