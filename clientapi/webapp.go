@@ -1,11 +1,15 @@
 package clientapi
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // The web client.
@@ -26,7 +30,12 @@ import (
 // the service worker /sw.js, /manifest.webmanifest, the icons — has stable
 // names and is served with Cache-Control: no-cache, so that a new build
 // reaches browsers on their next visit (a service worker served with a
-// long max-age would pin users to an old app).
+// long max-age would pin users to an old app). Their validator is an ETag
+// of their content, never their modification time: a rebuilt index.html
+// can carry the same mtime as the one it replaces (to the second, which is
+// all Last-Modified holds, or always, with reproducible builds and image
+// layers that fix every mtime), and a 304 to the browser's revalidation
+// would then keep users on the old build.
 
 // serveWebApp answers r from the web root, or reports false when r is not
 // for the web client.
@@ -45,24 +54,35 @@ func (a *API) serveWebApp(w http.ResponseWriter, r *http.Request) bool {
 		name = filepath.Join(a.cfg.WebRoot, "index.html")
 		clean = "/index.html"
 	}
-	f, err := os.Open(name)
-	if err != nil {
-		return false // no build in the web root: the JSON 404
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return false
-	}
-	if strings.HasPrefix(clean, "/assets/") {
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	} else {
-		w.Header().Set("Cache-Control", "no-cache")
-	}
 	if ct, ok := webContentTypes[path.Ext(clean)]; ok {
 		w.Header().Set("Content-Type", ct)
 	}
-	http.ServeContent(w, r, path.Base(clean), fi.ModTime(), f)
+	if strings.HasPrefix(clean, "/assets/") {
+		f, err := os.Open(name)
+		if err != nil {
+			return false // gone since the Stat: the JSON 404
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return false
+		}
+		// The name is a hash of the content: its mtime is as good a
+		// validator as any.
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		http.ServeContent(w, r, path.Base(clean), fi.ModTime(), f)
+		return true
+	}
+	body, err := os.ReadFile(name)
+	if err != nil {
+		return false // no build in the web root: the JSON 404
+	}
+	sum := sha256.Sum256(body)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("ETag", `"`+base64.RawURLEncoding.EncodeToString(sum[:18])+`"`)
+	// No modification time: no Last-Modified, and If-Modified-Since is
+	// ignored; If-None-Match is checked against the ETag.
+	http.ServeContent(w, r, path.Base(clean), time.Time{}, bytes.NewReader(body))
 	return true
 }
 

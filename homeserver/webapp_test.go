@@ -1,12 +1,14 @@
 package homeserver_test
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestWebAppServed: with WEB_ROOT the server answers the built web client
@@ -105,6 +107,74 @@ func TestWebAppServed(t *testing.T) {
 	n, _ := conn.Read(buf)
 	if strings.Contains(string(buf[:n]), "root:") {
 		t.Fatalf("path traversal served a file outside the web root:\n%s", buf[:n])
+	}
+}
+
+// TestWebAppRevalidatesByContent: index.html and the other files with
+// stable names are revalidated by an ETag of their content. A new build
+// whose index.html has the old one's modification time (the same second,
+// or a fixed mtime of a reproducible build) still reaches a browser that
+// revalidates, and an unchanged file is a 304.
+func TestWebAppRevalidatesByContent(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	index := filepath.Join(root, "index.html")
+	mtime := time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
+	write := func(body string) {
+		t.Helper()
+		if err := os.WriteFile(index, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(index, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldBuild := `<!doctype html><script type="module" src="/assets/index-aaaa.js"></script>`
+	newBuild := `<!doctype html><script type="module" src="/assets/index-bbbb.js"></script>`
+	write(oldBuild)
+	cfg := testConfig(t)
+	cfg.WebRoot = root
+	ts := startServer(t, cfg)
+
+	get := func(header map[string]string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", ts.URL+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, string(body)
+	}
+	first, body := get(nil)
+	etag := first.Header.Get("ETag")
+	if first.StatusCode != http.StatusOK || body != oldBuild || etag == "" || first.Header.Get("Last-Modified") != "" {
+		t.Fatalf("first visit: %d ETag %q Last-Modified %q %q", first.StatusCode, etag, first.Header.Get("Last-Modified"), body)
+	}
+	since := mtime.Add(time.Hour).Format(http.TimeFormat)
+	if res, _ := get(map[string]string{"If-None-Match": etag, "If-Modified-Since": since}); res.StatusCode != http.StatusNotModified {
+		t.Fatalf("revalidating an unchanged index.html: %d, want 304", res.StatusCode)
+	}
+
+	write(newBuild) // the same size and the same mtime
+	for _, h := range []map[string]string{
+		{"If-None-Match": etag, "If-Modified-Since": since},
+		{"If-Modified-Since": since},
+	} {
+		res, body := get(h)
+		if res.StatusCode != http.StatusOK || body != newBuild || res.Header.Get("ETag") == etag {
+			t.Fatalf("revalidating with %v after a new build: %d ETag %q %q, want the new index.html", h, res.StatusCode, res.Header.Get("ETag"), body)
+		}
 	}
 }
 

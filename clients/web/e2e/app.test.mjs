@@ -5,7 +5,7 @@
 
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -195,14 +195,19 @@ e2e('after a new build is deployed, the service worker keeps the new shell and d
     assert.ok(Object.values(await cachedPaths(page)).flat().includes(oldScript))
 
     // The new build: the same code under a new content-hashed name, in
-    // index.html and in the build's file list.
+    // index.html and in the build's file list. Its files keep the old
+    // ones' modification times, as a reproducible build's or an image
+    // layer's do (and as a deploy within the same second does to
+    // Last-Modified): the browser's revalidation must still see the change.
     const newScript = oldScript.replace(/^\/assets\//, '/assets/next-')
     renameSync(join(root, oldScript), join(root, newScript))
     for (const f of ['index.html', 'precache.json']) {
       const file = join(root, f)
       const text = readFileSync(file, 'utf8')
+      const { atime, mtime } = statSync(file)
       assert.ok(text.includes(oldScript), `${f} does not name ${oldScript}`)
       writeFileSync(file, text.replaceAll(oldScript, newScript))
+      utimesSync(file, atime, mtime)
     }
 
     await page.reload()
