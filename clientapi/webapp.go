@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"os"
 	"path"
@@ -54,10 +55,11 @@ func (a *API) serveWebApp(w http.ResponseWriter, r *http.Request) bool {
 		name = filepath.Join(a.cfg.WebRoot, "index.html")
 		clean = "/index.html"
 	}
-	if ct, ok := webContentTypes[path.Ext(clean)]; ok {
-		w.Header().Set("Content-Type", ct)
-	}
+	var content io.ReadSeeker
+	var modTime time.Time
 	if strings.HasPrefix(clean, "/assets/") {
+		// The name is a hash of the content: its mtime is as good a
+		// validator as any.
 		f, err := os.Open(name)
 		if err != nil {
 			return false // gone since the Stat: the JSON 404
@@ -67,22 +69,25 @@ func (a *API) serveWebApp(w http.ResponseWriter, r *http.Request) bool {
 		if err != nil {
 			return false
 		}
-		// The name is a hash of the content: its mtime is as good a
-		// validator as any.
+		content, modTime = f, fi.ModTime()
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		http.ServeContent(w, r, path.Base(clean), fi.ModTime(), f)
-		return true
+	} else {
+		// No modification time, so no Last-Modified, and ServeContent
+		// ignores If-Modified-Since; it checks If-None-Match against the
+		// ETag.
+		body, err := os.ReadFile(name)
+		if err != nil {
+			return false // no build in the web root: the JSON 404
+		}
+		sum := sha256.Sum256(body)
+		content = bytes.NewReader(body)
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("ETag", `"`+base64.RawURLEncoding.EncodeToString(sum[:18])+`"`)
 	}
-	body, err := os.ReadFile(name)
-	if err != nil {
-		return false // no build in the web root: the JSON 404
+	if ct, ok := webContentTypes[path.Ext(clean)]; ok {
+		w.Header().Set("Content-Type", ct)
 	}
-	sum := sha256.Sum256(body)
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("ETag", `"`+base64.RawURLEncoding.EncodeToString(sum[:18])+`"`)
-	// No modification time: no Last-Modified, and If-Modified-Since is
-	// ignored; If-None-Match is checked against the ETag.
-	http.ServeContent(w, r, path.Base(clean), time.Time{}, bytes.NewReader(body))
+	http.ServeContent(w, r, path.Base(clean), modTime, content)
 	return true
 }
 
