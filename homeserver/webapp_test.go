@@ -1,7 +1,6 @@
 package homeserver_test
 
 import (
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -136,44 +135,24 @@ func TestWebAppRevalidatesByContent(t *testing.T) {
 	cfg.WebRoot = root
 	ts := startServer(t, cfg)
 
-	get := func(header map[string]string) (*http.Response, string) {
-		t.Helper()
-		req, err := http.NewRequest("GET", ts.URL+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k, v := range header {
-			req.Header.Set(k, v)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res, string(body)
-	}
-	first, body := get(nil)
+	first := ts.do("GET", "/", "", nil)
 	etag := first.Header.Get("ETag")
-	if first.StatusCode != http.StatusOK || body != oldBuild || etag == "" || first.Header.Get("Last-Modified") != "" {
-		t.Fatalf("first visit: %d ETag %q Last-Modified %q %q", first.StatusCode, etag, first.Header.Get("Last-Modified"), body)
+	if first.Status != http.StatusOK || string(first.Body) != oldBuild || etag == "" || first.Header.Get("Last-Modified") != "" {
+		t.Fatalf("first visit: %d ETag %q Last-Modified %q %q", first.Status, etag, first.Header.Get("Last-Modified"), first.Body)
 	}
 	since := mtime.Add(time.Hour).Format(http.TimeFormat)
-	if res, _ := get(map[string]string{"If-None-Match": etag, "If-Modified-Since": since}); res.StatusCode != http.StatusNotModified {
-		t.Fatalf("revalidating an unchanged index.html: %d, want 304", res.StatusCode)
+	if r := ts.do("GET", "/", "", nil, "If-None-Match", etag, "If-Modified-Since", since); r.Status != http.StatusNotModified {
+		t.Fatalf("revalidating an unchanged index.html: %d, want 304", r.Status)
 	}
 
 	write(newBuild) // the same size and the same mtime
-	for _, h := range []map[string]string{
-		{"If-None-Match": etag, "If-Modified-Since": since},
-		{"If-Modified-Since": since},
+	for _, h := range [][]string{
+		{"If-None-Match", etag, "If-Modified-Since", since},
+		{"If-Modified-Since", since},
 	} {
-		res, body := get(h)
-		if res.StatusCode != http.StatusOK || body != newBuild || res.Header.Get("ETag") == etag {
-			t.Fatalf("revalidating with %v after a new build: %d ETag %q %q, want the new index.html", h, res.StatusCode, res.Header.Get("ETag"), body)
+		r := ts.do("GET", "/", "", nil, h...)
+		if r.Status != http.StatusOK || string(r.Body) != newBuild || r.Header.Get("ETag") == etag {
+			t.Fatalf("revalidating with %q after a new build: %d ETag %q %q, want the new index.html", h, r.Status, r.Header.Get("ETag"), r.Body)
 		}
 	}
 }
